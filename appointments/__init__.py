@@ -1,0 +1,1 @@
+"""The appointments domain: models, the migration stage table, write and read paths."""

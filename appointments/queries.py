@@ -1,0 +1,228 @@
+"""Read queries: batch fetches for the DataLoaders and keyset-paginated lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from appointments.errors import DomainError, ErrorCode
+from appointments.models import (
+    Appointment,
+    AppointmentStatus,
+    Base,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    Patient,
+    User,
+    UserRole,
+)
+from appointments.sides import DOCTOR, PATIENT, Membership, Side
+
+RowT = TypeVar("RowT", bound=Base)
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+async def rows_by_ids(
+    session: AsyncSession, model: type[RowT], ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, RowT]:
+    id_column: InstrumentedAttribute[uuid.UUID] = model.id  # type: ignore[attr-defined]
+    rows = (await session.execute(select(model).where(id_column.in_(set(ids))))).scalars()
+    return {row.id: row for row in rows}  # type: ignore[attr-defined]
+
+
+async def memberships_by_clinic_and_person(
+    session: AsyncSession, side: Side, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[tuple[uuid.UUID, uuid.UUID], Membership]:
+    model = side.membership_model
+    person_column: InstrumentedAttribute[uuid.UUID] = getattr(model, side.person_column)
+    statement = select(model).where(
+        model.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
+        person_column.in_({person_id for _, person_id in keys}),
+    )
+    rows: Sequence[Membership] = (await session.execute(statement)).scalars().all()
+    return {(row.clinic_id, side.person_of(row)): row for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[RowT]):
+    rows: list[RowT]
+    cursors: list[str]
+    has_next_page: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetOrder:
+    """Columns a list is ordered by; the last one must be unique (the id)."""
+
+    columns: tuple[InstrumentedAttribute[Any], ...]
+
+    def encode(self, row: Base) -> str:
+        values = [_to_json(getattr(row, column.key)) for column in self.columns]
+        return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+    def after(self, cursor: str) -> Any:
+        try:
+            values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            if not isinstance(values, list) or len(values) != len(self.columns):
+                raise ValueError("cursor has the wrong shape")
+            decoded = [
+                _from_json(column, value) for column, value in zip(self.columns, values, strict=True)
+            ]
+        except (ValueError, binascii.Error, TypeError) as error:
+            raise DomainError(ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after") from error
+        condition = self.columns[-1] > decoded[-1]
+        for column, value in zip(reversed(self.columns[:-1]), reversed(decoded[:-1]), strict=True):
+            condition = or_(column > value, and_(column == value, condition))
+        return condition
+
+
+def _to_json(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _from_json(column: InstrumentedAttribute[Any], value: Any) -> Any:
+    if not isinstance(value, str):
+        raise TypeError("cursor values are strings")
+    python_type = column.type.python_type
+    if python_type is datetime:
+        return datetime.fromisoformat(value)
+    if python_type is uuid.UUID:
+        return uuid.UUID(value)
+    return value
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[tuple[RowT]],
+    order: KeysetOrder,
+    first: int | None,
+    after: str | None,
+) -> Page[RowT]:
+    size = DEFAULT_PAGE_SIZE if first is None else first
+    if not 0 <= size <= MAX_PAGE_SIZE:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"first must be between 0 and {MAX_PAGE_SIZE}", "first"
+        )
+    if after is not None:
+        statement = statement.where(order.after(after))
+    statement = statement.order_by(*order.columns).limit(size + 1)
+    rows = list((await session.execute(statement)).scalars())
+    page = rows[:size]
+    return Page(page, [order.encode(row) for row in page], len(rows) > size)
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentFilter:
+    clinic_id: uuid.UUID | None = None
+    doctor_id: uuid.UUID | None = None
+    patient_id: uuid.UUID | None = None
+    clinic_doctor_id: uuid.UUID | None = None
+    clinic_patient_id: uuid.UUID | None = None
+    starts_from: datetime | None = None
+    starts_before: datetime | None = None
+    status: AppointmentStatus | None = None
+
+
+APPOINTMENT_ORDER = KeysetOrder((Appointment.starts_at, Appointment.id))
+NAME_ORDERS = {
+    Clinic: KeysetOrder((Clinic.name, Clinic.id)),
+    User: KeysetOrder((User.name, User.id)),
+    Patient: KeysetOrder((Patient.full_name, Patient.id)),
+}
+MEMBERSHIP_ORDERS = {
+    ClinicDoctor: KeysetOrder((ClinicDoctor.created_at, ClinicDoctor.id)),
+    ClinicPatient: KeysetOrder((ClinicPatient.created_at, ClinicPatient.id)),
+}
+
+
+def appointment_filter_statement(where: AppointmentFilter) -> Select[tuple[Appointment]]:
+    """Appointments matching the filter.
+
+    A doctor or patient filter matches a row when either origin names that
+    person, so results do not depend on how far the row's clinic has migrated.
+    """
+    statement = select(Appointment)
+    if where.clinic_id is not None:
+        statement = statement.where(Appointment.clinic_id == where.clinic_id)
+    for side, person_id, membership_id in (
+        (DOCTOR, where.doctor_id, where.clinic_doctor_id),
+        (PATIENT, where.patient_id, where.clinic_patient_id),
+    ):
+        if person_id is not None:
+            statement = statement.where(_names_person(side, person_id))
+        if membership_id is not None:
+            statement = statement.where(_names_membership(side, membership_id))
+    if where.starts_from is not None:
+        statement = statement.where(Appointment.starts_at >= where.starts_from)
+    if where.starts_before is not None:
+        statement = statement.where(Appointment.starts_at < where.starts_before)
+    if where.status is not None:
+        statement = statement.where(Appointment.status == where.status.value)
+    return statement
+
+
+def _names_person(side: Side, person_id: uuid.UUID) -> ColumnElement[bool]:
+    model = side.membership_model
+    memberships_of_person = select(model.id).where(getattr(model, side.person_column) == person_id)
+    return or_(
+        getattr(Appointment, side.legacy_column) == person_id,
+        getattr(Appointment, side.new_column).in_(memberships_of_person),
+    )
+
+
+def _names_membership(side: Side, membership_id: uuid.UUID) -> ColumnElement[bool]:
+    model = side.membership_model
+    derived_from_legacy = exists().where(
+        model.id == membership_id,
+        model.clinic_id == Appointment.clinic_id,
+        getattr(model, side.person_column) == getattr(Appointment, side.legacy_column),
+    )
+    return or_(getattr(Appointment, side.new_column) == membership_id, derived_from_legacy)
+
+
+async def list_appointments(
+    session: AsyncSession, where: AppointmentFilter, first: int | None, after: str | None
+) -> Page[Appointment]:
+    return await paginate(session, appointment_filter_statement(where), APPOINTMENT_ORDER, first, after)
+
+
+async def list_clinics(session: AsyncSession, first: int | None, after: str | None) -> Page[Clinic]:
+    return await paginate(session, select(Clinic), NAME_ORDERS[Clinic], first, after)
+
+
+async def list_users(
+    session: AsyncSession, role: UserRole | None, first: int | None, after: str | None
+) -> Page[User]:
+    statement = select(User) if role is None else select(User).where(User.role == role.value)
+    return await paginate(session, statement, NAME_ORDERS[User], first, after)
+
+
+async def list_patients(session: AsyncSession, first: int | None, after: str | None) -> Page[Patient]:
+    return await paginate(session, select(Patient), NAME_ORDERS[Patient], first, after)
+
+
+async def list_clinic_doctors(
+    session: AsyncSession, clinic_id: uuid.UUID, first: int | None, after: str | None
+) -> Page[ClinicDoctor]:
+    statement = select(ClinicDoctor).where(ClinicDoctor.clinic_id == clinic_id)
+    return await paginate(session, statement, MEMBERSHIP_ORDERS[ClinicDoctor], first, after)
+
+
+async def list_clinic_patients(
+    session: AsyncSession, clinic_id: uuid.UUID, first: int | None, after: str | None
+) -> Page[ClinicPatient]:
+    statement = select(ClinicPatient).where(ClinicPatient.clinic_id == clinic_id)
+    return await paginate(session, statement, MEMBERSHIP_ORDERS[ClinicPatient], first, after)

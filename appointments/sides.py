@@ -1,0 +1,66 @@
+"""The two links an appointment carries, described once so every path treats them alike.
+
+An appointment names its doctor and its patient twice: the legacy way (a person
+id) and the new way (a clinic membership id). ``Side`` says which columns and
+which membership model belong to each, so write, read and comparison code is
+written once for both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from appointments.models import Appointment, ClinicDoctor, ClinicPatient
+
+Membership = ClinicDoctor | ClinicPatient
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    name: str
+    legacy_column: str
+    new_column: str
+    legacy_input: str
+    new_input: str
+    membership_model: type[ClinicDoctor] | type[ClinicPatient]
+    person_column: str
+
+    def legacy_id(self, appointment: Appointment) -> uuid.UUID | None:
+        value: uuid.UUID | None = getattr(appointment, self.legacy_column)
+        return value
+
+    def membership_id(self, appointment: Appointment) -> uuid.UUID | None:
+        value: uuid.UUID | None = getattr(appointment, self.new_column)
+        return value
+
+    def set_links(
+        self, appointment: Appointment, legacy_id: uuid.UUID | None, membership_id: uuid.UUID | None
+    ) -> None:
+        setattr(appointment, self.legacy_column, legacy_id)
+        setattr(appointment, self.new_column, membership_id)
+
+    def person_of(self, membership: Membership) -> uuid.UUID:
+        value: uuid.UUID = getattr(membership, self.person_column)
+        return value
+
+
+DOCTOR = Side(
+    name="doctor",
+    legacy_column="doctor_id",
+    new_column="clinic_doctor_id",
+    legacy_input="doctorId",
+    new_input="clinicDoctorId",
+    membership_model=ClinicDoctor,
+    person_column="user_id",
+)
+PATIENT = Side(
+    name="patient",
+    legacy_column="patient_id",
+    new_column="clinic_patient_id",
+    legacy_input="patientId",
+    new_input="clinicPatientId",
+    membership_model=ClinicPatient,
+    person_column="patient_id",
+)
+SIDES = (DOCTOR, PATIENT)

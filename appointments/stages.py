@@ -1,0 +1,65 @@
+"""The six migration stages and what each one means for writes and reads.
+
+The table below is the single source of truth: write and read paths look up a
+``StagePolicy`` and follow it; no code path branches on a stage name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Stage(enum.StrEnum):
+    LEGACY = "legacy"
+    DUAL_WRITE = "dual_write"
+    SHADOW = "shadow"
+    LIVE = "live"
+    RAMPDOWN = "rampdown"
+    COMPLETE = "complete"
+
+    @classmethod
+    def parse(cls, value: str) -> Stage:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(stage.value for stage in cls)
+            raise ValueError(f"unknown migration stage {value!r}; expected one of {names}") from None
+
+
+class Origin(enum.StrEnum):
+    """Which stored columns a value came from."""
+
+    LEGACY = "legacy"
+    NEW = "new"
+
+
+@dataclass(frozen=True, slots=True)
+class StagePolicy:
+    stage: Stage
+    writes_legacy: bool
+    writes_new: bool
+    authoritative: Origin
+    compared: bool
+    accepts_new_input: bool
+
+    @property
+    def new_authoritative(self) -> bool:
+        return self.authoritative is Origin.NEW
+
+
+STAGE_POLICIES: dict[Stage, StagePolicy] = {
+    policy.stage: policy
+    for policy in (
+        StagePolicy(Stage.LEGACY, True, False, Origin.LEGACY, False, False),
+        StagePolicy(Stage.DUAL_WRITE, True, True, Origin.LEGACY, False, True),
+        StagePolicy(Stage.SHADOW, True, True, Origin.LEGACY, True, True),
+        StagePolicy(Stage.LIVE, True, True, Origin.NEW, True, True),
+        StagePolicy(Stage.RAMPDOWN, True, True, Origin.NEW, False, True),
+        StagePolicy(Stage.COMPLETE, False, True, Origin.NEW, False, True),
+    )
+}
+
+
+def policy_for(stage: Stage) -> StagePolicy:
+    return STAGE_POLICIES[stage]

@@ -1,0 +1,372 @@
+"""The write path: every change to appointments, clinics, people and memberships.
+
+Each function takes a session inside an open transaction and either completes
+its change or raises ``DomainError`` (the caller rolls back, so the database is
+unchanged). ``run_in_transaction`` is that caller for the API, the CLI and the
+tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.errors import DomainError, ErrorCode
+from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
+from appointments.models import (
+    Appointment,
+    AppointmentStatus,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    Patient,
+    User,
+    UserRole,
+)
+from appointments.reads import StageLookup
+from appointments.sides import DOCTOR, PATIENT, Membership, Side
+from appointments.stages import StagePolicy, policy_for
+
+T = TypeVar("T")
+
+MAX_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 2000
+
+
+async def run_in_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    events: MigrationEventLog,
+    operation: Callable[[AsyncSession, PendingEvents], Awaitable[T]],
+) -> T:
+    """Run one write in one transaction; publish its events only once it committed."""
+    pending = PendingEvents()
+    async with sessions() as session, session.begin():
+        result = await operation(session, pending)
+    events.publish_all(pending)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class PersonReference:
+    """A doctor or patient named the legacy way (person id), the new way (membership id), or both."""
+
+    person_id: uuid.UUID | None = None
+    membership_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAppointment:
+    clinic_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    doctor: PersonReference
+    patient: PersonReference
+    reason: str | None = None
+
+
+async def create_appointment(
+    session: AsyncSession, stage_for: StageLookup, command: NewAppointment, events: PendingEvents
+) -> Appointment:
+    _check_time_range(command.starts_at, command.ends_at)
+    reason = _clean_reason(command.reason)
+    if await session.get(Clinic, command.clinic_id) is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
+    policy = policy_for(stage_for(command.clinic_id))
+    appointment = Appointment(
+        id=uuid.uuid4(),
+        clinic_id=command.clinic_id,
+        starts_at=command.starts_at,
+        ends_at=command.ends_at,
+        status=AppointmentStatus.SCHEDULED.value,
+        reason=reason,
+    )
+    for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
+        await _link(session, policy, side, appointment, reference, events)
+    session.add(appointment)
+    await session.flush()
+    return appointment
+
+
+async def reschedule_appointment(
+    session: AsyncSession, appointment_id: uuid.UUID, starts_at: datetime, ends_at: datetime
+) -> Appointment:
+    _check_time_range(starts_at, ends_at)
+    appointment = await _scheduled_appointment(session, appointment_id, "reschedule")
+    appointment.starts_at = starts_at
+    appointment.ends_at = ends_at
+    await session.flush()
+    return appointment
+
+
+async def reassign_appointment(
+    session: AsyncSession,
+    stage_for: StageLookup,
+    side: Side,
+    appointment_id: uuid.UUID,
+    reference: PersonReference,
+    events: PendingEvents,
+) -> Appointment:
+    appointment = await _scheduled_appointment(session, appointment_id, f"reassign the {side.name}")
+    policy = policy_for(stage_for(appointment.clinic_id))
+    await _link(session, policy, side, appointment, reference, events)
+    await session.flush()
+    return appointment
+
+
+async def cancel_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> Appointment:
+    appointment = await _scheduled_appointment(session, appointment_id, "cancel")
+    appointment.status = AppointmentStatus.CANCELLED.value
+    await session.flush()
+    return appointment
+
+
+async def create_clinic(session: AsyncSession, name: str) -> Clinic:
+    clinic = Clinic(id=uuid.uuid4(), name=_clean_name(name, "name"))
+    return await _insert_unique(session, clinic, "a clinic with this name exists", "name")
+
+
+async def create_user(session: AsyncSession, name: str, email: str, role: UserRole) -> User:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise DomainError(ErrorCode.INVALID_INPUT, "email must be an address like a@b.org", "email")
+    user = User(id=uuid.uuid4(), name=_clean_name(name, "name"), email=email, role=role.value)
+    return await _insert_unique(session, user, "a user with this email exists", "email")
+
+
+async def create_patient(session: AsyncSession, full_name: str, date_of_birth: date | None) -> Patient:
+    patient = Patient(
+        id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
+    )
+    session.add(patient)
+    await session.flush()
+    return patient
+
+
+async def add_clinic_doctor(session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID) -> ClinicDoctor:
+    await _require(session, Clinic, clinic_id, "clinicId")
+    user = await _require(session, User, user_id, "userId")
+    if user.role != UserRole.DOCTOR.value:
+        raise DomainError(ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", "userId")
+    membership = ClinicDoctor(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id, active=True)
+    return await _insert_unique(
+        session, membership, "this doctor already works in this clinic", "userId"
+    )
+
+
+async def set_clinic_doctor_active(
+    session: AsyncSession, clinic_doctor_id: uuid.UUID, active: bool
+) -> ClinicDoctor:
+    membership = await _require(session, ClinicDoctor, clinic_doctor_id, "clinicDoctorId")
+    membership.active = active
+    await session.flush()
+    return membership
+
+
+async def add_clinic_patient(
+    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
+) -> ClinicPatient:
+    await _require(session, Clinic, clinic_id, "clinicId")
+    await _require(session, Patient, patient_id, "patientId")
+    membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
+    return await _insert_unique(
+        session, membership, "this patient is already registered in this clinic", "patientId"
+    )
+
+
+async def _link(
+    session: AsyncSession,
+    policy: StagePolicy,
+    side: Side,
+    appointment: Appointment,
+    reference: PersonReference,
+    events: PendingEvents,
+) -> None:
+    """Write one side of an appointment as the stage says.
+
+    The side the stage does not write is cleared rather than left as it was,
+    so the two sides of a row are always either consistent or one of them empty;
+    an empty side is what backfills and read fallbacks know how to handle.
+    """
+    person_id, membership = await _resolve_reference(
+        session, policy, side, appointment.clinic_id, reference
+    )
+    if policy.writes_new and membership is None:
+        events.add(
+            UnlinkedWrite(side.name, appointment.id, appointment.clinic_id, policy.stage, person_id)
+        )
+    side.set_links(
+        appointment,
+        person_id if policy.writes_legacy else None,
+        membership.id if policy.writes_new and membership is not None else None,
+    )
+
+
+async def _resolve_reference(
+    session: AsyncSession,
+    policy: StagePolicy,
+    side: Side,
+    clinic_id: uuid.UUID,
+    reference: PersonReference,
+) -> tuple[uuid.UUID, Membership | None]:
+    if reference.membership_id is not None:
+        membership = await _membership_from_new_input(session, policy, side, clinic_id, reference)
+        return side.person_of(membership), membership
+    if reference.person_id is None:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"name the {side.name} with {side.legacy_input} or {side.new_input}",
+            side.legacy_input,
+        )
+    await _require_person(session, side, reference.person_id)
+    if not policy.writes_new:
+        return reference.person_id, None
+    membership = await _membership_for(session, side, clinic_id, reference.person_id)
+    if membership is None and policy.new_authoritative:
+        raise DomainError(
+            ErrorCode.MEMBERSHIP_MISSING,
+            f"the {side.name} has no membership in this clinic, and in stage "
+            f"{policy.stage.value} the new model is authoritative; add the membership first",
+            side.legacy_input,
+            stage=policy.stage,
+        )
+    if membership is not None:
+        _require_active(side, membership, side.legacy_input)
+    return reference.person_id, membership
+
+
+async def _membership_from_new_input(
+    session: AsyncSession,
+    policy: StagePolicy,
+    side: Side,
+    clinic_id: uuid.UUID,
+    reference: PersonReference,
+) -> Membership:
+    assert reference.membership_id is not None
+    if not policy.accepts_new_input:
+        raise DomainError(
+            ErrorCode.STAGE_FORBIDS_INPUT,
+            f"this clinic is in stage {policy.stage.value}, which does not use the new model; "
+            f"name the {side.name} with {side.legacy_input}",
+            side.new_input,
+            stage=policy.stage,
+        )
+    membership = await session.get(side.membership_model, reference.membership_id)
+    if membership is None:
+        raise DomainError(ErrorCode.NOT_FOUND, f"no clinic {side.name} has this id", side.new_input)
+    if membership.clinic_id != clinic_id:
+        raise DomainError(
+            ErrorCode.CROSS_CLINIC_REFERENCE,
+            f"the clinic {side.name} belongs to another clinic than the appointment",
+            side.new_input,
+        )
+    if reference.person_id is not None and reference.person_id != side.person_of(membership):
+        raise DomainError(
+            ErrorCode.CONFLICTING_REFERENCES,
+            f"{side.legacy_input} and {side.new_input} name different {side.name}s",
+            side.legacy_input,
+        )
+    _require_active(side, membership, side.new_input)
+    return membership
+
+
+async def _membership_for(
+    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+) -> Membership | None:
+    model = side.membership_model
+    statement = select(model).where(
+        model.clinic_id == clinic_id, getattr(model, side.person_column) == person_id
+    )
+    membership: Membership | None = (await session.execute(statement)).scalar_one_or_none()
+    return membership
+
+
+async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
+    if side is DOCTOR:
+        user = await _require(session, User, person_id, side.legacy_input)
+        if user.role != UserRole.DOCTOR.value:
+            raise DomainError(
+                ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", side.legacy_input
+            )
+    else:
+        await _require(session, Patient, person_id, side.legacy_input)
+
+
+def _require_active(side: Side, membership: Membership, field: str) -> None:
+    if isinstance(membership, ClinicDoctor) and not membership.active:
+        raise DomainError(
+            ErrorCode.MEMBERSHIP_INACTIVE,
+            f"the {side.name} no longer works in this clinic (membership inactive)",
+            field,
+        )
+
+
+async def _scheduled_appointment(
+    session: AsyncSession, appointment_id: uuid.UUID, action: str
+) -> Appointment:
+    statement = select(Appointment).where(Appointment.id == appointment_id).with_for_update()
+    appointment = (await session.execute(statement)).scalar_one_or_none()
+    if appointment is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "no appointment has this id", "appointmentId")
+    if appointment.status != AppointmentStatus.SCHEDULED.value:
+        raise DomainError(
+            ErrorCode.INVALID_STATUS_TRANSITION,
+            f"cannot {action} an appointment that is {appointment.status}",
+            "appointmentId",
+        )
+    return appointment
+
+
+ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient)
+
+
+async def _require(session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str) -> ModelT:
+    row = await session.get(model, key)
+    if row is None:
+        raise DomainError(ErrorCode.NOT_FOUND, f"no {model.__tablename__[:-1].replace('_', ' ')} has this id", field)
+    return row
+
+
+async def _insert_unique(session: AsyncSession, row: ModelT, message: str, field: str) -> ModelT:
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise DomainError(ErrorCode.ALREADY_EXISTS, message, field) from error
+    return row
+
+
+def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
+    for value, field in ((starts_at, "startsAt"), (ends_at, "endsAt")):
+        if value.tzinfo is None:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, "give the time with a UTC offset, e.g. 2026-01-05T09:00Z", field
+            )
+    if ends_at <= starts_at:
+        raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
+
+
+def _clean_name(value: str, field: str) -> str:
+    cleaned = value.strip()
+    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"{field} must be 1 to {MAX_NAME_LENGTH} characters", field
+        )
+    return cleaned
+
+
+def _clean_reason(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = value.strip()
+    if len(cleaned) > MAX_REASON_LENGTH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"reason must be at most {MAX_REASON_LENGTH} characters", "reason"
+        )
+    return cleaned or None

@@ -1,0 +1,1 @@
+"""The ASGI service: settings, request context, app, health, CLI."""

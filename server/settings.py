@@ -1,0 +1,87 @@
+"""Settings from environment variables. Every variable and default is listed in the README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from appointments.stages import Stage
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
+DEFAULT_FLAGS_FILE = "var/flags.json"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    auto_migrate: bool = True
+    default_stage: Stage = Stage.DUAL_WRITE
+    flags_file: Path = Path(DEFAULT_FLAGS_FILE)
+    unleash_url: str | None = None
+    unleash_api_token: str | None = None
+    unleash_app_name: str = "clinic-appointments"
+    unleash_environment: str = "default"
+    unleash_refresh_interval: int = 15
+    unleash_cache_dir: Path = Path("var/unleash-cache")
+    graphiql: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        unleash_url = env.get("UNLEASH_URL") or None
+        token = env.get("UNLEASH_API_TOKEN") or None
+        if unleash_url is not None and token is None:
+            raise SettingsError("UNLEASH_URL is set but UNLEASH_API_TOKEN is not; both are needed")
+        try:
+            default_stage = Stage.parse(env.get("CLINIC_DEFAULT_STAGE", defaults.default_stage.value))
+        except ValueError as error:
+            raise SettingsError(f"CLINIC_DEFAULT_STAGE: {error}") from None
+        return cls(
+            database_url=env.get("CLINIC_DATABASE_URL", defaults.database_url),
+            auto_migrate=_flag(env, "CLINIC_AUTO_MIGRATE", defaults.auto_migrate),
+            default_stage=default_stage,
+            flags_file=Path(env.get("CLINIC_FLAGS_FILE", str(defaults.flags_file))),
+            unleash_url=unleash_url,
+            unleash_api_token=token,
+            unleash_app_name=env.get("UNLEASH_APP_NAME", defaults.unleash_app_name),
+            unleash_environment=env.get("UNLEASH_ENVIRONMENT", defaults.unleash_environment),
+            unleash_refresh_interval=_integer(
+                env, "UNLEASH_REFRESH_INTERVAL", defaults.unleash_refresh_interval
+            ),
+            unleash_cache_dir=Path(env.get("UNLEASH_CACHE_DIR", str(defaults.unleash_cache_dir))),
+            graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
+            log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
+        )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1")
+    return value
