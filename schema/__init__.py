@@ -1,0 +1,1 @@
+"""The GraphQL schema: types, inputs, typed errors, queries, mutations, DataLoaders."""

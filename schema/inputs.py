@@ -1,0 +1,128 @@
+"""Mutation and filter inputs, and their translation into domain commands."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from appointments import models
+from appointments.errors import DomainError, ErrorCode
+from appointments.queries import AppointmentFilter
+from appointments.writes import NewAppointment, PersonReference
+from schema.errors import parse_id, parse_optional_id
+
+
+def _doctor(doctor_id: strawberry.ID | None, clinic_doctor_id: strawberry.ID | None) -> PersonReference:
+    return PersonReference(
+        parse_optional_id(doctor_id, "doctorId"), parse_optional_id(clinic_doctor_id, "clinicDoctorId")
+    )
+
+
+def _patient(patient_id: strawberry.ID | None, clinic_patient_id: strawberry.ID | None) -> PersonReference:
+    return PersonReference(
+        parse_optional_id(patient_id, "patientId"),
+        parse_optional_id(clinic_patient_id, "clinicPatientId"),
+    )
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise DomainError(ErrorCode.INVALID_INPUT, f"{field} needs a UTC offset", field)
+    return value
+
+
+@strawberry.input(
+    description=(
+        "Name the doctor and the patient either the legacy way (doctorId, patientId) or the new "
+        "way (clinicDoctorId, clinicPatientId); the other side is derived."
+    )
+)
+class CreateAppointmentInput:
+    clinic_id: strawberry.ID
+    starts_at: datetime
+    ends_at: datetime
+    reason: str | None = None
+    doctor_id: strawberry.ID | None = None
+    patient_id: strawberry.ID | None = None
+    clinic_doctor_id: strawberry.ID | None = None
+    clinic_patient_id: strawberry.ID | None = None
+
+    def to_command(self) -> NewAppointment:
+        return NewAppointment(
+            clinic_id=parse_id(self.clinic_id, "clinicId"),
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            doctor=_doctor(self.doctor_id, self.clinic_doctor_id),
+            patient=_patient(self.patient_id, self.clinic_patient_id),
+            reason=self.reason,
+        )
+
+
+@strawberry.input
+class RescheduleAppointmentInput:
+    appointment_id: strawberry.ID
+    starts_at: datetime
+    ends_at: datetime
+
+
+@strawberry.input(description="Name the new doctor by doctorId or clinicDoctorId")
+class ReassignDoctorInput:
+    appointment_id: strawberry.ID
+    doctor_id: strawberry.ID | None = None
+    clinic_doctor_id: strawberry.ID | None = None
+
+    def reference(self) -> PersonReference:
+        return _doctor(self.doctor_id, self.clinic_doctor_id)
+
+
+@strawberry.input(description="Name the new patient by patientId or clinicPatientId")
+class ReassignPatientInput:
+    appointment_id: strawberry.ID
+    patient_id: strawberry.ID | None = None
+    clinic_patient_id: strawberry.ID | None = None
+
+    def reference(self) -> PersonReference:
+        return _patient(self.patient_id, self.clinic_patient_id)
+
+
+@strawberry.input
+class CreateUserInput:
+    name: str
+    email: str
+    role: models.UserRole
+
+
+@strawberry.input
+class CreatePatientInput:
+    full_name: str
+    date_of_birth: date | None = None
+
+
+@strawberry.input(
+    description=(
+        "Filters combine with AND. doctorId/patientId/clinicDoctorId/clinicPatientId match an "
+        "appointment when either field set names that person or membership."
+    )
+)
+class AppointmentFilterInput:
+    clinic_id: strawberry.ID | None = None
+    doctor_id: strawberry.ID | None = None
+    patient_id: strawberry.ID | None = None
+    clinic_doctor_id: strawberry.ID | None = None
+    clinic_patient_id: strawberry.ID | None = None
+    starts_from: datetime | None = strawberry.field(default=None, description="Inclusive")
+    starts_before: datetime | None = strawberry.field(default=None, description="Exclusive")
+    status: models.AppointmentStatus | None = None
+
+    def to_filter(self) -> AppointmentFilter:
+        return AppointmentFilter(
+            clinic_id=parse_optional_id(self.clinic_id, "clinicId"),
+            doctor_id=parse_optional_id(self.doctor_id, "doctorId"),
+            patient_id=parse_optional_id(self.patient_id, "patientId"),
+            clinic_doctor_id=parse_optional_id(self.clinic_doctor_id, "clinicDoctorId"),
+            clinic_patient_id=parse_optional_id(self.clinic_patient_id, "clinicPatientId"),
+            starts_from=_aware(self.starts_from, "startsFrom"),
+            starts_before=_aware(self.starts_before, "startsBefore"),
+            status=self.status,
+        )

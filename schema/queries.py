@@ -1,0 +1,129 @@
+"""Query resolvers: translate arguments, call the domain, wrap rows in types."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from appointments import models, queries
+from appointments.errors import DomainError
+from schema.errors import parse_id, query_error
+from schema.inputs import AppointmentFilterInput
+from schema.types import (
+    Appointment,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    Connection,
+    ContextInfo,
+    Patient,
+    User,
+)
+
+T = TypeVar("T")
+PageSize = Annotated[
+    int | None, strawberry.argument(
+        description=f"Page size: default {queries.DEFAULT_PAGE_SIZE}, at most {queries.MAX_PAGE_SIZE}"
+    ),
+]
+
+
+async def _read(info: ContextInfo, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    return await info.context.db.run(operation)
+
+
+def _parse(value: strawberry.ID, field: str) -> uuid.UUID:
+    try:
+        return parse_id(value, field)
+    except DomainError as error:
+        raise query_error(error) from None
+
+
+async def _page(
+    info: ContextInfo, operation: Callable[[AsyncSession], Awaitable[queries.Page[queries.RowT]]]
+) -> queries.Page[queries.RowT]:
+    try:
+        return await _read(info, operation)
+    except DomainError as error:
+        raise query_error(error) from None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def appointment(self, info: ContextInfo, id: strawberry.ID) -> Appointment | None:
+        row = await info.context.loaders.appointment_by_id.load(_parse(id, "id"))
+        return None if row is None else Appointment.from_model(row)
+
+    @strawberry.field(description="Appointments ordered by start time, then id")
+    async def appointments(
+        self,
+        info: ContextInfo,
+        filter: AppointmentFilterInput | None = None,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> Connection[Appointment]:
+        try:
+            where = (filter or AppointmentFilterInput()).to_filter()
+        except DomainError as error:
+            raise query_error(error) from None
+        page = await _page(info, lambda s: queries.list_appointments(s, where, first, after))
+        return Connection.from_page(page, Appointment.from_model)
+
+    @strawberry.field
+    async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:
+        row = await info.context.loaders.clinic_by_id.load(_parse(id, "id"))
+        return None if row is None else Clinic.from_model(row)
+
+    @strawberry.field(description="Clinics ordered by name")
+    async def clinics(
+        self, info: ContextInfo, first: PageSize = None, after: str | None = None
+    ) -> Connection[Clinic]:
+        page = await _page(info, lambda s: queries.list_clinics(s, first, after))
+        return Connection.from_page(page, Clinic.from_model)
+
+    @strawberry.field(description="Users ordered by name")
+    async def users(
+        self,
+        info: ContextInfo,
+        role: models.UserRole | None = None,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> Connection[User]:
+        page = await _page(info, lambda s: queries.list_users(s, role, first, after))
+        return Connection.from_page(page, User.from_model)
+
+    @strawberry.field(description="Patients ordered by name")
+    async def patients(
+        self, info: ContextInfo, first: PageSize = None, after: str | None = None
+    ) -> Connection[Patient]:
+        page = await _page(info, lambda s: queries.list_patients(s, first, after))
+        return Connection.from_page(page, Patient.from_model)
+
+    @strawberry.field(description="Doctors working in a clinic, oldest membership first")
+    async def clinic_doctors(
+        self,
+        info: ContextInfo,
+        clinic_id: strawberry.ID,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> Connection[ClinicDoctor]:
+        clinic = _parse(clinic_id, "clinicId")
+        page = await _page(info, lambda s: queries.list_clinic_doctors(s, clinic, first, after))
+        return Connection.from_page(page, ClinicDoctor.from_model)
+
+    @strawberry.field(description="Patients registered in a clinic, oldest registration first")
+    async def clinic_patients(
+        self,
+        info: ContextInfo,
+        clinic_id: strawberry.ID,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> Connection[ClinicPatient]:
+        clinic = _parse(clinic_id, "clinicId")
+        page = await _page(info, lambda s: queries.list_clinic_patients(s, clinic, first, after))
+        return Connection.from_page(page, ClinicPatient.from_model)

@@ -1,0 +1,172 @@
+"""The `clinic` command: serve, migrate, seed, flags, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+import migrations
+from appointments.db import create_engine, create_session_factory
+from appointments.events import PendingEvents
+from appointments.seed import DEMO_ROLLOUT, demo_clinic_stages, seed_demo
+from appointments.stages import Stage
+from flags.document import (
+    FlagsFileError,
+    build_document,
+    read_document,
+    set_clinic_stage,
+    write_document,
+)
+from server.logs import configure_logging
+from server.settings import Settings, SettingsError
+
+logger = logging.getLogger("server.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    try:
+        settings = Settings.from_environment()
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        result: int = arguments.handler(settings, arguments)
+    except (FlagsFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinic", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the GraphQL service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo", action="store_true", help="migrate, load the demo data and flags file if absent"
+    )
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(handler=_migrate)
+
+    seed = commands.add_parser("seed", help="load the demo data set (skipped if present)")
+    seed.add_argument("--appointments-per-clinic", type=int, default=50)
+    seed.add_argument("--reset-flags", action="store_true", help="overwrite the flags file")
+    seed.set_defaults(handler=_seed)
+
+    flags = commands.add_parser("flags", help="the local flags file")
+    flag_commands = flags.add_subparsers(required=True, metavar="ACTION")
+    set_stage = flag_commands.add_parser("set-stage", help="pin a clinic to a stage")
+    set_stage.add_argument("clinic_id", type=uuid.UUID)
+    set_stage.add_argument("stage", type=Stage.parse, help=", ".join(s.value for s in Stage))
+    set_stage.set_defaults(handler=_flags_set_stage)
+    validate = flag_commands.add_parser("validate", help="check the flags file")
+    validate.set_defaults(handler=_flags_validate)
+
+    schema = commands.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    if arguments.demo:
+        asyncio.run(_prepare_demo(settings, reset_flags=False, per_clinic=50))
+    print(f"GraphiQL: http://{arguments.host}:{arguments.port}/graphql", flush=True)
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=arguments.host,
+        port=arguments.port,
+        workers=arguments.workers,
+        log_config=None,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrations.upgrade(engine, arguments.revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"database at revision {arguments.revision}")
+    return 0
+
+
+def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
+    asyncio.run(
+        _prepare_demo(settings, arguments.reset_flags, arguments.appointments_per_clinic)
+    )
+    return 0
+
+
+async def _prepare_demo(settings: Settings, reset_flags: bool, per_clinic: int) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrations.upgrade(engine)
+        sessions = create_session_factory(engine)
+        # The demo history's unlinked writes are the point of the data set, not news: not logged.
+        async with sessions() as session, session.begin():
+            summary = await seed_demo(session, PendingEvents(), per_clinic)
+    finally:
+        await engine.dispose()
+    if summary.skipped:
+        print("demo data already present; left as it is")
+    else:
+        print(
+            f"demo data: {summary.clinics} clinics, {summary.doctors} doctors, "
+            f"{summary.patients} patients, {summary.appointments} appointments "
+            f"({summary.unlinked} whose doctor or patient has no clinic membership)"
+        )
+    _write_demo_flags(settings.flags_file, reset_flags)
+
+
+def _write_demo_flags(path: Path, reset: bool) -> None:
+    if path.exists() and not reset:
+        print(f"flags file {path} kept as it is")
+        return
+    write_document(path, build_document(demo_clinic_stages(), [DEMO_ROLLOUT]))
+    print(f"flags file {path} written: each demo clinic in a different stage")
+
+
+def _flags_set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
+    path = settings.flags_file
+    document = read_document(path) if path.exists() else build_document({})
+    write_document(path, set_clinic_stage(document, str(arguments.clinic_id), arguments.stage))
+    print(f"clinic {arguments.clinic_id} is now in stage {arguments.stage.value} ({path})")
+    return 0
+
+
+def _flags_validate(settings: Settings, _arguments: argparse.Namespace) -> int:
+    read_document(settings.flags_file)
+    print(f"{settings.flags_file}: valid")
+    return 0
+
+
+def _schema(_settings: Settings, _arguments: argparse.Namespace) -> int:
+    from schema.schema import schema  # noqa: PLC0415 - only this command needs the schema
+
+    print(schema.as_str())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
