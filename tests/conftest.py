@@ -1,0 +1,208 @@
+"""Fixtures: every test runs against SQLite and against a real PostgreSQL.
+
+PostgreSQL comes from ``TEST_POSTGRES_URL`` (default: the local server's ``test``
+database); each run creates and drops its own database there. When it cannot
+be reached the PostgreSQL half is skipped, unless ``CI`` is set: then it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, event, make_url, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import migrations
+from appointments import writes
+from appointments.db import create_engine, create_session_factory
+from appointments.models import (
+    Appointment,
+
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    Patient,
+    User,
+    UserRole,
+)
+from appointments.stages import Stage
+from flags.document import build_document, write_document
+from server.app import Services, create_app
+from server.settings import Settings
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TABLES_CHILD_FIRST = (Appointment, ClinicDoctor, ClinicPatient, Patient, User, Clinic)
+
+def _postgres_database(base_url: str) -> Iterator[str]:
+    url = make_url(base_url)
+    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"clinic_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        message = f"PostgreSQL at {url.render_as_string()} is unreachable: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "clinic.sqlite3"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    yield from _postgres_database(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+@pytest_asyncio.fixture
+async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A clean database for each test."""
+    factory = create_session_factory(engine)
+    async with factory() as session, session.begin():
+        for model in TABLES_CHILD_FIRST:
+            await session.execute(delete(model))
+    yield factory
+
+@pytest.fixture
+def flags_file(tmp_path: Path) -> Path:
+    return tmp_path / "flags.json"
+
+def set_stages(flags_file: Path, stages: dict[uuid.UUID, Stage], rollouts: list[tuple[Stage, int]] | None = None) -> None:
+    write_document(
+        flags_file, build_document({str(k): v for k, v in stages.items()}, rollouts or [])
+    )
+
+@dataclass
+class StatementCounter:
+    count: int = 0
+
+    def __call__(self, *_args: Any) -> None:
+        self.count += 1
+
+@dataclass
+class Api:
+    """The real ASGI app, spoken to over HTTP (in process) as the frontend would."""
+
+    client: httpx.AsyncClient
+    services: Services
+    statements: StatementCounter
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = await self.post(query, variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+@pytest_asyncio.fixture
+async def api(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], flags_file: Path
+) -> AsyncIterator[Api]:
+    settings = Settings(database_url=database_url, auto_migrate=False, flags_file=flags_file)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        counter = StatementCounter()
+        event.listen(services.engine.sync_engine, "before_cursor_execute", counter)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, services, counter)
+
+
+
+@dataclass
+class World:
+    """Two clinics, with members, and people missing a membership in clinic A."""
+
+    clinic_a: Clinic
+    clinic_b: Clinic
+    doctor: User
+    clinic_doctor: ClinicDoctor
+    other_doctor: User
+    other_clinic_doctor: ClinicDoctor
+    doctor_of_b: User
+    clinic_doctor_of_b: ClinicDoctor
+    doctor_without_membership: User
+    patient: Patient
+    clinic_patient: ClinicPatient
+    other_patient: Patient
+    other_clinic_patient: ClinicPatient
+    patient_without_membership: Patient
+    staff: User
+
+
+@pytest_asyncio.fixture
+async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
+    async with sessions() as session, session.begin():
+        clinic_a = await writes.create_clinic(session, "Clinic A")
+        clinic_b = await writes.create_clinic(session, "Clinic B")
+        doctors = [
+            await writes.create_user(session, f"Doctor {n}", f"doctor{n}@example.org", UserRole.DOCTOR)
+            for n in range(4)
+        ]
+        staff = await writes.create_user(session, "Staff", "staff@example.org", UserRole.STAFF)
+        patients = [
+            await writes.create_patient(session, f"Patient {n}", date(1980, 1, n + 1)) for n in range(3)
+        ]
+        return World(
+            clinic_a=clinic_a,
+            clinic_b=clinic_b,
+            doctor=doctors[0],
+            clinic_doctor=await writes.add_clinic_doctor(session, clinic_a.id, doctors[0].id),
+            other_doctor=doctors[1],
+            other_clinic_doctor=await writes.add_clinic_doctor(session, clinic_a.id, doctors[1].id),
+            doctor_of_b=doctors[2],
+            clinic_doctor_of_b=await writes.add_clinic_doctor(session, clinic_b.id, doctors[2].id),
+            doctor_without_membership=doctors[3],
+            patient=patients[0],
+            clinic_patient=await writes.add_clinic_patient(session, clinic_a.id, patients[0].id),
+            other_patient=patients[1],
+            other_clinic_patient=await writes.add_clinic_patient(session, clinic_a.id, patients[1].id),
+            patient_without_membership=patients[2],
+            staff=staff,
+        )
+
+
+async def table_snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to assert that a rejected write changed nothing."""
+    snapshot: dict[str, list[tuple[Any, ...]]] = {}
+    async with sessions() as session:
+        for model in TABLES_CHILD_FIRST:
+            table = model.__table__
+            rows = (await session.execute(select(table).order_by(*table.primary_key.columns))).all()
+            snapshot[table.name] = [tuple(row) for row in rows]
+    return snapshot
+
+
+async def stored_appointment(sessions: async_sessionmaker[AsyncSession], appointment_id: str) -> Appointment:
+    async with sessions() as session:
+        row = await session.get(Appointment, uuid.UUID(appointment_id))
+        assert row is not None
+        return row
