@@ -1,0 +1,64 @@
+"""The HTTP surface: health, readiness, GraphiQL, and what the endpoint refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import Api
+
+
+async def test_healthz_answers_ok(api: Api) -> None:
+    response = await api.client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_checks_the_database_and_reports_the_flag_source(api: Api) -> None:
+    response = await api.client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["database"] == "ok"
+    assert body["flags"]["source"] == "file"
+
+
+async def test_readyz_is_unavailable_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        auto_migrate=False,
+        flags_file=tmp_path / "flags.json",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"
+
+
+async def test_graphiql_is_served_at_graphql(api: Api) -> None:
+    response = await api.client.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+async def test_queries_over_get_are_refused(api: Api) -> None:
+    response = await api.client.get("/graphql", params={"query": "{ __typename }"})
+
+    assert response.status_code in {400, 405}
+
+
+async def test_the_root_redirects_to_graphiql(api: Api) -> None:
+    response = await api.client.get("/")
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "/graphql"

@@ -1,0 +1,83 @@
+"""The number of SQL statements for a list does not grow with its length."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments import writes
+from appointments.events import PendingEvents
+from appointments.stages import Stage
+from tests.conftest import Api, World, set_stages
+
+LIST = """
+query List($clinicId: ID!, $first: Int!) {
+  appointments(first: $first, filter: {clinicId: $clinicId}) {
+    edges {
+      node {
+        id startsAt status
+        clinic { name }
+        doctor { name }
+        patient { fullName }
+        clinicDoctor { active user { name } clinic { name } }
+        clinicPatient { patient { fullName } }
+      }
+    }
+  }
+}
+"""
+
+HISTORY = (Stage.LEGACY, Stage.DUAL_WRITE, Stage.COMPLETE)
+
+
+async def seed_appointments(sessions: async_sessionmaker[AsyncSession], world: World, count: int) -> None:
+    """Rows written in different stages, linked and unlinked, so every read path is exercised."""
+    doctors = (world.doctor, world.other_doctor, world.doctor_without_membership)
+    patients = (world.patient, world.other_patient, world.patient_without_membership)
+    start = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    async with sessions() as session, session.begin():
+        for number in range(count):
+            stage = HISTORY[number % len(HISTORY)]
+            doctor = doctors[number % 2] if stage is Stage.COMPLETE else doctors[number % 3]
+            patient = patients[number % 2] if stage is Stage.COMPLETE else patients[number % 3]
+            await writes.create_appointment(
+                session,
+                lambda _clinic, stage=stage: stage,
+                writes.NewAppointment(
+                    clinic_id=world.clinic_a.id,
+                    starts_at=start + timedelta(hours=number),
+                    ends_at=start + timedelta(hours=number, minutes=30),
+                    doctor=writes.PersonReference(person_id=doctor.id),
+                    patient=writes.PersonReference(person_id=patient.id),
+                ),
+                PendingEvents(),
+            )
+
+
+async def statements_for(api: Api, world: World, first: int) -> int:
+    before = api.statements.count
+    data = await api.data(LIST, {"clinicId": str(world.clinic_a.id), "first": first})
+    assert len(data["appointments"]["edges"]) == first
+    return api.statements.count - before
+
+
+@pytest.mark.parametrize("stage", list(Stage), ids=[stage.value for stage in Stage])
+async def test_statement_count_is_the_same_for_10_and_100_rows(
+    api: Api,
+    world: World,
+    flags_file: Any,
+    sessions: async_sessionmaker[AsyncSession],
+    stage: Stage,
+) -> None:
+    await seed_appointments(sessions, world, 100)
+    set_stages(flags_file, {world.clinic_a.id: stage})
+    await statements_for(api, world, 1)
+
+    for_ten = await statements_for(api, world, 10)
+    for_hundred = await statements_for(api, world, 100)
+
+    assert for_ten == for_hundred
+    assert for_hundred <= 12
