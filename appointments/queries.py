@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +52,7 @@ async def memberships_by_clinic_and_person(
         model.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
         person_column.in_({person_id for _, person_id in keys}),
     )
-    rows: Sequence[Membership] = (await session.execute(statement)).scalars().all()
+    rows = cast("Sequence[Membership]", (await session.execute(statement)).scalars().all())
     return {(row.clinic_id, side.person_of(row)): row for row in rows}
 
 
@@ -79,10 +79,13 @@ class KeysetOrder:
             if not isinstance(values, list) or len(values) != len(self.columns):
                 raise ValueError("cursor has the wrong shape")
             decoded = [
-                _from_json(column, value) for column, value in zip(self.columns, values, strict=True)
+                _from_json(column, value)
+                for column, value in zip(self.columns, values, strict=True)
             ]
         except (ValueError, binascii.Error, TypeError) as error:
-            raise DomainError(ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after") from error
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after"
+            ) from error
         condition = self.columns[-1] > decoded[-1]
         for column, value in zip(reversed(self.columns[:-1]), reversed(decoded[:-1]), strict=True):
             condition = or_(column > value, and_(column == value, condition))
@@ -106,7 +109,7 @@ def _from_json(column: InstrumentedAttribute[Any], value: Any) -> Any:
 
 async def paginate(
     session: AsyncSession,
-    statement: Select[tuple[RowT]],
+    statement: Select[RowT],
     order: KeysetOrder,
     first: int | None,
     after: str | None,
@@ -148,7 +151,7 @@ MEMBERSHIP_ORDERS = {
 }
 
 
-def appointment_filter_statement(where: AppointmentFilter) -> Select[tuple[Appointment]]:
+def appointment_filter_statement(where: AppointmentFilter) -> Select[Appointment]:
     """Appointments matching the filter.
 
     A doctor or patient filter matches a row when either origin names that
@@ -196,7 +199,9 @@ def _names_membership(side: Side, membership_id: uuid.UUID) -> ColumnElement[boo
 async def list_appointments(
     session: AsyncSession, where: AppointmentFilter, first: int | None, after: str | None
 ) -> Page[Appointment]:
-    return await paginate(session, appointment_filter_statement(where), APPOINTMENT_ORDER, first, after)
+    return await paginate(
+        session, appointment_filter_statement(where), APPOINTMENT_ORDER, first, after
+    )
 
 
 async def list_clinics(session: AsyncSession, first: int | None, after: str | None) -> Page[Clinic]:
@@ -210,7 +215,9 @@ async def list_users(
     return await paginate(session, statement, NAME_ORDERS[User], first, after)
 
 
-async def list_patients(session: AsyncSession, first: int | None, after: str | None) -> Page[Patient]:
+async def list_patients(
+    session: AsyncSession, first: int | None, after: str | None
+) -> Page[Patient]:
     return await paginate(session, select(Patient), NAME_ORDERS[Patient], first, after)
 
 

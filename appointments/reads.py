@@ -27,13 +27,13 @@ StageLookup = Callable[[uuid.UUID], Stage]
 class MembershipLookups(Protocol):
     """Batched membership look-ups (the request's DataLoaders implement this)."""
 
-    def membership_by_id(self, side: Side, membership_id: uuid.UUID) -> Awaitable[Membership | None]:
-        ...
+    def membership_by_id(
+        self, side: Side, membership_id: uuid.UUID
+    ) -> Awaitable[Membership | None]: ...
 
     def membership_by_clinic_and_person(
         self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
-    ) -> Awaitable[Membership | None]:
-        ...
+    ) -> Awaitable[Membership | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +101,16 @@ class LinkResolver:
         return ResolvedLink(person_id, membership, stage, origin, fell_back)
 
 
+def fixed_stage(stage: Stage) -> StageLookup:
+    """A stage lookup answering one stage for every clinic (CLI tools, seeding, tests)."""
+    return lambda _clinic_id: stage
+
+
 def _other(origin: Origin) -> Origin:
     return Origin.NEW if origin is Origin.LEGACY else Origin.LEGACY
 
 
 def _stored(side: Side, appointment: Appointment, origin: Origin) -> uuid.UUID | None:
-    return side.legacy_id(appointment) if origin is Origin.LEGACY else side.membership_id(appointment)
+    return (
+        side.legacy_id(appointment) if origin is Origin.LEGACY else side.membership_id(appointment)
+    )

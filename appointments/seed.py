@@ -26,6 +26,7 @@ from appointments.models import (
     User,
     UserRole,
 )
+from appointments.reads import fixed_stage
 from appointments.stages import Stage
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1f0e-3c1a-4d4c-9a8e-2f6f7c0d5b10")
@@ -89,7 +90,11 @@ async def seed_demo(
     staff = [
         User(id=demo_id("user", n), name=name, email=f"{role.value}@demo.clinic", role=role.value)
         for n, (name, role) in enumerate(
-            (("Avery Admin", UserRole.ADMIN), ("Sam Staff", UserRole.STAFF), ("Quinn QA", UserRole.QA))
+            (
+                ("Avery Admin", UserRole.ADMIN),
+                ("Sam Staff", UserRole.STAFF),
+                ("Quinn QA", UserRole.QA),
+            )
         )
     ]
     patients = [
@@ -125,15 +130,18 @@ async def seed_demo(
             history_stage = Stage.DUAL_WRITE if k < appointments_per_clinic // 2 else clinic_stage
             doctor = generator.choice(doctors_by_clinic[clinic.id])
             patient = generator.choice(patients_by_clinic[clinic.id])
-            linked = doctor is not doctors_by_clinic[clinic.id][-1] and patient not in (
-                patients_by_clinic[clinic.id][-3:]
+            linked = (
+                doctor is not doctors_by_clinic[clinic.id][-1]
+                and patient not in (patients_by_clinic[clinic.id][-3:])
             )
             if not linked and history_stage in (Stage.LIVE, Stage.RAMPDOWN, Stage.COMPLETE):
                 history_stage = Stage.DUAL_WRITE
-            starts_at = start + timedelta(days=generator.randrange(-20, 30), hours=generator.randrange(0, 9))
+            starts_at = start + timedelta(
+                days=generator.randrange(-20, 30), hours=generator.randrange(0, 9)
+            )
             appointment = await writes.create_appointment(
                 session,
-                lambda _clinic, stage=history_stage: stage,
+                fixed_stage(history_stage),
                 writes.NewAppointment(
                     clinic_id=clinic.id,
                     starts_at=starts_at,
@@ -163,5 +171,3 @@ def _memberships(
     ]
     rows += [ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=p.id) for p in patients]
     return rows
-
-

@@ -24,7 +24,9 @@ class Stage(enum.StrEnum):
             return cls(value)
         except ValueError:
             names = ", ".join(stage.value for stage in cls)
-            raise ValueError(f"unknown migration stage {value!r}; expected one of {names}") from None
+            raise ValueError(
+                f"unknown migration stage {value!r}; expected one of {names}"
+            ) from None
 
 
 class Origin(enum.StrEnum):

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -55,7 +55,7 @@ async def run_in_transaction(
 
 @dataclass(frozen=True, slots=True)
 class PersonReference:
-    """A doctor or patient named the legacy way (person id), the new way (membership id), or both."""
+    """A doctor or patient, named by person id (legacy), membership id (new), or both."""
 
     person_id: uuid.UUID | None = None
     membership_id: uuid.UUID | None = None
@@ -140,7 +140,9 @@ async def create_user(session: AsyncSession, name: str, email: str, role: UserRo
     return await _insert_unique(session, user, "a user with this email exists", "email")
 
 
-async def create_patient(session: AsyncSession, full_name: str, date_of_birth: date | None) -> Patient:
+async def create_patient(
+    session: AsyncSession, full_name: str, date_of_birth: date | None
+) -> Patient:
     patient = Patient(
         id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
     )
@@ -149,7 +151,9 @@ async def create_patient(session: AsyncSession, full_name: str, date_of_birth: d
     return patient
 
 
-async def add_clinic_doctor(session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID) -> ClinicDoctor:
+async def add_clinic_doctor(
+    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID
+) -> ClinicDoctor:
     await _require(session, Clinic, clinic_id, "clinicId")
     user = await _require(session, User, user_id, "userId")
     if user.role != UserRole.DOCTOR.value:
@@ -216,8 +220,8 @@ async def _resolve_reference(
     reference: PersonReference,
 ) -> tuple[uuid.UUID, Membership | None]:
     if reference.membership_id is not None:
-        membership = await _membership_from_new_input(session, policy, side, clinic_id, reference)
-        return side.person_of(membership), membership
+        named = await _membership_from_new_input(session, policy, side, clinic_id, reference)
+        return side.person_of(named), named
     if reference.person_id is None:
         raise DomainError(
             ErrorCode.INVALID_INPUT,
@@ -227,8 +231,8 @@ async def _resolve_reference(
     await _require_person(session, side, reference.person_id)
     if not policy.writes_new:
         return reference.person_id, None
-    membership = await _membership_for(session, side, clinic_id, reference.person_id)
-    if membership is None and policy.new_authoritative:
+    existing = await _membership_for(session, side, clinic_id, reference.person_id)
+    if existing is None and policy.new_authoritative:
         raise DomainError(
             ErrorCode.MEMBERSHIP_MISSING,
             f"the {side.name} has no membership in this clinic, and in stage "
@@ -236,9 +240,9 @@ async def _resolve_reference(
             side.legacy_input,
             stage=policy.stage,
         )
-    if membership is not None:
-        _require_active(side, membership, side.legacy_input)
-    return reference.person_id, membership
+    if existing is not None:
+        _require_active(side, existing, side.legacy_input)
+    return reference.person_id, existing
 
 
 async def _membership_from_new_input(
@@ -257,7 +261,9 @@ async def _membership_from_new_input(
             side.new_input,
             stage=policy.stage,
         )
-    membership = await session.get(side.membership_model, reference.membership_id)
+    membership = cast(
+        "Membership | None", await session.get(side.membership_model, reference.membership_id)
+    )
     if membership is None:
         raise DomainError(ErrorCode.NOT_FOUND, f"no clinic {side.name} has this id", side.new_input)
     if membership.clinic_id != clinic_id:
@@ -283,8 +289,7 @@ async def _membership_for(
     statement = select(model).where(
         model.clinic_id == clinic_id, getattr(model, side.person_column) == person_id
     )
-    membership: Membership | None = (await session.execute(statement)).scalar_one_or_none()
-    return membership
+    return cast("Membership | None", (await session.execute(statement)).scalar_one_or_none())
 
 
 async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
@@ -326,10 +331,16 @@ async def _scheduled_appointment(
 ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient)
 
 
-async def _require(session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str) -> ModelT:
+async def _require(
+    session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str
+) -> ModelT:
     row = await session.get(model, key)
     if row is None:
-        raise DomainError(ErrorCode.NOT_FOUND, f"no {model.__tablename__[:-1].replace('_', ' ')} has this id", field)
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"no {model.__tablename__[:-1].replace('_', ' ')} has this id",
+            field,
+        )
     return row
 
 
@@ -346,7 +357,9 @@ def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
     for value, field in ((starts_at, "startsAt"), (ends_at, "endsAt")):
         if value.tzinfo is None:
             raise DomainError(
-                ErrorCode.INVALID_INPUT, "give the time with a UTC offset, e.g. 2026-01-05T09:00Z", field
+                ErrorCode.INVALID_INPUT,
+                "give the time with a UTC offset, e.g. 2026-01-05T09:00Z",
+                field,
             )
     if ends_at <= starts_at:
         raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
@@ -367,6 +380,8 @@ def _clean_reason(value: str | None) -> str | None:
     cleaned = value.strip()
     if len(cleaned) > MAX_REASON_LENGTH:
         raise DomainError(
-            ErrorCode.INVALID_INPUT, f"reason must be at most {MAX_REASON_LENGTH} characters", "reason"
+            ErrorCode.INVALID_INPUT,
+            f"reason must be at most {MAX_REASON_LENGTH} characters",
+            "reason",
         )
     return cleaned or None

@@ -44,7 +44,7 @@ def build_document(
         "features": [
             {
                 "name": FLAG_NAME,
-                "description": "Migration stage of each clinic (doctor/patient to clinic memberships)",
+                "description": "Migration stage of each clinic (to clinic memberships)",
                 "type": "release",
                 "project": "default",
                 "enabled": True,
@@ -96,7 +96,9 @@ def parse_document(text: str) -> Document:
     except json.JSONDecodeError as error:
         raise FlagsFileError(f"not valid JSON: {error}") from error
     if not isinstance(document, dict) or not isinstance(document.get("features"), list):
-        raise FlagsFileError("expected an object with a 'features' list (Unleash client-features format)")
+        raise FlagsFileError(
+            "expected an object with a 'features' list (Unleash client-features format)"
+        )
     for feature in document["features"]:
         if not isinstance(feature, dict) or not isinstance(feature.get("name"), str):
             raise FlagsFileError("every feature needs a 'name'")
@@ -135,7 +137,9 @@ def write_document(path: Path, document: Document) -> None:
     text = json.dumps(document, indent=2) + "\n"
     parse_document(text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -127,10 +127,13 @@ class LocalFileFlagSource:
             try:
                 document = read_document(self._path)
             except FlagsFileError as error:
-                self._report(f"flags file {self._path} rejected, keeping the last good one: {error}")
+                self._report(
+                    f"flags file {self._path} rejected, keeping the last good one: {error}"
+                )
                 return
-            previous, self._client = self._client, _bootstrapped_client(
-                self._app_name, json.dumps(document)
+            previous, self._client = (
+                self._client,
+                _bootstrapped_client(self._app_name, json.dumps(document)),
             )
             self._problem = None
             logger.info("flags file loaded", extra={"path": str(self._path)})

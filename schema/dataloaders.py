@@ -10,7 +10,15 @@ from strawberry.dataloader import DataLoader
 
 from appointments import queries
 from appointments.db import SerializedSession
-from appointments.models import Appointment, Base, Clinic, ClinicDoctor, ClinicPatient, Patient, User
+from appointments.models import (
+    Appointment,
+    Base,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    Patient,
+    User,
+)
 from appointments.sides import DOCTOR, PATIENT, Membership, Side
 
 RowT = TypeVar("RowT", bound=Base)
@@ -50,7 +58,9 @@ class Loaders:
         self.clinic_doctor_by_clinic_and_user = _by_clinic_and_person_loader(db, DOCTOR)
         self.clinic_patient_by_clinic_and_patient = _by_clinic_and_person_loader(db, PATIENT)
 
-    def membership_by_id(self, side: Side, membership_id: uuid.UUID) -> Awaitable[Membership | None]:
+    def membership_by_id(
+        self, side: Side, membership_id: uuid.UUID
+    ) -> Awaitable[Membership | None]:
         if side is DOCTOR:
             return self.clinic_doctor_by_id.load(membership_id)
         return self.clinic_patient_by_id.load(membership_id)

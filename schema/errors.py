@@ -75,7 +75,9 @@ def user_error(error: DomainError) -> AnyUserError:
         ):
             return MembershipError(code=code, message=message, field=field, stage=error.stage)
         case ErrorCode.STAGE_FORBIDS_INPUT if error.stage is not None:
-            return StageForbidsInputError(code=code, message=message, field=field, stage=error.stage)
+            return StageForbidsInputError(
+                code=code, message=message, field=field, stage=error.stage
+            )
         case ErrorCode.INVALID_STATUS_TRANSITION:
             return InvalidStatusTransitionError(code=code, message=message, field=field)
         case ErrorCode.ALREADY_EXISTS:

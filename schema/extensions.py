@@ -11,7 +11,7 @@ from server.context import RequestContext
 
 
 class MigrationExtension(SchemaExtension):
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         try:
             yield
         finally:

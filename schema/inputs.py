@@ -13,13 +13,18 @@ from appointments.writes import NewAppointment, PersonReference
 from schema.errors import parse_id, parse_optional_id
 
 
-def _doctor(doctor_id: strawberry.ID | None, clinic_doctor_id: strawberry.ID | None) -> PersonReference:
+def _doctor(
+    doctor_id: strawberry.ID | None, clinic_doctor_id: strawberry.ID | None
+) -> PersonReference:
     return PersonReference(
-        parse_optional_id(doctor_id, "doctorId"), parse_optional_id(clinic_doctor_id, "clinicDoctorId")
+        parse_optional_id(doctor_id, "doctorId"),
+        parse_optional_id(clinic_doctor_id, "clinicDoctorId"),
     )
 
 
-def _patient(patient_id: strawberry.ID | None, clinic_patient_id: strawberry.ID | None) -> PersonReference:
+def _patient(
+    patient_id: strawberry.ID | None, clinic_patient_id: strawberry.ID | None
+) -> PersonReference:
     return PersonReference(
         parse_optional_id(patient_id, "patientId"),
         parse_optional_id(clinic_patient_id, "clinicPatientId"),

@@ -16,7 +16,6 @@ from appointments import models, writes
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
 from appointments.sides import DOCTOR, PATIENT
-from server.context import WriteOperation
 from schema.errors import (
     AlreadyExistsError,
     AnyUserError,
@@ -51,6 +50,7 @@ from schema.types import (
     User,
     UserSuccess,
 )
+from server.context import WriteOperation
 
 RowT = TypeVar("RowT")
 SuccessT = TypeVar("SuccessT")
@@ -67,7 +67,9 @@ AppointmentResult = Annotated[AppointmentSuccess | _Errors, strawberry.union("Ap
 ClinicResult = Annotated[ClinicSuccess | _Errors, strawberry.union("ClinicResult")]
 UserResult = Annotated[UserSuccess | _Errors, strawberry.union("UserResult")]
 PatientResult = Annotated[PatientSuccess | _Errors, strawberry.union("PatientResult")]
-ClinicDoctorResult = Annotated[ClinicDoctorSuccess | _Errors, strawberry.union("ClinicDoctorResult")]
+ClinicDoctorResult = Annotated[
+    ClinicDoctorSuccess | _Errors, strawberry.union("ClinicDoctorResult")
+]
 ClinicPatientResult = Annotated[
     ClinicPatientSuccess | _Errors, strawberry.union("ClinicPatientResult")
 ]
@@ -92,7 +94,9 @@ def _appointment_success(row: models.Appointment) -> AppointmentSuccess:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Book an appointment; the clinic's stage decides what is written")
+    @strawberry.mutation(
+        description="Book an appointment; the clinic's stage decides what is written"
+    )
     async def create_appointment(
         self, info: ContextInfo, input: CreateAppointmentInput
     ) -> AppointmentResult:
@@ -116,7 +120,9 @@ class Mutation:
         return await _mutate(info, prepare, _appointment_success)
 
     @strawberry.mutation
-    async def reassign_doctor(self, info: ContextInfo, input: ReassignDoctorInput) -> AppointmentResult:
+    async def reassign_doctor(
+        self, info: ContextInfo, input: ReassignDoctorInput
+    ) -> AppointmentResult:
         def prepare() -> WriteOperation[models.Appointment]:
             appointment_id = parse_id(input.appointment_id, "appointmentId")
             reference = input.reference()
@@ -188,7 +194,9 @@ class Mutation:
             return _without_events(lambda s: writes.add_clinic_doctor(s, clinic, user))
 
         return await _mutate(
-            info, prepare, lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row))
+            info,
+            prepare,
+            lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
         )
 
     @strawberry.mutation(description="Mark a doctor's membership active or inactive")
@@ -200,7 +208,9 @@ class Mutation:
             return _without_events(lambda s: writes.set_clinic_doctor_active(s, membership, active))
 
         return await _mutate(
-            info, prepare, lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row))
+            info,
+            prepare,
+            lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
         )
 
     @strawberry.mutation(description="Register a patient in a clinic")

@@ -26,8 +26,11 @@ from schema.types import (
 
 T = TypeVar("T")
 PageSize = Annotated[
-    int | None, strawberry.argument(
-        description=f"Page size: default {queries.DEFAULT_PAGE_SIZE}, at most {queries.MAX_PAGE_SIZE}"
+    int | None,
+    strawberry.argument(
+        description=(
+            f"Page size: default {queries.DEFAULT_PAGE_SIZE}, at most {queries.MAX_PAGE_SIZE}"
+        )
     ),
 ]
 

@@ -200,7 +200,9 @@ class Connection(Generic[NodeT]):
             for row, cursor in zip(page.rows, page.cursors, strict=True)
         ]
         end_cursor = page.cursors[-1] if page.cursors else None
-        return cls(edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end_cursor))
+        return cls(
+            edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end_cursor)
+        )
 
 
 @strawberry.type
@@ -231,4 +233,3 @@ class ClinicDoctorSuccess:
 @strawberry.type
 class ClinicPatientSuccess:
     clinic_patient: ClinicPatient
-

@@ -112,9 +112,7 @@ def _migrate(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
-    asyncio.run(
-        _prepare_demo(settings, arguments.reset_flags, arguments.appointments_per_clinic)
-    )
+    asyncio.run(_prepare_demo(settings, arguments.reset_flags, arguments.appointments_per_clinic))
     return 0
 
 
@@ -162,7 +160,7 @@ def _flags_validate(settings: Settings, _arguments: argparse.Namespace) -> int:
 
 
 def _schema(_settings: Settings, _arguments: argparse.Namespace) -> int:
-    from schema.schema import schema  # noqa: PLC0415 - only this command needs the schema
+    from schema.schema import schema
 
     print(schema.as_str())
     return 0

@@ -14,8 +14,7 @@ from appointments.db import SerializedSession
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.reads import LinkResolver
 from appointments.writes import run_in_transaction
-from flags.source import FlagSource
-from flags.stages import StageResolver, Viewer
+from flags.stages import StageResolver
 from schema.dataloaders import Loaders
 
 T = TypeVar("T")
@@ -65,7 +64,9 @@ class RequestContext:
 
     def migration_summary(self) -> dict[str, Any]:
         return {
-            "stages": {str(clinic): stage.value for clinic, stage in sorted(self.stages.used.items())},
+            "stages": {
+                str(clinic): stage.value for clinic, stage in sorted(self.stages.used.items())
+            },
             "readFallbacks": self.events.counts["read_fallback"],
             "unlinkedWrites": self.events.counts["unlinked_write"],
         }

@@ -41,7 +41,9 @@ class Settings:
         if unleash_url is not None and token is None:
             raise SettingsError("UNLEASH_URL is set but UNLEASH_API_TOKEN is not; both are needed")
         try:
-            default_stage = Stage.parse(env.get("CLINIC_DEFAULT_STAGE", defaults.default_stage.value))
+            default_stage = Stage.parse(
+                env.get("CLINIC_DEFAULT_STAGE", defaults.default_stage.value)
+            )
         except ValueError as error:
             raise SettingsError(f"CLINIC_DEFAULT_STAGE: {error}") from None
         return cls(

@@ -27,7 +27,7 @@ from appointments import writes
 from appointments.db import create_engine, create_session_factory
 from appointments.models import (
     Appointment,
-
+    Base,
     Clinic,
     ClinicDoctor,
     ClinicPatient,
@@ -42,6 +42,7 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (Appointment, ClinicDoctor, ClinicPatient, Patient, User, Clinic)
+
 
 def _postgres_database(base_url: str) -> Iterator[str]:
     url = make_url(base_url)
@@ -61,13 +62,17 @@ def _postgres_database(base_url: str) -> Iterator[str]:
         with psycopg.connect(admin_dsn, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "clinic.sqlite3"
         yield f"sqlite+aiosqlite:///{path}"
         return
     yield from _postgres_database(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
 
 @pytest_asyncio.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
@@ -75,6 +80,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrations.upgrade(engine)
     yield engine
     await engine.dispose()
+
 
 @pytest_asyncio.fixture
 async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
@@ -85,14 +91,21 @@ async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asyn
             await session.execute(delete(model))
     yield factory
 
+
 @pytest.fixture
 def flags_file(tmp_path: Path) -> Path:
     return tmp_path / "flags.json"
 
-def set_stages(flags_file: Path, stages: dict[uuid.UUID, Stage], rollouts: list[tuple[Stage, int]] | None = None) -> None:
+
+def set_stages(
+    flags_file: Path,
+    stages: dict[uuid.UUID, Stage],
+    rollouts: list[tuple[Stage, int]] | None = None,
+) -> None:
     write_document(
         flags_file, build_document({str(k): v for k, v in stages.items()}, rollouts or [])
     )
+
 
 @dataclass
 class StatementCounter:
@@ -100,6 +113,7 @@ class StatementCounter:
 
     def __call__(self, *_args: Any) -> None:
         self.count += 1
+
 
 @dataclass
 class Api:
@@ -110,7 +124,9 @@ class Api:
     statements: StatementCounter
 
     async def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}})
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -120,6 +136,7 @@ class Api:
         assert "errors" not in body, body["errors"]
         data: dict[str, Any] = body["data"]
         return data
+
 
 @pytest_asyncio.fixture
 async def api(
@@ -134,7 +151,6 @@ async def api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(client, services, counter)
-
 
 
 @dataclass
@@ -164,12 +180,15 @@ async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
         clinic_a = await writes.create_clinic(session, "Clinic A")
         clinic_b = await writes.create_clinic(session, "Clinic B")
         doctors = [
-            await writes.create_user(session, f"Doctor {n}", f"doctor{n}@example.org", UserRole.DOCTOR)
+            await writes.create_user(
+                session, f"Doctor {n}", f"doctor{n}@example.org", UserRole.DOCTOR
+            )
             for n in range(4)
         ]
         staff = await writes.create_user(session, "Staff", "staff@example.org", UserRole.STAFF)
         patients = [
-            await writes.create_patient(session, f"Patient {n}", date(1980, 1, n + 1)) for n in range(3)
+            await writes.create_patient(session, f"Patient {n}", date(1980, 1, n + 1))
+            for n in range(3)
         ]
         return World(
             clinic_a=clinic_a,
@@ -184,24 +203,30 @@ async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
             patient=patients[0],
             clinic_patient=await writes.add_clinic_patient(session, clinic_a.id, patients[0].id),
             other_patient=patients[1],
-            other_clinic_patient=await writes.add_clinic_patient(session, clinic_a.id, patients[1].id),
+            other_clinic_patient=await writes.add_clinic_patient(
+                session, clinic_a.id, patients[1].id
+            ),
             patient_without_membership=patients[2],
             staff=staff,
         )
 
 
-async def table_snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[tuple[Any, ...]]]:
+async def table_snapshot(
+    sessions: async_sessionmaker[AsyncSession],
+) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to assert that a rejected write changed nothing."""
     snapshot: dict[str, list[tuple[Any, ...]]] = {}
     async with sessions() as session:
         for model in TABLES_CHILD_FIRST:
-            table = model.__table__
+            table = Base.metadata.tables[model.__tablename__]
             rows = (await session.execute(select(table).order_by(*table.primary_key.columns))).all()
             snapshot[table.name] = [tuple(row) for row in rows]
     return snapshot
 
 
-async def stored_appointment(sessions: async_sessionmaker[AsyncSession], appointment_id: str) -> Appointment:
+async def stored_appointment(
+    sessions: async_sessionmaker[AsyncSession], appointment_id: str
+) -> Appointment:
     async with sessions() as session:
         row = await session.get(Appointment, uuid.UUID(appointment_id))
         assert row is not None

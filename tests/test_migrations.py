@@ -46,9 +46,9 @@ async def test_rows_from_the_legacy_schema_survive_the_expand_revision(
         async with engine.begin() as connection:
             await connection.execute(
                 text(
-                    "INSERT INTO appointments (id, clinic_id, starts_at, ends_at, status, doctor_id,"
-                    " patient_id, created_at, updated_at) VALUES (:id, :clinic, :starts, :ends,"
-                    " 'scheduled', :doctor, :patient, :starts, :starts)"
+                    "INSERT INTO appointments (id, clinic_id, starts_at, ends_at, status,"
+                    " doctor_id, patient_id, created_at, updated_at) VALUES (:id, :clinic,"
+                    " :starts, :ends, 'scheduled', :doctor, :patient, :starts, :starts)"
                 ).bindparams(
                     id=appointment_id,
                     clinic=world.clinic_a.id,
@@ -75,7 +75,9 @@ async def test_downgrade_and_upgrade_round_trip(engine: AsyncEngine) -> None:
     await migrations.upgrade(engine)
 
     async with engine.connect() as connection:
-        version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        version = (
+            await connection.execute(text("SELECT version_num FROM alembic_version"))
+        ).scalar()
     assert version == "0002_expand_clinic_memberships"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
+from appointments.reads import fixed_stage
 from appointments.stages import STAGE_POLICIES, Stage
 from tests.conftest import Api, World, set_stages
 
@@ -25,14 +26,12 @@ query Read($id: ID!) {
 """
 
 
-async def write_in(
-    sessions: async_sessionmaker[AsyncSession], world: World, stage: Stage
-) -> str:
+async def write_in(sessions: async_sessionmaker[AsyncSession], world: World, stage: Stage) -> str:
     starts_at = datetime(2026, 12, 2, 10, tzinfo=UTC)
     async with sessions() as session, session.begin():
         appointment = await writes.create_appointment(
             session,
-            lambda _clinic: stage,
+            fixed_stage(stage),
             writes.NewAppointment(
                 clinic_id=world.clinic_a.id,
                 starts_at=starts_at,
@@ -72,4 +71,6 @@ async def test_a_row_with_one_empty_side_reads_fully_in_every_stage(
     authoritative_side_empty = STAGE_POLICIES[read_in].authoritative != (
         STAGE_POLICIES[written_in].authoritative
     )
-    assert body["extensions"]["migration"]["readFallbacks"] == (2 if authoritative_side_empty else 0)
+    assert body["extensions"]["migration"]["readFallbacks"] == (
+        2 if authoritative_side_empty else 0
+    )

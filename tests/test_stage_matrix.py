@@ -43,7 +43,11 @@ def create_input(world: World, style: str, doctor_id: Any = None) -> dict[str, A
     times = {"startsAt": "2026-12-01T09:00:00+00:00", "endsAt": "2026-12-01T09:30:00+00:00"}
     base = {"clinicId": str(world.clinic_a.id), **times}
     if style == "legacy":
-        return {**base, "doctorId": str(doctor_id or world.doctor.id), "patientId": str(world.patient.id)}
+        return {
+            **base,
+            "doctorId": str(doctor_id or world.doctor.id),
+            "patientId": str(world.patient.id),
+        }
     return {
         **base,
         "clinicDoctorId": str(world.clinic_doctor.id),

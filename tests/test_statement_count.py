@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
+from appointments.reads import fixed_stage
 from appointments.stages import Stage
 from tests.conftest import Api, World, set_stages
 
@@ -33,7 +34,9 @@ query List($clinicId: ID!, $first: Int!) {
 HISTORY = (Stage.LEGACY, Stage.DUAL_WRITE, Stage.COMPLETE)
 
 
-async def seed_appointments(sessions: async_sessionmaker[AsyncSession], world: World, count: int) -> None:
+async def seed_appointments(
+    sessions: async_sessionmaker[AsyncSession], world: World, count: int
+) -> None:
     """Rows written in different stages, linked and unlinked, so every read path is exercised."""
     doctors = (world.doctor, world.other_doctor, world.doctor_without_membership)
     patients = (world.patient, world.other_patient, world.patient_without_membership)
@@ -45,7 +48,7 @@ async def seed_appointments(sessions: async_sessionmaker[AsyncSession], world: W
             patient = patients[number % 2] if stage is Stage.COMPLETE else patients[number % 3]
             await writes.create_appointment(
                 session,
-                lambda _clinic, stage=stage: stage,
+                fixed_stage(stage),
                 writes.NewAppointment(
                     clinic_id=world.clinic_a.id,
                     starts_at=start + timedelta(hours=number),

@@ -37,7 +37,9 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_clinic_doctors_user_id_users")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clinic_doctors")),
-        sa.UniqueConstraint("clinic_id", "user_id", name=op.f("uq_clinic_doctors_clinic_id_user_id")),
+        sa.UniqueConstraint(
+            "clinic_id", "user_id", name=op.f("uq_clinic_doctors_clinic_id_user_id")
+        ),
     )
     op.create_index(op.f("ix_clinic_doctors_user_id"), "clinic_doctors", ["user_id"])
     op.create_table(
