@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import sys
+import threading
+import time
 import uuid
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="migrate, load the demo data and flags file if absent"
     )
+    serve.add_argument(
+        "--open", action="store_true", help="open GraphiQL in a browser once the service is up"
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
@@ -86,7 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.demo:
         asyncio.run(_prepare_demo(settings, reset_flags=False, per_clinic=50))
-    print(f"GraphiQL: http://{arguments.host}:{arguments.port}/graphql", flush=True)
+    url = f"http://{arguments.host}:{arguments.port}/graphql"
+    print(f"GraphiQL: {url}", flush=True)
+    if arguments.open:
+        threading.Thread(
+            target=_open_when_listening, args=(arguments.host, arguments.port, url), daemon=True
+        ).start()
     uvicorn.run(
         "server.app:create_app",
         factory=True,
@@ -96,6 +109,26 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         log_config=None,
     )
     return 0
+
+
+def _open_when_listening(host: str, port: int, url: str) -> None:
+    """Open a graphical browser once the port accepts connections; never a terminal one."""
+    if not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ) and sys.platform not in (
+        "darwin",
+        "win32",
+    ):
+        print("no display: open the GraphiQL address above in a browser", flush=True)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                webbrowser.open(url)
+                return
+        except OSError:
+            time.sleep(0.2)
 
 
 def _migrate(settings: Settings, arguments: argparse.Namespace) -> int:
