@@ -331,16 +331,21 @@ async def _scheduled_appointment(
 ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient)
 
 
+_LABELS: dict[type, str] = {
+    Clinic: "clinic",
+    User: "user",
+    Patient: "patient",
+    ClinicDoctor: "clinic doctor",
+    ClinicPatient: "clinic patient",
+}
+
+
 async def _require(
     session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str
 ) -> ModelT:
     row = await session.get(model, key)
     if row is None:
-        raise DomainError(
-            ErrorCode.NOT_FOUND,
-            f"no {model.__tablename__[:-1].replace('_', ' ')} has this id",
-            field,
-        )
+        raise DomainError(ErrorCode.NOT_FOUND, f"no {_LABELS[model]} has this id", field)
     return row
 
 

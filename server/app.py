@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +40,9 @@ class Services:
         engine = create_engine(settings.database_url)
         if settings.auto_migrate:
             await migrations.upgrade(engine)
-        return cls(settings, engine, create_session_factory(engine), open_flag_source(settings))
+        # The server source registers with Unleash over the network: not on the event loop.
+        flags = await asyncio.to_thread(open_flag_source, settings)
+        return cls(settings, engine, create_session_factory(engine), flags)
 
     async def stop(self) -> None:
         self.flags.close()
