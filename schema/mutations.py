@@ -15,15 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from appointments import models, writes
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
-from appointments.sides import DOCTOR, PATIENT
+from appointments.sides import DOCTOR, PATIENT, Side
 from schema.errors import (
-    AlreadyExistsError,
     AnyUserError,
-    InvalidInputError,
-    InvalidStatusTransitionError,
-    MembershipError,
-    NotFoundError,
-    StageForbidsInputError,
     parse_id,
     user_error,
 )
@@ -55,14 +49,7 @@ from server.context import WriteOperation
 RowT = TypeVar("RowT")
 SuccessT = TypeVar("SuccessT")
 
-_Errors = (
-    NotFoundError
-    | InvalidInputError
-    | MembershipError
-    | StageForbidsInputError
-    | InvalidStatusTransitionError
-    | AlreadyExistsError
-)
+_Errors = AnyUserError
 AppointmentResult = Annotated[AppointmentSuccess | _Errors, strawberry.union("AppointmentResult")]
 ClinicResult = Annotated[ClinicSuccess | _Errors, strawberry.union("ClinicResult")]
 UserResult = Annotated[UserSuccess | _Errors, strawberry.union("UserResult")]
@@ -123,29 +110,13 @@ class Mutation:
     async def reassign_doctor(
         self, info: ContextInfo, input: ReassignDoctorInput
     ) -> AppointmentResult:
-        def prepare() -> WriteOperation[models.Appointment]:
-            appointment_id = parse_id(input.appointment_id, "appointmentId")
-            reference = input.reference()
-            stages = info.context.stages
-            return lambda s, events: writes.reassign_appointment(
-                s, stages, DOCTOR, appointment_id, reference, events
-            )
-
-        return await _mutate(info, prepare, _appointment_success)
+        return await _reassign(info, DOCTOR, input)
 
     @strawberry.mutation
     async def reassign_patient(
         self, info: ContextInfo, input: ReassignPatientInput
     ) -> AppointmentResult:
-        def prepare() -> WriteOperation[models.Appointment]:
-            appointment_id = parse_id(input.appointment_id, "appointmentId")
-            reference = input.reference()
-            stages = info.context.stages
-            return lambda s, events: writes.reassign_appointment(
-                s, stages, PATIENT, appointment_id, reference, events
-            )
-
-        return await _mutate(info, prepare, _appointment_success)
+        return await _reassign(info, PATIENT, input)
 
     @strawberry.mutation
     async def cancel_appointment(
@@ -226,6 +197,20 @@ class Mutation:
             prepare,
             lambda row: ClinicPatientSuccess(clinic_patient=ClinicPatient.from_model(row)),
         )
+
+
+async def _reassign(
+    info: ContextInfo, side: Side, input: ReassignDoctorInput | ReassignPatientInput
+) -> AppointmentSuccess | AnyUserError:
+    def prepare() -> WriteOperation[models.Appointment]:
+        appointment_id = parse_id(input.appointment_id, "appointmentId")
+        reference = input.reference()
+        stages = info.context.stages
+        return lambda s, events: writes.reassign_appointment(
+            s, stages, side, appointment_id, reference, events
+        )
+
+    return await _mutate(info, prepare, _appointment_success)
 
 
 def _without_events(
