@@ -101,7 +101,10 @@ def _from_json(column: InstrumentedAttribute[Any], value: Any) -> Any:
         raise TypeError("cursor values are strings")
     python_type = column.type.python_type
     if python_type is datetime:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("cursor time lacks a UTC offset")
+        return moment
     if python_type is uuid.UUID:
         return uuid.UUID(value)
     return value

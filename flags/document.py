@@ -114,15 +114,17 @@ def parse_document(text: str) -> Document:
 
 
 def _check_stage_variants(feature: dict[str, Any]) -> None:
+    variants = list(feature.get("variants", []))
     for strategy in feature.get("strategies", []):
         if not isinstance(strategy, dict):
             raise FlagsFileError(f"{FLAG_NAME}: every strategy must be an object")
-        for variant in [*strategy.get("variants", []), *feature.get("variants", [])]:
-            name = variant.get("name") if isinstance(variant, dict) else None
-            try:
-                Stage.parse(str(name))
-            except ValueError as error:
-                raise FlagsFileError(f"{FLAG_NAME}: variant {name!r}: {error}") from error
+        variants += strategy.get("variants", [])
+    for variant in variants:
+        name = variant.get("name") if isinstance(variant, dict) else None
+        try:
+            Stage.parse(str(name))
+        except ValueError as error:
+            raise FlagsFileError(f"{FLAG_NAME}: variant {name!r}: {error}") from error
 
 
 def read_document(path: Path) -> Document:

@@ -86,7 +86,8 @@ class LocalFileFlagSource:
         self._path = path
         self._app_name = app_name
         self._lock = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
+        # Differs from any stat result, including "missing", so the first refresh always runs.
+        self._signature: tuple[int, int, int] | None = (-1, -1, -1)
         self._client: UnleashClient | None = None
         self._problem: str | None = None
         self._refresh()
