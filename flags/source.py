@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from UnleashClient import UnleashClient
-from UnleashClient.cache import BaseCache
+from UnleashClient.cache import BaseCache, FileCache
 from UnleashClient.constants import FEATURES_URL
+from UnleashClient.events import BaseEvent, UnleashEventType
 from UnleashClient.utils import InstanceAllowType
 
 from flags import FLAG_NAME
@@ -154,7 +155,12 @@ class LocalFileFlagSource:
 
 
 class UnleashServerFlagSource:
-    """The Unleash client polling a server, with its on-disk cache for restarts during outages."""
+    """The Unleash client polling a server, with its on-disk cache for restarts during outages.
+
+    When the cache directory holds features from an earlier run, the client is
+    bootstrapped from them at once, so a restart while the server is down
+    serves the last known stages from the first request.
+    """
 
     def __init__(
         self,
@@ -167,17 +173,32 @@ class UnleashServerFlagSource:
     ) -> None:
         cache_directory.mkdir(parents=True, exist_ok=True)
         self._url = url
+        self._fetched = threading.Event()
+        cache = FileCache(app_name, directory=str(cache_directory))
+        if cache.exists(FEATURES_URL):
+            cache.bootstrapped = True
         self._client = UnleashClient(
             url=url,
             app_name=app_name,
             environment=environment,
             refresh_interval=refresh_interval,
             custom_headers={"Authorization": api_token},
-            cache_directory=str(cache_directory),
+            cache=cache,
             multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
             verbose_log_level=logging.DEBUG,
+            event_callback=self._on_event,
         )
         self._client.initialize_client()
+
+    def wait_for_fetch(self, timeout: float) -> bool:
+        """Block until the client has fetched features from the server since the last call."""
+        fetched = self._fetched.wait(timeout)
+        self._fetched.clear()
+        return fetched
+
+    def _on_event(self, event: BaseEvent) -> None:
+        if event.event_type is UnleashEventType.FETCHED:
+            self._fetched.set()
 
     def variant(self, context: dict[str, Any]) -> str | None:
         result = self._client.get_variant(FLAG_NAME, context)
