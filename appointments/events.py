@@ -1,7 +1,8 @@
-"""Migration events: read fallbacks and unlinked writes.
+"""Migration events: read fallbacks, unlinked writes, mismatches seen.
 
-Events raised inside a write are buffered and published only after the
-transaction commits, so a rolled-back write never reports anything.
+Every event is logged (one structured line) and counted in the metrics. Events
+raised inside a write are buffered and published only after the transaction
+commits, so a rolled-back write never reports anything.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from appointments import metrics
+from appointments.models import MismatchField
 from appointments.stages import Origin, Stage
 
 logger = logging.getLogger("appointments.migration")
@@ -34,7 +37,17 @@ class UnlinkedWrite:
     person_id: uuid.UUID
 
 
-MigrationEvent = ReadFallback | UnlinkedWrite
+@dataclass(frozen=True, slots=True)
+class MismatchSeen:
+    field: MismatchField
+    appointment_id: uuid.UUID
+    clinic_id: uuid.UUID
+    stage: Stage
+    legacy_value: uuid.UUID | None
+    new_value: uuid.UUID | None
+
+
+MigrationEvent = ReadFallback | UnlinkedWrite | MismatchSeen
 
 
 @dataclass
@@ -47,28 +60,42 @@ class PendingEvents:
         self.events.append(event)
 
 
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass
 class MigrationEventLog:
-    """Logs every event and counts them; one per request, or per CLI run."""
+    """Logs, meters and counts events; one per request, or per CLI run."""
 
     counts: Counter[str] = field(default_factory=Counter)
 
     def publish(self, event: MigrationEvent) -> None:
-        kind = "read_fallback" if isinstance(event, ReadFallback) else "unlinked_write"
-        self.counts[kind] += 1
-        details = {
-            "event": kind,
-            "side": event.side,
+        details: dict[str, object] = {
             "appointment_id": str(event.appointment_id),
             "clinic_id": str(event.clinic_id),
             "stage": event.stage.value,
         }
-        if isinstance(event, ReadFallback):
-            details["served_origin"] = event.served_origin.value
-            logger.info("read fell back to the non-authoritative side", extra=details)
-        else:
-            details["person_id"] = str(event.person_id)
-            logger.warning("write left the appointment unlinked in the new model", extra=details)
+        match event:
+            case ReadFallback():
+                self.counts["read_fallback"] += 1
+                metrics.READ_FALLBACKS.labels(event.stage.value, event.side).inc()
+                details |= {"event": "read_fallback", "side": event.side}
+                details["served_origin"] = event.served_origin.value
+                logger.info("read fell back to the non-authoritative side", extra=details)
+            case UnlinkedWrite():
+                self.counts["unlinked_write"] += 1
+                metrics.UNLINKED_WRITES.labels(event.stage.value, event.side).inc()
+                details |= {"event": "unlinked_write", "side": event.side}
+                details["person_id"] = str(event.person_id)
+                logger.warning("write left the new side unlinked", extra=details)
+            case MismatchSeen():
+                self.counts["mismatch"] += 1
+                metrics.MISMATCHES.labels(event.stage.value, event.field.value).inc()
+                details |= {"event": "mismatch", "field": event.field.value}
+                details["legacy_value"] = _text(event.legacy_value)
+                details["new_value"] = _text(event.new_value)
+                logger.warning("legacy and new side disagree", extra=details)
 
     def publish_all(self, pending: PendingEvents) -> None:
         for event in pending.events:

@@ -86,6 +86,21 @@ def _sql_in(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({listed})"
 
 
+class MismatchField(enum.StrEnum):
+    """What a ledger entry compares: a person, or a membership's clinic."""
+
+    DOCTOR = "doctor"
+    PATIENT = "patient"
+    DOCTOR_CLINIC = "doctor_clinic"
+    PATIENT_CLINIC = "patient_clinic"
+
+
+class MismatchStatus(enum.StrEnum):
+    OPEN = "open"
+    IGNORED = "ignored"
+    FIXED = "fixed"
+
+
 class Clinic(Base):
     __tablename__ = "clinics"
 
@@ -170,3 +185,36 @@ class Appointment(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MigrationMismatch(Base):
+    """One difference between the legacy and the new side of an appointment.
+
+    One row per appointment and field, whatever the number of reads that saw it;
+    values are ids only, never personal data.
+    """
+
+    __tablename__ = "migration_mismatches"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "field"),
+        CheckConstraint(_sql_in("field", MismatchField), name="field_known"),
+        CheckConstraint(_sql_in("status", MismatchStatus), name="status_known"),
+        CheckConstraint("times_seen > 0", name="seen_at_least_once"),
+        Index(None, "clinic_id", "status", "last_seen_at"),
+        Index(None, "status", "last_seen_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    appointment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("appointments.id"))
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
+    field: Mapped[str] = mapped_column(String(32))
+    legacy_value: Mapped[uuid.UUID | None]
+    new_value: Mapped[uuid.UUID | None]
+    stage: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    times_seen: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=MismatchStatus.OPEN.value)
+    status_changed_by: Mapped[str | None] = mapped_column(String(200))
+    status_changed_at: Mapped[datetime | None]
+    status_comment: Mapped[str | None] = mapped_column(Text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from appointments.models import Appointment, ClinicDoctor, ClinicPatient
+from appointments.models import Appointment, ClinicDoctor, ClinicPatient, MismatchField
 
 Membership = ClinicDoctor | ClinicPatient
 
@@ -25,6 +25,8 @@ class Side:
     new_input: str
     membership_model: type[ClinicDoctor] | type[ClinicPatient]
     person_column: str
+    person_field: MismatchField
+    clinic_field: MismatchField
 
     def legacy_id(self, appointment: Appointment) -> uuid.UUID | None:
         value: uuid.UUID | None = getattr(appointment, self.legacy_column)
@@ -53,6 +55,8 @@ DOCTOR = Side(
     new_input="clinicDoctorId",
     membership_model=ClinicDoctor,
     person_column="user_id",
+    person_field=MismatchField.DOCTOR,
+    clinic_field=MismatchField.DOCTOR_CLINIC,
 )
 PATIENT = Side(
     name="patient",
@@ -62,5 +66,7 @@ PATIENT = Side(
     new_input="clinicPatientId",
     membership_model=ClinicPatient,
     person_column="patient_id",
+    person_field=MismatchField.PATIENT,
+    clinic_field=MismatchField.PATIENT_CLINIC,
 )
 SIDES = (DOCTOR, PATIENT)

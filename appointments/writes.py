@@ -9,7 +9,8 @@ tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar, cast
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments import metrics
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
@@ -32,7 +34,7 @@ from appointments.models import (
 )
 from appointments.reads import StageLookup
 from appointments.sides import DOCTOR, PATIENT, Membership, Side
-from appointments.stages import StagePolicy, policy_for
+from appointments.stages import Stage, StagePolicy, policy_for
 
 T = TypeVar("T")
 
@@ -74,35 +76,43 @@ class NewAppointment:
 async def create_appointment(
     session: AsyncSession, stage_for: StageLookup, command: NewAppointment, events: PendingEvents
 ) -> Appointment:
-    _check_time_range(command.starts_at, command.ends_at)
-    reason = _clean_reason(command.reason)
-    if await session.get(Clinic, command.clinic_id) is None:
-        raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
-    policy = policy_for(stage_for(command.clinic_id))
-    appointment = Appointment(
-        id=uuid.uuid4(),
-        clinic_id=command.clinic_id,
-        starts_at=command.starts_at,
-        ends_at=command.ends_at,
-        status=AppointmentStatus.SCHEDULED.value,
-        reason=reason,
-    )
-    for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
-        await _link(session, policy, side, appointment, reference, events)
-    session.add(appointment)
-    await session.flush()
-    return appointment
+    with _metered("create", command.doctor, command.patient) as meter:
+        _check_time_range(command.starts_at, command.ends_at)
+        reason = _clean_reason(command.reason)
+        if await session.get(Clinic, command.clinic_id) is None:
+            raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
+        policy = policy_for(stage_for(command.clinic_id))
+        meter.stage = policy.stage
+        appointment = Appointment(
+            id=uuid.uuid4(),
+            clinic_id=command.clinic_id,
+            starts_at=command.starts_at,
+            ends_at=command.ends_at,
+            status=AppointmentStatus.SCHEDULED.value,
+            reason=reason,
+        )
+        for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
+            await _link(session, policy, side, appointment, reference, events)
+        session.add(appointment)
+        await session.flush()
+        return appointment
 
 
 async def reschedule_appointment(
-    session: AsyncSession, appointment_id: uuid.UUID, starts_at: datetime, ends_at: datetime
+    session: AsyncSession,
+    appointment_id: uuid.UUID,
+    starts_at: datetime,
+    ends_at: datetime,
+    stage_for: StageLookup | None = None,
 ) -> Appointment:
-    _check_time_range(starts_at, ends_at)
-    appointment = await _scheduled_appointment(session, appointment_id, "reschedule")
-    appointment.starts_at = starts_at
-    appointment.ends_at = ends_at
-    await session.flush()
-    return appointment
+    with _metered("reschedule") as meter:
+        _check_time_range(starts_at, ends_at)
+        appointment = await _scheduled_appointment(session, appointment_id, "reschedule")
+        meter.stage = None if stage_for is None else stage_for(appointment.clinic_id)
+        appointment.starts_at = starts_at
+        appointment.ends_at = ends_at
+        await session.flush()
+        return appointment
 
 
 async def reassign_appointment(
@@ -113,18 +123,57 @@ async def reassign_appointment(
     reference: PersonReference,
     events: PendingEvents,
 ) -> Appointment:
-    appointment = await _scheduled_appointment(session, appointment_id, f"reassign the {side.name}")
-    policy = policy_for(stage_for(appointment.clinic_id))
-    await _link(session, policy, side, appointment, reference, events)
-    await session.flush()
-    return appointment
+    with _metered(f"reassign_{side.name}", reference) as meter:
+        appointment = await _scheduled_appointment(
+            session, appointment_id, f"reassign the {side.name}"
+        )
+        policy = policy_for(stage_for(appointment.clinic_id))
+        meter.stage = policy.stage
+        await _link(session, policy, side, appointment, reference, events)
+        await session.flush()
+        return appointment
 
 
-async def cancel_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> Appointment:
-    appointment = await _scheduled_appointment(session, appointment_id, "cancel")
-    appointment.status = AppointmentStatus.CANCELLED.value
-    await session.flush()
-    return appointment
+async def cancel_appointment(
+    session: AsyncSession, appointment_id: uuid.UUID, stage_for: StageLookup | None = None
+) -> Appointment:
+    with _metered("cancel") as meter:
+        appointment = await _scheduled_appointment(session, appointment_id, "cancel")
+        meter.stage = None if stage_for is None else stage_for(appointment.clinic_id)
+        appointment.status = AppointmentStatus.CANCELLED.value
+        await session.flush()
+        return appointment
+
+
+@dataclass
+class _WriteMeter:
+    stage: Stage | None = None
+
+
+@contextmanager
+def _metered(operation: str, *references: PersonReference) -> Iterator[_WriteMeter]:
+    """Count the write by stage, operation, input style and outcome (ok or the error code)."""
+    meter = _WriteMeter()
+    outcome = "ok"
+    try:
+        yield meter
+    except DomainError as error:
+        outcome = error.code.value.lower()
+        raise
+    finally:
+        stage = "unknown" if meter.stage is None else meter.stage.value
+        metrics.WRITES.labels(stage, operation, _input_style(references), outcome).inc()
+
+
+def _input_style(references: tuple[PersonReference, ...]) -> str:
+    styles = {
+        "new" if reference.membership_id is not None else "legacy"
+        for reference in references
+        if reference.membership_id is not None or reference.person_id is not None
+    }
+    if not styles:
+        return "none"
+    return styles.pop() if len(styles) == 1 else "mixed"
 
 
 async def create_clinic(session: AsyncSession, name: str) -> Clinic:

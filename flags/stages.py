@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from appointments import metrics
 from appointments.stages import Stage
 from flags.source import FlagSource
 
@@ -36,7 +37,8 @@ class StageResolver:
     def __call__(self, clinic_id: uuid.UUID) -> Stage:
         stage = self._stages.get(clinic_id)
         if stage is None:
-            stage = self._evaluate(clinic_id)
+            stage, decided_by = self._evaluate(clinic_id)
+            metrics.FLAG_EVALUATIONS.labels(stage.value, decided_by).inc()
             self._stages[clinic_id] = stage
         return stage
 
@@ -44,7 +46,7 @@ class StageResolver:
     def used(self) -> dict[uuid.UUID, Stage]:
         return dict(self._stages)
 
-    def _evaluate(self, clinic_id: uuid.UUID) -> Stage:
+    def _evaluate(self, clinic_id: uuid.UUID) -> tuple[Stage, str]:
         properties = {"clinicId": str(clinic_id)}
         if self._viewer.role is not None:
             properties["role"] = self._viewer.role
@@ -55,14 +57,14 @@ class StageResolver:
             name = self._source.variant(context)
         except Exception:
             logger.exception("flag evaluation failed; serving the default stage")
-            return self._default_stage
+            return self._default_stage, "error"
         if name is None:
-            return self._default_stage
+            return self._default_stage, "default"
         try:
-            return Stage.parse(name)
+            return Stage.parse(name), "flag"
         except ValueError:
             logger.warning(
                 "flag variant is not a stage; serving the default stage",
                 extra={"variant": name, "clinic_id": str(clinic_id)},
             )
-            return self._default_stage
+            return self._default_stage, "unknown_variant"

@@ -8,6 +8,7 @@ import strawberry
 
 from appointments import models
 from appointments.errors import DomainError, ErrorCode
+from appointments.ledger import MismatchFilter
 from appointments.queries import AppointmentFilter
 from appointments.writes import NewAppointment, PersonReference
 from schema.errors import parse_id, parse_optional_id
@@ -131,3 +132,22 @@ class AppointmentFilterInput:
             starts_before=_aware(self.starts_before, "startsBefore"),
             status=self.status,
         )
+
+
+@strawberry.input
+class MismatchFilterInput:
+    clinic_id: strawberry.ID | None = None
+    field: models.MismatchField | None = None
+    status: models.MismatchStatus | None = None
+
+    def to_filter(self) -> MismatchFilter:
+        return MismatchFilter(
+            parse_optional_id(self.clinic_id, "clinicId"), self.field, self.status
+        )
+
+
+@strawberry.input(description="Triage a ledger entry: who did it is taken from the request")
+class SetMismatchStatusInput:
+    id: strawberry.ID
+    status: models.MismatchStatus
+    comment: str | None = None

@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import models, writes
+from appointments import ledger, models, writes
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
 from appointments.sides import DOCTOR, PATIENT, Side
@@ -28,6 +28,7 @@ from schema.inputs import (
     ReassignDoctorInput,
     ReassignPatientInput,
     RescheduleAppointmentInput,
+    SetMismatchStatusInput,
 )
 from schema.types import (
     Appointment,
@@ -39,6 +40,8 @@ from schema.types import (
     ClinicPatientSuccess,
     ClinicSuccess,
     ContextInfo,
+    MigrationMismatch,
+    MismatchSuccess,
     Patient,
     PatientSuccess,
     User,
@@ -46,6 +49,7 @@ from schema.types import (
 )
 from server.context import WriteOperation
 
+ANONYMOUS_ACTOR = "anonymous"
 RowT = TypeVar("RowT")
 SuccessT = TypeVar("SuccessT")
 
@@ -57,6 +61,7 @@ PatientResult = Annotated[PatientSuccess | _Errors, strawberry.union("PatientRes
 ClinicDoctorResult = Annotated[
     ClinicDoctorSuccess | _Errors, strawberry.union("ClinicDoctorResult")
 ]
+MismatchResult = Annotated[MismatchSuccess | _Errors, strawberry.union("MismatchResult")]
 ClinicPatientResult = Annotated[
     ClinicPatientSuccess | _Errors, strawberry.union("ClinicPatientResult")
 ]
@@ -196,6 +201,23 @@ class Mutation:
             info,
             prepare,
             lambda row: ClinicPatientSuccess(clinic_patient=ClinicPatient.from_model(row)),
+        )
+
+    @strawberry.mutation(description="Triage a mismatch-ledger entry (open, ignored, fixed)")
+    async def set_mismatch_status(
+        self, info: ContextInfo, input: SetMismatchStatusInput
+    ) -> MismatchResult:
+        def prepare() -> WriteOperation[models.MigrationMismatch]:
+            mismatch_id = parse_id(input.id, "id")
+            actor = info.context.viewer.user_id or ANONYMOUS_ACTOR
+            return _without_events(
+                lambda s: ledger.set_mismatch_status(
+                    s, mismatch_id, input.status, actor, input.comment
+                )
+            )
+
+        return await _mutate(
+            info, prepare, lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row))
         )
 
 

@@ -9,10 +9,10 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import models, queries
+from appointments import ledger, models, queries
 from appointments.errors import DomainError
 from schema.errors import parse_id, query_error
-from schema.inputs import AppointmentFilterInput
+from schema.inputs import AppointmentFilterInput, MismatchFilterInput
 from schema.types import (
     Appointment,
     Clinic,
@@ -20,6 +20,7 @@ from schema.types import (
     ClinicPatient,
     Connection,
     ContextInfo,
+    MigrationMismatch,
     Patient,
     User,
 )
@@ -81,6 +82,21 @@ class Query:
     async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:
         row = await info.context.loaders.clinic_by_id.load(_parse(id, "id"))
         return None if row is None else Clinic.from_model(row)
+
+    @strawberry.field(description="The mismatch ledger, least recently seen first")
+    async def migration_mismatches(
+        self,
+        info: ContextInfo,
+        filter: MismatchFilterInput | None = None,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> Connection[MigrationMismatch]:
+        try:
+            where = (filter or MismatchFilterInput()).to_filter()
+        except DomainError as error:
+            raise query_error(error) from None
+        page = await _page(info, lambda s: ledger.list_mismatches(s, where, first, after))
+        return Connection.from_page(page, MigrationMismatch.from_model)
 
     @strawberry.field(description="Clinics ordered by name")
     async def clinics(

@@ -12,8 +12,9 @@ from strawberry.types import Info
 
 from appointments import models
 from appointments.queries import Page
-from appointments.reads import ResolvedLink
+from appointments.reads import MigrationView, ResolvedLink, SideView
 from appointments.sides import DOCTOR, PATIENT, Side
+from appointments.stages import Origin, Stage
 from server.context import RequestContext
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
@@ -166,6 +167,12 @@ class Appointment:
         assert membership is None or isinstance(membership, models.ClinicPatient)
         return None if membership is None else ClinicPatient.from_model(membership)
 
+    @strawberry.field(
+        description="QA: the stage that served this appointment, both origins, and differences"
+    )
+    async def migration(self, info: ContextInfo) -> AppointmentMigration:
+        return AppointmentMigration.from_view(await info.context.links.migration(self.row))
+
     async def _link(self, info: ContextInfo, side: Side) -> ResolvedLink:
         return await info.context.links.resolve(side, self.row)
 
@@ -233,3 +240,133 @@ class ClinicDoctorSuccess:
 @strawberry.type
 class ClinicPatientSuccess:
     clinic_patient: ClinicPatient
+
+
+strawberry.enum(Origin, name="Origin", description="Which stored columns a value came from")
+strawberry.enum(models.MismatchField, name="MismatchField")
+strawberry.enum(models.MismatchStatus, name="MismatchStatus")
+
+
+def _optional_id(value: uuid.UUID | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))
+
+
+@strawberry.type(description="One side (doctor or patient) as served, and as each origin holds it")
+class SideOrigins:
+    served_origin: Origin
+    fell_back: bool = strawberry.field(
+        description="Served from the other origin because the authoritative column is empty"
+    )
+    legacy_person_id: strawberry.ID | None = strawberry.field(
+        description="Legacy origin: the person id stored on the appointment"
+    )
+    new_membership_id: strawberry.ID | None = strawberry.field(
+        description="New origin: the membership id stored on the appointment"
+    )
+    new_person_id: strawberry.ID | None = strawberry.field(description="That membership's person")
+    new_clinic_id: strawberry.ID | None = strawberry.field(description="That membership's clinic")
+    consistent: bool
+
+    @classmethod
+    def from_view(cls, view: SideView) -> SideOrigins:
+        comparison = view.comparison
+        return cls(
+            served_origin=view.link.origin,
+            fell_back=view.link.fell_back,
+            legacy_person_id=_optional_id(comparison.legacy_person_id),
+            new_membership_id=_optional_id(comparison.new_membership_id),
+            new_person_id=_optional_id(comparison.new_person_id),
+            new_clinic_id=_optional_id(comparison.new_clinic_id),
+            consistent=comparison.consistent,
+        )
+
+
+@strawberry.type
+class MigrationDifference:
+    field: models.MismatchField
+    legacy_value: strawberry.ID | None
+    new_value: strawberry.ID | None
+
+
+@strawberry.type(description="How this appointment was served, and whether both origins agree")
+class AppointmentMigration:
+    stage: Stage = strawberry.field(description="The clinic's stage for this request")
+    authoritative_origin: Origin
+    compared_stage: bool = strawberry.field(
+        description="Reads in this stage are compared and recorded in the mismatch ledger"
+    )
+    consistent: bool
+    doctor: SideOrigins
+    patient: SideOrigins
+    differences: list[MigrationDifference]
+
+    @classmethod
+    def from_view(cls, view: MigrationView) -> AppointmentMigration:
+        return cls(
+            stage=view.stage,
+            authoritative_origin=view.authoritative,
+            compared_stage=view.compared_stage,
+            consistent=view.consistent,
+            doctor=SideOrigins.from_view(view.doctor),
+            patient=SideOrigins.from_view(view.patient),
+            differences=[
+                MigrationDifference(
+                    field=difference.field,
+                    legacy_value=_optional_id(difference.legacy_value),
+                    new_value=_optional_id(difference.new_value),
+                )
+                for difference in view.differences
+            ],
+        )
+
+
+@strawberry.type(
+    description="A difference between an appointment's two sides; one per appointment and field"
+)
+class MigrationMismatch:
+    id: strawberry.ID
+    field: models.MismatchField
+    legacy_value: strawberry.ID | None
+    new_value: strawberry.ID | None
+    stage: Stage = strawberry.field(description="Stage of the read that last saw it")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    times_seen: int
+    status: models.MismatchStatus
+    status_changed_by: str | None
+    status_changed_at: datetime | None
+    status_comment: str | None
+    row: strawberry.Private[models.MigrationMismatch]
+
+    @classmethod
+    def from_model(cls, row: models.MigrationMismatch) -> MigrationMismatch:
+        return cls(
+            id=_id(row),
+            field=models.MismatchField(row.field),
+            legacy_value=_optional_id(row.legacy_value),
+            new_value=_optional_id(row.new_value),
+            stage=Stage(row.stage),
+            first_seen_at=row.first_seen_at,
+            last_seen_at=row.last_seen_at,
+            times_seen=row.times_seen,
+            status=models.MismatchStatus(row.status),
+            status_changed_by=row.status_changed_by,
+            status_changed_at=row.status_changed_at,
+            status_comment=row.status_comment,
+            row=row,
+        )
+
+    @strawberry.field
+    async def clinic(self, info: ContextInfo) -> Clinic:
+        return await _clinic(info, self.row.clinic_id)
+
+    @strawberry.field
+    async def appointment(self, info: ContextInfo) -> Appointment:
+        appointment = await info.context.loaders.appointment_by_id.load(self.row.appointment_id)
+        assert appointment is not None, "foreign key guarantees the appointment"
+        return Appointment.from_model(appointment)
+
+
+@strawberry.type
+class MismatchSuccess:
+    mismatch: MigrationMismatch

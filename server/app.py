@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -23,6 +36,7 @@ from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSourc
 from flags.stages import StageResolver, Viewer
 from schema.schema import schema
 from server.context import RequestContext
+from server.logs import request_id
 from server.settings import Settings
 
 logger = logging.getLogger("server")
@@ -70,9 +84,15 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
     ) -> RequestContext:
         assert isinstance(request, Request), "subscriptions are not served"
         services: Services = request.app.state.services
-        stages = StageResolver(services.flags, services.settings.default_stage, Viewer())
+        viewer = Viewer()
+        stages = StageResolver(services.flags, services.settings.default_stage, viewer)
         return RequestContext.build(
-            request, response if isinstance(response, Response) else None, services.sessions, stages
+            request,
+            response if isinstance(response, Response) else None,
+            services.sessions,
+            stages,
+            viewer,
+            services.settings.compare_sample_ratio,
         )
 
 
@@ -92,6 +112,43 @@ async def readyz(request: Request) -> Response:
             {"status": "unavailable", "database": "unreachable", "flags": flags}, status_code=503
         )
     return JSONResponse({"status": "ready", "database": "ok", "flags": flags})
+
+
+async def prometheus_metrics(_request: Request) -> Response:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestIdMiddleware:
+    """Takes the request id from X-Request-ID (or makes one), logs with it, and returns it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        current = given if _ACCEPTABLE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = request_id.set(current)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = current
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 async def home(_request: Request) -> Response:
@@ -119,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", home),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", prometheus_metrics),
         Route("/graphql", graphql),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         result: int = arguments.handler(settings, arguments)
     except (FlagsFileError, ValueError) as error:
@@ -94,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.demo:
         asyncio.run(_prepare_demo(settings, reset_flags=False, per_clinic=50))
+    if arguments.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Each worker writes its metrics here and /metrics adds them up; set before
+        # the workers start, since prometheus_client reads it when first imported.
+        metrics_directory = tempfile.mkdtemp(prefix="clinic-metrics-")
+        atexit.register(shutil.rmtree, metrics_directory, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory
     url = f"http://{arguments.host}:{arguments.port}/graphql"
     print(f"GraphiQL: {url}", flush=True)
     if arguments.open:

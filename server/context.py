@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -10,13 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from appointments import metrics
 from appointments.db import SerializedSession
 from appointments.events import MigrationEventLog, PendingEvents
+from appointments.ledger import MismatchRecorder
 from appointments.reads import LinkResolver
 from appointments.writes import run_in_transaction
-from flags.stages import StageResolver
+from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
 
+logger = logging.getLogger("server.context")
 T = TypeVar("T")
 WriteOperation = Callable[[AsyncSession, PendingEvents], Awaitable[T]]
 
@@ -30,6 +34,8 @@ class RequestContext:
     stages: StageResolver
     loaders: Loaders
     links: LinkResolver
+    recorder: MismatchRecorder
+    viewer: Viewer
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
 
     @classmethod
@@ -39,10 +45,13 @@ class RequestContext:
         response: Response | None,
         sessions: async_sessionmaker[AsyncSession],
         stages: StageResolver,
+        viewer: Viewer,
+        compare_sample_ratio: float = 1.0,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
         events = MigrationEventLog()
+        recorder = MismatchRecorder()
         return cls(
             request=request,
             response=response,
@@ -50,7 +59,9 @@ class RequestContext:
             db=db,
             stages=stages,
             loaders=loaders,
-            links=LinkResolver(stages, loaders, events),
+            links=LinkResolver(stages, loaders, events, recorder, compare_sample_ratio),
+            recorder=recorder,
+            viewer=viewer,
             events=events,
         )
 
@@ -69,7 +80,20 @@ class RequestContext:
             },
             "readFallbacks": self.events.counts["read_fallback"],
             "unlinkedWrites": self.events.counts["unlinked_write"],
+            "mismatches": self.events.counts["mismatch"],
         }
 
     async def close(self) -> None:
+        """Release the session, then write what the request's comparisons saw to the ledger.
+
+        A ledger failure is logged and counted; the response is not failed for it.
+        """
         await self.db.close()
+        try:
+            result = await self.recorder.flush(self.sessions)
+        except Exception:
+            metrics.LEDGER_FLUSHES.labels("error").inc()
+            logger.exception("could not record mismatches in the ledger")
+            return
+        if result.recorded or result.fixed:
+            metrics.LEDGER_FLUSHES.labels("ok").inc()

@@ -1,30 +1,69 @@
-"""Logging setup: one line per event, with the event's structured fields appended."""
+"""Logging: one line per event, JSON when not on a terminal, with the request id on every line."""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
     "color_message",
+    "taskName",
 }
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in _fields(record).items() if v is not None})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
-        if extras:
-            line += " " + " ".join(f"{key}={value}" for key, value in sorted(extras.items()))
+        fields = {k: v for k, v in _fields(record).items() if v is not None}
+        if fields:
+            line += " " + " ".join(f"{key}={value}" for key, value in sorted(fields.items()))
         return line
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "auto") -> None:
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter()
+        if use_json
+        else KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The Unleash SDK logs a warning on every failed poll; ours says it once.
+    # The Unleash SDK logs a warning on every failed poll: keep only its errors.
     logging.getLogger("UnleashClient").setLevel(max(logging.getLevelName(level), logging.ERROR))

@@ -11,6 +11,7 @@ from appointments.stages import Stage
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
 DEFAULT_FLAGS_FILE = "var/flags.json"
+LOG_FORMATS = ("auto", "json", "text")
 
 
 class SettingsError(ValueError):
@@ -30,7 +31,9 @@ class Settings:
     unleash_refresh_interval: int = 15
     unleash_cache_dir: Path = Path("var/unleash-cache")
     graphiql: bool = True
+    compare_sample_ratio: float = 1.0
     log_level: str = "INFO"
+    log_format: str = "auto"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,7 +63,11 @@ class Settings:
             ),
             unleash_cache_dir=Path(env.get("UNLEASH_CACHE_DIR", str(defaults.unleash_cache_dir))),
             graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
+            compare_sample_ratio=_ratio(
+                env, "CLINIC_COMPARE_SAMPLE_RATIO", defaults.compare_sample_ratio
+            ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
+            log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
 
 
@@ -74,6 +81,26 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be from 0 to 1, not {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:

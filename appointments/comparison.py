@@ -1,0 +1,65 @@
+"""Comparing the two sides of an appointment: what each origin says, and where they differ.
+
+The legacy origin is the person id stored on the appointment; the new origin is
+the membership stored on it, with that membership's person and clinic. They
+agree when the membership's person is the legacy person and the membership
+belongs to the appointment's clinic. A side present on one origin only is a
+difference too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from appointments.models import Appointment, MismatchField
+from appointments.sides import Membership, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    field: MismatchField
+    legacy_value: uuid.UUID | None
+    new_value: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class SideComparison:
+    """One side (doctor or patient) of one appointment, as each origin has it."""
+
+    side: Side
+    legacy_person_id: uuid.UUID | None
+    new_membership_id: uuid.UUID | None
+    new_person_id: uuid.UUID | None
+    new_clinic_id: uuid.UUID | None
+    differences: tuple[Difference, ...]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.differences
+
+    @property
+    def compared_fields(self) -> tuple[MismatchField, MismatchField]:
+        return (self.side.person_field, self.side.clinic_field)
+
+
+def compare_side(
+    side: Side, appointment: Appointment, stored_membership: Membership | None
+) -> SideComparison:
+    """Compare one side. ``stored_membership`` is the row ``appointment``'s new column names."""
+    legacy_person = side.legacy_id(appointment)
+    new_person = None if stored_membership is None else side.person_of(stored_membership)
+    new_clinic = None if stored_membership is None else stored_membership.clinic_id
+    differences: list[Difference] = []
+    if legacy_person != new_person:
+        differences.append(Difference(side.person_field, legacy_person, new_person))
+    if new_clinic is not None and new_clinic != appointment.clinic_id:
+        differences.append(Difference(side.clinic_field, appointment.clinic_id, new_clinic))
+    return SideComparison(
+        side=side,
+        legacy_person_id=legacy_person,
+        new_membership_id=side.membership_id(appointment),
+        new_person_id=new_person,
+        new_clinic_id=new_clinic,
+        differences=tuple(differences),
+    )

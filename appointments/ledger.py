@@ -1,0 +1,206 @@
+"""The mismatch ledger: a durable, deduplicated record of differences between the two sides.
+
+Reads in compared stages hand their comparisons to a ``MismatchRecorder``; it
+writes the ledger once at the end of the request: one upsert for every
+difference seen (first seen, last seen, times seen), and one update marking
+open entries fixed when their row was found consistent again. A request that
+saw no difference and had nothing open writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.comparison import Difference, SideComparison
+from appointments.errors import DomainError, ErrorCode
+from appointments.models import (
+    Appointment,
+    MigrationMismatch,
+    MismatchField,
+    MismatchStatus,
+    utcnow,
+)
+from appointments.queries import KeysetOrder, Page, paginate
+from appointments.stages import Stage
+
+AUTO_FIX_ACTOR = "system"
+MAX_COMMENT_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    appointment_id: uuid.UUID
+    clinic_id: uuid.UUID
+    stage: Stage
+    comparison: SideComparison
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    recorded: int
+    fixed: int
+
+
+class MismatchRecorder:
+    """Collects one request's comparisons and writes the ledger once."""
+
+    def __init__(self) -> None:
+        self._observations: dict[tuple[uuid.UUID, str], Observation] = {}
+
+    def observe(self, appointment: Appointment, stage: Stage, comparison: SideComparison) -> None:
+        key = (appointment.id, comparison.side.name)
+        self._observations[key] = Observation(
+            appointment.id, appointment.clinic_id, stage, comparison
+        )
+
+    async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> FlushResult:
+        observations = list(self._observations.values())
+        self._observations.clear()
+        if not observations:
+            return FlushResult(0, 0)
+        now = utcnow()
+        rows = [
+            _ledger_row(observation, difference, now)
+            for observation in observations
+            for difference in observation.comparison.differences
+        ]
+        consistent = {
+            (observation.appointment_id, field.value)
+            for observation in observations
+            for field in observation.comparison.compared_fields
+            if field not in {d.field for d in observation.comparison.differences}
+        }
+        async with sessions() as session, session.begin():
+            fixed = await _fix_consistent(session, consistent, now)
+            if rows:
+                await session.execute(_upsert(session, rows, now))
+        return FlushResult(len(rows), fixed)
+
+
+def _ledger_row(observation: Observation, difference: Difference, now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "appointment_id": observation.appointment_id,
+        "clinic_id": observation.clinic_id,
+        "field": difference.field.value,
+        "legacy_value": difference.legacy_value,
+        "new_value": difference.new_value,
+        "stage": observation.stage.value,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "times_seen": 1,
+        "status": MismatchStatus.OPEN.value,
+    }
+
+
+async def _fix_consistent(
+    session: AsyncSession, consistent: set[tuple[uuid.UUID, str]], now: datetime
+) -> int:
+    if not consistent:
+        return 0
+    appointment_ids = {appointment_id for appointment_id, _ in consistent}
+    open_entries = await session.execute(
+        select(MigrationMismatch.id, MigrationMismatch.appointment_id, MigrationMismatch.field)
+        .where(MigrationMismatch.appointment_id.in_(appointment_ids))
+        .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
+    )
+    to_fix = [
+        entry.id for entry in open_entries if (entry.appointment_id, entry.field) in consistent
+    ]
+    if not to_fix:
+        return 0
+    await session.execute(
+        update(MigrationMismatch)
+        .where(MigrationMismatch.id.in_(to_fix))
+        .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
+        .values(
+            status=MismatchStatus.FIXED.value,
+            status_changed_by=AUTO_FIX_ACTOR,
+            status_changed_at=now,
+            status_comment="consistent again when read",
+        )
+    )
+    return len(to_fix)
+
+
+def _upsert(session: AsyncSession, rows: list[dict[str, Any]], now: datetime) -> Any:
+    """Insert new entries; for existing ones bump the count and reopen a fixed one."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(MigrationMismatch).values(rows)
+    reopened = MigrationMismatch.status == MismatchStatus.FIXED.value
+    return statement.on_conflict_do_update(
+        index_elements=[MigrationMismatch.appointment_id, MigrationMismatch.field],
+        set_={
+            "legacy_value": statement.excluded.legacy_value,
+            "new_value": statement.excluded.new_value,
+            "stage": statement.excluded.stage,
+            "last_seen_at": statement.excluded.last_seen_at,
+            "times_seen": MigrationMismatch.times_seen + 1,
+            "status": case((reopened, MismatchStatus.OPEN.value), else_=MigrationMismatch.status),
+            "status_changed_by": case(
+                (reopened, AUTO_FIX_ACTOR), else_=MigrationMismatch.status_changed_by
+            ),
+            "status_changed_at": case((reopened, now), else_=MigrationMismatch.status_changed_at),
+            "status_comment": case(
+                (reopened, "seen again after it was fixed"),
+                else_=MigrationMismatch.status_comment,
+            ),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchFilter:
+    clinic_id: uuid.UUID | None = None
+    field: MismatchField | None = None
+    status: MismatchStatus | None = None
+
+
+MISMATCH_ORDER = KeysetOrder((MigrationMismatch.last_seen_at, MigrationMismatch.id))
+
+
+async def list_mismatches(
+    session: AsyncSession, where: MismatchFilter, first: int | None, after: str | None
+) -> Page[MigrationMismatch]:
+    """Entries oldest-seen first (keyset on last seen, then id)."""
+    statement = select(MigrationMismatch)
+    if where.clinic_id is not None:
+        statement = statement.where(MigrationMismatch.clinic_id == where.clinic_id)
+    if where.field is not None:
+        statement = statement.where(MigrationMismatch.field == where.field.value)
+    if where.status is not None:
+        statement = statement.where(MigrationMismatch.status == where.status.value)
+    return await paginate(session, statement, MISMATCH_ORDER, first, after)
+
+
+async def set_mismatch_status(
+    session: AsyncSession,
+    mismatch_id: uuid.UUID,
+    status: MismatchStatus,
+    actor: str,
+    comment: str | None,
+) -> MigrationMismatch:
+    """Triage an entry: mark it ignored, fixed, or open again, saying who and why."""
+    entry = await session.get(MigrationMismatch, mismatch_id, with_for_update=True)
+    if entry is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "no mismatch has this id", "id")
+    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"comment must be at most {MAX_COMMENT_LENGTH} characters",
+            "comment",
+        )
+    entry.status = status.value
+    entry.status_changed_by = actor
+    entry.status_changed_at = utcnow()
+    entry.status_comment = comment.strip() if comment else None
+    await session.flush()
+    return entry

@@ -1,0 +1,57 @@
+"""Prometheus metrics of the migration. Labels are bounded: no appointment or clinic ids.
+
+Under several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` before this
+module is first imported (``clinic serve --workers N`` does) and ``/metrics``
+aggregates every worker's values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+READS = Counter(
+    "clinic_appointment_reads",
+    "Appointment sides served, by stage, side, origin served and outcome",
+    ["stage", "side", "origin", "outcome"],
+)
+WRITES = Counter(
+    "clinic_appointment_writes",
+    "Appointment writes, by stage, operation, input style and outcome (ok or error code)",
+    ["stage", "operation", "input", "outcome"],
+)
+COMPARISONS = Counter(
+    "clinic_comparisons",
+    "Reads compared across origins, by stage and outcome",
+    ["stage", "outcome"],
+)
+MISMATCHES = Counter(
+    "clinic_mismatches",
+    "Differences seen between the legacy and the new side, by stage and field",
+    ["stage", "field"],
+)
+READ_FALLBACKS = Counter(
+    "clinic_read_fallbacks",
+    "Reads served from the non-authoritative side because the authoritative one was empty",
+    ["stage", "side"],
+)
+UNLINKED_WRITES = Counter(
+    "clinic_unlinked_writes",
+    "Writes that left the new side empty because the person has no membership in the clinic",
+    ["stage", "side"],
+)
+ORIGIN_READ_SECONDS = Histogram(
+    "clinic_origin_read_seconds",
+    "Time for one appointment side to be read from an origin (batched loads included)",
+    ["origin"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+FLAG_EVALUATIONS = Counter(
+    "clinic_flag_evaluations",
+    "Migration flag evaluations (once per request and clinic), by stage and how it was decided",
+    ["stage", "decided_by"],
+)
+LEDGER_FLUSHES = Counter(
+    "clinic_ledger_flushes",
+    "End-of-request writes of the mismatch ledger, by outcome",
+    ["outcome"],
+)
