@@ -29,9 +29,9 @@ from appointments.models import (
     Appointment,
     Base,
     Clinic,
-    MigrationMismatch,
     ClinicDoctor,
     ClinicPatient,
+    MigrationMismatch,
     Patient,
     User,
     UserRole,
@@ -42,7 +42,15 @@ from server.app import Services, create_app
 from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TABLES_CHILD_FIRST = (MigrationMismatch, Appointment, ClinicDoctor, ClinicPatient, Patient, User, Clinic)
+TABLES_CHILD_FIRST = (
+    MigrationMismatch,
+    Appointment,
+    ClinicDoctor,
+    ClinicPatient,
+    Patient,
+    User,
+    Clinic,
+)
 
 
 def _postgres_database(base_url: str) -> Iterator[str]:
