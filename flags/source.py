@@ -110,10 +110,9 @@ class LocalFileFlagSource:
         }
 
     def close(self) -> None:
+        # A bootstrapped client that was never initialised runs no thread: nothing to stop.
         with self._lock:
-            if self._client is not None:
-                self._client.destroy()
-                self._client = None
+            self._client = None
 
     def _refresh(self) -> None:
         signature = self._stat()
@@ -133,14 +132,9 @@ class LocalFileFlagSource:
                     f"flags file {self._path} rejected, keeping the last good one: {error}"
                 )
                 return
-            previous, self._client = (
-                self._client,
-                _bootstrapped_client(self._app_name, json.dumps(document)),
-            )
+            self._client = _bootstrapped_client(self._app_name, json.dumps(document))
             self._problem = None
             logger.info("flags file loaded", extra={"path": str(self._path)})
-            if previous is not None:
-                previous.destroy()
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:

@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +147,22 @@ class Api:
         return data
 
 
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Settings for the app under test beyond the database and flags file; override per module."""
+    return {}
+
+
 @pytest_asyncio.fixture
 async def api(
-    database_url: str, sessions: async_sessionmaker[AsyncSession], flags_file: Path
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    app_settings: dict[str, Any],
 ) -> AsyncIterator[Api]:
-    settings = Settings(database_url=database_url, auto_migrate=False, flags_file=flags_file)
+    settings = Settings(
+        database_url=database_url, auto_migrate=False, flags_file=flags_file, **app_settings
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
@@ -240,3 +251,82 @@ async def stored_appointment(
         row = await session.get(Appointment, uuid.UUID(appointment_id))
         assert row is not None
         return row
+
+
+READ_CLINIC = """
+query Read($clinicId: ID!) {
+  appointments(first: 100, filter: {clinicId: $clinicId}) {
+    edges { node { id doctor { id } clinicDoctor { id } patient { id } clinicPatient { id } } }
+  }
+}
+"""
+
+
+@dataclass
+class Mess:
+    """Appointments in clinic A whose two sides disagree, each in one way."""
+
+    wrong_person: uuid.UUID
+    missing_new: uuid.UUID
+    other_clinic: uuid.UUID
+    consistent: uuid.UUID
+    clinic_patient_in_b: uuid.UUID
+
+
+async def insert_appointment(
+    session: AsyncSession, world: World, hour: int, **links: Any
+) -> uuid.UUID:
+    appointment_id = uuid.uuid4()
+    starts_at = datetime(2026, 12, 10, hour, tzinfo=UTC)
+    session.add(
+        Appointment(
+            id=appointment_id,
+            clinic_id=world.clinic_a.id,
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=30),
+            status="scheduled",
+            **links,
+        )
+    )
+    await session.flush()
+    return appointment_id
+
+
+@pytest.fixture
+async def mess(sessions: async_sessionmaker[AsyncSession], world: World) -> Mess:
+    async with sessions() as session, session.begin():
+        in_b = await writes.add_clinic_patient(session, world.clinic_b.id, world.patient.id)
+        consistent_links = {
+            "doctor_id": world.doctor.id,
+            "clinic_doctor_id": world.clinic_doctor.id,
+            "patient_id": world.patient.id,
+            "clinic_patient_id": world.clinic_patient.id,
+        }
+        return Mess(
+            wrong_person=await insert_appointment(
+                session,
+                world,
+                9,
+                **(consistent_links | {"clinic_doctor_id": world.other_clinic_doctor.id}),
+            ),
+            missing_new=await insert_appointment(
+                session, world, 10, **(consistent_links | {"clinic_doctor_id": None})
+            ),
+            other_clinic=await insert_appointment(
+                session, world, 11, **(consistent_links | {"clinic_patient_id": in_b.id})
+            ),
+            consistent=await insert_appointment(session, world, 12, **consistent_links),
+            clinic_patient_in_b=in_b.id,
+        )
+
+
+async def ledger_rows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> dict[tuple[uuid.UUID, str], MigrationMismatch]:
+    async with sessions() as session:
+        rows = (await session.execute(select(MigrationMismatch))).scalars().all()
+    return {(row.appointment_id, row.field): row for row in rows}
+
+
+def nodes_by_id(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {edge["node"]["id"]: edge["node"] for edge in data["appointments"]["edges"]}
