@@ -32,7 +32,7 @@ from flags.document import (
     set_clinic_stage,
     write_document,
 )
-from server.logs import configure_logging
+from server.logs import configure_logging, logging_config
 from server.settings import Settings, SettingsError
 
 logger = logging.getLogger("server.cli")
@@ -115,7 +115,7 @@ def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
         host=arguments.host,
         port=arguments.port,
         workers=arguments.workers,
-        log_config=None,
+        log_config=logging_config(settings.log_level, settings.log_format),
     )
     return 0
 

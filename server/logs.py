@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.config
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -53,17 +54,36 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, log_format: str = "auto") -> None:
+def logging_config(level: str, log_format: str = "auto") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document; uvicorn applies it in every worker process."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        JsonFormatter()
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter}
         if use_json
-        else KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else {"()": KeyValueFormatter, "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # The Unleash SDK logs a warning on every failed poll: keep only its errors.
-    logging.getLogger("UnleashClient").setLevel(max(logging.getLevelName(level), logging.ERROR))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {"default": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "filters": ["request_id"],
+                "formatter": "default",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "uvicorn": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": level, "handlers": [], "propagate": True},
+            # The Unleash SDK logs a warning on every failed poll: keep only its errors.
+            "UnleashClient": {"level": "ERROR"},
+        },
+    }
+
+
+def configure_logging(level: str, log_format: str = "auto") -> None:
+    logging.config.dictConfig(logging_config(level, log_format))

@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appointments.seed import demo_clinic_stages
+from appointments.stages import Stage
 
 STARTUP_SECONDS = 60
 QUERY = """
@@ -33,8 +36,8 @@ def free_port() -> int:
         return port
 
 
-def wait_for_line(process: subprocess.Popen[str], marker: str) -> None:
-    """Read the server's log until it says `marker` (the event), within a deadline."""
+def wait_for_line(process: subprocess.Popen[str], marker: str, times: int = 1) -> None:
+    """Read the server's log until it has said `marker` (the event) `times` times."""
     assert process.stderr is not None
     deadline = time.monotonic() + STARTUP_SECONDS
     seen: list[str] = []
@@ -46,13 +49,13 @@ def wait_for_line(process: subprocess.Popen[str], marker: str) -> None:
         if not line:
             break
         seen.append(line)
-        if marker in line:
+        if sum(marker in said for said in seen) == times:
             return
     pytest.fail(f"server did not log {marker!r}; it said:\n{''.join(seen)}")
 
 
-@pytest.fixture
-def demo_server(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def running_demo(directory: Path, workers: int = 1) -> Iterator[str]:
     executable = Path(sys.executable).with_name("clinic")
     assert executable.exists(), "the package's console script is not installed"
     port = free_port()
@@ -62,19 +65,25 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
         if not key.startswith(("CLINIC_", "UNLEASH_"))
     }
     process = subprocess.Popen(
-        [executable, "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
+        [executable, "serve", "--demo", "--port", str(port), "--workers", str(workers)],
+        cwd=directory,
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        wait_for_line(process, "Application startup complete")
+        wait_for_line(process, "Application startup complete", times=workers)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[str]:
+    with running_demo(tmp_path) as url:
+        yield url
 
 
 def test_demo_server_serves_both_field_sets_with_the_demo_stages(demo_server: str) -> None:
@@ -92,3 +101,28 @@ def test_demo_server_serves_both_field_sets_with_the_demo_stages(demo_server: st
     assert served_stages
     demo_stages = {clinic: stage.value for clinic, stage in demo_clinic_stages().items()}
     assert all(demo_stages[clinic] == stage for clinic, stage in served_stages.items())
+
+
+def test_metrics_add_up_across_worker_processes(tmp_path: Path) -> None:
+    riverside = next(
+        clinic for clinic, stage in demo_clinic_stages().items() if stage is Stage.SHADOW
+    )
+    query = {
+        "query": "query($c: ID!) { appointments(first: 5, filter: {clinicId: $c}) "
+        "{ edges { node { doctor { id } } } } }",
+        "variables": {"c": riverside},
+    }
+    requests = 24
+    with running_demo(tmp_path, workers=2) as url, httpx.Client(base_url=url) as client:
+        for _ in range(requests):
+            assert client.post("/graphql", json=query).status_code == 200
+        exposition = client.get("/metrics").text
+
+    evaluations = [
+        sample
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "clinic_flag_evaluations_total"
+    ]
+    assert sum(sample.value for sample in evaluations) == requests
+    assert {sample.labels["stage"] for sample in evaluations if sample.value} == {"shadow"}
