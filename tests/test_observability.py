@@ -171,3 +171,48 @@ async def test_a_request_without_an_id_gets_one_and_a_bad_one_is_replaced(api: A
     assert len(generated.headers["X-Request-ID"]) == 32
     assert replaced.headers["X-Request-ID"] != "bad id\\twith spaces"
     assert len(replaced.headers["X-Request-ID"]) == 32
+
+
+CREATE = """
+mutation Create($input: CreateAppointmentInput!) {
+  createAppointment(input: $input) { __typename }
+}
+"""
+
+
+async def test_metrics_count_writes_by_outcome_and_unlinked_writes(
+    api: Api, world: World, flags_file: Any
+) -> None:
+    set_stages(flags_file, {world.clinic_a.id: Stage.DUAL_WRITE, world.clinic_b.id: Stage.LIVE})
+    written = {"stage": "dual_write", "operation": "create", "input": "legacy", "outcome": "ok"}
+    refused = {"stage": "live", "operation": "create", "input": "legacy"}
+    ok_before = await metric(api, "clinic_appointment_writes_total", **written)
+    refused_before = await metric(
+        api, "clinic_appointment_writes_total", **refused, outcome="membership_missing"
+    )
+    unlinked_before = await metric(
+        api, "clinic_unlinked_writes_total", stage="dual_write", side="doctor"
+    )
+    booking = {
+        "startsAt": "2026-12-01T09:00:00Z",
+        "endsAt": "2026-12-01T09:30:00Z",
+        "doctorId": str(world.doctor_without_membership.id),
+        "patientId": str(world.patient.id),
+    }
+
+    linked = await api.data(CREATE, {"input": {**booking, "clinicId": str(world.clinic_a.id)}})
+    rejected = await api.data(CREATE, {"input": {**booking, "clinicId": str(world.clinic_b.id)}})
+
+    assert linked["createAppointment"]["__typename"] == "AppointmentSuccess"
+    assert rejected["createAppointment"]["__typename"] == "MembershipError"
+    assert await metric(api, "clinic_appointment_writes_total", **written) == ok_before + 1
+    assert (
+        await metric(
+            api, "clinic_appointment_writes_total", **refused, outcome="membership_missing"
+        )
+        == refused_before + 1
+    )
+    assert (
+        await metric(api, "clinic_unlinked_writes_total", stage="dual_write", side="doctor")
+        == unlinked_before + 1
+    )
