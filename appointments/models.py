@@ -218,3 +218,21 @@ class MigrationMismatch(Base):
     status_changed_by: Mapped[str | None] = mapped_column(String(200))
     status_changed_at: Mapped[datetime | None]
     status_comment: Mapped[str | None] = mapped_column(Text)
+
+
+class BackfillCheckpoint(Base):
+    """Progress of a backfill run, committed with each batch so a crashed run resumes."""
+
+    __tablename__ = "backfill_checkpoints"
+
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_appointment_id: Mapped[uuid.UUID | None]
+    batches: Mapped[int]
+    linked_doctors: Mapped[int]
+    linked_patients: Mapped[int]
+    created_doctor_memberships: Mapped[int]
+    created_patient_memberships: Mapped[int]
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from appointments import writes
 from appointments.db import create_engine, create_session_factory
 from appointments.models import (
     Appointment,
+    BackfillCheckpoint,
     Base,
     Clinic,
     ClinicDoctor,
@@ -43,6 +44,7 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    BackfillCheckpoint,
     MigrationMismatch,
     Appointment,
     ClinicDoctor,

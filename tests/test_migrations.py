@@ -78,7 +78,7 @@ async def test_downgrade_and_upgrade_round_trip(engine: AsyncEngine) -> None:
         version = (
             await connection.execute(text("SELECT version_num FROM alembic_version"))
         ).scalar()
-    assert version == "0003_mismatch_ledger"
+    assert version == "0004_backfill_checkpoints"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,292 @@
+"""The validation report and readiness: how far each clinic's data is from the new model.
+
+Every count is computed in SQL over the whole table (one grouped query), never
+by loading rows. The same checks as the shadow comparison: a row is
+inconsistent when its stored membership names another person than the legacy
+column, or belongs to another clinic than the appointment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, func, null, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from appointments.models import (
+    Appointment,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    MigrationMismatch,
+    MismatchStatus,
+)
+from appointments.reads import StageLookup
+from appointments.stages import STAGE_POLICIES, Stage
+
+STAGE_ORDER = tuple(Stage)
+
+
+@dataclass(frozen=True, slots=True)
+class SideCounts:
+    """One side (doctor or patient) of a clinic's appointments."""
+
+    linked: int
+    linkable: int
+    missing_membership: int
+    legacy_missing: int
+    inconsistent: int
+
+    @property
+    def unlinked(self) -> int:
+        return self.linkable + self.missing_membership
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicReport:
+    clinic_id: uuid.UUID
+    clinic_name: str
+    total: int
+    fully_linked: int
+    doctor: SideCounts
+    patient: SideCounts
+    open_mismatches: int
+    stage: Stage
+    next_stage: Stage | None
+    blockers: tuple[str, ...] = field(default=())
+
+    @property
+    def inconsistent(self) -> int:
+        return self.doctor.inconsistent + self.patient.inconsistent
+
+    @property
+    def ready_for_next(self) -> bool:
+        return not self.blockers
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["clinic_id"] = str(self.clinic_id)
+        data["stage"] = self.stage.value
+        data["next_stage"] = None if self.next_stage is None else self.next_stage.value
+        data["blockers"] = list(self.blockers)
+        data["ready_for_next"] = self.ready_for_next
+        data["inconsistent"] = self.inconsistent
+        for side in ("doctor", "patient"):
+            data[side]["unlinked"] = getattr(self, side).unlinked
+        return data
+
+
+def blockers_for(stage: Stage, doctor: SideCounts, patient: SideCounts) -> tuple[str, ...]:
+    """Why a clinic cannot be served ``stage`` yet; empty when it can.
+
+    Stages where legacy is authoritative are always safe. Once the new model is
+    authoritative, every appointment needs both new links, and they must agree
+    with the legacy ones.
+    """
+    if not STAGE_POLICIES[stage].new_authoritative:
+        return ()
+    reasons: list[str] = []
+    for name, counts in (("doctor", doctor), ("patient", patient)):
+        if counts.unlinked:
+            reasons.append(f"{counts.unlinked} appointments have no clinic {name} link")
+        if counts.inconsistent:
+            reasons.append(
+                f"{counts.inconsistent} appointments have a clinic {name} that disagrees"
+            )
+    return tuple(reasons)
+
+
+def highest_ready_stage(requested: Stage, doctor: SideCounts, patient: SideCounts) -> Stage:
+    """The requested stage, or the latest stage before it that the data allows."""
+    for stage in reversed(STAGE_ORDER[: STAGE_ORDER.index(requested) + 1]):
+        if not blockers_for(stage, doctor, patient):
+            return stage
+    return Stage.LEGACY
+
+
+def next_stage(stage: Stage) -> Stage | None:
+    position = STAGE_ORDER.index(stage)
+    return STAGE_ORDER[position + 1] if position + 1 < len(STAGE_ORDER) else None
+
+
+def _side_columns(
+    prefix: str,
+    legacy: Any,
+    stored_id: Any,
+    stored: Any,
+    stored_person: Any,
+    derived: Any,
+) -> list[Any]:
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    return [
+        count(stored_id.is_not(None)).label(f"{prefix}_linked"),
+        count(and_(stored_id.is_(None), derived.id.is_not(None))).label(f"{prefix}_linkable"),
+        count(and_(stored_id.is_(None), legacy.is_not(None), derived.id.is_(None))).label(
+            f"{prefix}_missing_membership"
+        ),
+        count(and_(legacy.is_(None), stored_id.is_not(None))).label(f"{prefix}_legacy_missing"),
+        count(
+            and_(
+                stored.id.is_not(None),
+                or_(
+                    stored.clinic_id != Appointment.clinic_id,
+                    and_(legacy.is_not(None), stored_person != legacy),
+                ),
+            )
+        ).label(f"{prefix}_inconsistent"),
+    ]
+
+
+def _counts_statement(clinic_ids: Sequence[uuid.UUID] | None, legacy_columns: bool) -> Any:
+    """The grouped counts; after the contract revision the legacy columns read as NULL."""
+    doctor_id: Any = Appointment.doctor_id if legacy_columns else null()
+    patient_id: Any = Appointment.patient_id if legacy_columns else null()
+    stored_doctor = aliased(ClinicDoctor)
+    derived_doctor = aliased(ClinicDoctor)
+    stored_patient = aliased(ClinicPatient)
+    derived_patient = aliased(ClinicPatient)
+    statement = (
+        select(
+            Appointment.clinic_id,
+            func.count().label("total"),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (
+                            and_(
+                                Appointment.clinic_doctor_id.is_not(None),
+                                Appointment.clinic_patient_id.is_not(None),
+                            ),
+                            1,
+                        ),
+                        else_=0,
+                    )
+                ),
+                0,
+            ).label("fully_linked"),
+            *_side_columns(
+                "doctor",
+                doctor_id,
+                Appointment.clinic_doctor_id,
+                stored_doctor,
+                stored_doctor.user_id,
+                derived_doctor,
+            ),
+            *_side_columns(
+                "patient",
+                patient_id,
+                Appointment.clinic_patient_id,
+                stored_patient,
+                stored_patient.patient_id,
+                derived_patient,
+            ),
+        )
+        .outerjoin(stored_doctor, stored_doctor.id == Appointment.clinic_doctor_id)
+        .outerjoin(
+            derived_doctor,
+            and_(
+                derived_doctor.clinic_id == Appointment.clinic_id,
+                derived_doctor.user_id == doctor_id,
+            ),
+        )
+        .outerjoin(stored_patient, stored_patient.id == Appointment.clinic_patient_id)
+        .outerjoin(
+            derived_patient,
+            and_(
+                derived_patient.clinic_id == Appointment.clinic_id,
+                derived_patient.patient_id == patient_id,
+            ),
+        )
+        .group_by(Appointment.clinic_id)
+    )
+    if clinic_ids is not None:
+        statement = statement.where(Appointment.clinic_id.in_(clinic_ids))
+    return statement
+
+
+def _side(row: Any, prefix: str) -> SideCounts:
+    return SideCounts(
+        linked=int(row[f"{prefix}_linked"]),
+        linkable=int(row[f"{prefix}_linkable"]),
+        missing_membership=int(row[f"{prefix}_missing_membership"]),
+        legacy_missing=int(row[f"{prefix}_legacy_missing"]),
+        inconsistent=int(row[f"{prefix}_inconsistent"]),
+    )
+
+
+EMPTY_SIDE = SideCounts(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicCounts:
+    total: int
+    fully_linked: int
+    doctor: SideCounts
+    patient: SideCounts
+
+
+EMPTY_COUNTS = ClinicCounts(0, 0, EMPTY_SIDE, EMPTY_SIDE)
+
+
+async def clinic_counts(
+    session: AsyncSession,
+    clinic_ids: Sequence[uuid.UUID] | None = None,
+    legacy_columns: bool = True,
+) -> dict[uuid.UUID, ClinicCounts]:
+    """Per clinic: appointments total, fully linked, and doctor and patient counts."""
+    rows = (await session.execute(_counts_statement(clinic_ids, legacy_columns))).mappings()
+    return {
+        row["clinic_id"]: ClinicCounts(
+            int(row["total"]), int(row["fully_linked"]), _side(row, "doctor"), _side(row, "patient")
+        )
+        for row in rows
+    }
+
+
+async def clinic_reports(
+    session: AsyncSession,
+    stage_for: StageLookup,
+    clinic_ids: Sequence[uuid.UUID] | None = None,
+    legacy_columns: bool = True,
+) -> list[ClinicReport]:
+    """The validation report of the given clinics (all when None), by clinic name."""
+    clinics_statement = select(Clinic.id, Clinic.name).order_by(Clinic.name, Clinic.id)
+    if clinic_ids is not None:
+        clinics_statement = clinics_statement.where(Clinic.id.in_(clinic_ids))
+    clinics = (await session.execute(clinics_statement)).all()
+    counts = await clinic_counts(session, clinic_ids, legacy_columns)
+    open_statement = (
+        select(MigrationMismatch.clinic_id, func.count())
+        .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
+        .group_by(MigrationMismatch.clinic_id)
+    )
+    open_mismatches = {
+        clinic: int(n) for clinic, n in (await session.execute(open_statement)).all()
+    }
+    reports = []
+    for clinic_id, name in clinics:
+        clinic = counts.get(clinic_id, EMPTY_COUNTS)
+        doctor, patient = clinic.doctor, clinic.patient
+        stage = stage_for(clinic_id)
+        following = next_stage(stage)
+        reports.append(
+            ClinicReport(
+                clinic_id=clinic_id,
+                clinic_name=name,
+                total=clinic.total,
+                fully_linked=clinic.fully_linked,
+                doctor=doctor,
+                patient=patient,
+                open_mismatches=open_mismatches.get(clinic_id, 0),
+                stage=stage,
+                next_stage=following,
+                blockers=() if following is None else blockers_for(following, doctor, patient),
+            )
+        )
+    return reports
