@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import inspect
+
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, MismatchField
 
 Membership = ClinicDoctor | ClinicPatient
@@ -29,6 +31,9 @@ class Side:
     clinic_field: MismatchField
 
     def legacy_id(self, appointment: Appointment) -> uuid.UUID | None:
+        """The legacy person id; None also when the column is not loaded (after the contract)."""
+        if self.legacy_column not in inspect(appointment).dict:
+            return None
         value: uuid.UUID | None = getattr(appointment, self.legacy_column)
         return value
 
@@ -37,9 +42,15 @@ class Side:
         return value
 
     def set_links(
-        self, appointment: Appointment, legacy_id: uuid.UUID | None, membership_id: uuid.UUID | None
+        self,
+        appointment: Appointment,
+        legacy_id: uuid.UUID | None,
+        membership_id: uuid.UUID | None,
     ) -> None:
-        setattr(appointment, self.legacy_column, legacy_id)
+        """Store both links. An empty legacy link is written only over a loaded column:
+        a new row leaves it out, and after the contract revision it does not exist."""
+        if legacy_id is not None or self.legacy_column in inspect(appointment).dict:
+            setattr(appointment, self.legacy_column, legacy_id)
         setattr(appointment, self.new_column, membership_id)
 
     def person_of(self, membership: Membership) -> uuid.UUID:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import make_transient_to_detached
 
 from appointments import metrics
 from appointments.errors import DomainError, ErrorCode
@@ -31,6 +32,7 @@ from appointments.models import (
     Patient,
     User,
     UserRole,
+    utcnow,
 )
 from appointments.reads import StageLookup
 from appointments.sides import DOCTOR, PATIENT, Membership, Side
@@ -83,6 +85,7 @@ async def create_appointment(
             raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
         policy = policy_for(stage_for(command.clinic_id))
         meter.stage = policy.stage
+        now = utcnow()
         appointment = Appointment(
             id=uuid.uuid4(),
             clinic_id=command.clinic_id,
@@ -90,12 +93,12 @@ async def create_appointment(
             ends_at=command.ends_at,
             status=AppointmentStatus.SCHEDULED.value,
             reason=reason,
+            created_at=now,
+            updated_at=now,
         )
         for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
             await _link(session, policy, side, appointment, reference, events)
-        session.add(appointment)
-        await session.flush()
-        return appointment
+        return await _insert_appointment(session, appointment)
 
 
 async def reschedule_appointment(
@@ -143,6 +146,24 @@ async def cancel_appointment(
         appointment.status = AppointmentStatus.CANCELLED.value
         await session.flush()
         return appointment
+
+
+async def _insert_appointment(session: AsyncSession, appointment: Appointment) -> Appointment:
+    """Insert only the columns that were set, then attach the row as persistent.
+
+    The ORM would name every mapped column in its INSERT, the legacy ones too,
+    which no longer exist after the contract revision.
+    """
+    state = inspect(appointment)
+    values = {
+        attribute.key: state.dict[attribute.key]
+        for attribute in state.mapper.column_attrs
+        if attribute.key in state.dict
+    }
+    await session.execute(insert(Appointment).values(values))
+    make_transient_to_detached(appointment)
+    session.add(appointment)
+    return appointment
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""Alembic environment and revisions; ``upgrade`` runs them from code."""
+"""Alembic environment and revisions, and running them from code.
+
+The service upgrades itself to ``SERVICE_HEAD`` (every expand revision). The
+contract revision, which drops the legacy columns, runs only when asked for
+(``clinic migrate contract``): it is the point of no easy return.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,19 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 SCRIPT_LOCATION = Path(__file__).parent
+
+
+class ContractRefusedError(RuntimeError):
+    """The contract revision would lose data; the message says what to run first."""
+
+
+SERVICE_HEAD = "0004_backfill_checkpoints"
+CONTRACT_REVISION = "0005_contract_legacy_columns"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -20,7 +34,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def current_revision(engine: AsyncEngine) -> str | None:
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = SERVICE_HEAD) -> None:
+    """Upgrade to ``revision``; a contracted database is left as it is by a service upgrade."""
+    if revision == SERVICE_HEAD and await current_revision(engine) == CONTRACT_REVISION:
+        return
+
     def run(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
@@ -34,3 +60,14 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+async def legacy_columns_present(engine: AsyncEngine) -> bool:
+    """False once the contract revision has dropped ``appointments.doctor_id``/``patient_id``."""
+
+    def read(connection: Connection) -> bool:
+        columns = {column["name"] for column in inspect(connection).get_columns("appointments")}
+        return "doctor_id" in columns
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)

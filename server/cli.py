@@ -33,6 +33,7 @@ from flags.document import (
     write_document,
 )
 from server.logs import configure_logging, logging_config
+from server.migrate_commands import add_migrate_commands
 from server.settings import Settings, SettingsError
 
 logger = logging.getLogger("server.cli")
@@ -71,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
-    migrate = commands.add_parser("migrate", help="upgrade the database schema")
-    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
-    migrate.set_defaults(handler=_migrate)
+    add_migrate_commands(commands)
 
     seed = commands.add_parser("seed", help="load the demo data set (skipped if present)")
     seed.add_argument("--appointments-per-clinic", type=int, default=50)
@@ -138,19 +137,6 @@ def _open_when_listening(host: str, port: int, url: str) -> None:
                 return
         except OSError:
             time.sleep(0.2)
-
-
-def _migrate(settings: Settings, arguments: argparse.Namespace) -> int:
-    async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await migrations.upgrade(engine, arguments.revision)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
-    print(f"database at revision {arguments.revision}")
-    return 0
 
 
 def _seed(settings: Settings, arguments: argparse.Namespace) -> int:

@@ -1,0 +1,372 @@
+"""Backfill (legacy to new links) and reverse backfill (new to legacy), batch by batch.
+
+Each batch is one short transaction of set-based statements over a keyset
+window of appointment ids: find the window, optionally create the missing
+memberships, link both sides with ``UPDATE ... FROM``, and save the checkpoint.
+No lock is held between batches, and every UPDATE re-checks its condition on
+the row it changes (an empty target column, a matching person), so a write the
+service makes meanwhile is never overwritten. A crashed run resumes from its
+checkpoint; a second run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.models import (
+    Appointment,
+    BackfillCheckpoint,
+    User,
+    UserRole,
+    utcnow,
+)
+from appointments.sides import DOCTOR, SIDES, Side
+from appointments.validation import ClinicCounts, clinic_counts
+
+
+class Direction(enum.StrEnum):
+    FORWARD = "forward"
+    REVERSE = "reverse"
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillOptions:
+    direction: Direction = Direction.FORWARD
+    clinic_id: uuid.UUID | None = None
+    batch_size: int = 1000
+    create_memberships: bool = False
+    dry_run: bool = False
+    restart: bool = False
+
+    @property
+    def scope(self) -> str:
+        return "all" if self.clinic_id is None else str(self.clinic_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: int
+    total: int
+    batches: int
+
+
+@dataclass
+class BackfillSummary:
+    direction: Direction
+    scope: str
+    dry_run: bool
+    resumed: bool = False
+    batches: int = 0
+    linked: dict[str, int] = field(default_factory=lambda: {"doctor": 0, "patient": 0})
+    created_memberships: dict[str, int] = field(default_factory=lambda: {"doctor": 0, "patient": 0})
+    remaining: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction.value,
+            "scope": self.scope,
+            "dry_run": self.dry_run,
+            "resumed": self.resumed,
+            "batches": self.batches,
+            "linked": self.linked,
+            "created_memberships": self.created_memberships,
+            "remaining": self.remaining,
+        }
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+async def run_backfill(
+    sessions: async_sessionmaker[AsyncSession],
+    options: BackfillOptions,
+    on_progress: ProgressCallback | None = None,
+) -> BackfillSummary:
+    if options.batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    summary = BackfillSummary(options.direction, options.scope, options.dry_run)
+    if options.dry_run:
+        await _preview(sessions, options, summary)
+        return summary
+    async with sessions() as session, session.begin():
+        checkpoint = await _start(session, options)
+        summary.resumed = checkpoint.batches > 0
+        total = await _count_work(session, options, checkpoint.last_appointment_id)
+    _restore(summary, checkpoint)
+    done = 0
+    after = checkpoint.last_appointment_id
+    while True:
+        async with sessions() as session, session.begin():
+            window = await _next_window(session, options, after)
+            if window is None:
+                await _finish(session, options)
+                break
+            rows, upper = window
+            await _run_batch(session, options, after, upper, summary)
+            summary.batches += 1
+            await _save(session, options, upper, summary)
+        after = upper
+        done += rows
+        if on_progress is not None:
+            on_progress(Progress(done, total, summary.batches))
+    async with sessions() as session:
+        summary.remaining = _remaining(
+            await clinic_counts(session, _clinics(options)), options.direction
+        )
+    return summary
+
+
+def _clinics(options: BackfillOptions) -> list[uuid.UUID] | None:
+    return None if options.clinic_id is None else [options.clinic_id]
+
+
+def _scope(options: BackfillOptions) -> ColumnElement[bool]:
+    if options.clinic_id is None:
+        return Appointment.id.is_not(None)
+    return Appointment.clinic_id == options.clinic_id
+
+
+def _needs_work(direction: Direction, side: Side) -> ColumnElement[bool]:
+    legacy = getattr(Appointment, side.legacy_column)
+    new = getattr(Appointment, side.new_column)
+    if direction is Direction.FORWARD:
+        return and_(new.is_(None), legacy.is_not(None))
+    return and_(legacy.is_(None), new.is_not(None))
+
+
+def _any_work(direction: Direction) -> ColumnElement[bool]:
+    return or_(*(_needs_work(direction, side) for side in SIDES))
+
+
+async def _count_work(
+    session: AsyncSession, options: BackfillOptions, after: uuid.UUID | None
+) -> int:
+    statement = select(func.count()).where(_scope(options), _any_work(options.direction))
+    if after is not None:
+        statement = statement.where(Appointment.id > after)
+    return int(await session.scalar(statement) or 0)
+
+
+async def _next_window(
+    session: AsyncSession, options: BackfillOptions, after: uuid.UUID | None
+) -> tuple[int, uuid.UUID] | None:
+    """The next ``batch_size`` appointments needing work: their count and the last id."""
+    candidates = (
+        select(Appointment.id)
+        .where(_scope(options), _any_work(options.direction))
+        .order_by(Appointment.id)
+        .limit(options.batch_size)
+    )
+    if after is not None:
+        candidates = candidates.where(Appointment.id > after)
+    window = candidates.subquery()
+    rows, upper = (await session.execute(select(func.count(), func.max(window.c.id)))).one()
+    return None if rows == 0 else (int(rows), upper)
+
+
+async def _run_batch(
+    session: AsyncSession,
+    options: BackfillOptions,
+    after: uuid.UUID | None,
+    upper: uuid.UUID,
+    summary: BackfillSummary,
+) -> None:
+    in_window = and_(_scope(options), Appointment.id <= upper)
+    if after is not None:
+        in_window = and_(in_window, Appointment.id > after)
+    now = utcnow()
+    for side in SIDES:
+        if options.direction is Direction.FORWARD:
+            if options.create_memberships:
+                created = await _create_memberships(session, side, in_window, now)
+                summary.created_memberships[side.name] += created
+            result = await session.execute(_link_new(side, in_window, now))
+        else:
+            result = await session.execute(_link_legacy(side, in_window, now))
+        summary.linked[side.name] += int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _link_new(side: Side, in_window: ColumnElement[bool], now: Any) -> Any:
+    """Set the membership from (clinic, legacy person), where the new column is still empty."""
+    membership = side.membership_model
+    legacy = getattr(Appointment, side.legacy_column)
+    new = getattr(Appointment, side.new_column)
+    return (
+        update(Appointment)
+        .where(
+            in_window,
+            new.is_(None),
+            legacy.is_not(None),
+            membership.clinic_id == Appointment.clinic_id,
+            getattr(membership, side.person_column) == legacy,
+        )
+        .values({side.new_column: membership.id, "updated_at": now})
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _link_legacy(side: Side, in_window: ColumnElement[bool], now: Any) -> Any:
+    """Set the legacy person from the stored membership, where the legacy column is empty."""
+    membership = side.membership_model
+    legacy = getattr(Appointment, side.legacy_column)
+    new = getattr(Appointment, side.new_column)
+    return (
+        update(Appointment)
+        .where(in_window, legacy.is_(None), new.is_not(None), membership.id == new)
+        .values({side.legacy_column: getattr(membership, side.person_column), "updated_at": now})
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _missing_memberships(side: Side, in_window: ColumnElement[bool]) -> Any:
+    """Distinct (clinic, person) pairs of the window that have no membership yet."""
+    membership = side.membership_model
+    legacy = getattr(Appointment, side.legacy_column)
+    statement = (
+        select(Appointment.clinic_id, legacy)
+        .distinct()
+        .where(
+            in_window,
+            getattr(Appointment, side.new_column).is_(None),
+            legacy.is_not(None),
+            ~exists().where(
+                membership.clinic_id == Appointment.clinic_id,
+                getattr(membership, side.person_column) == legacy,
+            ),
+        )
+    )
+    if side is DOCTOR:
+        # Only users who are doctors can be made clinic doctors.
+        statement = statement.join(User, User.id == legacy).where(
+            User.role == UserRole.DOCTOR.value
+        )
+    return statement
+
+
+async def _create_memberships(
+    session: AsyncSession, side: Side, in_window: ColumnElement[bool], now: Any
+) -> int:
+    pairs = (await session.execute(_missing_memberships(side, in_window))).all()
+    if not pairs:
+        return 0
+    rows: list[dict[str, Any]] = [
+        {"id": uuid.uuid4(), "clinic_id": clinic, side.person_column: person, "created_at": now}
+        for clinic, person in pairs
+    ]
+    if side is DOCTOR:
+        for row in rows:
+            row["active"] = True
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(side.membership_model)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["clinic_id", side.person_column])
+    )
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _start(session: AsyncSession, options: BackfillOptions) -> BackfillCheckpoint:
+    checkpoint = await session.get(
+        BackfillCheckpoint, (options.direction.value, options.scope), with_for_update=True
+    )
+    now = utcnow()
+    if checkpoint is not None and checkpoint.finished_at is None and not options.restart:
+        return checkpoint
+    if checkpoint is None:
+        checkpoint = BackfillCheckpoint(direction=options.direction.value, scope=options.scope)
+        session.add(checkpoint)
+    checkpoint.last_appointment_id = None
+    checkpoint.batches = 0
+    checkpoint.linked_doctors = checkpoint.linked_patients = 0
+    checkpoint.created_doctor_memberships = checkpoint.created_patient_memberships = 0
+    checkpoint.started_at = checkpoint.updated_at = now
+    checkpoint.finished_at = None
+    await session.flush()
+    return checkpoint
+
+
+def _restore(summary: BackfillSummary, checkpoint: BackfillCheckpoint) -> None:
+    summary.batches = checkpoint.batches
+    summary.linked = {"doctor": checkpoint.linked_doctors, "patient": checkpoint.linked_patients}
+    summary.created_memberships = {
+        "doctor": checkpoint.created_doctor_memberships,
+        "patient": checkpoint.created_patient_memberships,
+    }
+
+
+async def _save(
+    session: AsyncSession, options: BackfillOptions, upper: uuid.UUID, summary: BackfillSummary
+) -> None:
+    await session.execute(
+        update(BackfillCheckpoint)
+        .where(
+            BackfillCheckpoint.direction == options.direction.value,
+            BackfillCheckpoint.scope == options.scope,
+        )
+        .values(
+            last_appointment_id=upper,
+            batches=summary.batches,
+            linked_doctors=summary.linked["doctor"],
+            linked_patients=summary.linked["patient"],
+            created_doctor_memberships=summary.created_memberships["doctor"],
+            created_patient_memberships=summary.created_memberships["patient"],
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def _finish(session: AsyncSession, options: BackfillOptions) -> None:
+    await session.execute(
+        update(BackfillCheckpoint)
+        .where(
+            BackfillCheckpoint.direction == options.direction.value,
+            BackfillCheckpoint.scope == options.scope,
+        )
+        .values(finished_at=utcnow(), updated_at=utcnow())
+    )
+
+
+def _remaining(
+    counts: dict[uuid.UUID, ClinicCounts], direction: Direction
+) -> dict[str, dict[str, int]]:
+    """What is still not linked after the run, by side and reason."""
+    remaining: dict[str, dict[str, int]] = {}
+    for side in SIDES:
+        sides = [getattr(clinic, side.name) for clinic in counts.values()]
+        if direction is Direction.FORWARD:
+            remaining[side.name] = {
+                "no_membership_in_clinic": sum(s.missing_membership for s in sides),
+                "membership_exists_not_yet_linked": sum(s.linkable for s in sides),
+            }
+        else:
+            remaining[side.name] = {"legacy_column_empty": sum(s.legacy_missing for s in sides)}
+    return remaining
+
+
+async def _preview(
+    sessions: async_sessionmaker[AsyncSession], options: BackfillOptions, summary: BackfillSummary
+) -> None:
+    """A dry run: what a real run would link and create, from the same SQL, writing nothing."""
+    async with sessions() as session:
+        counts = await clinic_counts(session, _clinics(options))
+        if options.direction is Direction.FORWARD and options.create_memberships:
+            for side in SIDES:
+                pairs = _missing_memberships(side, _scope(options)).subquery()
+                created = await session.scalar(select(func.count()).select_from(pairs))
+                summary.created_memberships[side.name] = int(created or 0)
+    for side in SIDES:
+        sides = [getattr(clinic, side.name) for clinic in counts.values()]
+        if options.direction is Direction.FORWARD:
+            summary.linked[side.name] = sum(s.linkable for s in sides)
+        else:
+            summary.linked[side.name] = sum(s.legacy_missing for s in sides)
+    summary.remaining = _remaining(counts, options.direction)

@@ -1,0 +1,216 @@
+"""`clinic migrate ...`: schema upgrades, backfills, the validation report, the contract."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tqdm import tqdm
+
+import migrations
+from appointments.backfill import (
+    BackfillOptions,
+    BackfillSummary,
+    Direction,
+    Progress,
+    run_backfill,
+)
+from appointments.db import create_engine, create_session_factory
+from appointments.validation import ClinicReport, clinic_reports
+from flags.stages import StageResolver, Viewer
+from server.app import open_flag_source
+from server.settings import Settings
+
+PLAIN_PROGRESS_EVERY_SECONDS = 2.0
+
+
+def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    migrate = commands.add_parser(
+        "migrate", help="schema upgrades, backfills, validation, contract (default: upgrade)"
+    )
+    migrate.set_defaults(handler=_upgrade, revision=migrations.SERVICE_HEAD)
+    actions = migrate.add_subparsers(metavar="ACTION")
+
+    upgrade = actions.add_parser("upgrade", help="upgrade the schema (the expand revisions)")
+    upgrade.add_argument("--revision", default=migrations.SERVICE_HEAD)
+    upgrade.set_defaults(handler=_upgrade)
+
+    for name, direction, about in (
+        ("backfill", Direction.FORWARD, "link appointments to clinic memberships"),
+        ("reverse-backfill", Direction.REVERSE, "fill legacy columns from the new links"),
+    ):
+        action = actions.add_parser(name, help=about)
+        action.add_argument("--clinic", type=uuid.UUID, help="one clinic (default: all)")
+        action.add_argument("--batch-size", type=int, default=1000)
+        action.add_argument("--dry-run", action="store_true", help="report, write nothing")
+        action.add_argument("--restart", action="store_true", help="ignore an unfinished run")
+        action.add_argument("--json", action="store_true", help="print the summary as JSON")
+        if direction is Direction.FORWARD:
+            action.add_argument(
+                "--create-memberships",
+                action="store_true",
+                help="create the missing clinic doctor/patient memberships",
+            )
+        action.set_defaults(handler=_backfill, direction=direction)
+
+    validate = actions.add_parser("validate", help="the validation report and readiness")
+    validate.add_argument("--clinic", type=uuid.UUID, action="append", help="repeatable")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(handler=_validate)
+
+    contract = actions.add_parser(
+        "contract", help="drop the legacy columns (refuses while any appointment is unlinked)"
+    )
+    contract.set_defaults(handler=_contract)
+
+
+@asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _upgrade(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with _engine(settings) as engine:
+            await migrations.upgrade(engine, arguments.revision)
+
+    asyncio.run(run())
+    print(f"database at revision {arguments.revision}")
+    return 0
+
+
+def _contract(settings: Settings, _arguments: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with _engine(settings) as engine:
+            await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
+
+    try:
+        asyncio.run(run())
+    except migrations.ContractRefusedError as refusal:
+        print(f"contract refused: {refusal}", file=sys.stderr)
+        return 1
+    print("legacy columns dropped: every appointment is served from its clinic memberships")
+    return 0
+
+
+def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
+    options = BackfillOptions(
+        direction=arguments.direction,
+        clinic_id=arguments.clinic,
+        batch_size=arguments.batch_size,
+        create_memberships=getattr(arguments, "create_memberships", False),
+        dry_run=arguments.dry_run,
+        restart=arguments.restart,
+    )
+
+    async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
+        async with _engine(settings) as engine:
+            return await run_backfill(create_session_factory(engine), options, on_progress)
+
+    if sys.stderr.isatty():
+        with tqdm(unit="appointments", desc=options.direction.value) as bar:
+
+            def advance(progress: Progress) -> None:
+                bar.total = progress.total
+                bar.update(progress.done - bar.n)
+
+            summary = asyncio.run(run(advance))
+    else:
+        summary = asyncio.run(run(_plain_progress()))
+    print(json.dumps(summary.as_dict(), indent=2) if arguments.json else _describe(summary))
+    return 0
+
+
+def _plain_progress() -> Callable[[Progress], None]:
+    last = 0.0
+
+    def report(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PLAIN_PROGRESS_EVERY_SECONDS or progress.done >= progress.total:
+            last = now
+            print(
+                f"batch {progress.batches}: {progress.done} of {progress.total} appointments",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return report
+
+
+def _describe(summary: BackfillSummary) -> str:
+    verb = "would link" if summary.dry_run else "linked"
+    lines = [
+        f"{summary.direction.value} backfill of {summary.scope}"
+        + (" (dry run, nothing written)" if summary.dry_run else "")
+        + (" resumed from its checkpoint" if summary.resumed else "")
+        + f": {summary.batches} batches",
+    ]
+    for side in ("doctor", "patient"):
+        created = summary.created_memberships[side]
+        lines.append(
+            f"  {side}: {verb} {summary.linked[side]} appointments"
+            + (
+                f", {'would create' if summary.dry_run else 'created'} {created} memberships"
+                if created
+                else ""
+            )
+        )
+        for reason, count in summary.remaining.get(side, {}).items():
+            if count:
+                lines.append(f"    still unlinked, {reason.replace('_', ' ')}: {count}")
+    return "\n".join(lines)
+
+
+def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def run() -> list[ClinicReport]:
+        source = open_flag_source(settings)
+        try:
+            stages = StageResolver(source, settings.default_stage, Viewer())
+            async with _engine(settings) as engine:
+                legacy = await migrations.legacy_columns_present(engine)
+                async with create_session_factory(engine)() as session:
+                    return await clinic_reports(session, stages, arguments.clinic, legacy)
+        finally:
+            source.close()
+
+    reports = asyncio.run(run())
+    if arguments.json:
+        print(json.dumps([report.as_dict() for report in reports], indent=2))
+    else:
+        for report in reports:
+            print(_report_lines(report))
+    asked = arguments.clinic is not None
+    if asked and {report.clinic_id for report in reports} != set(arguments.clinic):
+        print("error: some clinics asked about do not exist", file=sys.stderr)
+        return 2
+    return 1 if asked and not all(report.ready_for_next for report in reports) else 0
+
+
+def _report_lines(report: ClinicReport) -> str:
+    following = report.next_stage.value if report.next_stage else "none (last stage)"
+    verdict = "ready" if report.ready_for_next else "NOT READY"
+    lines = [
+        f"{report.clinic_name} ({report.clinic_id}): stage {report.stage.value},"
+        f" next {following}: {verdict}",
+        f"  appointments {report.total}, fully linked {report.fully_linked},"
+        f" inconsistent {report.inconsistent}, open mismatches {report.open_mismatches}",
+    ]
+    for name, side in (("doctor", report.doctor), ("patient", report.patient)):
+        lines.append(
+            f"  {name}: linked {side.linked}, linkable now {side.linkable},"
+            f" no membership {side.missing_membership}, legacy empty {side.legacy_missing}"
+        )
+    lines += [f"  blocked: {blocker}" for blocker in report.blockers]
+    return "\n".join(lines)
