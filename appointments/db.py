@@ -7,13 +7,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, defer
+
+from appointments.models import Appointment
 
 T = TypeVar("T")
 
@@ -39,8 +42,30 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_session_factory(
+    engine: AsyncEngine, legacy_columns: bool = True
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for the service. Without legacy columns (after the contract revision), every
+    ORM query of appointments leaves them out, and reading them raises instead of loading."""
+    if legacy_columns:
+        return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ContractedSession)
+
+
+class ContractedSession(Session):
+    """A session for a database whose appointments have no legacy columns."""
+
+
+@event.listens_for(ContractedSession, "do_orm_execute")
+def _leave_out_legacy_columns(state: ORMExecuteState) -> None:
+    statement = state.statement
+    if isinstance(statement, Select) and any(
+        description.get("entity") is Appointment for description in statement.column_descriptions
+    ):
+        state.statement = state.statement.options(
+            defer(Appointment.doctor_id, raiseload=True),
+            defer(Appointment.patient_id, raiseload=True),
+        )
 
 
 class SerializedSession:

@@ -55,3 +55,8 @@ LEDGER_FLUSHES = Counter(
     "End-of-request writes of the mismatch ledger, by outcome",
     ["outcome"],
 )
+STAGES_GATED = Counter(
+    "clinic_stages_gated",
+    "Clinics served a lower stage than their flag asked for (readiness gates), per request",
+    ["requested", "served"],
+)

@@ -154,7 +154,9 @@ MEMBERSHIP_ORDERS = {
 }
 
 
-def appointment_filter_statement(where: AppointmentFilter) -> Select[Appointment]:
+def appointment_filter_statement(
+    where: AppointmentFilter, legacy_columns: bool = True
+) -> Select[Appointment]:
     """Appointments matching the filter.
 
     A doctor or patient filter matches a row when either origin names that
@@ -168,9 +170,9 @@ def appointment_filter_statement(where: AppointmentFilter) -> Select[Appointment
         (PATIENT, where.patient_id, where.clinic_patient_id),
     ):
         if person_id is not None:
-            statement = statement.where(_names_person(side, person_id))
+            statement = statement.where(_names_person(side, person_id, legacy_columns))
         if membership_id is not None:
-            statement = statement.where(_names_membership(side, membership_id))
+            statement = statement.where(_names_membership(side, membership_id, legacy_columns))
     if where.starts_from is not None:
         statement = statement.where(Appointment.starts_at >= where.starts_from)
     if where.starts_before is not None:
@@ -180,31 +182,39 @@ def appointment_filter_statement(where: AppointmentFilter) -> Select[Appointment
     return statement
 
 
-def _names_person(side: Side, person_id: uuid.UUID) -> ColumnElement[bool]:
+def _names_person(side: Side, person_id: uuid.UUID, legacy_columns: bool) -> ColumnElement[bool]:
     model = side.membership_model
     memberships_of_person = select(model.id).where(getattr(model, side.person_column) == person_id)
-    return or_(
-        getattr(Appointment, side.legacy_column) == person_id,
-        getattr(Appointment, side.new_column).in_(memberships_of_person),
-    )
+    by_new = getattr(Appointment, side.new_column).in_(memberships_of_person)
+    if not legacy_columns:
+        return by_new  # type: ignore[no-any-return]
+    return or_(getattr(Appointment, side.legacy_column) == person_id, by_new)
 
 
-def _names_membership(side: Side, membership_id: uuid.UUID) -> ColumnElement[bool]:
+def _names_membership(
+    side: Side, membership_id: uuid.UUID, legacy_columns: bool
+) -> ColumnElement[bool]:
+    by_new: ColumnElement[bool] = getattr(Appointment, side.new_column) == membership_id
+    if not legacy_columns:
+        return by_new
     model = side.membership_model
     derived_from_legacy = exists().where(
         model.id == membership_id,
         model.clinic_id == Appointment.clinic_id,
         getattr(model, side.person_column) == getattr(Appointment, side.legacy_column),
     )
-    return or_(getattr(Appointment, side.new_column) == membership_id, derived_from_legacy)
+    return or_(by_new, derived_from_legacy)
 
 
 async def list_appointments(
-    session: AsyncSession, where: AppointmentFilter, first: int | None, after: str | None
+    session: AsyncSession,
+    where: AppointmentFilter,
+    first: int | None,
+    after: str | None,
+    legacy_columns: bool = True,
 ) -> Page[Appointment]:
-    return await paginate(
-        session, appointment_filter_statement(where), APPOINTMENT_ORDER, first, after
-    )
+    statement = appointment_filter_statement(where, legacy_columns)
+    return await paginate(session, statement, APPOINTMENT_ORDER, first, after)
 
 
 async def list_clinics(session: AsyncSession, first: int | None, after: str | None) -> Page[Clinic]:

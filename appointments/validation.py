@@ -290,3 +290,35 @@ async def clinic_reports(
             )
         )
     return reports
+
+
+class ReadinessGate:
+    """Keeps clinics from being served a stage their data is not ready for.
+
+    Holds the per-clinic counts of the last refresh (one grouped query over the
+    table, run in the background every few seconds), so that deciding a
+    request's stage costs no query. Until the first refresh succeeds, no clinic
+    is served a stage where the new model is authoritative.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[uuid.UUID, ClinicCounts] | None = None
+
+    async def refresh(self, session: AsyncSession, legacy_columns: bool = True) -> None:
+        self._counts = await clinic_counts(session, None, legacy_columns)
+
+    def serve(self, clinic_id: uuid.UUID, requested: Stage) -> tuple[Stage, tuple[str, ...]]:
+        """The stage to serve for ``requested``, and why it is lower when it is."""
+        if self._counts is None:
+            served = highest_ready_stage(requested, UNKNOWN_SIDE, UNKNOWN_SIDE)
+            return served, () if served is requested else ("readiness is not known yet",)
+        counts = self._counts.get(clinic_id, EMPTY_COUNTS)
+        served = highest_ready_stage(requested, counts.doctor, counts.patient)
+        if served is requested:
+            return served, ()
+        return served, blockers_for(requested, counts.doctor, counts.patient)
+
+
+UNKNOWN_SIDE = SideCounts(
+    linked=0, linkable=0, missing_membership=1, legacy_missing=0, inconsistent=0
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from appointments import metrics
 from appointments.stages import Stage
@@ -21,6 +22,17 @@ class Viewer:
     role: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GatedStage:
+    requested: Stage
+    served: Stage
+    blockers: tuple[str, ...]
+
+
+class StageGate(Protocol):
+    def serve(self, clinic_id: uuid.UUID, requested: Stage) -> tuple[Stage, tuple[str, ...]]: ...
+
+
 class StageResolver:
     """Evaluates the migration flag once per clinic for one request.
 
@@ -28,25 +40,49 @@ class StageResolver:
     change the stage of a clinic the request has already used.
     """
 
-    def __init__(self, source: FlagSource, default_stage: Stage, viewer: Viewer) -> None:
+    def __init__(
+        self,
+        source: FlagSource,
+        default_stage: Stage,
+        viewer: Viewer,
+        forced_stage: Stage | None = None,
+        gate: StageGate | None = None,
+    ) -> None:
         self._source = source
         self._default_stage = default_stage
         self._viewer = viewer
+        self._forced_stage = forced_stage
+        self._gate = gate
         self._stages: dict[uuid.UUID, Stage] = {}
+        self._gated: dict[uuid.UUID, GatedStage] = {}
 
     def __call__(self, clinic_id: uuid.UUID) -> Stage:
         stage = self._stages.get(clinic_id)
         if stage is None:
             stage, decided_by = self._evaluate(clinic_id)
             metrics.FLAG_EVALUATIONS.labels(stage.value, decided_by).inc()
+            if self._gate is not None:
+                served, blockers = self._gate.serve(clinic_id, stage)
+                if served is not stage:
+                    metrics.STAGES_GATED.labels(stage.value, served.value).inc()
+                    self._gated[clinic_id] = GatedStage(stage, served, blockers)
+                    stage = served
             self._stages[clinic_id] = stage
         return stage
 
     @property
     def used(self) -> dict[uuid.UUID, Stage]:
+        """The stage served to each clinic this request."""
         return dict(self._stages)
 
+    @property
+    def gated(self) -> dict[uuid.UUID, GatedStage]:
+        """Clinics served a lower stage than their flag asked for, and why."""
+        return dict(self._gated)
+
     def _evaluate(self, clinic_id: uuid.UUID) -> tuple[Stage, str]:
+        if self._forced_stage is not None:
+            return self._forced_stage, "schema"
         properties = {"clinicId": str(clinic_id)}
         if self._viewer.role is not None:
             properties["role"] = self._viewer.role

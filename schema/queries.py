@@ -75,7 +75,10 @@ class Query:
             where = (filter or AppointmentFilterInput()).to_filter()
         except DomainError as error:
             raise query_error(error) from None
-        page = await _page(info, lambda s: queries.list_appointments(s, where, first, after))
+        legacy = info.context.legacy_columns
+        page = await _page(
+            info, lambda s: queries.list_appointments(s, where, first, after, legacy)
+        )
         return Connection.from_page(page, Appointment.from_model)
 
     @strawberry.field

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -32,6 +33,8 @@ from strawberry.asgi import GraphQL
 
 import migrations
 from appointments.db import create_engine, create_session_factory
+from appointments.stages import Stage
+from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
 from schema.schema import schema
@@ -48,6 +51,9 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     flags: FlagSource
+    legacy_columns: bool = True
+    gate: ReadinessGate | None = None
+    _refresher: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -56,9 +62,42 @@ class Services:
             await migrations.upgrade(engine)
         # The server source registers with Unleash over the network: not on the event loop.
         flags = await asyncio.to_thread(open_flag_source, settings)
-        return cls(settings, engine, create_session_factory(engine), flags)
+        try:
+            legacy = await migrations.legacy_columns_present(engine)
+        except Exception:
+            # Start anyway so /readyz can say what is wrong; an unreachable database
+            # is far more likely than a contracted one.
+            logger.exception("cannot inspect the schema; assuming the legacy columns exist")
+            legacy = True
+        if not legacy:
+            logger.warning("legacy columns are gone (contracted): every clinic is served complete")
+        services = cls(settings, engine, create_session_factory(engine, legacy), flags, legacy)
+        if settings.readiness_gates:
+            services.gate = ReadinessGate()
+            await services.refresh_readiness()
+            services._refresher = asyncio.create_task(services._refresh_readiness_forever())
+        return services
+
+    async def refresh_readiness(self) -> None:
+        """Recount every clinic's readiness now (also done every few seconds in the background)."""
+        if self.gate is None:
+            return
+        try:
+            async with self.sessions() as session:
+                await self.gate.refresh(session, self.legacy_columns)
+        except Exception:
+            logger.exception("readiness refresh failed; keeping the previous counts")
+
+    async def _refresh_readiness_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.readiness_refresh_seconds)
+            await self.refresh_readiness()
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         self.flags.close()
         await self.engine.dispose()
 
@@ -85,7 +124,13 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         assert isinstance(request, Request), "subscriptions are not served"
         services: Services = request.app.state.services
         viewer = Viewer()
-        stages = StageResolver(services.flags, services.settings.default_stage, viewer)
+        stages = StageResolver(
+            services.flags,
+            services.settings.default_stage,
+            viewer,
+            forced_stage=None if services.legacy_columns else Stage.COMPLETE,
+            gate=services.gate,
+        )
         return RequestContext.build(
             request,
             response if isinstance(response, Response) else None,
@@ -93,6 +138,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             stages,
             viewer,
             services.settings.compare_sample_ratio,
+            services.legacy_columns,
         )
 
 

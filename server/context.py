@@ -36,6 +36,7 @@ class RequestContext:
     links: LinkResolver
     recorder: MismatchRecorder
     viewer: Viewer
+    legacy_columns: bool
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
 
     @classmethod
@@ -47,6 +48,7 @@ class RequestContext:
         stages: StageResolver,
         viewer: Viewer,
         compare_sample_ratio: float = 1.0,
+        legacy_columns: bool = True,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -62,6 +64,7 @@ class RequestContext:
             links=LinkResolver(stages, loaders, events, recorder, compare_sample_ratio),
             recorder=recorder,
             viewer=viewer,
+            legacy_columns=legacy_columns,
             events=events,
         )
 
@@ -81,6 +84,14 @@ class RequestContext:
             "readFallbacks": self.events.counts["read_fallback"],
             "unlinkedWrites": self.events.counts["unlinked_write"],
             "mismatches": self.events.counts["mismatch"],
+            "gated": {
+                str(clinic): {
+                    "requested": gated.requested.value,
+                    "served": gated.served.value,
+                    "blockers": list(gated.blockers),
+                }
+                for clinic, gated in sorted(self.stages.gated.items())
+            },
         }
 
     async def close(self) -> None:

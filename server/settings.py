@@ -32,6 +32,8 @@ class Settings:
     unleash_cache_dir: Path = Path("var/unleash-cache")
     graphiql: bool = True
     compare_sample_ratio: float = 1.0
+    readiness_gates: bool = False
+    readiness_refresh_seconds: int = 30
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -65,6 +67,10 @@ class Settings:
             graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
             compare_sample_ratio=_ratio(
                 env, "CLINIC_COMPARE_SAMPLE_RATIO", defaults.compare_sample_ratio
+            ),
+            readiness_gates=_flag(env, "CLINIC_READINESS_GATES", defaults.readiness_gates),
+            readiness_refresh_seconds=_integer(
+                env, "CLINIC_READINESS_REFRESH_SECONDS", defaults.readiness_refresh_seconds
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
