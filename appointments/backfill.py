@@ -168,8 +168,12 @@ async def _next_window(
     if after is not None:
         candidates = candidates.where(Appointment.id > after)
     window = candidates.subquery()
-    rows, upper = (await session.execute(select(func.count(), func.max(window.c.id)))).one()
-    return None if rows == 0 else (int(rows), upper)
+    # The window's size and its last id in one statement (PostgreSQL has no max(uuid)).
+    last = await session.execute(
+        select(func.count().over(), window.c.id).order_by(window.c.id.desc()).limit(1)
+    )
+    row = last.first()
+    return None if row is None else (int(row[0]), row[1])
 
 
 async def _run_batch(
@@ -269,9 +273,9 @@ async def _create_memberships(
         insert(side.membership_model)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["clinic_id", side.person_column])
+        .returning(side.membership_model.id)
     )
-    result = await session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return len((await session.execute(statement)).all())
 
 
 async def _start(session: AsyncSession, options: BackfillOptions) -> BackfillCheckpoint:

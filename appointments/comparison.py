@@ -4,7 +4,8 @@ The legacy origin is the person id stored on the appointment; the new origin is
 the membership stored on it, with that membership's person and clinic. They
 agree when the membership's person is the legacy person and the membership
 belongs to the appointment's clinic. A side present on one origin only is a
-difference too.
+difference too. After the contract revision there is no legacy origin: only
+the membership's clinic is checked.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def compare_side(
     new_person = None if stored_membership is None else side.person_of(stored_membership)
     new_clinic = None if stored_membership is None else stored_membership.clinic_id
     differences: list[Difference] = []
-    if legacy_person != new_person:
+    if side.has_legacy_column(appointment) and legacy_person != new_person:
         differences.append(Difference(side.person_field, legacy_person, new_person))
     if new_clinic is not None and new_clinic != appointment.clinic_id:
         differences.append(Difference(side.clinic_field, appointment.clinic_id, new_clinic))

@@ -30,9 +30,13 @@ class Side:
     person_field: MismatchField
     clinic_field: MismatchField
 
+    def has_legacy_column(self, appointment: Appointment) -> bool:
+        """False after the contract revision, when the legacy column is never loaded."""
+        return self.legacy_column in inspect(appointment).dict
+
     def legacy_id(self, appointment: Appointment) -> uuid.UUID | None:
         """The legacy person id; None also when the column is not loaded (after the contract)."""
-        if self.legacy_column not in inspect(appointment).dict:
+        if not self.has_legacy_column(appointment):
             return None
         value: uuid.UUID | None = getattr(appointment, self.legacy_column)
         return value

@@ -19,8 +19,10 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments import metrics
+from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
@@ -162,6 +164,10 @@ async def _insert_appointment(session: AsyncSession, appointment: Appointment) -
     }
     await session.execute(insert(Appointment).values(values))
     make_transient_to_detached(appointment)
+    if not isinstance(session.sync_session, ContractedSession):
+        for side in (DOCTOR, PATIENT):
+            if not side.has_legacy_column(appointment):
+                set_committed_value(appointment, side.legacy_column, None)
     session.add(appointment)
     return appointment
 

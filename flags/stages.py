@@ -70,6 +70,12 @@ class StageResolver:
             self._stages[clinic_id] = stage
         return stage
 
+    def requested(self, clinic_id: uuid.UUID) -> Stage:
+        """The stage the flag asks for, before readiness gates."""
+        served = self(clinic_id)
+        gated = self._gated.get(clinic_id)
+        return served if gated is None else gated.requested
+
     @property
     def used(self) -> dict[uuid.UUID, Stage]:
         """The stage served to each clinic this request."""

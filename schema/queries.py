@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import ledger, models, queries
+from appointments import ledger, models, queries, validation
 from appointments.errors import DomainError
 from schema.errors import parse_id, query_error
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
@@ -17,6 +17,7 @@ from schema.types import (
     Appointment,
     Clinic,
     ClinicDoctor,
+    ClinicMigrationReport,
     ClinicPatient,
     Connection,
     ContextInfo,
@@ -85,6 +86,20 @@ class Query:
     async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:
         row = await info.context.loaders.clinic_by_id.load(_parse(id, "id"))
         return None if row is None else Clinic.from_model(row)
+
+    @strawberry.field(
+        description="The validation report of one clinic, or of every clinic, with readiness"
+    )
+    async def migration_report(
+        self, info: ContextInfo, clinic_id: strawberry.ID | None = None
+    ) -> list[ClinicMigrationReport]:
+        clinics = None if clinic_id is None else [_parse(clinic_id, "clinicId")]
+        stages = info.context.stages
+        legacy = info.context.legacy_columns
+        reports = await _read(
+            info, lambda s: validation.clinic_reports(s, stages.requested, clinics, legacy)
+        )
+        return [ClinicMigrationReport.from_report(r, stages(r.clinic_id)) for r in reports]
 
     @strawberry.field(description="The mismatch ledger, least recently seen first")
     async def migration_mismatches(

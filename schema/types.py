@@ -15,6 +15,7 @@ from appointments.queries import Page
 from appointments.reads import MigrationView, ResolvedLink, SideView
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Origin, Stage
+from appointments.validation import ClinicReport, SideCounts
 from server.context import RequestContext
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
@@ -370,3 +371,61 @@ class MigrationMismatch:
 @strawberry.type
 class MismatchSuccess:
     mismatch: MigrationMismatch
+
+
+@strawberry.type(description="One side of a clinic's appointments in the validation report")
+class SideReport:
+    linked: int = strawberry.field(description="Appointments with the new link set")
+    linkable: int = strawberry.field(description="Unlinked, and the membership exists")
+    missing_membership: int = strawberry.field(description="Unlinked, and no membership exists")
+    legacy_missing: int = strawberry.field(description="New link set, legacy column empty")
+    inconsistent: int = strawberry.field(description="Both set, and they disagree")
+    unlinked: int
+
+    @classmethod
+    def from_counts(cls, counts: SideCounts) -> SideReport:
+        return cls(
+            linked=counts.linked,
+            linkable=counts.linkable,
+            missing_membership=counts.missing_membership,
+            legacy_missing=counts.legacy_missing,
+            inconsistent=counts.inconsistent,
+            unlinked=counts.unlinked,
+        )
+
+
+@strawberry.type(description="How far a clinic's data is from the new model, counted in SQL")
+class ClinicMigrationReport:
+    stage: Stage = strawberry.field(description="The stage the flag asks for")
+    served_stage: Stage = strawberry.field(description="The stage served (after readiness gates)")
+    next_stage: Stage | None
+    ready_for_next_stage: bool
+    blockers: list[str] = strawberry.field(description="Why the next stage is not safe yet")
+    total: int
+    fully_linked: int
+    inconsistent: int
+    open_mismatches: int
+    doctor: SideReport
+    patient: SideReport
+    row: strawberry.Private[ClinicReport]
+
+    @classmethod
+    def from_report(cls, report: ClinicReport, served: Stage) -> ClinicMigrationReport:
+        return cls(
+            stage=report.stage,
+            served_stage=served,
+            next_stage=report.next_stage,
+            ready_for_next_stage=report.ready_for_next,
+            blockers=list(report.blockers),
+            total=report.total,
+            fully_linked=report.fully_linked,
+            inconsistent=report.inconsistent,
+            open_mismatches=report.open_mismatches,
+            doctor=SideReport.from_counts(report.doctor),
+            patient=SideReport.from_counts(report.patient),
+            row=report,
+        )
+
+    @strawberry.field
+    async def clinic(self, info: ContextInfo) -> Clinic:
+        return await _clinic(info, self.row.clinic_id)

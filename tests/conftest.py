@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -155,17 +156,12 @@ def app_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest_asyncio.fixture
-async def api(
-    database_url: str,
-    sessions: async_sessionmaker[AsyncSession],
-    flags_file: Path,
-    app_settings: dict[str, Any],
-) -> AsyncIterator[Api]:
-    settings = Settings(
-        database_url=database_url, auto_migrate=False, flags_file=flags_file, **app_settings
+@asynccontextmanager
+async def open_api(database_url: str, flags_file: Path, **settings: Any) -> AsyncIterator[Api]:
+    """A fresh instance of the app (its own engine, flag source and startup checks)."""
+    app = create_app(
+        Settings(database_url=database_url, auto_migrate=False, flags_file=flags_file, **settings)
     )
-    app = create_app(settings)
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         counter = StatementCounter()
@@ -173,6 +169,17 @@ async def api(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(client, services, counter)
+
+
+@pytest_asyncio.fixture
+async def api(
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    app_settings: dict[str, Any],
+) -> AsyncIterator[Api]:
+    async with open_api(database_url, flags_file, **app_settings) as opened:
+        yield opened
 
 
 @dataclass
