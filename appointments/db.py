@@ -60,7 +60,7 @@ class ContractedSession(Session):
 def _leave_out_legacy_columns(state: ORMExecuteState) -> None:
     statement = state.statement
     if isinstance(statement, Select) and any(
-        description.get("entity") is Appointment for description in statement.column_descriptions
+        description.get("expr") is Appointment for description in statement.column_descriptions
     ):
         state.statement = state.statement.options(
             defer(Appointment.doctor_id, raiseload=True),
