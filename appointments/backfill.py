@@ -2,7 +2,8 @@
 
 Each batch is one short transaction of set-based statements over a keyset
 window of appointment ids: find the window, optionally create the missing
-memberships, link both sides with ``UPDATE ... FROM``, and save the checkpoint.
+memberships, fill both sides with one UPDATE whose values are indexed look-ups
+correlated to each row, and save the checkpoint.
 No lock is held between batches, and every UPDATE re-checks its condition on
 the row it changes (an empty target column, a matching person), so a write the
 service makes meanwhile is never overwritten. A crashed run resumes from its
@@ -187,46 +188,62 @@ async def _run_batch(
     if after is not None:
         in_window = and_(in_window, Appointment.id > after)
     now = utcnow()
-    for side in SIDES:
-        if options.direction is Direction.FORWARD:
-            if options.create_memberships:
-                created = await _create_memberships(session, side, in_window, now)
-                summary.created_memberships[side.name] += created
-            result = await session.execute(_link_new(side, in_window, now))
-        else:
-            result = await session.execute(_link_legacy(side, in_window, now))
-        summary.linked[side.name] += int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _link_new(side: Side, in_window: ColumnElement[bool], now: Any) -> Any:
-    """Set the membership from (clinic, legacy person), where the new column is still empty."""
-    membership = side.membership_model
-    legacy = getattr(Appointment, side.legacy_column)
-    new = getattr(Appointment, side.new_column)
-    return (
-        update(Appointment)
-        .where(
-            in_window,
-            new.is_(None),
-            legacy.is_not(None),
-            membership.clinic_id == Appointment.clinic_id,
-            getattr(membership, side.person_column) == legacy,
+    if options.direction is Direction.FORWARD and options.create_memberships:
+        for side in SIDES:
+            created = await _create_memberships(session, side, in_window, now)
+            summary.created_memberships[side.name] += created
+    fillers = {side: _filler(side, options.direction) for side in SIDES}
+    fillable = {
+        side: and_(_target(side, options.direction).is_(None), fillers[side].is_not(None))
+        for side in SIDES
+    }
+    counts = (
+        await session.execute(
+            select(*(func.count().filter(fillable[side]) for side in SIDES)).where(in_window)
         )
-        .values({side.new_column: membership.id, "updated_at": now})
+    ).one()
+    for side, count in zip(SIDES, counts, strict=True):
+        summary.linked[side.name] += int(count)
+    # One UPDATE for both sides: each row is rewritten once, and each value is an
+    # indexed look-up correlated to the row, re-evaluated on the row it changes.
+    await session.execute(
+        update(Appointment)
+        .where(in_window, or_(*fillable.values()))
+        .values(
+            {
+                _target(side, options.direction).key: func.coalesce(
+                    _target(side, options.direction), fillers[side]
+                )
+                for side in SIDES
+            }
+            | {"updated_at": now}
+        )
         .execution_options(synchronize_session=False)
     )
 
 
-def _link_legacy(side: Side, in_window: ColumnElement[bool], now: Any) -> Any:
-    """Set the legacy person from the stored membership, where the legacy column is empty."""
+def _target(side: Side, direction: Direction) -> Any:
+    """The column a backfill fills: the new link, or (reverse) the legacy person."""
+    column = side.new_column if direction is Direction.FORWARD else side.legacy_column
+    return getattr(Appointment, column)
+
+
+def _filler(side: Side, direction: Direction) -> Any:
+    """The value for the target, looked up for the row being updated (NULL when none)."""
     membership = side.membership_model
-    legacy = getattr(Appointment, side.legacy_column)
-    new = getattr(Appointment, side.new_column)
+    if direction is Direction.FORWARD:
+        return (
+            select(membership.id)
+            .where(
+                membership.clinic_id == Appointment.clinic_id,
+                getattr(membership, side.person_column) == getattr(Appointment, side.legacy_column),
+            )
+            .scalar_subquery()
+        )
     return (
-        update(Appointment)
-        .where(in_window, legacy.is_(None), new.is_not(None), membership.id == new)
-        .values({side.legacy_column: getattr(membership, side.person_column), "updated_at": now})
-        .execution_options(synchronize_session=False)
+        select(getattr(membership, side.person_column))
+        .where(membership.id == getattr(Appointment, side.new_column))
+        .scalar_subquery()
     )
 
 
