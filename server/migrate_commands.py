@@ -119,7 +119,7 @@ def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
             return await run_backfill(create_session_factory(engine), options, on_progress)
 
     if sys.stderr.isatty():
-        with tqdm(unit="appointments", desc=options.direction.value) as bar:
+        with tqdm(unit=" appointments", desc=options.direction.value) as bar:
 
             def advance(progress: Progress) -> None:
                 bar.total = progress.total
