@@ -37,9 +37,12 @@ SELECT gen_random_uuid(), 'Doctor ' || n, 'doctor' || n || '@bench.test', 'docto
 FROM generate_series(1, {doctors}) n;
 INSERT INTO patients (id, full_name, created_at)
 SELECT gen_random_uuid(), 'Patient ' || n, now() FROM generate_series(1, {patients}) n;
-CREATE TEMP TABLE numbered_clinics AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM clinics;
-CREATE TEMP TABLE numbered_doctors AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users;
-CREATE TEMP TABLE numbered_patients AS SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM patients;
+CREATE TEMP TABLE numbered_clinics AS
+SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM clinics;
+CREATE TEMP TABLE numbered_doctors AS
+SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users;
+CREATE TEMP TABLE numbered_patients AS
+SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM patients;
 INSERT INTO appointments (id, clinic_id, starts_at, ends_at, status, doctor_id, patient_id,
                           created_at, updated_at)
 SELECT gen_random_uuid(), c.id,
@@ -100,7 +103,7 @@ def _child(url: str, batch_size: int) -> None:
 
 def _timed_backfill(url: str, batch_size: int) -> tuple[float, float]:
     """Seconds the backfill took (measured in the child), and the child's peak memory in MiB."""
-    child = subprocess.run(
+    child = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "bench.backfill", "--child", url, "--batch-size", str(batch_size)],
         check=True,
         capture_output=True,
