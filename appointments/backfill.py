@@ -197,13 +197,12 @@ async def _run_batch(
         side: and_(_target(side, options.direction).is_(None), fillers[side].is_not(None))
         for side in SIDES
     }
-    counts = (
-        await session.execute(
-            select(*(func.count().filter(fillable[side]) for side in SIDES)).where(in_window)
-        )
-    ).one()
-    for side, count in zip(SIDES, counts, strict=True):
-        summary.linked[side.name] += int(count)
+    # Counting what still needs work before and after costs no look-ups, unlike
+    # counting what can be filled.
+    waiting = select(
+        *(func.count().filter(_needs_work(options.direction, side)) for side in SIDES)
+    ).where(in_window)
+    before = (await session.execute(waiting)).one()
     # One UPDATE for both sides: each row is rewritten once, and each value is an
     # indexed look-up correlated to the row, re-evaluated on the row it changes.
     await session.execute(
@@ -220,6 +219,9 @@ async def _run_batch(
         )
         .execution_options(synchronize_session=False)
     )
+    after_update = (await session.execute(waiting)).one()
+    for side, waited, still in zip(SIDES, before, after_update, strict=True):
+        summary.linked[side.name] += int(waited) - int(still)
 
 
 def _target(side: Side, direction: Direction) -> Any:

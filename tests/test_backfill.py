@@ -93,6 +93,7 @@ async def test_a_crashed_backfill_resumes_and_a_second_run_changes_nothing(
 
     assert resumed.resumed is True
     assert resumed.linked == {"doctor": 20, "patient": 15}
+    assert (await report_of(sessions, world)).inconsistent == 0
     assert resumed.remaining["doctor"] == {
         "no_membership_in_clinic": 10,
         "membership_exists_not_yet_linked": 0,
