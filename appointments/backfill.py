@@ -16,6 +16,7 @@ import enum
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
@@ -100,10 +101,10 @@ async def run_backfill(
     async with sessions() as session, session.begin():
         checkpoint = await _start(session, options)
         summary.resumed = checkpoint.batches > 0
-        total = await _count_work(session, options, checkpoint.last_appointment_id)
+        after = _position(checkpoint)
+        total = await _count_work(session, options, after)
     _restore(summary, checkpoint)
     done = 0
-    after = checkpoint.last_appointment_id
     while True:
         async with sessions() as session, session.begin():
             window = await _next_window(session, options, after)
@@ -147,46 +148,76 @@ def _any_work(direction: Direction) -> ColumnElement[bool]:
     return or_(*(_needs_work(direction, side) for side in SIDES))
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A place in the keyset order (created_at, id): the order rows were written in, so a
+    batch touches neighbouring table pages rather than pages all over the table."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def before(self) -> ColumnElement[bool]:
+        """Rows after this position."""
+        return or_(
+            Appointment.created_at > self.created_at,
+            and_(Appointment.created_at == self.created_at, Appointment.id > self.id),
+        )
+
+    def at_or_after(self) -> ColumnElement[bool]:
+        """Rows up to and including this position."""
+        return or_(
+            Appointment.created_at < self.created_at,
+            and_(Appointment.created_at == self.created_at, Appointment.id <= self.id),
+        )
+
+
+def _position(checkpoint: BackfillCheckpoint) -> Position | None:
+    if checkpoint.last_appointment_id is None or checkpoint.last_created_at is None:
+        return None
+    return Position(checkpoint.last_created_at, checkpoint.last_appointment_id)
+
+
 async def _count_work(
-    session: AsyncSession, options: BackfillOptions, after: uuid.UUID | None
+    session: AsyncSession, options: BackfillOptions, after: Position | None
 ) -> int:
     statement = select(func.count()).where(_scope(options), _any_work(options.direction))
     if after is not None:
-        statement = statement.where(Appointment.id > after)
+        statement = statement.where(after.before())
     return int(await session.scalar(statement) or 0)
 
 
 async def _next_window(
-    session: AsyncSession, options: BackfillOptions, after: uuid.UUID | None
-) -> tuple[int, uuid.UUID] | None:
-    """The next ``batch_size`` appointments needing work: their count and the last id."""
+    session: AsyncSession, options: BackfillOptions, after: Position | None
+) -> tuple[int, Position] | None:
+    """The next ``batch_size`` appointments needing work: their count and the last position."""
     candidates = (
-        select(Appointment.id)
+        select(Appointment.created_at, Appointment.id)
         .where(_scope(options), _any_work(options.direction))
-        .order_by(Appointment.id)
+        .order_by(Appointment.created_at, Appointment.id)
         .limit(options.batch_size)
     )
     if after is not None:
-        candidates = candidates.where(Appointment.id > after)
+        candidates = candidates.where(after.before())
     window = candidates.subquery()
-    # The window's size and its last id in one statement (PostgreSQL has no max(uuid)).
     last = await session.execute(
-        select(func.count().over(), window.c.id).order_by(window.c.id.desc()).limit(1)
+        select(func.count().over(), window.c.created_at, window.c.id)
+        .order_by(window.c.created_at.desc(), window.c.id.desc())
+        .limit(1)
     )
     row = last.first()
-    return None if row is None else (int(row[0]), row[1])
+    return None if row is None else (int(row[0]), Position(row[1], row[2]))
 
 
 async def _run_batch(
     session: AsyncSession,
     options: BackfillOptions,
-    after: uuid.UUID | None,
-    upper: uuid.UUID,
+    after: Position | None,
+    upper: Position,
     summary: BackfillSummary,
 ) -> None:
-    in_window = and_(_scope(options), Appointment.id <= upper)
+    in_window = and_(_scope(options), upper.at_or_after())
     if after is not None:
-        in_window = and_(in_window, Appointment.id > after)
+        in_window = and_(in_window, after.before())
     now = utcnow()
     if options.direction is Direction.FORWARD and options.create_memberships:
         for side in SIDES:
@@ -308,6 +339,7 @@ async def _start(session: AsyncSession, options: BackfillOptions) -> BackfillChe
         checkpoint = BackfillCheckpoint(direction=options.direction.value, scope=options.scope)
         session.add(checkpoint)
     checkpoint.last_appointment_id = None
+    checkpoint.last_created_at = None
     checkpoint.batches = 0
     checkpoint.linked_doctors = checkpoint.linked_patients = 0
     checkpoint.created_doctor_memberships = checkpoint.created_patient_memberships = 0
@@ -327,7 +359,7 @@ def _restore(summary: BackfillSummary, checkpoint: BackfillCheckpoint) -> None:
 
 
 async def _save(
-    session: AsyncSession, options: BackfillOptions, upper: uuid.UUID, summary: BackfillSummary
+    session: AsyncSession, options: BackfillOptions, upper: Position, summary: BackfillSummary
 ) -> None:
     await session.execute(
         update(BackfillCheckpoint)
@@ -336,7 +368,8 @@ async def _save(
             BackfillCheckpoint.scope == options.scope,
         )
         .values(
-            last_appointment_id=upper,
+            last_appointment_id=upper.id,
+            last_created_at=upper.created_at,
             batches=summary.batches,
             linked_doctors=summary.linked["doctor"],
             linked_patients=summary.linked["patient"],

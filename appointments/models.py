@@ -167,6 +167,7 @@ class Appointment(Base):
         ),
         Index(None, "clinic_id", "starts_at", "id"),
         Index(None, "starts_at", "id"),
+        Index(None, "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -227,6 +228,7 @@ class BackfillCheckpoint(Base):
 
     direction: Mapped[str] = mapped_column(String(16), primary_key=True)
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_created_at: Mapped[datetime | None]
     last_appointment_id: Mapped[uuid.UUID | None]
     batches: Mapped[int]
     linked_doctors: Mapped[int]

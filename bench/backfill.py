@@ -48,7 +48,9 @@ INSERT INTO appointments (id, clinic_id, starts_at, ends_at, status, doctor_id, 
 SELECT gen_random_uuid(), c.id,
        timestamptz '2026-01-01' + (g % 500000) * interval '1 minute',
        timestamptz '2026-01-01' + (g % 500000) * interval '1 minute' + interval '30 minutes',
-       'scheduled', d.id, p.id, now(), now()
+       'scheduled', d.id, p.id,
+       timestamptz '2025-01-01' + g * interval '10 seconds',
+       timestamptz '2025-01-01' + g * interval '10 seconds'
 FROM generate_series(0, {rows} - 1) g
 JOIN numbered_clinics c ON c.n = g % {clinics}
 JOIN numbered_doctors d ON d.n = (g * 7) % {doctors}
