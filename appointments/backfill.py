@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +39,7 @@ from appointments.models import (
     BackfillCheckpoint,
     User,
     UserRole,
+    UtcDateTime,
     utcnow,
 )
 from appointments.sides import DOCTOR, SIDES, Side
@@ -157,17 +169,15 @@ class Position:
     id: uuid.UUID
 
     def before(self) -> ColumnElement[bool]:
-        """Rows after this position."""
-        return or_(
-            Appointment.created_at > self.created_at,
-            and_(Appointment.created_at == self.created_at, Appointment.id > self.id),
+        """Rows after this position (a row comparison, so the index serves it as a range)."""
+        return tuple_(Appointment.created_at, Appointment.id) > tuple_(
+            literal(self.created_at, UtcDateTime()), literal(self.id, Uuid())
         )
 
     def at_or_after(self) -> ColumnElement[bool]:
         """Rows up to and including this position."""
-        return or_(
-            Appointment.created_at < self.created_at,
-            and_(Appointment.created_at == self.created_at, Appointment.id <= self.id),
+        return tuple_(Appointment.created_at, Appointment.id) <= tuple_(
+            literal(self.created_at, UtcDateTime()), literal(self.id, Uuid())
         )
 
 

@@ -7,7 +7,7 @@ aggregates every worker's values.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 READS = Counter(
     "clinic_appointment_reads",
@@ -59,4 +59,14 @@ STAGES_GATED = Counter(
     "clinic_stages_gated",
     "Clinics served a lower stage than their flag asked for (readiness gates), per request",
     ["requested", "served"],
+)
+FLAG_SOURCE_LOADED = Gauge(
+    "clinic_flag_source_loaded",
+    "1 when the flag source has the migration flag (else every clinic gets the default stage)",
+    multiprocess_mode="livemin",
+)
+FLAG_SOURCE_REACHABLE = Gauge(
+    "clinic_flag_source_reachable",
+    "0 while the Unleash server cannot be reached (stages then come from the last known data)",
+    multiprocess_mode="livemin",
 )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from appointments import metrics
+from appointments.activity import RECENT
 from appointments.comparison import Difference, SideComparison, compare_side
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
 from appointments.ledger import MismatchRecorder
@@ -147,6 +148,7 @@ class LinkResolver:
         if link.person_id is None:
             outcome = "empty"
         metrics.READS.labels(stage.value, side.name, link.origin.value, outcome).inc()
+        RECENT.record("read", stage.value)
         if policy.compared:
             await self._compare_safely(side, appointment, stage)
         return link

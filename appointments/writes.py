@@ -22,6 +22,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments import metrics
+from appointments.activity import RECENT
 from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
@@ -190,6 +191,7 @@ def _metered(operation: str, *references: PersonReference) -> Iterator[_WriteMet
     finally:
         stage = "unknown" if meter.stage is None else meter.stage.value
         metrics.WRITES.labels(stage, operation, _input_style(references), outcome).inc()
+        RECENT.record("write", stage)
 
 
 def _input_style(references: tuple[PersonReference, ...]) -> str:

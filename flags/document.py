@@ -200,3 +200,28 @@ def _strategy_stage(strategy: dict[str, Any]) -> Stage | None:
         return Stage.parse(variants[0]["name"])
     except ValueError:
         return None
+
+
+def set_rollout(document: Document, stage: Stage, percentage: int) -> Document:
+    """Give ``percentage`` of the clinics no pin matches to ``stage`` (0 removes the rollout)."""
+    if not 0 <= percentage <= 100:
+        raise FlagsFileError(f"a rollout percentage must be 0 to 100, not {percentage}")
+    if not any(f.get("name") == FLAG_NAME for f in document.get("features", [])):
+        document.setdefault("features", []).append(build_document({})["features"][0])
+    feature = next(f for f in document["features"] if f.get("name") == FLAG_NAME)
+    strategies: list[dict[str, Any]] = feature.setdefault("strategies", [])
+    existing = [
+        s
+        for s in strategies
+        if s.get("name") == "flexibleRollout"
+        and not _clinic_constraints(s)
+        and _strategy_stage(s) is stage
+    ]
+    if percentage == 0:
+        strategies[:] = [s for s in strategies if all(s is not e for e in existing)]
+    elif existing:
+        existing[0].setdefault("parameters", {})["rollout"] = str(percentage)
+    else:
+        strategies.append(_rollout_strategy(stage, percentage))
+    feature["enabled"] = True
+    return document

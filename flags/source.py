@@ -10,15 +10,17 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from UnleashClient import UnleashClient
 from UnleashClient.cache import BaseCache, FileCache
-from UnleashClient.constants import FEATURES_URL
-from UnleashClient.events import BaseEvent, UnleashEventType
+from UnleashClient.constants import ETAG, FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
+from appointments import metrics
 from flags import FLAG_NAME
 from flags.document import FlagsFileError, read_document
 
@@ -133,6 +135,7 @@ class LocalFileFlagSource:
                 )
                 return
             self._client = _bootstrapped_client(self._app_name, json.dumps(document))
+            metrics.FLAG_SOURCE_LOADED.set(1)
             self._problem = None
             logger.info("flags file loaded", extra={"path": str(self._path)})
 
@@ -144,8 +147,36 @@ class LocalFileFlagSource:
         return status.st_mtime_ns, status.st_size, status.st_ino
 
     def _report(self, problem: str) -> None:
+        metrics.FLAG_SOURCE_LOADED.set(1 if self._client is not None else 0)
         self._problem = problem
         logger.error(problem)
+
+
+class _ObservedFileCache(FileCache):
+    """The client's on-disk cache; a successful poll is what writes the ETag or features."""
+
+    def __init__(self, name: str, directory: str, on_success: Callable[[], None]) -> None:
+        super().__init__(name, directory=directory)
+        self._on_success = on_success
+
+    def set(self, key: str, value: Any) -> None:
+        super().set(key, value)
+        if key == FEATURES_URL or (key == ETAG and value):
+            self._on_success()
+
+
+class _OutageFilter(logging.Filter):
+    """Turns the SDK's warning-and-traceback per failed poll into one line per outage."""
+
+    def __init__(self, on_failure: Callable[[str], None]) -> None:
+        super().__init__()
+        self._on_failure = on_failure
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        self._on_failure(record.getMessage().splitlines()[0])
+        return False
 
 
 class UnleashServerFlagSource:
@@ -153,7 +184,9 @@ class UnleashServerFlagSource:
 
     When the cache directory holds features from an earlier run, the client is
     bootstrapped from them at once, so a restart while the server is down
-    serves the last known stages from the first request.
+    serves the last known stages from the first request. An outage is logged
+    once when it starts and once when it ends, and shown in ``describe()`` and
+    the ``clinic_flag_source_*`` gauges.
     """
 
     def __init__(
@@ -168,7 +201,13 @@ class UnleashServerFlagSource:
         cache_directory.mkdir(parents=True, exist_ok=True)
         self._url = url
         self._fetched = threading.Event()
-        cache = FileCache(app_name, directory=str(cache_directory))
+        self._lock = threading.Lock()
+        self._outage_since: datetime | None = None
+        self._outage_problem: str | None = None
+        self._last_success: datetime | None = None
+        self._filter = _OutageFilter(self._note_failure)
+        logging.getLogger("UnleashClient").addFilter(self._filter)
+        cache = _ObservedFileCache(app_name, str(cache_directory), self._note_success)
         if cache.exists(FEATURES_URL):
             cache.bootstrapped = True
         self._client = UnleashClient(
@@ -180,27 +219,78 @@ class UnleashServerFlagSource:
             cache=cache,
             multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
             verbose_log_level=logging.DEBUG,
-            event_callback=self._on_event,
         )
         self._client.initialize_client()
+        self._update_gauges()
 
     def wait_for_fetch(self, timeout: float) -> bool:
-        """Block until the client has fetched features from the server since the last call."""
+        """Block until the client has polled the server successfully since the last call."""
         fetched = self._fetched.wait(timeout)
         self._fetched.clear()
         return fetched
-
-    def _on_event(self, event: BaseEvent) -> None:
-        if event.event_type is UnleashEventType.FETCHED:
-            self._fetched.set()
 
     def variant(self, context: dict[str, Any]) -> str | None:
         result = self._client.get_variant(FLAG_NAME, context)
         return str(result["name"]) if result.get("enabled") else None
 
     def describe(self) -> dict[str, Any]:
-        definitions = self._client.feature_definitions()
-        return {"source": "unleash", "url": self._url, "loaded": FLAG_NAME in definitions}
+        loaded = self._loaded()
+        problem = self._outage_problem
+        if not loaded:
+            problem = problem or "no flag data yet: serving the default stage"
+        return {
+            "source": "unleash",
+            "url": self._url,
+            "loaded": loaded,
+            "reachable": self._outage_since is None and self._last_success is not None,
+            "last_success_at": _iso(self._last_success),
+            "outage_since": _iso(self._outage_since),
+            "problem": problem,
+        }
 
     def close(self) -> None:
         self._client.destroy()
+        logging.getLogger("UnleashClient").removeFilter(self._filter)
+
+    def _loaded(self) -> bool:
+        return FLAG_NAME in self._client.feature_definitions()
+
+    def _note_success(self) -> None:
+        with self._lock:
+            self._last_success = datetime.now(UTC)
+            ended = self._outage_since
+            self._outage_since = None
+            self._outage_problem = None
+        if ended is not None:
+            logger.warning(
+                "Unleash server reachable again",
+                extra={"url": self._url, "outage_seconds": round(_since(ended), 1)},
+            )
+        self._fetched.set()
+        self._update_gauges()
+
+    def _note_failure(self, problem: str) -> None:
+        with self._lock:
+            started = self._outage_since is None
+            if started:
+                self._outage_since = datetime.now(UTC)
+            self._outage_problem = f"Unleash server unreachable: {problem}"
+        if started:
+            serving = "the last known stages" if self._loaded() else "the default stage"
+            logger.warning(
+                f"Unleash server unreachable; serving {serving} until it answers",
+                extra={"url": self._url, "problem": problem},
+            )
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        metrics.FLAG_SOURCE_LOADED.set(1 if self._loaded() else 0)
+        metrics.FLAG_SOURCE_REACHABLE.set(1 if self._outage_since is None else 0)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _since(moment: datetime) -> float:
+    return (datetime.now(UTC) - moment).total_seconds()

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +23,12 @@ import migrations
 from appointments.db import create_engine, create_session_factory
 from appointments.events import PendingEvents
 from appointments.seed import DEMO_ROLLOUT, demo_clinic_stages, seed_demo
-from appointments.stages import Stage
 from flags.document import (
     FlagsFileError,
     build_document,
-    read_document,
-    set_clinic_stage,
     write_document,
 )
+from server.flags_commands import add_flags_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
 from server.settings import Settings, SettingsError
@@ -79,14 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--reset-flags", action="store_true", help="overwrite the flags file")
     seed.set_defaults(handler=_seed)
 
-    flags = commands.add_parser("flags", help="the local flags file")
-    flag_commands = flags.add_subparsers(required=True, metavar="ACTION")
-    set_stage = flag_commands.add_parser("set-stage", help="pin a clinic to a stage")
-    set_stage.add_argument("clinic_id", type=uuid.UUID)
-    set_stage.add_argument("stage", type=Stage.parse, help=", ".join(s.value for s in Stage))
-    set_stage.set_defaults(handler=_flags_set_stage)
-    validate = flag_commands.add_parser("validate", help="check the flags file")
-    validate.set_defaults(handler=_flags_validate)
+    add_flags_commands(commands)
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(handler=_schema)
@@ -171,20 +161,6 @@ def _write_demo_flags(path: Path, reset: bool) -> None:
         return
     write_document(path, build_document(demo_clinic_stages(), [DEMO_ROLLOUT]))
     print(f"flags file {path} written: each demo clinic in a different stage")
-
-
-def _flags_set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
-    path = settings.flags_file
-    document = read_document(path) if path.exists() else build_document({})
-    write_document(path, set_clinic_stage(document, str(arguments.clinic_id), arguments.stage))
-    print(f"clinic {arguments.clinic_id} is now in stage {arguments.stage.value} ({path})")
-    return 0
-
-
-def _flags_validate(settings: Settings, _arguments: argparse.Namespace) -> int:
-    read_document(settings.flags_file)
-    print(f"{settings.flags_file}: valid")
-    return 0
 
 
 def _schema(_settings: Settings, _arguments: argparse.Namespace) -> int:

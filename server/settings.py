@@ -30,6 +30,9 @@ class Settings:
     unleash_environment: str = "default"
     unleash_refresh_interval: int = 15
     unleash_cache_dir: Path = Path("var/unleash-cache")
+    unleash_admin_token: str | None = None
+    unleash_project: str = "default"
+    unleash_admin_environment: str = "development"
     graphiql: bool = True
     compare_sample_ratio: float = 1.0
     readiness_gates: bool = False
@@ -64,6 +67,11 @@ class Settings:
                 env, "UNLEASH_REFRESH_INTERVAL", defaults.unleash_refresh_interval
             ),
             unleash_cache_dir=Path(env.get("UNLEASH_CACHE_DIR", str(defaults.unleash_cache_dir))),
+            unleash_admin_token=env.get("UNLEASH_ADMIN_TOKEN") or None,
+            unleash_project=env.get("UNLEASH_PROJECT", defaults.unleash_project),
+            unleash_admin_environment=env.get(
+                "UNLEASH_ADMIN_ENVIRONMENT", defaults.unleash_admin_environment
+            ),
             graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
             compare_sample_ratio=_ratio(
                 env, "CLINIC_COMPARE_SAMPLE_RATIO", defaults.compare_sample_ratio
