@@ -153,16 +153,34 @@ class LocalFileFlagSource:
 
 
 class _ObservedFileCache(FileCache):
-    """The client's on-disk cache; a successful poll is what writes the ETag or features."""
+    """The client's on-disk cache, which also tells when a poll starts and ends.
 
-    def __init__(self, name: str, directory: str, on_success: Callable[[], None]) -> None:
+    A poll reads the ETag first and the cached features last; a poll that ended
+    without the SDK logging a failure in between succeeded (a 304 writes nothing).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        directory: str,
+        on_poll_start: Callable[[], None],
+        on_poll_end: Callable[[], None],
+    ) -> None:
         super().__init__(name, directory=directory)
-        self._on_success = on_success
+        self._on_poll_start = on_poll_start
+        self._on_poll_end = on_poll_end
 
-    def set(self, key: str, value: Any) -> None:
-        super().set(key, value)
-        if key == FEATURES_URL or (key == ETAG and value):
-            self._on_success()
+    def get(self, key: str, default: Any | None = None) -> Any:
+        value = super().get(key, default)
+        if key == ETAG:
+            self._on_poll_start()
+        elif key == FEATURES_URL:
+            self._on_poll_end()
+        return value
+
+
+# The SDK logs a traceback per failed poll, and urllib3 a warning per retry under it.
+NOISY_LOGGERS = ("UnleashClient", "urllib3.connectionpool")
 
 
 class _OutageFilter(logging.Filter):
@@ -175,7 +193,10 @@ class _OutageFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        self._on_failure(record.getMessage().splitlines()[0])
+        message = record.getMessage()
+        if record.name.startswith("urllib3"):
+            return "/client/" not in message
+        self._on_failure(message.splitlines()[0])
         return False
 
 
@@ -202,12 +223,19 @@ class UnleashServerFlagSource:
         self._url = url
         self._fetched = threading.Event()
         self._lock = threading.Lock()
+        self._failed = threading.Condition(self._lock)
+        self._failures = 0
+        self._polling = False
+        self._poll_failed = False
         self._outage_since: datetime | None = None
         self._outage_problem: str | None = None
         self._last_success: datetime | None = None
         self._filter = _OutageFilter(self._note_failure)
-        logging.getLogger("UnleashClient").addFilter(self._filter)
-        cache = _ObservedFileCache(app_name, str(cache_directory), self._note_success)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+        cache = _ObservedFileCache(
+            app_name, str(cache_directory), self._note_poll_start, self._note_poll_end
+        )
         if cache.exists(FEATURES_URL):
             cache.bootstrapped = True
         self._client = UnleashClient(
@@ -229,6 +257,11 @@ class UnleashServerFlagSource:
         self._fetched.clear()
         return fetched
 
+    def wait_for_failures(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` polls in a row have failed (the server is down)."""
+        with self._failed:
+            return self._failed.wait_for(lambda: self._failures >= count, timeout)
+
     def variant(self, context: dict[str, Any]) -> str | None:
         result = self._client.get_variant(FLAG_NAME, context)
         return str(result["name"]) if result.get("enabled") else None
@@ -237,7 +270,7 @@ class UnleashServerFlagSource:
         loaded = self._loaded()
         problem = self._outage_problem
         if not loaded:
-            problem = problem or "no flag data yet: serving the default stage"
+            problem = f"{problem or 'no flag data yet'}; serving the default stage"
         return {
             "source": "unleash",
             "url": self._url,
@@ -250,13 +283,27 @@ class UnleashServerFlagSource:
 
     def close(self) -> None:
         self._client.destroy()
-        logging.getLogger("UnleashClient").removeFilter(self._filter)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
 
     def _loaded(self) -> bool:
         return FLAG_NAME in self._client.feature_definitions()
 
+    def _note_poll_start(self) -> None:
+        with self._lock:
+            self._polling = True
+            self._poll_failed = False
+
+    def _note_poll_end(self) -> None:
+        with self._lock:
+            finished, failed = self._polling, self._poll_failed
+            self._polling = False
+        if finished and not failed:
+            self._note_success()
+
     def _note_success(self) -> None:
         with self._lock:
+            self._failures = 0
             self._last_success = datetime.now(UTC)
             ended = self._outage_since
             self._outage_since = None
@@ -271,6 +318,10 @@ class UnleashServerFlagSource:
 
     def _note_failure(self, problem: str) -> None:
         with self._lock:
+            self._poll_failed = True
+            if problem.startswith("Unleash Client feature fetch failed"):
+                self._failures += 1
+                self._failed.notify_all()
             started = self._outage_since is None
             if started:
                 self._outage_since = datetime.now(UTC)
