@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -533,3 +534,36 @@ def test_cli_validate_fails_on_a_malformed_file(cli: Cli, text: str) -> None:
 
 def test_cli_validate_fails_when_the_file_is_missing(cli: Cli) -> None:
     assert cli.run("flags", "validate") == 1
+
+
+def test_cli_set_rollout_adds_changes_and_removes_a_percentage_rollout(cli: Cli) -> None:
+    write_document(cli.path, build_document({CLINIC_A: Stage.LIVE}))
+
+    assert cli.run("flags", "set-rollout", "shadow", "100") == 0
+    assert (cli.stage_of(CLINIC_A), cli.stage_of(CLINIC_C)) == ("live", "shadow")
+
+    assert cli.run("flags", "set-rollout", "shadow", "0") == 0
+    assert (cli.stage_of(CLINIC_A), cli.stage_of(CLINIC_C)) == ("live", None)
+
+    assert cli.run("flags", "set-rollout", "shadow", "101") == 1
+
+
+async def test_cli_show_lists_the_stage_every_clinic_gets(
+    cli: Cli,
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_document(cli.path, build_document({str(world.clinic_a.id): Stage.COMPLETE}))
+    monkeypatch.setenv("CLINIC_DATABASE_URL", database_url)
+    capsys.readouterr()
+
+    code = await asyncio.to_thread(cli.run, "flags", "show", "--json")
+
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {
+        str(world.clinic_a.id): {"name": "Clinic A", "stage": "complete"},
+        str(world.clinic_b.id): {"name": "Clinic B", "stage": "dual_write"},
+    }
