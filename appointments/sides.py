@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import inspect
+from sqlalchemy.orm.attributes import flag_modified
 
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, MismatchField
 
@@ -52,10 +53,20 @@ class Side:
         membership_id: uuid.UUID | None,
     ) -> None:
         """Store both links. An empty legacy link is written only over a loaded column:
-        a new row leaves it out, and after the contract revision it does not exist."""
+        a new row leaves it out, and after the contract revision it does not exist.
+
+        Both columns go into the UPDATE even when the value read earlier is the
+        same: that value may be stale (a backfill may have linked the row since,
+        and SQLite takes no row lock on read), and the write must replace the
+        whole side, never leave half of another writer's link behind.
+        """
+        columns = [self.new_column]
         if legacy_id is not None or self.legacy_column in inspect(appointment).dict:
             setattr(appointment, self.legacy_column, legacy_id)
+            columns.append(self.legacy_column)
         setattr(appointment, self.new_column, membership_id)
+        for column in columns:
+            flag_modified(appointment, column)
 
     def person_of(self, membership: Membership) -> uuid.UUID:
         value: uuid.UUID = getattr(membership, self.person_column)

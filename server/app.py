@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (and GraphiQL) at /graphql, /healthz, /readyz."""
+"""The ASGI application: GraphQL (and GraphiQL) at /graphql, /healthz, /readyz, /metrics,
+and the migration dashboard at /migration."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSourc
 from flags.stages import StageResolver, Viewer
 from schema.schema import schema
 from server.context import RequestContext
+from server.dashboard import migration_dashboard
 from server.logs import request_id
 from server.settings import Settings
 
@@ -93,6 +95,16 @@ class Services:
             await asyncio.sleep(self.settings.readiness_refresh_seconds)
             await self.refresh_readiness()
 
+    def stage_resolver(self, viewer: Viewer) -> StageResolver:
+        """One request's stages: the flag, then readiness gates; `complete` once contracted."""
+        return StageResolver(
+            self.flags,
+            self.settings.default_stage,
+            viewer,
+            forced_stage=None if self.legacy_columns else Stage.COMPLETE,
+            gate=self.gate,
+        )
+
     async def stop(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
@@ -124,18 +136,11 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         assert isinstance(request, Request), "subscriptions are not served"
         services: Services = request.app.state.services
         viewer = Viewer()
-        stages = StageResolver(
-            services.flags,
-            services.settings.default_stage,
-            viewer,
-            forced_stage=None if services.legacy_columns else Stage.COMPLETE,
-            gate=services.gate,
-        )
         return RequestContext.build(
             request,
             response if isinstance(response, Response) else None,
             services.sessions,
-            stages,
+            services.stage_resolver(viewer),
             viewer,
             services.settings.compare_sample_ratio,
             services.legacy_columns,
@@ -223,6 +228,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", prometheus_metrics),
+        Route("/migration", migration_dashboard),
         Route("/graphql", graphql),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])

@@ -195,3 +195,22 @@ async def test_reverse_backfill_fills_legacy_columns_of_rows_written_in_complete
             )
         ).scalars()
         assert all(row.doctor_id is not None and row.patient_id is not None for row in rows)
+
+
+async def test_a_write_from_a_stale_read_replaces_the_whole_side_a_backfill_linked_meanwhile(
+    sessions: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    (appointment_id,) = await book(sessions, world, Stage.LEGACY, 1)
+    async with sessions() as writer:
+        stale = await writer.get(Appointment, appointment_id)
+        assert stale is not None
+        assert stale.clinic_doctor_id is None
+
+        await run_backfill(sessions, BackfillOptions())
+        DOCTOR.set_links(stale, world.other_doctor.id, None)
+        await writer.commit()
+
+    async with sessions() as reader:
+        stored = await reader.get(Appointment, appointment_id)
+        assert stored is not None
+        assert (stored.doctor_id, stored.clinic_doctor_id) == (world.other_doctor.id, None)
