@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -36,22 +37,24 @@ def free_port() -> int:
         return port
 
 
-def wait_for_line(process: subprocess.Popen[str], marker: str, times: int = 1) -> None:
-    """Read the server's log until it has said `marker` (the event) `times` times."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + STARTUP_SECONDS
+def wait_for_line(
+    log: IO[str] | None, marker: str, times: int = 1, seconds: float = STARTUP_SECONDS
+) -> None:
+    """Read a server's log until it has said `marker` (the event) `times` times."""
+    assert log is not None
+    deadline = time.monotonic() + seconds
     seen: list[str] = []
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], deadline - time.monotonic())
+        ready, _, _ = select.select([log], [], [], deadline - time.monotonic())
         if not ready:
             break
-        line = process.stderr.readline()
+        line = log.readline()
         if not line:
             break
         seen.append(line)
         if sum(marker in said for said in seen) == times:
             return
-    pytest.fail(f"server did not log {marker!r}; it said:\n{''.join(seen)}")
+    pytest.fail(f"server did not log {marker!r}; it said:\n{''.join(seen[-30:])}")
 
 
 @contextmanager
@@ -73,7 +76,7 @@ def running_demo(directory: Path, workers: int = 1) -> Iterator[str]:
         text=True,
     )
     try:
-        wait_for_line(process, "Application startup complete", times=workers)
+        wait_for_line(process.stderr, "Application startup complete", times=workers)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import random
-import select
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ from flags.source import LocalFileFlagSource, UnleashServerFlagSource
 from flags.unleash_admin import Description, UnleashAdmin
 from server.cli import main
 from tests.conftest import DEFAULT_POSTGRES_URL, Api, World, open_api, stored_appointment
-from tests.test_serve import free_port
+from tests.test_serve import free_port, wait_for_line
 
 pytestmark = pytest.mark.unleash
 
@@ -108,22 +107,9 @@ def unleash_server() -> Iterator[UnleashServer]:
 
 
 def _wait_for_start(process: subprocess.Popen[str]) -> None:
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_SECONDS
-    said: list[str] = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
-        if not ready:
-            break
-        line = process.stdout.readline()
-        if not line:
-            break
-        said.append(line)
-        if "Unleash has started" in line:
-            # Keep reading its log, or a full pipe would stall the server.
-            threading.Thread(target=_drain, args=(process,), daemon=True).start()
-            return
-    pytest.fail("Unleash did not start:\n" + "".join(said[-30:]))
+    wait_for_line(process.stdout, "Unleash has started", seconds=STARTUP_SECONDS)
+    # Keep reading its log, or a full pipe would stall the server.
+    threading.Thread(target=_drain, args=(process,), daemon=True).start()
 
 
 def _drain(process: subprocess.Popen[str]) -> None:
