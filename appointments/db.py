@@ -21,8 +21,17 @@ from appointments.models import Appointment
 T = TypeVar("T")
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    engine = create_async_engine(database_url, echo=echo, pool_pre_ping=True)
+def create_engine(
+    database_url: str, *, echo: bool = False, statement_timeout_ms: int | None = None
+) -> AsyncEngine:
+    """An engine; with ``statement_timeout_ms`` (PostgreSQL) every statement is cut off after
+    that long, failing its transaction cleanly and leaving the connection usable."""
+    connect_args: dict[str, Any] = {}
+    if statement_timeout_ms is not None and database_url.startswith("postgresql"):
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    engine = create_async_engine(
+        database_url, echo=echo, pool_pre_ping=True, connect_args=connect_args
+    )
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":

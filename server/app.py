@@ -38,7 +38,7 @@ from appointments.stages import Stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
-from schema.schema import schema
+from schema.schema import QueryLimits, build_schema
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.logs import request_id
@@ -59,9 +59,16 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
-        engine = create_engine(settings.database_url)
         if settings.auto_migrate:
-            await migrations.upgrade(engine)
+            # Schema changes may take longer than a request may: no statement timeout here.
+            migrating = create_engine(settings.database_url)
+            try:
+                await migrations.upgrade(migrating)
+            finally:
+                await migrating.dispose()
+        engine = create_engine(
+            settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+        )
         # The server source registers with Unleash over the network: not on the event loop.
         flags = await asyncio.to_thread(open_flag_source, settings)
         try:
@@ -202,6 +209,48 @@ class RequestIdMiddleware:
 _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+class BodySizeLimitMiddleware:
+    """Answers 413 to a request body larger than ``max_bytes`` (declared or as it streams)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLargeError:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+def _too_large(max_bytes: int) -> Response:
+    return JSONResponse(
+        {"errors": [{"message": f"request body larger than {max_bytes} bytes"}]}, status_code=413
+    )
+
+
 async def home(_request: Request) -> Response:
     return RedirectResponse("/graphql")
 
@@ -218,8 +267,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.stop()
 
+    limits = QueryLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        introspection=settings.introspection,
+    )
     graphql = ClinicGraphQL(
-        schema,
+        build_schema(limits),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=False,
     )
@@ -231,4 +286,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/migration", migration_dashboard),
         Route("/graphql", graphql),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdMiddleware)])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+    )

@@ -34,6 +34,12 @@ class Settings:
     unleash_project: str = "default"
     unleash_admin_environment: str = "development"
     graphiql: bool = True
+    introspection: bool = True
+    max_query_depth: int = 12
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_body_bytes: int = 100_000
+    statement_timeout_ms: int = 5000
     compare_sample_ratio: float = 1.0
     readiness_gates: bool = False
     readiness_refresh_seconds: int = 30
@@ -73,6 +79,14 @@ class Settings:
                 "UNLEASH_ADMIN_ENVIRONMENT", defaults.unleash_admin_environment
             ),
             graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
+            introspection=_flag(env, "CLINIC_INTROSPECTION", defaults.introspection),
+            max_query_depth=_integer(env, "CLINIC_MAX_QUERY_DEPTH", defaults.max_query_depth),
+            max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
+            max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
+            max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
+            statement_timeout_ms=_integer(
+                env, "CLINIC_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
+            ),
             compare_sample_ratio=_ratio(
                 env, "CLINIC_COMPARE_SAMPLE_RATIO", defaults.compare_sample_ratio
             ),

@@ -1,0 +1,127 @@
+"""Query limits and production hardening (the OWASP GraphQL checklist), and error masking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from appointments import queries
+from tests.conftest import Api, World
+
+CLINICS = "{ clinics { edges { node { id name } } } }"
+
+
+def error_messages(body: dict[str, Any]) -> list[str]:
+    return [error["message"] for error in body.get("errors", [])]
+
+
+class TestLimits:
+    @pytest.fixture
+    def app_settings(self) -> dict[str, Any]:
+        return {
+            "max_query_depth": 4,
+            "max_aliases": 3,
+            "max_tokens": 120,
+            "max_body_bytes": 2000,
+            "introspection": False,
+        }
+
+    async def test_a_query_deeper_than_the_limit_is_refused(self, api: Api, world: World) -> None:
+        deep = "{ appointments { edges { node { clinicDoctor { clinic { name } } } } } }"
+
+        body = await api.post(deep)
+
+        assert body.get("data") is None
+        assert any("exceeds maximum operation depth" in m for m in error_messages(body))
+
+    async def test_too_many_aliases_are_refused(self, api: Api) -> None:
+        aliased = (
+            "{ "
+            + " ".join(f"c{n}: clinics {{ pageInfo {{ hasNextPage }} }}" for n in range(4))
+            + " }"
+        )
+
+        body = await api.post(aliased)
+
+        assert any("aliases" in m.lower() for m in error_messages(body))
+
+    async def test_too_many_tokens_are_refused(self, api: Api) -> None:
+        long_query = "{ clinics { edges { node { " + "id " * 150 + "} } } }"
+
+        body = await api.post(long_query)
+
+        assert any("token" in m.lower() for m in error_messages(body))
+
+    async def test_a_body_over_the_size_limit_gets_413(self, api: Api) -> None:
+        response = await api.client.post(
+            "/graphql", json={"query": CLINICS, "variables": {"padding": "x" * 3000}}
+        )
+
+        assert response.status_code == 413
+
+    async def test_introspection_can_be_switched_off(self, api: Api) -> None:
+        body = await api.post("{ __schema { types { name } } }")
+
+        assert body.get("data") is None
+        assert any("introspection" in m.lower() for m in error_messages(body))
+
+
+async def test_field_suggestions_are_off(api: Api) -> None:
+    body = await api.post("{ clinicz { edges { node { id } } } }")
+
+    assert error_messages(body)
+    assert not any("Did you mean" in m for m in error_messages(body))
+
+
+async def test_an_unexpected_database_error_is_masked_and_names_the_request_id(
+    api: Api, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: Any) -> Any:
+        raise OperationalError("SELECT secret_column FROM clinics", {}, Exception("db down"))
+
+    monkeypatch.setattr(queries, "list_clinics", broken)
+
+    response = await api.client.post(
+        "/graphql", json={"query": CLINICS}, headers={"X-Request-ID": "trace-7"}
+    )
+
+    assert response.status_code == 200
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "INTERNAL_ERROR", "requestId": "trace-7"}
+    assert "trace-7" in error["message"]
+    for leak in ("SELECT", "secret_column", "OperationalError", "db down", "Traceback"):
+        assert leak not in response.text
+
+
+class TestStatementTimeout:
+    @pytest.fixture
+    def app_settings(self) -> dict[str, Any]:
+        return {"statement_timeout_ms": 200}
+
+    async def test_a_slow_statement_fails_cleanly_and_the_connection_stays_usable(
+        self, api: Api, world: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        if database_url.startswith("sqlite"):
+            pytest.skip("SQLite has no statement timeout")
+        real = queries.list_clinics
+
+        async def slow(session: AsyncSession, *args: Any) -> Any:
+            await session.execute(text("SELECT pg_sleep(2)"))
+            return await real(session, *args)
+
+        monkeypatch.setattr(queries, "list_clinics", slow)
+        timed_out = await api.post(CLINICS)
+        monkeypatch.setattr(queries, "list_clinics", real)
+        after = await api.post(CLINICS)
+
+        (error,) = timed_out["errors"]
+        assert error["extensions"]["code"] == "INTERNAL_ERROR"
+        assert "statement timeout" not in str(timed_out)
+        assert [edge["node"]["name"] for edge in after["data"]["clinics"]["edges"]] == [
+            "Clinic A",
+            "Clinic B",
+        ]
