@@ -49,6 +49,14 @@ def demo_id(kind: str, number: int) -> uuid.UUID:
     return uuid.uuid5(DEMO_NAMESPACE, f"{kind}-{number}")
 
 
+DEMO_USERS = {
+    UserRole.ADMIN: demo_id("user", 0),
+    UserRole.STAFF: demo_id("user", 1),
+    UserRole.QA: demo_id("user", 2),
+    UserRole.DOCTOR: demo_id("doctor", 0),
+}
+
+
 def demo_clinic_stages() -> dict[str, Stage]:
     return {str(demo_id("clinic", n)): stage for n, (_, stage) in enumerate(DEMO_CLINICS)}
 

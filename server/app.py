@@ -27,7 +27,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -39,6 +39,7 @@ from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
 from schema.schema import QueryLimits, build_schema
+from server.auth import Authenticator, RequireViewer
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.logs import request_id
@@ -142,7 +143,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
     ) -> RequestContext:
         assert isinstance(request, Request), "subscriptions are not served"
         services: Services = request.app.state.services
-        viewer = Viewer()
+        viewer = getattr(request.state, "viewer", None) or Viewer()
         return RequestContext.build(
             request,
             response if isinstance(response, Response) else None,
@@ -267,6 +268,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.stop()
 
+    authenticator = Authenticator.from_settings(settings)
     limits = QueryLimits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -283,8 +285,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", prometheus_metrics),
-        Route("/migration", migration_dashboard),
-        Route("/graphql", graphql),
+        Route("/migration", RequireViewer(request_response(migration_dashboard), authenticator)),
+        Route("/graphql", RequireViewer(graphql, authenticator)),
     ]
     return Starlette(
         routes=routes,

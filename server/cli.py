@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +23,14 @@ import uvicorn
 import migrations
 from appointments.db import create_engine, create_session_factory
 from appointments.events import PendingEvents
-from appointments.seed import DEMO_ROLLOUT, demo_clinic_stages, seed_demo
+from appointments.models import UserRole
+from appointments.seed import DEMO_ROLLOUT, DEMO_USERS, demo_clinic_stages, seed_demo
 from flags.document import (
     FlagsFileError,
     build_document,
     write_document,
 )
+from server.auth import mint_token
 from server.flags_commands import add_flags_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
@@ -77,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     add_flags_commands(commands)
+
+    token = commands.add_parser(
+        "token", help="mint a bearer token (HS256, CLINIC_JWT_SECRET) to try a role in GraphiQL"
+    )
+    who = token.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--demo",
+        choices=[role.value for role in UserRole],
+        help="a demo user of that role (from `clinic seed`)",
+    )
+    who.add_argument("--user", type=uuid.UUID, help="any user id (with --role)")
+    token.add_argument("--role", choices=[role.value for role in UserRole])
+    token.add_argument("--hours", type=float, default=8.0)
+    token.set_defaults(handler=_token)
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(handler=_schema)
@@ -161,6 +178,19 @@ def _write_demo_flags(path: Path, reset: bool) -> None:
         return
     write_document(path, build_document(demo_clinic_stages(), [DEMO_ROLLOUT]))
     print(f"flags file {path} written: each demo clinic in a different stage")
+
+
+def _token(settings: Settings, arguments: argparse.Namespace) -> int:
+    if arguments.demo is not None:
+        role = UserRole(arguments.demo)
+        user = DEMO_USERS[role]
+    elif arguments.role is None:
+        print("error: --user needs --role", file=sys.stderr)
+        return 2
+    else:
+        role, user = UserRole(arguments.role), arguments.user
+    print(mint_token(settings, user, role, arguments.hours))
+    return 0
 
 
 def _schema(_settings: Settings, _arguments: argparse.Namespace) -> int:

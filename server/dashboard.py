@@ -55,7 +55,7 @@ ul.blockers { margin: 0; padding-left: 18px; color: #b91c1c; }
 
 async def migration_dashboard(request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
-    stages = services.stage_resolver(Viewer())
+    stages = services.stage_resolver(getattr(request.state, "viewer", None) or Viewer())
     async with services.sessions() as session:
         reports = await validation.clinic_reports(
             session, stages.requested, None, services.legacy_columns

@@ -34,6 +34,11 @@ class Settings:
     unleash_project: str = "default"
     unleash_admin_environment: str = "development"
     graphiql: bool = True
+    production: bool = False
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str = "clinic-appointments"
+    jwt_audience: str = "clinic-appointments"
     introspection: bool = True
     max_query_depth: int = 12
     max_aliases: int = 15
@@ -79,6 +84,11 @@ class Settings:
                 "UNLEASH_ADMIN_ENVIRONMENT", defaults.unleash_admin_environment
             ),
             graphiql=_flag(env, "CLINIC_GRAPHIQL", defaults.graphiql),
+            production=_flag(env, "CLINIC_PRODUCTION", defaults.production),
+            jwt_secret=env.get("CLINIC_JWT_SECRET") or None,
+            jwt_public_key=_read_key(env.get("CLINIC_JWT_PUBLIC_KEY_FILE")),
+            jwt_issuer=env.get("CLINIC_JWT_ISSUER", defaults.jwt_issuer),
+            jwt_audience=env.get("CLINIC_JWT_AUDIENCE", defaults.jwt_audience),
             introspection=_flag(env, "CLINIC_INTROSPECTION", defaults.introspection),
             max_query_depth=_integer(env, "CLINIC_MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
@@ -97,6 +107,15 @@ class Settings:
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
+
+
+def _read_key(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"CLINIC_JWT_PUBLIC_KEY_FILE: {error.strerror}: {path}") from None
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

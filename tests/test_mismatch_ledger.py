@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.models import Appointment
 from appointments.stages import Stage
+from server.auth import DEMO_ADMIN
 from tests.conftest import READ_CLINIC as READ
 from tests.conftest import Api, Mess, World, ledger_rows, nodes_by_id, set_stages
 
@@ -261,7 +262,7 @@ async def test_the_ledger_query_filters_and_pages_and_triage_records_who_and_why
         "mismatch": {
             "status": "IGNORED",
             "statusComment": "known bad import",
-            "statusChangedBy": "anonymous",
+            "statusChangedBy": DEMO_ADMIN.user_id,
             "timesSeen": 1,
         },
     }

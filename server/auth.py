@@ -1,0 +1,151 @@
+"""Who is asking: bearer JWTs (HS256 secret or RS256 public key), or the dev-mode demo admin.
+
+In production mode a request needs a valid token. In dev mode (the embedded
+demo) an anonymous request from the loopback interface is the demo admin, so
+GraphiQL works with no setup; anything else still needs a token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appointments.models import UserRole
+from appointments.seed import demo_id
+from flags.stages import Viewer
+from server.settings import Settings, SettingsError
+
+logger = logging.getLogger("server.auth")
+
+DEMO_ADMIN = Viewer(user_id=str(demo_id("user", 0)), role=UserRole.ADMIN.value)
+
+
+class AuthenticationError(Exception):
+    """The request's credentials are missing or not acceptable; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    settings: Settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        configured = settings.jwt_secret is not None or settings.jwt_public_key is not None
+        if settings.production and not configured:
+            raise SettingsError(
+                "production mode needs CLINIC_JWT_SECRET or CLINIC_JWT_PUBLIC_KEY_FILE"
+            )
+        if not settings.production:
+            logger.warning(
+                "DEV MODE: anonymous requests from this machine act as the demo admin;"
+                " set CLINIC_PRODUCTION=true to require tokens"
+            )
+        return cls(settings)
+
+    def viewer(self, scope: Scope) -> Viewer:
+        header = Headers(scope=scope).get("authorization")
+        if header is None:
+            if not self.settings.production and _from_loopback(scope):
+                return DEMO_ADMIN
+            raise AuthenticationError("a bearer token is required")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("use 'Authorization: Bearer <token>'")
+        return self._decode(token.strip())
+
+    def _decode(self, token: str) -> Viewer:
+        key, algorithm = self._key()
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as error:
+            raise AuthenticationError(f"token rejected: {error}") from None
+        role = claims.get("role")
+        if role not in {member.value for member in UserRole}:
+            raise AuthenticationError("token has no known role")
+        try:
+            user_id = str(uuid.UUID(str(claims["sub"])))
+        except ValueError:
+            raise AuthenticationError("token subject is not a user id") from None
+        return Viewer(user_id=user_id, role=role)
+
+    def _key(self) -> tuple[str, str]:
+        if self.settings.jwt_public_key is not None:
+            return self.settings.jwt_public_key, "RS256"
+        if self.settings.jwt_secret is not None:
+            return self.settings.jwt_secret, "HS256"
+        raise AuthenticationError("this service accepts no tokens (no key configured)")
+
+
+def mint_token(settings: Settings, user_id: uuid.UUID, role: UserRole, hours: float) -> str:
+    """An HS256 token for a user, signed with the configured secret (demo and tests)."""
+    if settings.jwt_secret is None:
+        raise SettingsError("minting tokens needs CLINIC_JWT_SECRET")
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "role": role.value,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + int(hours * 3600),
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def _from_loopback(scope: Scope) -> bool:
+    client = HTTPConnection(scope).client
+    if client is None:
+        return False
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return False
+
+
+class RequireViewer:
+    """Authenticates every request to the wrapped app; 401 with a JSON reason otherwise.
+
+    The GraphiQL page itself (a GET asking for HTML) is served without a token.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _asks_for_the_ide(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            viewer = self.authenticator.viewer(scope)
+        except AuthenticationError as error:
+            response = JSONResponse(
+                {"errors": [{"message": str(error), "extensions": {"code": "UNAUTHENTICATED"}}]},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["viewer"] = viewer
+        await self.app(scope, receive, send)
+
+
+def _asks_for_the_ide(scope: Scope) -> bool:
+    return scope["method"] == "GET" and "text/html" in Headers(scope=scope).get("accept", "")

@@ -1,0 +1,197 @@
+"""Authentication: bearer JWTs in production mode, the demo admin in dev mode on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.models import UserRole
+from appointments.seed import DEMO_USERS
+from appointments.stages import Stage
+from flags.document import build_document, write_document
+from server.app import create_app
+from server.auth import mint_token
+from server.cli import main
+from server.settings import Settings, SettingsError
+from tests.conftest import World, open_api
+
+SECRET = "test-secret-0123456789-0123456789"
+QUERY = "query($c: ID!) { migrationReport(clinicId: $c) { servedStage } }"
+
+
+def production(**overrides: Any) -> dict[str, Any]:
+    return {"production": True, "jwt_secret": SECRET, **overrides}
+
+
+def test_production_mode_refuses_to_start_without_auth_settings(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="production mode needs"):
+        create_app(Settings(production=True, flags_file=tmp_path / "flags.json"))
+
+
+async def test_production_requests_need_a_valid_token(
+    database_url: str, flags_file: Path, world: World
+) -> None:
+    settings = Settings(jwt_secret=SECRET)
+    good = mint_token(settings, world.staff.id, UserRole.STAFF, hours=1)
+    expired = jwt.encode(
+        {
+            "sub": str(world.staff.id),
+            "role": "staff",
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+            "exp": int(time.time()) - 10,
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    other_audience = jwt.encode(
+        {
+            "sub": str(world.staff.id),
+            "role": "staff",
+            "iss": settings.jwt_issuer,
+            "aud": "someone-else",
+            "exp": int(time.time()) + 600,
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    forged = mint_token(
+        Settings(jwt_secret="another-secret-0123456789-012345"),
+        world.staff.id,
+        UserRole.STAFF,
+        hours=1,
+    )
+    variables = {"c": str(world.clinic_a.id)}
+
+    async with open_api(database_url, flags_file, **production()) as api:
+        anonymous = await api.client.post("/graphql", json={"query": QUERY, "variables": variables})
+        answers = {
+            name: await api.client.post(
+                "/graphql",
+                json={"query": QUERY, "variables": variables},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            for name, token in {
+                "good": good,
+                "expired": expired,
+                "audience": other_audience,
+                "forged": forged,
+            }.items()
+        }
+
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "data" not in anonymous.json()
+    assert answers["good"].status_code == 200
+    assert "errors" not in answers["good"].json()
+    assert {name: r.status_code for name, r in answers.items() if name != "good"} == {
+        "expired": 401,
+        "audience": 401,
+        "forged": 401,
+    }
+
+
+async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
+    database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    qa_user = uuid.uuid4()
+    document = build_document({}, [])
+    document["features"][0]["strategies"] = [
+        {
+            "name": "default",
+            "parameters": {},
+            "constraints": [
+                {
+                    "contextName": "userId",
+                    "operator": "IN",
+                    "values": [str(qa_user)],
+                    "inverted": False,
+                    "caseInsensitive": False,
+                }
+            ],
+            "variants": [
+                {
+                    "name": "shadow",
+                    "weight": 1000,
+                    "weightType": "variable",
+                    "stickiness": "default",
+                }
+            ],
+        }
+    ]
+    write_document(flags_file, document)
+    settings = Settings(jwt_secret=SECRET)
+    tokens = {
+        "qa": mint_token(settings, qa_user, UserRole.QA, hours=1),
+        "staff": mint_token(settings, world.staff.id, UserRole.STAFF, hours=1),
+    }
+
+    async with open_api(database_url, flags_file, **production()) as api:
+        served = {
+            name: (
+                await api.client.post(
+                    "/graphql",
+                    json={"query": QUERY, "variables": {"c": str(world.clinic_a.id)}},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            ).json()["extensions"]["migration"]["stages"][str(world.clinic_a.id)]
+            for name, token in tokens.items()
+        }
+
+    assert served == {"qa": Stage.SHADOW.value, "staff": Stage.DUAL_WRITE.value}
+
+
+async def test_dev_mode_admits_anonymous_loopback_requests_only(
+    database_url: str, flags_file: Path, world: World
+) -> None:
+    app = create_app(Settings(database_url=database_url, auto_migrate=False, flags_file=flags_file))
+    async with app.router.lifespan_context(app):
+        for client_host, expected in (("127.0.0.1", 200), ("10.1.2.3", 401)):
+            transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
+                response = await client.post(
+                    "/graphql", json={"query": QUERY, "variables": {"c": str(world.clinic_a.id)}}
+                )
+            assert response.status_code == expected, client_host
+
+
+async def test_graphiql_page_is_served_without_a_token(database_url: str, flags_file: Path) -> None:
+    async with open_api(database_url, flags_file, **production()) as api:
+        page = await api.client.get("/graphql", headers={"Accept": "text/html"})
+
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+
+
+def test_the_token_command_mints_a_token_for_a_demo_role(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLINIC_JWT_SECRET", SECRET)
+    monkeypatch.setenv("CLINIC_LOG_FORMAT", "text")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        code = main(["token", "--demo", "qa", "--hours", "2"])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    claims = jwt.decode(
+        capsys.readouterr().out.strip(),
+        SECRET,
+        algorithms=["HS256"],
+        audience="clinic-appointments",
+    )
+    assert code == 0
+    assert (claims["sub"], claims["role"]) == (str(DEMO_USERS[UserRole.QA]), "qa")
+    assert 7100 <= claims["exp"] - claims["iat"] <= 7200
