@@ -18,6 +18,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments.checks import check_text
 from appointments.comparison import Difference, SideComparison
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
@@ -192,6 +193,8 @@ async def set_mismatch_status(
     entry = await session.get(MigrationMismatch, mismatch_id, with_for_update=True)
     if entry is None:
         raise DomainError(ErrorCode.NOT_FOUND, "no mismatch has this id", "id")
+    if comment is not None:
+        check_text(comment, "comment")
     if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
         raise DomainError(
             ErrorCode.INVALID_INPUT,

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from appointments.checks import check_moment, check_text
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
     Appointment,
@@ -82,7 +83,7 @@ class KeysetOrder:
                 _from_json(column, value)
                 for column, value in zip(self.columns, values, strict=True)
             ]
-        except (ValueError, binascii.Error, TypeError) as error:
+        except (ValueError, binascii.Error, TypeError, DomainError) as error:
             raise DomainError(
                 ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after"
             ) from error
@@ -101,13 +102,10 @@ def _from_json(column: InstrumentedAttribute[Any], value: Any) -> Any:
         raise TypeError("cursor values are strings")
     python_type = column.type.python_type
     if python_type is datetime:
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise ValueError("cursor time lacks a UTC offset")
-        return moment
+        return check_moment(datetime.fromisoformat(value), "after")
     if python_type is uuid.UUID:
         return uuid.UUID(value)
-    return value
+    return check_text(value, "after")
 
 
 async def paginate(

@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments import metrics
 from appointments.activity import RECENT
+from appointments.checks import check_moment, check_text
 from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
@@ -211,7 +212,7 @@ async def create_clinic(session: AsyncSession, name: str) -> Clinic:
 
 
 async def create_user(session: AsyncSession, name: str, email: str, role: UserRole) -> User:
-    email = email.strip().lower()
+    email = check_text(email, "email").strip().lower()
     if "@" not in email or len(email) > 320:
         raise DomainError(ErrorCode.INVALID_INPUT, "email must be an address like a@b.org", "email")
     user = User(id=uuid.uuid4(), name=_clean_name(name, "name"), email=email, role=role.value)
@@ -437,19 +438,14 @@ async def _insert_unique(session: AsyncSession, row: ModelT, message: str, field
 
 
 def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
-    for value, field in ((starts_at, "startsAt"), (ends_at, "endsAt")):
-        if value.tzinfo is None:
-            raise DomainError(
-                ErrorCode.INVALID_INPUT,
-                "give the time with a UTC offset, e.g. 2026-01-05T09:00Z",
-                field,
-            )
+    check_moment(starts_at, "startsAt")
+    check_moment(ends_at, "endsAt")
     if ends_at <= starts_at:
         raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
 
 
 def _clean_name(value: str, field: str) -> str:
-    cleaned = value.strip()
+    cleaned = check_text(value, field).strip()
     if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"{field} must be 1 to {MAX_NAME_LENGTH} characters", field
@@ -460,7 +456,7 @@ def _clean_name(value: str, field: str) -> str:
 def _clean_reason(value: str | None) -> str | None:
     if value is None:
         return None
-    cleaned = value.strip()
+    cleaned = check_text(value, "reason").strip()
     if len(cleaned) > MAX_REASON_LENGTH:
         raise DomainError(
             ErrorCode.INVALID_INPUT,

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import strawberry
 
 from appointments import models
-from appointments.errors import DomainError, ErrorCode
+from appointments.checks import check_moment
 from appointments.ledger import MismatchFilter
 from appointments.queries import AppointmentFilter
 from appointments.writes import NewAppointment, PersonReference
@@ -33,9 +33,7 @@ def _patient(
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise DomainError(ErrorCode.INVALID_INPUT, f"{field} needs a UTC offset", field)
-    return value
+    return None if value is None else check_moment(value, field)
 
 
 @strawberry.input(
