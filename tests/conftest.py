@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import psycopg
@@ -56,6 +56,13 @@ TABLES_CHILD_FIRST = (
 )
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A service a test needs is missing: fail under CI (it must run there), skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _postgres_database(base_url: str) -> Iterator[str]:
     url = make_url(base_url)
     admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -64,10 +71,7 @@ def _postgres_database(base_url: str) -> Iterator[str]:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as error:
-        message = f"PostgreSQL at {url.render_as_string()} is unreachable: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"PostgreSQL at {url.render_as_string()} is unreachable: {error}")
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from appointments.seed import DEMO_CLINICS, demo_clinic_stages
+from tests.conftest import unavailable
 from tests.test_dashboard import parse_tables
 from tests.test_serve import running_demo
 
@@ -21,10 +19,7 @@ COVERAGE = re.compile(r"(\d+\.\d)% \((\d+) / (\d+)\)")
 
 def chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing; run scripts/install-browser"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{CHROMIUM} is missing; run scripts/install-browser")
     command = [
         str(CHROMIUM),
         "--headless",

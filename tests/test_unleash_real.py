@@ -30,7 +30,14 @@ from appointments.stages import Stage
 from flags.source import LocalFileFlagSource, UnleashServerFlagSource
 from flags.unleash_admin import Description, UnleashAdmin
 from server.cli import main
-from tests.conftest import DEFAULT_POSTGRES_URL, Api, World, open_api, stored_appointment
+from tests.conftest import (
+    DEFAULT_POSTGRES_URL,
+    Api,
+    World,
+    open_api,
+    stored_appointment,
+    unavailable,
+)
 from tests.test_serve import free_port, wait_for_line
 
 pytestmark = pytest.mark.unleash
@@ -57,17 +64,11 @@ class UnleashServer:
             self.process.communicate(timeout=30)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def unleash_server() -> Iterator[UnleashServer]:
     """A fresh Unleash server on its own PostgreSQL database and a free loopback port."""
     if not SERVER_JS.exists():
-        _unavailable("unleash-server is not installed: run scripts/install-unleash")
+        unavailable("unleash-server is not installed: run scripts/install-unleash")
     base = make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     database = f"unleash_test_{uuid.uuid4().hex[:10]}"
@@ -75,7 +76,7 @@ def unleash_server() -> Iterator[UnleashServer]:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'CREATE DATABASE "{database}"')
     except psycopg.OperationalError as error:
-        _unavailable(f"PostgreSQL for Unleash is unreachable: {error}")
+        unavailable(f"PostgreSQL for Unleash is unreachable: {error}")
     port = free_port()
     unleash_database = base.set(drivername="postgres", database=database)
     environment = {
