@@ -188,6 +188,48 @@ class Appointment(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class ClinicStaff(Base):
+    """A staff user who acts for a clinic (books, reschedules, manages its memberships)."""
+
+    __tablename__ = "clinic_staff"
+    __table_args__ = (UniqueConstraint("clinic_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    clinic_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clinics.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyState(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+
+
+class IdempotencyKey(Base):
+    """A client's retry key for one write, and the outcome to replay for it.
+
+    The row is claimed (``running``) in a short transaction of its own, then
+    marked ``done`` with the result in the write's own transaction.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint(_sql_in("state", IdempotencyState), name="state_known"),
+        Index(None, "created_at"),
+    )
+
+    actor: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    claim: Mapped[uuid.UUID]
+    claimed_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(Text)
+
+
 class MigrationMismatch(Base):
     """One difference between the legacy and the new side of an appointment.
 

@@ -2,7 +2,9 @@
 
 The service upgrades itself to ``SERVICE_HEAD`` (every expand revision). The
 contract revision, which drops the legacy columns, runs only when asked for
-(``clinic migrate contract``): it is the point of no easy return.
+(``clinic migrate contract``): it is the point of no easy return. It sits on a
+branch of its own (label ``contract``) off 0004, and expand revisions after it
+continue the ``service`` branch, so a contracted database still takes them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class ContractRefusedError(RuntimeError):
     """The contract revision would lose data; the message says what to run first."""
 
 
-SERVICE_HEAD = "0004_backfill_checkpoints"
+SERVICE_HEAD = "0006_staff_and_idempotency"
 CONTRACT_REVISION = "0005_contract_legacy_columns"
 
 
@@ -34,18 +36,18 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+async def current_heads(engine: AsyncEngine) -> set[str]:
+    """The revisions applied at the tip of each branch (two once the contract ran)."""
+
+    def read(connection: Connection) -> set[str]:
+        return set(MigrationContext.configure(connection).get_current_heads())
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = SERVICE_HEAD) -> None:
-    """Upgrade to ``revision``; a contracted database is left as it is by a service upgrade."""
-    if revision == SERVICE_HEAD and await current_revision(engine) == CONTRACT_REVISION:
-        return
+    """Upgrade to ``revision``; the service head leaves a contracted database contracted."""
 
     def run(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
@@ -60,6 +62,11 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+async def revert_contract(engine: AsyncEngine) -> None:
+    """Run the contract's downgrade: restore the legacy columns, filled from the memberships."""
+    await downgrade(engine, "contract@-1")
 
 
 async def legacy_columns_present(engine: AsyncEngine) -> bool:

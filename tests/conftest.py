@@ -33,6 +33,8 @@ from appointments.models import (
     Clinic,
     ClinicDoctor,
     ClinicPatient,
+    ClinicStaff,
+    IdempotencyKey,
     MigrationMismatch,
     Patient,
     User,
@@ -45,11 +47,13 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    IdempotencyKey,
     BackfillCheckpoint,
     MigrationMismatch,
     Appointment,
     ClinicDoctor,
     ClinicPatient,
+    ClinicStaff,
     Patient,
     User,
     Clinic,

@@ -106,7 +106,7 @@ async def test_the_contract_refuses_while_rows_are_unlinked_and_the_service_work
     with pytest.raises(migrations.ContractRefusedError, match="lack a clinic doctor"):
         await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
     assert await migrations.legacy_columns_present(engine) is True
-    assert await migrations.current_revision(engine) == migrations.SERVICE_HEAD
+    assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
 
     await run_backfill(sessions, BackfillOptions(create_memberships=True))
     await book(sessions, world, Stage.COMPLETE, 2, offset=20)
@@ -114,13 +114,16 @@ async def test_the_contract_refuses_while_rows_are_unlinked_and_the_service_work
     try:
         assert await migrations.legacy_columns_present(engine) is False
         await migrations.upgrade(engine)
-        assert await migrations.current_revision(engine) == migrations.CONTRACT_REVISION
+        assert await migrations.current_heads(engine) == {
+            migrations.SERVICE_HEAD,
+            migrations.CONTRACT_REVISION,
+        }
         set_stages(flags_file, {world.clinic_a.id: Stage.DUAL_WRITE})
         async with open_api(database_url, flags_file) as api:
             await serves_both_field_sets_after_the_contract(api, world, len(booked) + 2)
     finally:
-        await migrations.upgrade(engine)
-        await migrations.downgrade(engine, migrations.SERVICE_HEAD)
+        await migrations.revert_contract(engine)
+        assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
 
     async with sessions() as session:
         rows = (

@@ -74,11 +74,26 @@ async def test_downgrade_and_upgrade_round_trip(engine: AsyncEngine) -> None:
     await migrations.downgrade(engine, "base")
     await migrations.upgrade(engine)
 
-    async with engine.connect() as connection:
-        version = (
-            await connection.execute(text("SELECT version_num FROM alembic_version"))
-        ).scalar()
-    assert version == "0004_backfill_checkpoints"
+    assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
+
+
+async def test_a_database_contracted_before_a_new_expand_revision_still_takes_it(
+    engine: AsyncEngine,
+) -> None:
+    await migrations.downgrade(engine, "base")
+    await migrations.upgrade(engine, "0004_backfill_checkpoints")
+    await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
+    try:
+        await migrations.upgrade(engine)
+        assert await migrations.current_heads(engine) == {
+            migrations.SERVICE_HEAD,
+            migrations.CONTRACT_REVISION,
+        }
+        assert await migrations.legacy_columns_present(engine) is False
+    finally:
+        await migrations.revert_contract(engine)
+    assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
+    assert await migrations.legacy_columns_present(engine) is True
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from migrations import ContractRefusedError
 
 revision = "0005_contract_legacy_columns"
 down_revision = "0004_backfill_checkpoints"
-branch_labels = None
+branch_labels = ("contract",)
 depends_on = None
 
 UNLINKED = """
