@@ -18,6 +18,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_text
 from appointments.comparison import Difference, SideComparison
 from appointments.errors import DomainError, ErrorCode
@@ -188,8 +189,10 @@ async def set_mismatch_status(
     status: MismatchStatus,
     actor: str,
     comment: str | None,
+    access: Access = SYSTEM,
 ) -> MigrationMismatch:
     """Triage an entry: mark it ignored, fixed, or open again, saying who and why."""
+    access.require(Permission.TRIAGE_LEDGER)
     entry = await session.get(MigrationMismatch, mismatch_id, with_for_update=True)
     if entry is None:
         raise DomainError(ErrorCode.NOT_FOUND, "no mismatch has this id", "id")

@@ -24,6 +24,7 @@ from appointments.models import (
     Clinic,
     ClinicDoctor,
     ClinicPatient,
+    ClinicStaff,
     Patient,
     User,
     UserRole,
@@ -128,6 +129,16 @@ async def paginate(
     return Page(page, [order.encode(row) for row in page], len(rows) > size)
 
 
+ClinicScope = frozenset[uuid.UUID] | None
+"""The clinics a list may show rows of; None shows every clinic (see appointments.access)."""
+
+
+def _within(
+    statement: Select[RowT], clinic_column: InstrumentedAttribute[uuid.UUID], clinics: ClinicScope
+) -> Select[RowT]:
+    return statement if clinics is None else statement.where(clinic_column.in_(clinics))
+
+
 @dataclass(frozen=True, slots=True)
 class AppointmentFilter:
     clinic_id: uuid.UUID | None = None
@@ -210,37 +221,67 @@ async def list_appointments(
     first: int | None,
     after: str | None,
     legacy_columns: bool = True,
+    clinics: ClinicScope = None,
 ) -> Page[Appointment]:
-    statement = appointment_filter_statement(where, legacy_columns)
+    statement = _within(
+        appointment_filter_statement(where, legacy_columns), Appointment.clinic_id, clinics
+    )
     return await paginate(session, statement, APPOINTMENT_ORDER, first, after)
 
 
-async def list_clinics(session: AsyncSession, first: int | None, after: str | None) -> Page[Clinic]:
-    return await paginate(session, select(Clinic), NAME_ORDERS[Clinic], first, after)
+async def list_clinics(
+    session: AsyncSession, first: int | None, after: str | None, clinics: ClinicScope = None
+) -> Page[Clinic]:
+    statement = _within(select(Clinic), Clinic.id, clinics)
+    return await paginate(session, statement, NAME_ORDERS[Clinic], first, after)
 
 
 async def list_users(
-    session: AsyncSession, role: UserRole | None, first: int | None, after: str | None
+    session: AsyncSession,
+    role: UserRole | None,
+    first: int | None,
+    after: str | None,
+    clinics: ClinicScope = None,
 ) -> Page[User]:
+    """Users; limited to clinics, the doctors and staff who belong to one of them."""
     statement = select(User) if role is None else select(User).where(User.role == role.value)
+    if clinics is not None:
+        doctors = select(ClinicDoctor.user_id).where(ClinicDoctor.clinic_id.in_(clinics))
+        staff = select(ClinicStaff.user_id).where(ClinicStaff.clinic_id.in_(clinics))
+        statement = statement.where(or_(User.id.in_(doctors), User.id.in_(staff)))
     return await paginate(session, statement, NAME_ORDERS[User], first, after)
 
 
 async def list_patients(
-    session: AsyncSession, first: int | None, after: str | None
+    session: AsyncSession, first: int | None, after: str | None, clinics: ClinicScope = None
 ) -> Page[Patient]:
-    return await paginate(session, select(Patient), NAME_ORDERS[Patient], first, after)
+    """Patients; limited to clinics, those registered in one of them."""
+    statement = select(Patient)
+    if clinics is not None:
+        registered = select(ClinicPatient.patient_id).where(ClinicPatient.clinic_id.in_(clinics))
+        statement = statement.where(Patient.id.in_(registered))
+    return await paginate(session, statement, NAME_ORDERS[Patient], first, after)
 
 
 async def list_clinic_doctors(
-    session: AsyncSession, clinic_id: uuid.UUID, first: int | None, after: str | None
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    first: int | None,
+    after: str | None,
+    clinics: ClinicScope = None,
 ) -> Page[ClinicDoctor]:
     statement = select(ClinicDoctor).where(ClinicDoctor.clinic_id == clinic_id)
+    statement = _within(statement, ClinicDoctor.clinic_id, clinics)
     return await paginate(session, statement, MEMBERSHIP_ORDERS[ClinicDoctor], first, after)
 
 
 async def list_clinic_patients(
-    session: AsyncSession, clinic_id: uuid.UUID, first: int | None, after: str | None
+    session: AsyncSession,
+    clinic_id: uuid.UUID,
+    first: int | None,
+    after: str | None,
+    clinics: ClinicScope = None,
 ) -> Page[ClinicPatient]:
     statement = select(ClinicPatient).where(ClinicPatient.clinic_id == clinic_id)
+    statement = _within(statement, ClinicPatient.clinic_id, clinics)
     return await paginate(session, statement, MEMBERSHIP_ORDERS[ClinicPatient], first, after)

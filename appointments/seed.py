@@ -22,6 +22,7 @@ from appointments.models import (
     Clinic,
     ClinicDoctor,
     ClinicPatient,
+    ClinicStaff,
     Patient,
     User,
     UserRole,
@@ -40,6 +41,8 @@ DEMO_CLINICS: tuple[tuple[str, Stage], ...] = (
     ("Summit Health", Stage.COMPLETE),
 )
 DEMO_ROLLOUT = (Stage.SHADOW, 25)
+DEMO_STAFF_CLINICS = 3
+"""The demo staff user acts for the first three clinics; the demo doctor works in the first."""
 
 FIRST_NAMES = ("Ana", "Ben", "Chloe", "David", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jonas")
 LAST_NAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak", "Haddad", "Kim")
@@ -126,6 +129,10 @@ async def seed_demo(
         # The last doctor and the last three patients of each clinic have no
         # membership yet: their appointments are the unlinked rows a backfill meets.
         session.add_all(_memberships(clinic.id, clinic_doctors[:-1], clinic_patients[:-3]))
+    session.add_all(
+        ClinicStaff(id=uuid.uuid4(), clinic_id=clinic.id, user_id=DEMO_USERS[UserRole.STAFF])
+        for clinic in clinics[:DEMO_STAFF_CLINICS]
+    )
     await session.flush()
 
     unlinked = 0

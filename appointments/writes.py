@@ -22,6 +22,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments import metrics
+from appointments.access import SYSTEM, Access, Permission
 from appointments.activity import RECENT
 from appointments.checks import check_moment, check_text
 from appointments.db import ContractedSession
@@ -33,6 +34,7 @@ from appointments.models import (
     Clinic,
     ClinicDoctor,
     ClinicPatient,
+    ClinicStaff,
     Patient,
     User,
     UserRole,
@@ -80,9 +82,14 @@ class NewAppointment:
 
 
 async def create_appointment(
-    session: AsyncSession, stage_for: StageLookup, command: NewAppointment, events: PendingEvents
+    session: AsyncSession,
+    stage_for: StageLookup,
+    command: NewAppointment,
+    events: PendingEvents,
+    access: Access = SYSTEM,
 ) -> Appointment:
     with _metered("create", command.doctor, command.patient) as meter:
+        access.require_in_clinic(Permission.BOOK, command.clinic_id, "clinicId", "clinic")
         _check_time_range(command.starts_at, command.ends_at)
         reason = _clean_reason(command.reason)
         if await session.get(Clinic, command.clinic_id) is None:
@@ -111,10 +118,13 @@ async def reschedule_appointment(
     starts_at: datetime,
     ends_at: datetime,
     stage_for: StageLookup | None = None,
+    access: Access = SYSTEM,
 ) -> Appointment:
     with _metered("reschedule") as meter:
+        appointment = await _scheduled_appointment(
+            session, appointment_id, "reschedule", access, own_suffices=True
+        )
         _check_time_range(starts_at, ends_at)
-        appointment = await _scheduled_appointment(session, appointment_id, "reschedule")
         meter.stage = None if stage_for is None else stage_for(appointment.clinic_id)
         appointment.starts_at = starts_at
         appointment.ends_at = ends_at
@@ -129,10 +139,11 @@ async def reassign_appointment(
     appointment_id: uuid.UUID,
     reference: PersonReference,
     events: PendingEvents,
+    access: Access = SYSTEM,
 ) -> Appointment:
     with _metered(f"reassign_{side.name}", reference) as meter:
         appointment = await _scheduled_appointment(
-            session, appointment_id, f"reassign the {side.name}"
+            session, appointment_id, f"reassign the {side.name}", access, own_suffices=False
         )
         policy = policy_for(stage_for(appointment.clinic_id))
         meter.stage = policy.stage
@@ -142,10 +153,15 @@ async def reassign_appointment(
 
 
 async def cancel_appointment(
-    session: AsyncSession, appointment_id: uuid.UUID, stage_for: StageLookup | None = None
+    session: AsyncSession,
+    appointment_id: uuid.UUID,
+    stage_for: StageLookup | None = None,
+    access: Access = SYSTEM,
 ) -> Appointment:
     with _metered("cancel") as meter:
-        appointment = await _scheduled_appointment(session, appointment_id, "cancel")
+        appointment = await _scheduled_appointment(
+            session, appointment_id, "cancel", access, own_suffices=True
+        )
         meter.stage = None if stage_for is None else stage_for(appointment.clinic_id)
         appointment.status = AppointmentStatus.CANCELLED.value
         await session.flush()
@@ -206,12 +222,16 @@ def _input_style(references: tuple[PersonReference, ...]) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
-async def create_clinic(session: AsyncSession, name: str) -> Clinic:
+async def create_clinic(session: AsyncSession, name: str, access: Access = SYSTEM) -> Clinic:
+    access.require(Permission.MANAGE_DIRECTORY)
     clinic = Clinic(id=uuid.uuid4(), name=_clean_name(name, "name"))
     return await _insert_unique(session, clinic, "a clinic with this name exists", "name")
 
 
-async def create_user(session: AsyncSession, name: str, email: str, role: UserRole) -> User:
+async def create_user(
+    session: AsyncSession, name: str, email: str, role: UserRole, access: Access = SYSTEM
+) -> User:
+    access.require(Permission.MANAGE_DIRECTORY)
     email = check_text(email, "email").strip().lower()
     if "@" not in email or len(email) > 320:
         raise DomainError(ErrorCode.INVALID_INPUT, "email must be an address like a@b.org", "email")
@@ -220,8 +240,9 @@ async def create_user(session: AsyncSession, name: str, email: str, role: UserRo
 
 
 async def create_patient(
-    session: AsyncSession, full_name: str, date_of_birth: date | None
+    session: AsyncSession, full_name: str, date_of_birth: date | None, access: Access = SYSTEM
 ) -> Patient:
+    access.require(Permission.CREATE_PATIENTS)
     patient = Patient(
         id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
     )
@@ -231,8 +252,9 @@ async def create_patient(
 
 
 async def add_clinic_doctor(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID
+    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
 ) -> ClinicDoctor:
+    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await _require(session, Clinic, clinic_id, "clinicId")
     user = await _require(session, User, user_id, "userId")
     if user.role != UserRole.DOCTOR.value:
@@ -244,22 +266,40 @@ async def add_clinic_doctor(
 
 
 async def set_clinic_doctor_active(
-    session: AsyncSession, clinic_doctor_id: uuid.UUID, active: bool
+    session: AsyncSession, clinic_doctor_id: uuid.UUID, active: bool, access: Access = SYSTEM
 ) -> ClinicDoctor:
     membership = await _require(session, ClinicDoctor, clinic_doctor_id, "clinicDoctorId")
+    access.require_in_clinic(
+        Permission.MANAGE_MEMBERSHIPS, membership.clinic_id, "clinicDoctorId", "clinic doctor"
+    )
     membership.active = active
     await session.flush()
     return membership
 
 
 async def add_clinic_patient(
-    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID
+    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID, access: Access = SYSTEM
 ) -> ClinicPatient:
+    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await _require(session, Clinic, clinic_id, "clinicId")
     await _require(session, Patient, patient_id, "patientId")
     membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
     return await _insert_unique(
         session, membership, "this patient is already registered in this clinic", "patientId"
+    )
+
+
+async def add_clinic_staff(
+    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
+) -> ClinicStaff:
+    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
+    await _require(session, Clinic, clinic_id, "clinicId")
+    user = await _require(session, User, user_id, "userId")
+    if user.role != UserRole.STAFF.value:
+        raise DomainError(ErrorCode.WRONG_ROLE, f"user has role {user.role}, not staff", "userId")
+    membership = ClinicStaff(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id)
+    return await _insert_unique(
+        session, membership, "this user is already staff of this clinic", "userId"
     )
 
 
@@ -392,12 +432,17 @@ def _require_active(side: Side, membership: Membership, field: str) -> None:
 
 
 async def _scheduled_appointment(
-    session: AsyncSession, appointment_id: uuid.UUID, action: str
+    session: AsyncSession,
+    appointment_id: uuid.UUID,
+    action: str,
+    access: Access,
+    own_suffices: bool,
 ) -> Appointment:
     statement = select(Appointment).where(Appointment.id == appointment_id).with_for_update()
     appointment = (await session.execute(statement)).scalar_one_or_none()
     if appointment is None:
         raise DomainError(ErrorCode.NOT_FOUND, "no appointment has this id", "appointmentId")
+    await access.require_appointment_change(session, appointment, own_suffices)
     if appointment.status != AppointmentStatus.SCHEDULED.value:
         raise DomainError(
             ErrorCode.INVALID_STATUS_TRANSITION,
@@ -407,7 +452,7 @@ async def _scheduled_appointment(
     return appointment
 
 
-ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient)
+ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient, ClinicStaff)
 
 
 _LABELS: dict[type, str] = {

@@ -53,6 +53,21 @@ class AlreadyExistsError(UserError):
     pass
 
 
+@strawberry.type(description="Your role may not do this in this clinic")
+class ForbiddenError(UserError):
+    pass
+
+
+@strawberry.type(
+    description=(
+        "The Idempotency-Key was used for a different request, or its first request"
+        " is still running"
+    )
+)
+class IdempotencyKeyError(UserError):
+    pass
+
+
 AnyUserError = (
     NotFoundError
     | InvalidInputError
@@ -60,6 +75,8 @@ AnyUserError = (
     | StageForbidsInputError
     | InvalidStatusTransitionError
     | AlreadyExistsError
+    | ForbiddenError
+    | IdempotencyKeyError
 )
 
 
@@ -82,6 +99,10 @@ def user_error(error: DomainError) -> AnyUserError:
             return InvalidStatusTransitionError(code=code, message=message, field=field)
         case ErrorCode.ALREADY_EXISTS:
             return AlreadyExistsError(code=code, message=message, field=field)
+        case ErrorCode.FORBIDDEN:
+            return ForbiddenError(code=code, message=message, field=field)
+        case ErrorCode.IDEMPOTENCY_KEY_REUSED | ErrorCode.IDEMPOTENCY_KEY_IN_USE:
+            return IdempotencyKeyError(code=code, message=message, field=field)
         case _:
             return InvalidInputError(code=code, message=message, field=field)
 

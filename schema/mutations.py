@@ -13,8 +13,10 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger, models, writes
+from appointments.access import Access
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
+from appointments.idempotency import KEY_FIELD, IdempotentRequest
 from appointments.sides import DOCTOR, PATIENT, Side
 from schema.errors import (
     AnyUserError,
@@ -38,6 +40,8 @@ from schema.types import (
     ClinicDoctorSuccess,
     ClinicPatient,
     ClinicPatientSuccess,
+    ClinicStaff,
+    ClinicStaffSuccess,
     ClinicSuccess,
     ContextInfo,
     MigrationMismatch,
@@ -65,16 +69,37 @@ MismatchResult = Annotated[MismatchSuccess | _Errors, strawberry.union("Mismatch
 ClinicPatientResult = Annotated[
     ClinicPatientSuccess | _Errors, strawberry.union("ClinicPatientResult")
 ]
+ClinicStaffResult = Annotated[ClinicStaffSuccess | _Errors, strawberry.union("ClinicStaffResult")]
+
+Prepare = Callable[[Access], WriteOperation[RowT]]
 
 
 async def _mutate(
     info: ContextInfo,
-    prepare: Callable[[], WriteOperation[RowT]],
+    arguments: dict[str, object],
+    prepare: Prepare[RowT],
     success: Callable[[RowT], SuccessT],
 ) -> SuccessT | AnyUserError:
-    """Parse the input (``prepare``), run the write, and wrap the row or the error."""
+    """Parse the input (``prepare``), run the write once, and wrap the row or the error.
+
+    With an ``Idempotency-Key`` header the write is keyed by the viewer, the
+    key, and the mutation's response key (its alias or name); ``arguments``
+    fingerprint the input so a reused key with other input is refused.
+    """
+    context = info.context
     try:
-        row = await info.context.write(prepare())
+        operation = prepare(await context.access())
+        key = context.request.headers.get(KEY_FIELD)
+        if key is None:
+            row = await context.write(operation)
+        else:
+            request = IdempotentRequest.build(
+                actor=context.viewer.user_id or ANONYMOUS_ACTOR,
+                key=key,
+                operation=str(info.path.key),
+                arguments={"mutation": info.field_name, **arguments},
+            )
+            row = await context.write_once(request, operation)
     except DomainError as error:
         return user_error(error)
     return success(row)
@@ -92,24 +117,24 @@ class Mutation:
     async def create_appointment(
         self, info: ContextInfo, input: CreateAppointmentInput
     ) -> AppointmentResult:
-        def prepare() -> WriteOperation[models.Appointment]:
+        def prepare(access: Access) -> WriteOperation[models.Appointment]:
             command = input.to_command()
             stages = info.context.stages
-            return lambda s, events: writes.create_appointment(s, stages, command, events)
+            return lambda s, events: writes.create_appointment(s, stages, command, events, access)
 
-        return await _mutate(info, prepare, _appointment_success)
+        return await _mutate(info, {"input": input}, prepare, _appointment_success)
 
     @strawberry.mutation
     async def reschedule_appointment(
         self, info: ContextInfo, input: RescheduleAppointmentInput
     ) -> AppointmentResult:
-        def prepare() -> WriteOperation[models.Appointment]:
+        def prepare(access: Access) -> WriteOperation[models.Appointment]:
             appointment_id = parse_id(input.appointment_id, "appointmentId")
             return lambda s, _events: writes.reschedule_appointment(
-                s, appointment_id, input.starts_at, input.ends_at
+                s, appointment_id, input.starts_at, input.ends_at, access=access
             )
 
-        return await _mutate(info, prepare, _appointment_success)
+        return await _mutate(info, {"input": input}, prepare, _appointment_success)
 
     @strawberry.mutation
     async def reassign_doctor(
@@ -127,17 +152,18 @@ class Mutation:
     async def cancel_appointment(
         self, info: ContextInfo, appointment_id: strawberry.ID
     ) -> AppointmentResult:
-        def prepare() -> WriteOperation[models.Appointment]:
+        def prepare(access: Access) -> WriteOperation[models.Appointment]:
             parsed = parse_id(appointment_id, "appointmentId")
-            return lambda s, _events: writes.cancel_appointment(s, parsed)
+            return lambda s, _events: writes.cancel_appointment(s, parsed, access=access)
 
-        return await _mutate(info, prepare, _appointment_success)
+        return await _mutate(info, {"appointmentId": appointment_id}, prepare, _appointment_success)
 
     @strawberry.mutation
     async def create_clinic(self, info: ContextInfo, name: str) -> ClinicResult:
         return await _mutate(
             info,
-            lambda: _without_events(lambda s: writes.create_clinic(s, name)),
+            {"name": name},
+            lambda access: _without_events(lambda s: writes.create_clinic(s, name, access)),
             lambda row: ClinicSuccess(clinic=Clinic.from_model(row)),
         )
 
@@ -145,8 +171,9 @@ class Mutation:
     async def create_user(self, info: ContextInfo, input: CreateUserInput) -> UserResult:
         return await _mutate(
             info,
-            lambda: _without_events(
-                lambda s: writes.create_user(s, input.name, input.email, input.role)
+            {"input": input},
+            lambda access: _without_events(
+                lambda s: writes.create_user(s, input.name, input.email, input.role, access)
             ),
             lambda row: UserSuccess(user=User.from_model(row)),
         )
@@ -155,8 +182,9 @@ class Mutation:
     async def create_patient(self, info: ContextInfo, input: CreatePatientInput) -> PatientResult:
         return await _mutate(
             info,
-            lambda: _without_events(
-                lambda s: writes.create_patient(s, input.full_name, input.date_of_birth)
+            {"input": input},
+            lambda access: _without_events(
+                lambda s: writes.create_patient(s, input.full_name, input.date_of_birth, access)
             ),
             lambda row: PatientSuccess(patient=Patient.from_model(row)),
         )
@@ -165,12 +193,13 @@ class Mutation:
     async def add_clinic_doctor(
         self, info: ContextInfo, clinic_id: strawberry.ID, user_id: strawberry.ID
     ) -> ClinicDoctorResult:
-        def prepare() -> WriteOperation[models.ClinicDoctor]:
+        def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
-            return _without_events(lambda s: writes.add_clinic_doctor(s, clinic, user))
+            return _without_events(lambda s: writes.add_clinic_doctor(s, clinic, user, access))
 
         return await _mutate(
             info,
+            {"clinicId": clinic_id, "userId": user_id},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
         )
@@ -179,12 +208,15 @@ class Mutation:
     async def set_clinic_doctor_active(
         self, info: ContextInfo, clinic_doctor_id: strawberry.ID, active: bool
     ) -> ClinicDoctorResult:
-        def prepare() -> WriteOperation[models.ClinicDoctor]:
+        def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             membership = parse_id(clinic_doctor_id, "clinicDoctorId")
-            return _without_events(lambda s: writes.set_clinic_doctor_active(s, membership, active))
+            return _without_events(
+                lambda s: writes.set_clinic_doctor_active(s, membership, active, access)
+            )
 
         return await _mutate(
             info,
+            {"clinicDoctorId": clinic_doctor_id, "active": active},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
         )
@@ -193,46 +225,65 @@ class Mutation:
     async def add_clinic_patient(
         self, info: ContextInfo, clinic_id: strawberry.ID, patient_id: strawberry.ID
     ) -> ClinicPatientResult:
-        def prepare() -> WriteOperation[models.ClinicPatient]:
+        def prepare(access: Access) -> WriteOperation[models.ClinicPatient]:
             clinic, patient = parse_id(clinic_id, "clinicId"), parse_id(patient_id, "patientId")
-            return _without_events(lambda s: writes.add_clinic_patient(s, clinic, patient))
+            return _without_events(lambda s: writes.add_clinic_patient(s, clinic, patient, access))
 
         return await _mutate(
             info,
+            {"clinicId": clinic_id, "patientId": patient_id},
             prepare,
             lambda row: ClinicPatientSuccess(clinic_patient=ClinicPatient.from_model(row)),
+        )
+
+    @strawberry.mutation(description="Make a staff user a member of a clinic's staff")
+    async def add_clinic_staff(
+        self, info: ContextInfo, clinic_id: strawberry.ID, user_id: strawberry.ID
+    ) -> ClinicStaffResult:
+        def prepare(access: Access) -> WriteOperation[models.ClinicStaff]:
+            clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
+            return _without_events(lambda s: writes.add_clinic_staff(s, clinic, user, access))
+
+        return await _mutate(
+            info,
+            {"clinicId": clinic_id, "userId": user_id},
+            prepare,
+            lambda row: ClinicStaffSuccess(clinic_staff=ClinicStaff.from_model(row)),
         )
 
     @strawberry.mutation(description="Triage a mismatch-ledger entry (open, ignored, fixed)")
     async def set_mismatch_status(
         self, info: ContextInfo, input: SetMismatchStatusInput
     ) -> MismatchResult:
-        def prepare() -> WriteOperation[models.MigrationMismatch]:
+        def prepare(access: Access) -> WriteOperation[models.MigrationMismatch]:
             mismatch_id = parse_id(input.id, "id")
             actor = info.context.viewer.user_id or ANONYMOUS_ACTOR
             return _without_events(
                 lambda s: ledger.set_mismatch_status(
-                    s, mismatch_id, input.status, actor, input.comment
+                    s, mismatch_id, input.status, actor, input.comment, access
                 )
             )
 
         return await _mutate(
-            info, prepare, lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row))
+            info,
+            {"input": input},
+            prepare,
+            lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row)),
         )
 
 
 async def _reassign(
     info: ContextInfo, side: Side, input: ReassignDoctorInput | ReassignPatientInput
 ) -> AppointmentSuccess | AnyUserError:
-    def prepare() -> WriteOperation[models.Appointment]:
+    def prepare(access: Access) -> WriteOperation[models.Appointment]:
         appointment_id = parse_id(input.appointment_id, "appointmentId")
         reference = input.reference()
         stages = info.context.stages
         return lambda s, events: writes.reassign_appointment(
-            s, stages, side, appointment_id, reference, events
+            s, stages, side, appointment_id, reference, events, access
         )
 
-    return await _mutate(info, prepare, _appointment_success)
+    return await _mutate(info, {"input": input}, prepare, _appointment_success)
 
 
 def _without_events(

@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger, models, queries, validation
+from appointments.access import Permission
 from appointments.errors import DomainError
 from schema.errors import parse_id, query_error
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
@@ -48,6 +49,17 @@ def _parse(value: strawberry.ID, field: str) -> uuid.UUID:
         raise query_error(error) from None
 
 
+async def _require(info: ContextInfo, permission: Permission) -> None:
+    try:
+        (await info.context.access()).require(permission)
+    except DomainError as error:
+        raise query_error(error) from None
+
+
+async def _scope(info: ContextInfo) -> queries.ClinicScope:
+    return (await info.context.access()).visible_clinics
+
+
 async def _page(
     info: ContextInfo, operation: Callable[[AsyncSession], Awaitable[queries.Page[queries.RowT]]]
 ) -> queries.Page[queries.RowT]:
@@ -62,7 +74,9 @@ class Query:
     @strawberry.field
     async def appointment(self, info: ContextInfo, id: strawberry.ID) -> Appointment | None:
         row = await info.context.loaders.appointment_by_id.load(_parse(id, "id"))
-        return None if row is None else Appointment.from_model(row)
+        if row is None or not (await info.context.access()).sees(row.clinic_id):
+            return None
+        return Appointment.from_model(row)
 
     @strawberry.field(description="Appointments ordered by start time, then id")
     async def appointments(
@@ -77,15 +91,18 @@ class Query:
         except DomainError as error:
             raise query_error(error) from None
         legacy = info.context.legacy_columns
+        scope = await _scope(info)
         page = await _page(
-            info, lambda s: queries.list_appointments(s, where, first, after, legacy)
+            info, lambda s: queries.list_appointments(s, where, first, after, legacy, scope)
         )
         return Connection.from_page(page, Appointment.from_model)
 
     @strawberry.field
     async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:
         row = await info.context.loaders.clinic_by_id.load(_parse(id, "id"))
-        return None if row is None else Clinic.from_model(row)
+        if row is None or not (await info.context.access()).sees(row.id):
+            return None
+        return Clinic.from_model(row)
 
     @strawberry.field(
         description="The validation report of one clinic, or of every clinic, with readiness"
@@ -94,6 +111,7 @@ class Query:
         self, info: ContextInfo, clinic_id: strawberry.ID | None = None
     ) -> list[ClinicMigrationReport]:
         clinics = None if clinic_id is None else [_parse(clinic_id, "clinicId")]
+        await _require(info, Permission.READ_MIGRATION)
         stages = info.context.stages
         legacy = info.context.legacy_columns
         reports = await _read(
@@ -113,6 +131,7 @@ class Query:
             where = (filter or MismatchFilterInput()).to_filter()
         except DomainError as error:
             raise query_error(error) from None
+        await _require(info, Permission.READ_MIGRATION)
         page = await _page(info, lambda s: ledger.list_mismatches(s, where, first, after))
         return Connection.from_page(page, MigrationMismatch.from_model)
 
@@ -120,7 +139,8 @@ class Query:
     async def clinics(
         self, info: ContextInfo, first: PageSize = None, after: str | None = None
     ) -> Connection[Clinic]:
-        page = await _page(info, lambda s: queries.list_clinics(s, first, after))
+        scope = await _scope(info)
+        page = await _page(info, lambda s: queries.list_clinics(s, first, after, scope))
         return Connection.from_page(page, Clinic.from_model)
 
     @strawberry.field(description="Users ordered by name")
@@ -131,14 +151,16 @@ class Query:
         first: PageSize = None,
         after: str | None = None,
     ) -> Connection[User]:
-        page = await _page(info, lambda s: queries.list_users(s, role, first, after))
+        scope = await _scope(info)
+        page = await _page(info, lambda s: queries.list_users(s, role, first, after, scope))
         return Connection.from_page(page, User.from_model)
 
     @strawberry.field(description="Patients ordered by name")
     async def patients(
         self, info: ContextInfo, first: PageSize = None, after: str | None = None
     ) -> Connection[Patient]:
-        page = await _page(info, lambda s: queries.list_patients(s, first, after))
+        scope = await _scope(info)
+        page = await _page(info, lambda s: queries.list_patients(s, first, after, scope))
         return Connection.from_page(page, Patient.from_model)
 
     @strawberry.field(description="Doctors working in a clinic, oldest membership first")
@@ -150,7 +172,10 @@ class Query:
         after: str | None = None,
     ) -> Connection[ClinicDoctor]:
         clinic = _parse(clinic_id, "clinicId")
-        page = await _page(info, lambda s: queries.list_clinic_doctors(s, clinic, first, after))
+        scope = await _scope(info)
+        page = await _page(
+            info, lambda s: queries.list_clinic_doctors(s, clinic, first, after, scope)
+        )
         return Connection.from_page(page, ClinicDoctor.from_model)
 
     @strawberry.field(description="Patients registered in a clinic, oldest registration first")
@@ -162,5 +187,8 @@ class Query:
         after: str | None = None,
     ) -> Connection[ClinicPatient]:
         clinic = _parse(clinic_id, "clinicId")
-        page = await _page(info, lambda s: queries.list_clinic_patients(s, clinic, first, after))
+        scope = await _scope(info)
+        page = await _page(
+            info, lambda s: queries.list_clinic_patients(s, clinic, first, after, scope)
+        )
         return Connection.from_page(page, ClinicPatient.from_model)

@@ -107,6 +107,27 @@ class ClinicPatient:
         return Patient.from_model(patient)
 
 
+@strawberry.type(description="A staff user acting for a clinic")
+class ClinicStaff:
+    id: strawberry.ID
+    created_at: datetime
+    row: strawberry.Private[models.ClinicStaff]
+
+    @classmethod
+    def from_model(cls, row: models.ClinicStaff) -> ClinicStaff:
+        return cls(id=_id(row), created_at=row.created_at, row=row)
+
+    @strawberry.field
+    async def clinic(self, info: ContextInfo) -> Clinic:
+        return await _clinic(info, self.row.clinic_id)
+
+    @strawberry.field
+    async def user(self, info: ContextInfo) -> User:
+        user = await info.context.loaders.user_by_id.load(self.row.user_id)
+        assert user is not None, "foreign key guarantees the user"
+        return User.from_model(user)
+
+
 @strawberry.type(
     description=(
         "An appointment. Both field sets are always served: doctor/patient (legacy) and "
@@ -241,6 +262,11 @@ class ClinicDoctorSuccess:
 @strawberry.type
 class ClinicPatientSuccess:
     clinic_patient: ClinicPatient
+
+
+@strawberry.type
+class ClinicStaffSuccess:
+    clinic_staff: ClinicStaff
 
 
 strawberry.enum(Origin, name="Origin", description="Which stored columns a value came from")

@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 import migrations
+from appointments import idempotency
 from appointments.db import create_engine, create_session_factory
 from appointments.stages import Stage
 from appointments.validation import ReadinessGate
@@ -46,6 +47,7 @@ from server.logs import request_id
 from server.settings import Settings
 
 logger = logging.getLogger("server")
+IDEMPOTENCY_PURGE_SECONDS = 3600
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Services:
     legacy_columns: bool = True
     gate: ReadinessGate | None = None
     _refresher: asyncio.Task[None] | None = None
+    _purger: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -86,6 +89,8 @@ class Services:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
+        await services.purge_idempotency_keys()
+        services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         return services
 
     async def refresh_readiness(self) -> None:
@@ -103,6 +108,21 @@ class Services:
             await asyncio.sleep(self.settings.readiness_refresh_seconds)
             await self.refresh_readiness()
 
+    async def purge_idempotency_keys(self) -> None:
+        """Delete idempotency keys past their retention (at start, then every hour)."""
+        try:
+            purged = await idempotency.purge(self.sessions, self.settings.idempotency)
+        except Exception:
+            logger.warning("could not purge expired idempotency keys", exc_info=True)
+            return
+        if purged:
+            logger.info("purged expired idempotency keys", extra={"count": purged})
+
+    async def _purge_idempotency_keys_forever(self) -> None:
+        while True:
+            await asyncio.sleep(IDEMPOTENCY_PURGE_SECONDS)
+            await self.purge_idempotency_keys()
+
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""
         return StageResolver(
@@ -114,10 +134,11 @@ class Services:
         )
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in (self._refresher, self._purger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.flags.close()
         await self.engine.dispose()
 
@@ -152,6 +173,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             viewer,
             services.settings.compare_sample_ratio,
             services.legacy_columns,
+            services.settings.idempotency,
         )
 
 

@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from appointments import metrics
+from appointments.access import Access, load_access
 from appointments.db import SerializedSession
 from appointments.events import MigrationEventLog, PendingEvents
+from appointments.idempotency import IdempotencyPolicy, IdempotentRequest, run_once
 from appointments.ledger import MismatchRecorder
 from appointments.reads import LinkResolver
 from appointments.writes import run_in_transaction
@@ -38,6 +40,8 @@ class RequestContext:
     viewer: Viewer
     legacy_columns: bool
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
+    idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
+    _access: Access | None = None
 
     @classmethod
     def build(
@@ -49,6 +53,7 @@ class RequestContext:
         viewer: Viewer,
         compare_sample_ratio: float = 1.0,
         legacy_columns: bool = True,
+        idempotency: IdempotencyPolicy | None = None,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -66,7 +71,15 @@ class RequestContext:
             viewer=viewer,
             legacy_columns=legacy_columns,
             events=events,
+            idempotency=idempotency or IdempotencyPolicy(),
         )
+
+    async def access(self) -> Access:
+        """What the viewer may do; loaded once per request (staff and doctors: their clinics)."""
+        if self._access is None:
+            viewer = self.viewer
+            self._access = await self.db.run(lambda s: load_access(s, viewer.user_id, viewer.role))
+        return self._access
 
     async def write(self, operation: WriteOperation[T]) -> T:
         """Run one write in its own transaction, then drop what this request had cached."""
@@ -75,6 +88,19 @@ class RequestContext:
         finally:
             self.loaders.clear_all()
             self.links.forget()
+
+    async def write_once(self, request: IdempotentRequest, operation: WriteOperation[T]) -> T:
+        """``write`` under an idempotency key: a replay returns the first result, marked so."""
+        try:
+            outcome = await run_once(
+                self.sessions, self.events, request, operation, self.idempotency
+            )
+        finally:
+            self.loaders.clear_all()
+            self.links.forget()
+        if outcome.replayed and self.response is not None:
+            self.response.headers["Idempotent-Replayed"] = "true"
+        return outcome.row
 
     def migration_summary(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from appointments import validation
+from appointments.access import Permission, role_allows
 from appointments.activity import RECENT
 from appointments.stages import Stage
 from appointments.validation import ClinicReport
@@ -55,7 +56,14 @@ ul.blockers { margin: 0; padding-left: 18px; color: #b91c1c; }
 
 async def migration_dashboard(request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
-    stages = services.stage_resolver(getattr(request.state, "viewer", None) or Viewer())
+    viewer: Viewer = getattr(request.state, "viewer", None) or Viewer()
+    if not role_allows(viewer.role, Permission.READ_MIGRATION):
+        return HTMLResponse(
+            "<!doctype html><title>Forbidden</title><p>The migration dashboard is for the"
+            " admin and qa roles.</p>",
+            status_code=403,
+        )
+    stages = services.stage_resolver(viewer)
     async with services.sessions() as session:
         reports = await validation.clinic_reports(
             session, stages.requested, None, services.legacy_columns

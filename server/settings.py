@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from appointments.idempotency import IdempotencyPolicy
 from appointments.stages import Stage
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
@@ -48,8 +50,17 @@ class Settings:
     compare_sample_ratio: float = 1.0
     readiness_gates: bool = False
     readiness_refresh_seconds: int = 30
+    idempotency_retention_hours: int = 24
+    idempotency_claim_seconds: int = 60
     log_level: str = "INFO"
     log_format: str = "auto"
+
+    @property
+    def idempotency(self) -> IdempotencyPolicy:
+        return IdempotencyPolicy(
+            retention=timedelta(hours=self.idempotency_retention_hours),
+            claim_timeout=timedelta(seconds=self.idempotency_claim_seconds),
+        )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +114,12 @@ class Settings:
             readiness_gates=_flag(env, "CLINIC_READINESS_GATES", defaults.readiness_gates),
             readiness_refresh_seconds=_integer(
                 env, "CLINIC_READINESS_REFRESH_SECONDS", defaults.readiness_refresh_seconds
+            ),
+            idempotency_retention_hours=_integer(
+                env, "CLINIC_IDEMPOTENCY_RETENTION_HOURS", defaults.idempotency_retention_hours
+            ),
+            idempotency_claim_seconds=_integer(
+                env, "CLINIC_IDEMPOTENCY_CLAIM_SECONDS", defaults.idempotency_claim_seconds
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),

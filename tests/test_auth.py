@@ -13,6 +13,7 @@ import jwt
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments import writes
 from appointments.models import UserRole
 from appointments.seed import DEMO_USERS
 from appointments.stages import Stage
@@ -21,7 +22,7 @@ from server.app import create_app
 from server.auth import mint_token
 from server.cli import main
 from server.settings import Settings, SettingsError
-from tests.conftest import World, open_api
+from tests.conftest import READ_CLINIC, World, insert_appointment, open_api
 
 SECRET = "test-secret-0123456789-0123456789"
 QUERY = "query($c: ID!) { migrationReport(clinicId: $c) { servedStage } }"
@@ -40,7 +41,7 @@ async def test_production_requests_need_a_valid_token(
     database_url: str, flags_file: Path, world: World
 ) -> None:
     settings = Settings(jwt_secret=SECRET)
-    good = mint_token(settings, world.staff.id, UserRole.STAFF, hours=1)
+    good = mint_token(settings, uuid.uuid4(), UserRole.QA, hours=1)
     expired = jwt.encode(
         {
             "sub": str(world.staff.id),
@@ -128,6 +129,11 @@ async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
         }
     ]
     write_document(flags_file, document)
+    async with sessions() as session, session.begin():
+        await writes.add_clinic_staff(session, world.clinic_a.id, world.staff.id)
+        await insert_appointment(
+            session, world, 9, doctor_id=world.doctor.id, patient_id=world.patient.id
+        )
     settings = Settings(jwt_secret=SECRET)
     tokens = {
         "qa": mint_token(settings, qa_user, UserRole.QA, hours=1),
@@ -139,7 +145,7 @@ async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
             name: (
                 await api.client.post(
                     "/graphql",
-                    json={"query": QUERY, "variables": {"c": str(world.clinic_a.id)}},
+                    json={"query": READ_CLINIC, "variables": {"clinicId": str(world.clinic_a.id)}},
                     headers={"Authorization": f"Bearer {token}"},
                 )
             ).json()["extensions"]["migration"]["stages"][str(world.clinic_a.id)]

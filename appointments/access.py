@@ -1,0 +1,163 @@
+"""Who may do what, for which clinics: the one place the authorization rules live.
+
+A viewer's role gives a set of permissions; staff and doctors hold them only in
+the clinics they belong to (``clinic_staff``, active ``clinic_doctors``), admin
+and QA in every clinic. Objects of a clinic the viewer does not belong to are
+reported as not found, never as forbidden, so ids of other clinics leak nothing.
+The API checks through an ``Access``; the CLI and the tests act as ``SYSTEM``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from appointments.errors import DomainError, ErrorCode
+from appointments.models import Appointment, ClinicDoctor, ClinicStaff, UserRole
+from appointments.sides import DOCTOR
+
+
+class Permission(enum.StrEnum):
+    READ = "read clinic data"
+    BOOK = "book or reassign appointments"
+    CHANGE_APPOINTMENTS = "reschedule or cancel any appointment"
+    CHANGE_OWN_APPOINTMENTS = "reschedule or cancel their own appointments"
+    MANAGE_MEMBERSHIPS = "manage clinic memberships"
+    CREATE_PATIENTS = "register new patients"
+    MANAGE_DIRECTORY = "create clinics and users"
+    READ_MIGRATION = "read migration reports and the mismatch ledger"
+    TRIAGE_LEDGER = "triage the mismatch ledger"
+
+
+EVERY_PERMISSION = frozenset(Permission)
+
+ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
+    UserRole.ADMIN: EVERY_PERMISSION,
+    UserRole.QA: frozenset({Permission.READ, Permission.READ_MIGRATION, Permission.TRIAGE_LEDGER}),
+    UserRole.STAFF: frozenset(
+        {
+            Permission.READ,
+            Permission.BOOK,
+            Permission.CHANGE_APPOINTMENTS,
+            Permission.MANAGE_MEMBERSHIPS,
+            Permission.CREATE_PATIENTS,
+        }
+    ),
+    UserRole.DOCTOR: frozenset({Permission.READ, Permission.CHANGE_OWN_APPOINTMENTS}),
+}
+
+ROLES_ACROSS_CLINICS = frozenset({UserRole.ADMIN, UserRole.QA})
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What one viewer may do. ``clinics`` is None when the viewer spans every clinic."""
+
+    role: UserRole | None
+    user_id: uuid.UUID | None
+    permissions: frozenset[Permission]
+    clinics: frozenset[uuid.UUID] | None
+
+    def sees(self, clinic_id: uuid.UUID) -> bool:
+        if Permission.READ not in self.permissions:
+            return False
+        return self.clinics is None or clinic_id in self.clinics
+
+    @property
+    def visible_clinics(self) -> frozenset[uuid.UUID] | None:
+        """The clinics list queries are limited to; None means no limit."""
+        if Permission.READ not in self.permissions:
+            return frozenset()
+        return self.clinics
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: Permission) -> None:
+        if permission not in self.permissions:
+            raise DomainError(ErrorCode.FORBIDDEN, f"{self._who} may not {permission.value}")
+
+    def require_in_clinic(
+        self, permission: Permission, clinic_id: uuid.UUID, field: str, label: str
+    ) -> None:
+        """Not found outside the viewer's clinics; forbidden where their role may not."""
+        if not self.sees(clinic_id):
+            raise DomainError(ErrorCode.NOT_FOUND, f"no {label} has this id", field)
+        self.require(permission)
+
+    async def require_appointment_change(
+        self, session: AsyncSession, appointment: Appointment, own_suffices: bool
+    ) -> None:
+        """A change to an appointment; with ``own_suffices`` a doctor may change their own."""
+        if not self.sees(appointment.clinic_id):
+            raise DomainError(ErrorCode.NOT_FOUND, "no appointment has this id", "appointmentId")
+        if self.allows(Permission.CHANGE_APPOINTMENTS):
+            return
+        if (
+            own_suffices
+            and self.allows(Permission.CHANGE_OWN_APPOINTMENTS)
+            and self.user_id is not None
+            and await _doctor_of(session, appointment) == self.user_id
+        ):
+            return
+        needed = Permission.CHANGE_OWN_APPOINTMENTS if own_suffices else Permission.BOOK
+        if needed in self.permissions:
+            raise DomainError(
+                ErrorCode.FORBIDDEN,
+                f"{self._who} may only {needed.value}, and this is not one of theirs",
+                "appointmentId",
+            )
+        self.require(needed)
+
+    @property
+    def _who(self) -> str:
+        return "an anonymous viewer" if self.role is None else f"role {self.role.value}"
+
+
+def role_allows(role: str | None, permission: Permission) -> bool:
+    """Whether a role holds a permission anywhere (enough for tools with no clinic scope)."""
+    try:
+        return role is not None and permission in ROLE_PERMISSIONS[UserRole(role)]
+    except ValueError:
+        return False
+
+
+SYSTEM = Access(role=None, user_id=None, permissions=EVERY_PERMISSION, clinics=None)
+NOBODY = Access(role=None, user_id=None, permissions=frozenset(), clinics=None)
+
+
+async def load_access(session: AsyncSession, user_id: str | None, role: str | None) -> Access:
+    """The viewer's access; one query for staff and doctors (their clinics), none otherwise."""
+    try:
+        known_role = UserRole(role) if role is not None else None
+        viewer_id = uuid.UUID(user_id) if user_id is not None else None
+    except ValueError:
+        return NOBODY
+    if known_role is None:
+        return NOBODY
+    permissions = ROLE_PERMISSIONS[known_role]
+    if known_role in ROLES_ACROSS_CLINICS:
+        return Access(known_role, viewer_id, permissions, None)
+    if viewer_id is None:
+        return Access(known_role, None, permissions, frozenset())
+    return Access(known_role, viewer_id, permissions, await _clinics_of(session, viewer_id))
+
+
+async def _clinics_of(session: AsyncSession, user_id: uuid.UUID) -> frozenset[uuid.UUID]:
+    as_staff = select(ClinicStaff.clinic_id).where(ClinicStaff.user_id == user_id)
+    as_doctor = select(ClinicDoctor.clinic_id).where(
+        ClinicDoctor.user_id == user_id, ClinicDoctor.active.is_(True)
+    )
+    rows = await session.execute(as_staff.union(as_doctor))
+    return frozenset(rows.scalars())
+
+
+async def _doctor_of(session: AsyncSession, appointment: Appointment) -> uuid.UUID | None:
+    if appointment.clinic_doctor_id is not None:
+        membership = await session.get(ClinicDoctor, appointment.clinic_doctor_id)
+        return None if membership is None else membership.user_id
+    return DOCTOR.legacy_id(appointment)
