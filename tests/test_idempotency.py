@@ -1,0 +1,195 @@
+"""Idempotency keys: a retry replays the first result, never writes twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments import idempotency
+from appointments.models import Appointment, IdempotencyKey, IdempotencyState, utcnow
+from appointments.stages import Stage
+from tests.conftest import Api, World, set_stages, table_snapshot
+
+CREATE = """
+mutation($input: CreateAppointmentInput!) {
+  createAppointment(input: $input) {
+    __typename
+    ... on UserError { code message field }
+    ... on AppointmentSuccess { appointment { id startsAt } }
+  }
+}
+"""
+RESCHEDULE = """
+mutation($id: ID!) {
+  rescheduleAppointment(input: {appointmentId: $id, startsAt: "2026-12-22T10:00:00Z",
+      endsAt: "2026-12-22T10:30:00Z"}) { __typename }
+}
+"""
+
+
+def booking(world: World, hour: int = 9, **overrides: Any) -> dict[str, Any]:
+    return {
+        "clinicId": str(world.clinic_a.id),
+        "startsAt": f"2026-12-20T{hour:02}:00:00Z",
+        "endsAt": f"2026-12-20T{hour:02}:30:00Z",
+        "doctorId": str(world.doctor.id),
+        "patientId": str(world.patient.id),
+        **overrides,
+    }
+
+
+async def create(api: Api, key: str | None, value: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    headers = {} if key is None else {"Idempotency-Key": key}
+    response = await api.client.post(
+        "/graphql", json={"query": CREATE, "variables": {"input": value}}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]["createAppointment"]
+    return result, response.headers.get("Idempotent-Replayed") == "true"
+
+
+async def appointment_count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Appointment)) or 0
+
+
+@pytest.fixture(autouse=True)
+def dual_write(flags_file: Any, world: World) -> None:
+    set_stages(flags_file, {world.clinic_a.id: Stage.DUAL_WRITE})
+
+
+async def test_a_retry_with_the_same_key_replays_the_first_result(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    first, first_replayed = await create(api, "booking-1", booking(world))
+    appointment_id = first["appointment"]["id"]
+    assert (await api.data(RESCHEDULE, {"id": appointment_id}))["rescheduleAppointment"]
+    again, again_replayed = await create(api, "booking-1", booking(world))
+
+    assert first["__typename"] == "AppointmentSuccess"
+    assert (first_replayed, again_replayed) == (False, True)
+    assert again == first, "the replay gives the appointment as the first request wrote it"
+    assert await appointment_count(sessions) == 1
+
+
+async def test_the_same_key_with_other_input_is_refused_and_writes_nothing(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await create(api, "booking-2", booking(world))
+    before = await table_snapshot(sessions)
+
+    reused, _ = await create(api, "booking-2", booking(world, hour=11))
+
+    assert reused["__typename"] == "IdempotencyKeyError"
+    assert reused["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert reused["field"] == "Idempotency-Key"
+    assert await table_snapshot(sessions) == before
+
+
+async def test_a_retry_while_the_first_attempt_runs_gets_a_conflict(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    value = booking(world)
+    await create(api, "booking-3", value)
+    await pretend_in_flight(sessions, claimed_at=utcnow())
+
+    in_flight, _ = await create(api, "booking-3", value)
+
+    assert in_flight["code"] == "IDEMPOTENCY_KEY_IN_USE"
+    assert await appointment_count(sessions) == 0
+
+
+async def pretend_in_flight(sessions: async_sessionmaker[AsyncSession], claimed_at: Any) -> None:
+    """Turn the one stored key back into a running claim whose write has not committed."""
+    async with sessions() as session, session.begin():
+        row = (await session.execute(select(IdempotencyKey))).scalar_one()
+        row.state = IdempotencyState.RUNNING.value
+        row.claim = uuid.uuid4()
+        row.claimed_at = claimed_at
+        row.result = None
+        await session.execute(delete(Appointment))
+
+
+async def test_concurrent_retries_write_once(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    results = await asyncio.gather(*(create(api, "booking-4", booking(world)) for _ in range(6)))
+
+    successes = {r["appointment"]["id"] for r, _ in results if "appointment" in r}
+    others = {r["code"] for r, _ in results if "appointment" not in r}
+    assert len(successes) == 1
+    assert others <= {"IDEMPOTENCY_KEY_IN_USE"}
+    assert await appointment_count(sessions) == 1
+
+
+async def test_a_claim_abandoned_by_a_crashed_attempt_is_taken_over_after_the_timeout(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    value = booking(world)
+    await create(api, "booking-5", value)
+    await pretend_in_flight(sessions, claimed_at=utcnow() - timedelta(minutes=5))
+
+    retried, replayed = await create(api, "booking-5", value)
+
+    assert retried["__typename"] == "AppointmentSuccess"
+    assert replayed is False
+    assert await appointment_count(sessions) == 1
+
+
+async def test_a_failed_write_releases_its_key_so_a_retry_runs_again(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    value = booking(world, clinicDoctorId=str(world.clinic_doctor_of_b.id))
+    value.pop("doctorId")
+
+    failed, _ = await create(api, "booking-6", value)
+    async with sessions() as session:
+        keys = (await session.execute(select(IdempotencyKey))).scalars().all()
+
+    assert failed["code"] == "CROSS_CLINIC_REFERENCE"
+    assert keys == []
+    again, replayed = await create(api, "booking-6", value)
+    assert again["code"] == "CROSS_CLINIC_REFERENCE"
+    assert replayed is False
+
+
+async def test_keys_are_per_viewer_and_expire_after_the_retention(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await create(api, "booking-7", booking(world))
+    async with sessions() as session, session.begin():
+        row = (await session.execute(select(IdempotencyKey))).scalar_one()
+        row.created_at = utcnow() - timedelta(hours=25)
+
+    reused_after_expiry, replayed = await create(api, "booking-7", booking(world, hour=12))
+    purged = await idempotency.purge(sessions, idempotency.IdempotencyPolicy())
+    async with sessions() as session, session.begin():
+        row = (await session.execute(select(IdempotencyKey))).scalar_one()
+        row.created_at = utcnow() - timedelta(hours=25)
+    purged_later = await idempotency.purge(sessions, idempotency.IdempotencyPolicy())
+
+    assert reused_after_expiry["__typename"] == "AppointmentSuccess"
+    assert replayed is False
+    assert (purged, purged_later) == (0, 1)
+    assert await appointment_count(sessions) == 2
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\there"])
+async def test_a_malformed_key_is_invalid_input(api: Api, world: World, key: str) -> None:
+    response = await api.client.post(
+        "/graphql",
+        json={"query": CREATE, "variables": {"input": booking(world)}},
+        headers={"Idempotency-Key": key.encode()},
+    )
+
+    result = response.json()["data"]["createAppointment"]
+    assert result["code"] == "INVALID_INPUT"
+    assert result["field"] == "Idempotency-Key"
