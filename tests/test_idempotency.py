@@ -187,7 +187,7 @@ async def test_a_malformed_key_is_invalid_input(api: Api, world: World, key: str
     response = await api.client.post(
         "/graphql",
         json={"query": CREATE, "variables": {"input": booking(world)}},
-        headers={"Idempotency-Key": key.encode()},
+        headers={b"Idempotency-Key": key.encode()},
     )
 
     result = response.json()["data"]["createAppointment"]
