@@ -1,0 +1,584 @@
+"""Chaos run: concurrent writers, random stage moves and killed connections, then an audit.
+
+    .venv/bin/python -m bench.chaos [--writers 16] [--writes 60] [--kill-every 7]
+
+PostgreSQL only (it kills server backends). Creates and drops its own database
+on CHAOS_POSTGRES_URL (default: the local server). The real ASGI app serves
+many concurrent writers (creates, reschedules, reassignments, cancels), each
+write under its own Idempotency-Key and retried with it until it is answered;
+meanwhile a driver moves clinics one stage at a time, forward and back, in a
+random walk over legacy .. complete, and a killer calls pg_terminate_backend on
+the app's busy connections. Afterwards it audits the database and reads every
+appointment through both field sets. Prints the figures; exits 1 if a write was
+lost or duplicated, a row is inconsistent, or a row cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy import make_url, select
+
+import migrations
+from appointments import writes
+from appointments.db import create_engine, create_session_factory
+from appointments.models import Appointment, ClinicDoctor, ClinicPatient, UserRole
+from appointments.stages import Stage
+from flags.document import build_document, write_document
+from server.app import create_app
+from server.settings import Settings
+
+DEFAULT_URL = os.environ.get(
+    "CHAOS_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+STAGE_ORDER = (
+    Stage.LEGACY,
+    Stage.DUAL_WRITE,
+    Stage.SHADOW,
+    Stage.LIVE,
+    Stage.RAMPDOWN,
+    Stage.COMPLETE,
+)
+RETRYABLE_CODES = {"IDEMPOTENCY_KEY_IN_USE"}
+SUCCESS = "AppointmentSuccess"
+RESULT = """
+    __typename
+    ... on UserError { code message }
+    ... on AppointmentSuccess { appointment { id } }
+"""
+CREATE = (
+    "mutation($input: CreateAppointmentInput!) "
+    f"{{ createAppointment(input: $input) {{ {RESULT} }} }}"
+)
+RESCHEDULE = (
+    "mutation($input: RescheduleAppointmentInput!) "
+    f"{{ rescheduleAppointment(input: $input) {{ {RESULT} }} }}"
+)
+REASSIGN_DOCTOR = (
+    f"mutation($input: ReassignDoctorInput!) {{ reassignDoctor(input: $input) {{ {RESULT} }} }}"
+)
+REASSIGN_PATIENT = (
+    f"mutation($input: ReassignPatientInput!) {{ reassignPatient(input: $input) {{ {RESULT} }} }}"
+)
+CANCEL = f"mutation($id: ID!) {{ cancelAppointment(appointmentId: $id) {{ {RESULT} }} }}"
+READ = """
+query($clinicId: ID!, $after: String) {
+  appointments(first: 100, after: $after, filter: {clinicId: $clinicId}) {
+    pageInfo { hasNextPage endCursor }
+    edges { node {
+      id startsAt status
+      doctor { id } patient { id }
+      clinicDoctor { user { id } clinic { id } }
+      clinicPatient { patient { id } clinic { id } }
+    } }
+  }
+}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosOptions:
+    database_url: str = DEFAULT_URL
+    writers: int = 16
+    writes_per_writer: int = 60
+    clinics: int = 3
+    kill_every: int = 7
+    stage_every: int = 5
+    max_attempts: int = 60
+    seed: int = 20261125
+
+
+@dataclass
+class ChaosReport:
+    attempted: int = 0
+    acknowledged: int = 0
+    retried: int = 0
+    failed_cleanly: int = 0
+    unresolved: int = 0
+    kills: int = 0
+    stage_moves: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    inconsistent: int = 0
+    unreadable: int = 0
+    appointments: int = 0
+    clean_failures: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicated or self.inconsistent or self.unreadable)
+
+    def lines(self) -> list[str]:
+        failures = ", ".join(f"{code} {n}" for code, n in sorted(self.clean_failures.items()))
+        return [
+            f"writes attempted     {self.attempted}",
+            f"acknowledged         {self.acknowledged}",
+            f"retried (attempts)   {self.retried}",
+            f"failed cleanly       {self.failed_cleanly}" + (f" ({failures})" if failures else ""),
+            f"unresolved           {self.unresolved}",
+            f"connections killed   {self.kills}",
+            f"stage moves          {self.stage_moves}",
+            f"appointments         {self.appointments}",
+            f"lost                 {self.lost}",
+            f"duplicated           {self.duplicated}",
+            f"inconsistent         {self.inconsistent}",
+            f"unreadable           {self.unreadable}",
+        ]
+
+
+@dataclass
+class Expected:
+    """What the acknowledged writes say an appointment must look like."""
+
+    clinic: uuid.UUID
+    starts_at: datetime
+    doctor: uuid.UUID
+    patient: uuid.UUID
+    status: str = "scheduled"
+    certain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class People:
+    doctors: dict[uuid.UUID, list[uuid.UUID]]
+    patients: dict[uuid.UUID, list[uuid.UUID]]
+
+
+@dataclass
+class Pacer:
+    """Counts finished attempts and wakes the stage driver and the killer every so many."""
+
+    done: int = 0
+    finished: bool = False
+    condition: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def tick(self) -> None:
+        async with self.condition:
+            self.done += 1
+            self.condition.notify_all()
+
+    async def finish(self) -> None:
+        async with self.condition:
+            self.finished = True
+            self.condition.notify_all()
+
+    async def wait_past(self, count: int) -> bool:
+        """Wait until ``count`` attempts have finished; False once the writers are done."""
+        async with self.condition:
+            await self.condition.wait_for(lambda: self.done >= count or self.finished)
+            return not self.finished
+
+
+async def run_chaos(options: ChaosOptions) -> ChaosReport:
+    report = ChaosReport()
+    async with _scratch_database(options.database_url) as url, _flags_dir() as flags_file:
+        people, clinic_ids = await _seed(url, options.clinics)
+        rng = random.Random(options.seed)
+        stages = dict.fromkeys(clinic_ids, Stage.LEGACY)
+        _write_stages(flags_file, stages)
+        settings = Settings(
+            database_url=url,
+            auto_migrate=False,
+            flags_file=flags_file,
+            idempotency_claim_seconds=2,
+            log_level="CRITICAL",
+        )
+        app = create_app(settings)
+        expected: dict[uuid.UUID, Expected] = {}
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://chaos") as client:
+                pacer = Pacer()
+                writers = [
+                    _writer(n, client, options, people, clinic_ids, expected, report, pacer)
+                    for n in range(options.writers)
+                ]
+                await asyncio.gather(
+                    _run_writers(writers, pacer),
+                    _move_stages(flags_file, stages, options, rng, report, pacer),
+                    _kill_connections(url, options, rng, report, pacer),
+                )
+                await _audit(client, url, clinic_ids, expected, report)
+    return report
+
+
+async def _run_writers(writers: list[Any], pacer: Pacer) -> None:
+    try:
+        await asyncio.gather(*writers)
+    finally:
+        await pacer.finish()
+
+
+async def _writer(
+    number: int,
+    client: httpx.AsyncClient,
+    options: ChaosOptions,
+    people: People,
+    clinic_ids: list[uuid.UUID],
+    expected: dict[uuid.UUID, Expected],
+    report: ChaosReport,
+    pacer: Pacer,
+) -> None:
+    rng = random.Random(options.seed * 1000 + number)
+    mine: list[uuid.UUID] = []
+    base = datetime(2027, 1, 4, 8, tzinfo=UTC) + timedelta(days=number * 400)
+    for step in range(options.writes_per_writer):
+        key = f"chaos-{number}-{step}"
+        when = base + timedelta(hours=step)
+        open_ones = [a for a in mine if expected[a].status == "scheduled" and expected[a].certain]
+        choice = rng.random()
+        if not open_ones or choice < 0.3:
+            clinic = rng.choice(clinic_ids)
+            doctor, patient = (
+                rng.choice(people.doctors[clinic]),
+                rng.choice(people.patients[clinic]),
+            )
+            payload = {
+                "clinicId": str(clinic),
+                "startsAt": when.isoformat(),
+                "endsAt": (when + timedelta(minutes=30)).isoformat(),
+                "doctorId": str(doctor),
+                "patientId": str(patient),
+                "reason": key,
+            }
+            result = await _send(client, key, CREATE, {"input": payload}, options, report, pacer)
+            if result is not None:
+                created = uuid.UUID(result["appointment"]["id"])
+                mine.append(created)
+                expected[created] = Expected(clinic, when, doctor, patient)
+            continue
+        target = rng.choice(open_ones)
+        state = expected[target]
+        if choice < 0.55:
+            variables: dict[str, Any] = {
+                "input": {
+                    "appointmentId": str(target),
+                    "startsAt": when.isoformat(),
+                    "endsAt": (when + timedelta(minutes=45)).isoformat(),
+                }
+            }
+            query = RESCHEDULE
+        elif choice < 0.75:
+            doctor = rng.choice(people.doctors[state.clinic])
+            variables = {"input": {"appointmentId": str(target), "doctorId": str(doctor)}}
+            query = REASSIGN_DOCTOR
+        elif choice < 0.93:
+            patient = rng.choice(people.patients[state.clinic])
+            variables = {"input": {"appointmentId": str(target), "patientId": str(patient)}}
+            query = REASSIGN_PATIENT
+        else:
+            variables = {"id": str(target)}
+            query = CANCEL
+        result = await _send(client, key, query, variables, options, report, pacer)
+        if result is None:
+            state.certain = False
+        elif result["__typename"] == SUCCESS:
+            if query is RESCHEDULE:
+                state.starts_at = when
+            elif query is REASSIGN_DOCTOR:
+                state.doctor = doctor
+            elif query is REASSIGN_PATIENT:
+                state.patient = patient
+            else:
+                state.status = "cancelled"
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    key: str,
+    query: str,
+    variables: dict[str, Any],
+    options: ChaosOptions,
+    report: ChaosReport,
+    pacer: Pacer,
+) -> dict[str, Any] | None:
+    """Send one write until it is answered: the success payload, or None if never answered.
+
+    A typed error other than "still running" is a clean failure, returned as is.
+    """
+    report.attempted += 1
+    for attempt in range(options.max_attempts):
+        if attempt:
+            report.retried += 1
+        try:
+            response = await client.post(
+                "/graphql",
+                json={"query": query, "variables": variables},
+                headers={"Idempotency-Key": key},
+            )
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            body = {}
+        finally:
+            await pacer.tick()
+        result = next(iter((body.get("data") or {}).values()), None)
+        if result is None:
+            continue
+        if result["__typename"] == SUCCESS:
+            report.acknowledged += 1
+            payload: dict[str, Any] = result
+            return payload
+        if result.get("code") in RETRYABLE_CODES:
+            # The first attempt's claim is still held: give it the time it takes to expire.
+            await asyncio.sleep(0.05 * attempt)
+            continue
+        report.failed_cleanly += 1
+        report.clean_failures[result.get("code", "?")] += 1
+        return None if query is CREATE else result
+    report.unresolved += 1
+    return None
+
+
+async def _move_stages(
+    flags_file: Path,
+    stages: dict[uuid.UUID, Stage],
+    options: ChaosOptions,
+    rng: random.Random,
+    report: ChaosReport,
+    pacer: Pacer,
+) -> None:
+    moment = options.stage_every
+    while await pacer.wait_past(moment):
+        clinic = rng.choice(list(stages))
+        position = STAGE_ORDER.index(stages[clinic])
+        step = rng.choice((-1, 1)) if 0 < position < len(STAGE_ORDER) - 1 else 0
+        if position == 0:
+            step = 1
+        elif position == len(STAGE_ORDER) - 1:
+            step = -1
+        stages[clinic] = STAGE_ORDER[position + step]
+        _write_stages(flags_file, stages)
+        report.stage_moves += 1
+        moment += options.stage_every
+
+
+async def _kill_connections(
+    url: str, options: ChaosOptions, rng: random.Random, report: ChaosReport, pacer: Pacer
+) -> None:
+    database = make_url(url).database
+    dsn = _admin_dsn(url)
+    moment = options.kill_every
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        while await pacer.wait_past(moment):
+            rows = await (
+                await admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                    " AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')",
+                    (database,),
+                )
+            ).fetchall()
+            if rows:
+                victim = rng.choice(rows)[0]
+                await admin.execute("SELECT pg_terminate_backend(%s)", (victim,))
+                report.kills += 1
+            moment += options.kill_every
+
+
+async def _audit(
+    client: httpx.AsyncClient,
+    url: str,
+    clinic_ids: list[uuid.UUID],
+    expected: dict[uuid.UUID, Expected],
+    report: ChaosReport,
+) -> None:
+    engine = create_engine(url)
+    try:
+        sessions = create_session_factory(engine)
+        async with sessions() as session:
+            rows = (await session.execute(select(Appointment))).scalars().all()
+            doctors = {m.id: m for m in (await session.execute(select(ClinicDoctor))).scalars()}
+            patients = {m.id: m for m in (await session.execute(select(ClinicPatient))).scalars()}
+    finally:
+        await engine.dispose()
+    report.appointments = len(rows)
+    by_id = {row.id: row for row in rows}
+    reasons = Counter(row.reason for row in rows)
+    report.duplicated = sum(count - 1 for count in reasons.values() if count > 1)
+    for row in rows:
+        doctor = _person(row.doctor_id, row.clinic_doctor_id, doctors, row.clinic_id, "user_id")
+        patient = _person(
+            row.patient_id, row.clinic_patient_id, patients, row.clinic_id, "patient_id"
+        )
+        if doctor is None or patient is None:
+            report.inconsistent += 1
+            report.problems.append(f"inconsistent links: {row.id}")
+    for appointment_id, state in expected.items():
+        if appointment_id not in by_id:
+            report.lost += 1
+            report.problems.append(f"acknowledged create missing: {appointment_id}")
+            continue
+        if not state.certain:
+            continue
+        row = by_id[appointment_id]
+        doctor = row.doctor_id or doctors[row.clinic_doctor_id].user_id  # type: ignore[index]
+        patient = row.patient_id or patients[row.clinic_patient_id].patient_id  # type: ignore[index]
+        found = (row.starts_at, doctor, patient, row.status)
+        wanted = (state.starts_at, state.doctor, state.patient, state.status)
+        if found != wanted:
+            report.lost += 1
+            report.problems.append(
+                f"acknowledged change missing: {appointment_id} {found} != {wanted}"
+            )
+    await _read_everything(client, clinic_ids, report)
+
+
+def _person(
+    legacy: uuid.UUID | None,
+    membership_id: uuid.UUID | None,
+    memberships: dict[uuid.UUID, Any],
+    clinic: uuid.UUID,
+    person_attribute: str,
+) -> uuid.UUID | None:
+    """The one person both links name, or None when they disagree or name no one."""
+    if membership_id is None:
+        return legacy
+    membership = memberships[membership_id]
+    person: uuid.UUID = getattr(membership, person_attribute)
+    if membership.clinic_id != clinic or (legacy is not None and legacy != person):
+        return None
+    return person
+
+
+async def _read_everything(
+    client: httpx.AsyncClient, clinic_ids: list[uuid.UUID], report: ChaosReport
+) -> None:
+    for clinic in clinic_ids:
+        after: str | None = None
+        while True:
+            response = await client.post(
+                "/graphql",
+                json={"query": READ, "variables": {"clinicId": str(clinic), "after": after}},
+            )
+            body = response.json()
+            if "errors" in body:
+                report.unreadable += 1
+                report.problems.append(f"read errors: {body['errors'][:1]}")
+                break
+            page = body["data"]["appointments"]
+            for edge in page["edges"]:
+                node = edge["node"]
+                if not _both_field_sets_agree(node, str(clinic)):
+                    report.unreadable += 1
+                    report.problems.append(f"field sets disagree: {node}")
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+
+
+def _both_field_sets_agree(node: dict[str, Any], clinic: str) -> bool:
+    doctor, patient = node["doctor"], node["patient"]
+    clinic_doctor, clinic_patient = node["clinicDoctor"], node["clinicPatient"]
+    if None in (doctor, patient, clinic_doctor, clinic_patient):
+        return False
+    return bool(
+        clinic_doctor["user"]["id"] == doctor["id"]
+        and clinic_patient["patient"]["id"] == patient["id"]
+        and clinic_doctor["clinic"]["id"] == clinic_patient["clinic"]["id"] == clinic
+    )
+
+
+async def _seed(url: str, clinics: int) -> tuple[People, list[uuid.UUID]]:
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade(engine)
+        sessions = create_session_factory(engine)
+        doctors: dict[uuid.UUID, list[uuid.UUID]] = {}
+        patients: dict[uuid.UUID, list[uuid.UUID]] = {}
+        async with sessions() as session, session.begin():
+            for n in range(clinics):
+                clinic = await writes.create_clinic(session, f"Chaos clinic {n}")
+                doctors[clinic.id], patients[clinic.id] = [], []
+                for k in range(3):
+                    user = await writes.create_user(
+                        session, f"Doctor {n}-{k}", f"doctor{n}-{k}@chaos.test", UserRole.DOCTOR
+                    )
+                    await writes.add_clinic_doctor(session, clinic.id, user.id)
+                    doctors[clinic.id].append(user.id)
+                for k in range(5):
+                    patient = await writes.create_patient(session, f"Patient {n}-{k}", None)
+                    await writes.add_clinic_patient(session, clinic.id, patient.id)
+                    patients[clinic.id].append(patient.id)
+        return People(doctors, patients), list(doctors)
+    finally:
+        await engine.dispose()
+
+
+def _write_stages(flags_file: Path, stages: dict[uuid.UUID, Stage]) -> None:
+    write_document(flags_file, build_document({str(k): v for k, v in stages.items()}, []))
+
+
+def _admin_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@asynccontextmanager
+async def _scratch_database(base_url: str) -> AsyncIterator[str]:
+    url = make_url(base_url)
+    name = f"clinic_chaos_{uuid.uuid4().hex[:12]}"
+    admin = _admin_dsn(base_url)
+    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as connection:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as connection:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def _flags_dir() -> AsyncIterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="clinic-chaos-") as directory:
+        yield Path(directory) / "flags.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = ChaosOptions()
+    parser.add_argument("--database-url", default=defaults.database_url)
+    parser.add_argument("--writers", type=int, default=defaults.writers)
+    parser.add_argument("--writes", type=int, default=defaults.writes_per_writer)
+    parser.add_argument("--clinics", type=int, default=defaults.clinics)
+    parser.add_argument("--kill-every", type=int, default=defaults.kill_every)
+    parser.add_argument("--stage-every", type=int, default=defaults.stage_every)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    arguments = parser.parse_args(argv)
+    # Killed connections make every failed attempt log a traceback; the figures say enough.
+    logging.basicConfig(level=logging.CRITICAL)
+    report = asyncio.run(
+        run_chaos(
+            ChaosOptions(
+                database_url=arguments.database_url,
+                writers=arguments.writers,
+                writes_per_writer=arguments.writes,
+                clinics=arguments.clinics,
+                kill_every=arguments.kill_every,
+                stage_every=arguments.stage_every,
+                seed=arguments.seed,
+            )
+        )
+    )
+    print("\n".join(report.lines()))
+    for problem in report.problems[:20]:
+        print(f"  {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
