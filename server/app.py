@@ -308,7 +308,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", prometheus_metrics),
         Route("/migration", RequireViewer(request_response(migration_dashboard), authenticator)),
-        Route("/graphql", RequireViewer(graphql, authenticator)),
+        Route("/graphql", RequireViewer(graphql, authenticator, serves_ide=True)),
     ]
     return Starlette(
         routes=routes,

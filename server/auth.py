@@ -122,15 +122,19 @@ def _from_loopback(scope: Scope) -> bool:
 class RequireViewer:
     """Authenticates every request to the wrapped app; 401 with a JSON reason otherwise.
 
-    The GraphiQL page itself (a GET asking for HTML) is served without a token.
+    With ``serves_ide``, the GraphiQL page itself (a GET asking for HTML) is
+    served without a token: it holds no data, and its requests carry their own.
     """
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, serves_ide: bool = False
+    ) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.serves_ide = serves_ide
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _asks_for_the_ide(scope):
+        if scope["type"] != "http" or (self.serves_ide and _asks_for_the_ide(scope)):
             await self.app(scope, receive, send)
             return
         try:

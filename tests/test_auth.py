@@ -201,3 +201,17 @@ def test_the_token_command_mints_a_token_for_a_demo_role(
     assert code == 0
     assert (claims["sub"], claims["role"]) == (str(DEMO_USERS[UserRole.QA]), "qa")
     assert 7100 <= claims["exp"] - claims["iat"] <= 7200
+
+
+async def test_the_dashboard_page_needs_a_viewer_even_when_a_browser_asks_for_it(
+    database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    async with open_api(database_url, flags_file, **production()) as api:
+        anonymous = await api.client.get("/migration", headers=browser)
+    async with open_api(database_url, flags_file) as api:
+        demo_admin = await api.client.get("/migration", headers=browser)
+
+    assert anonymous.status_code == 401
+    assert demo_admin.status_code == 200
+    assert "<table" in demo_admin.text
