@@ -8,15 +8,19 @@ from dataclasses import dataclass
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.execution import FastExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -58,21 +62,46 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+# Distinct documents kept parsed and validated (each cache is an LRU shared by all schemas).
+DOCUMENT_CACHE_SIZE = 256
+
+
+def build_schema(
+    limits: QueryLimits | None = None, fast_execution: bool = True
+) -> strawberry.Schema:
+    """The service's schema.
+
+    ``fast_execution`` selects the executor that completes plain leaf fields directly
+    (schema/execution.py); False runs graphql-core's stock executor.
+
+    Parsed documents and validation results are cached across requests. The
+    validation cache is keyed by document and rule classes, and the limits are rule
+    classes: they are built here once, so that every request validates with the same
+    classes (a fresh ``QueryDepthLimiter`` per request would make new classes and
+    never hit the cache), and a cached result is the result of the limits too. The
+    token limit is a parser option, part of the parser cache's key.
+    """
     limits = limits or QueryLimits()
+    depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
+    alias_rules = MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         MigrationExtension,
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: AddValidationRules(depth_rules),
+        lambda: AddValidationRules(alias_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         MaskUnexpectedErrors,
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
+    extensions += [
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+    ]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
+        execution_context_class=FastExecutor if fast_execution else None,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

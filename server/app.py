@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -159,6 +160,19 @@ def open_flag_source(settings: Settings) -> FlagSource:
 
 
 class ClinicGraphQL(GraphQL[RequestContext, None]):
+    def encode_json(self, data: object) -> bytes:
+        """Response bodies with orjson: same JSON, several times faster than json.dumps.
+
+        orjson writes non-ASCII characters as UTF-8 where json.dumps escaped them
+        (equal JSON). A value orjson refuses (an integer beyond 64 bits, a non-string
+        key) is encoded as before rather than failing the response.
+        """
+        try:
+            return orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            encoded = super().encode_json(data)
+            return encoded.encode() if isinstance(encoded, str) else encoded
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
@@ -298,7 +312,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         introspection=settings.introspection,
     )
     graphql = ClinicGraphQL(
-        build_schema(limits),
+        build_schema(limits, fast_execution=settings.fast_execution),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=False,
     )

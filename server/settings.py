@@ -46,6 +46,7 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
+    fast_execution: bool = True
     statement_timeout_ms: int = 5000
     compare_sample_ratio: float = 1.0
     readiness_gates: bool = False
@@ -105,6 +106,7 @@ class Settings:
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
+            fast_execution=_flag(env, "CLINIC_FAST_EXECUTION", defaults.fast_execution),
             statement_timeout_ms=_integer(
                 env, "CLINIC_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
             ),

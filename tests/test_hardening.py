@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import queries
-from tests.conftest import Api, World
+from tests.conftest import Api, World, open_api
 
 CLINICS = "{ clinics { edges { node { id name } } } }"
 
@@ -68,6 +69,37 @@ class TestLimits:
 
         assert body.get("data") is None
         assert any("introspection" in m.lower() for m in error_messages(body))
+
+    async def test_limits_still_apply_when_the_document_is_cached(self, api: Api) -> None:
+        # Parsed documents and validation results are cached across requests: the
+        # second identical request must be refused like the first, and a cached
+        # accepted document must not be accepted by an app with stricter limits.
+        refused = [
+            "{ appointments { edges { node { clinicDoctor { clinic { name } } } } } }",
+            "{ "
+            + " ".join(f"c{n}: clinics {{ pageInfo {{ hasNextPage }} }}" for n in range(4))
+            + " }",
+            "{ clinics { edges { node { " + "id " * 150 + "} } } }",
+            "{ __schema { types { name } } }",
+        ]
+        for document in refused:
+            first = await api.post(document)
+            second = await api.post(document)
+
+            assert first.get("data") is None, document
+            assert second == first
+
+
+async def test_a_document_cached_under_looser_limits_is_refused_under_stricter_ones(
+    api: Api, database_url: str, flags_file: Path
+) -> None:
+    deep = "{ appointments { edges { node { clinicDoctor { clinic { name } } } } } }"
+    assert "errors" not in await api.post(deep)
+
+    async with open_api(database_url, flags_file, max_query_depth=4) as strict:
+        body = await strict.post(deep)
+
+    assert any("exceeds maximum operation depth" in m for m in error_messages(body))
 
 
 async def test_field_suggestions_are_off(api: Api) -> None:

@@ -1,0 +1,340 @@
+"""An executor that completes plain leaf fields without the per-field machinery.
+
+graphql-core resolves every field the same way: a ``Path``, a resolve info, the
+resolver (Strawberry's attribute getter for a field without one of ours), then
+``complete_value`` walking the type (non-null, list, leaf) before coercing the
+value. For a list of 100 appointments that is thousands of fields whose answer is
+just ``coerce(getattr(source, name))``.
+
+``FastExecutor`` decides once per (parent type, field) whether a field is *plain*:
+Strawberry's default attribute getter (no resolver, no field extension, no
+permission class, no exception handler, no argument), returning a scalar or enum,
+possibly non-null, possibly a list of them. Per request it plans each selection
+set once (graphql-core already memoizes the collected sub-fields per parent type
+and field nodes, so a list's rows share one grouped field set, and so one plan).
+A plain field is then completed in the loop over the selection set: read the
+attribute, coerce it with the type's ``coerce_output_value``. Anything the fast
+path does not expect (null on a non-null field, an awaitable or exception as a
+value, a coercion that fails, a list that is not a list) goes back to the stock
+completion with the value already read, so errors, paths and null propagation are
+graphql-core's own. Every other field (our resolvers, DataLoaders, objects,
+unions, ``@stream``) takes the stock path, unchanged.
+
+Schema extensions (error masking, the migration summary) run around execution and
+are untouched. Extensions that act as middleware (a ``resolve`` hook) wrap every
+resolver: when any is present, the fast path is off for that request.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from graphql import (
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    TypeNameMetaFieldDef,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.executor import to_nodes
+from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+__all__ = ["FastExecutor", "LeafPlan", "plain_leaf"]
+
+# Directives that only decide whether a field is collected: they never reach completion.
+_COLLECTION_DIRECTIVES: Final = frozenset({"include", "skip"})
+
+
+@dataclass(frozen=True, slots=True)
+class LeafPlan:
+    """How to complete one plain field: read ``attribute`` with ``getter``, then coerce."""
+
+    field: GraphQLField
+    attribute: str
+    getter: Callable[[Any, str], Any]
+    coerce: Callable[[Any], Any]
+    non_null: bool
+    is_list: bool
+    item_non_null: bool
+
+
+class _TypeName:
+    """Plan marker: ``__typename`` on an object type is the type's name."""
+
+
+TYPENAME: Final = _TypeName()
+# Per selection-set entry: response name, its field nodes, and how to complete it
+# (None: the stock path).
+_Step: TypeAlias = tuple[str, FieldDetailsList, LeafPlan | _TypeName | None]
+_Plan: TypeAlias = tuple[_Step, ...]
+
+# Decisions per schema, per (parent type name, field name); made once, kept for the
+# schema's lifetime.
+_decisions: weakref.WeakKeyDictionary[
+    GraphQLSchema, dict[tuple[str, str], LeafPlan | _TypeName | None]
+] = weakref.WeakKeyDictionary()
+
+
+def plain_leaf(field: GraphQLField) -> LeafPlan | None:
+    """The plan for a plain field, or None when it needs the stock path."""
+    resolve = field.resolve
+    if resolve is None or not getattr(resolve, "_is_default", False):
+        return None  # a resolver of ours, or one wrapping extensions or exception handlers
+    definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryField):
+        return None
+    if not definition.is_basic_field or definition.is_subscription or field.args:
+        return None
+    return_type: GraphQLOutputType = field.type
+    non_null = isinstance(return_type, GraphQLNonNull)
+    if isinstance(return_type, GraphQLNonNull):
+        return_type = return_type.of_type
+    is_list = isinstance(return_type, GraphQLList)
+    item_non_null = False
+    if isinstance(return_type, GraphQLList):
+        return_type = return_type.of_type
+        item_non_null = isinstance(return_type, GraphQLNonNull)
+        if isinstance(return_type, GraphQLNonNull):
+            return_type = return_type.of_type
+    if not is_leaf_type(return_type):
+        return None
+    leaf: GraphQLLeafType = return_type
+    return LeafPlan(
+        field=field,
+        attribute=definition.python_name,
+        getter=definition.default_resolver,
+        coerce=leaf.coerce_output_value,
+        non_null=non_null,
+        is_list=is_list,
+        item_non_null=item_non_null,
+    )
+
+
+class FastExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, completing plain leaf fields directly (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.middleware_manager
+        # A middleware wraps every resolver, plain ones included: then no shortcut.
+        self._fast = manager is None or not manager.middlewares
+        self._plans: dict[tuple[GraphQLObjectType, int], tuple[GroupedFieldSet, _Plan]] = {}
+        decisions = _decisions.get(self.schema)
+        if decisions is None:
+            decisions = _decisions[self.schema] = {}
+        self._decisions = decisions
+
+    def _decide(
+        self, parent_type: GraphQLObjectType, field_name: str
+    ) -> LeafPlan | _TypeName | None:
+        key = (parent_type.name, field_name)
+        try:
+            return self._decisions[key]
+        except KeyError:
+            pass
+        field = self.schema.get_field(parent_type, field_name)
+        decision: LeafPlan | _TypeName | None
+        if field is None:
+            decision = None  # stock execute_field skips it
+        elif field is TypeNameMetaFieldDef:
+            decision = TYPENAME
+        else:
+            decision = plain_leaf(field)
+        self._decisions[key] = decision
+        return decision
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _Plan:
+        # Grouped field sets are memoized by graphql-core for the whole request, so
+        # their identity is a key; the set is kept alive with its plan.
+        key = (parent_type, id(grouped_field_set))
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached[1]
+        steps: list[_Step] = []
+        for response_name, field_details_list in grouped_field_set.items():
+            decision: LeafPlan | _TypeName | None = None
+            if _only_collection_directives(field_details_list):
+                decision = self._decide(parent_type, field_details_list[0].node.name.value)
+            steps.append((response_name, field_details_list, decision))
+        plan = tuple(steps)
+        self._plans[key] = (grouped_field_set, plan)
+        return plan
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        """The stock ``execute_fields``, with plain fields completed in the loop."""
+        if not self._fast:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        plan = self._plan(parent_type, grouped_field_set)
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        append_awaitable = awaitable_fields.append
+        type_name = parent_type.name
+        try:
+            for response_name, field_details_list, decision in plan:
+                if decision is None:
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, type_name),
+                        position_context,
+                    )
+                    if result is Undefined:
+                        continue
+                elif decision is TYPENAME:
+                    results[response_name] = type_name
+                    continue
+                else:
+                    assert isinstance(decision, LeafPlan)
+                    try:
+                        value = decision.getter(source_value, decision.attribute)
+                    except Exception as raw_error:
+                        # As execute_field: the resolver raised.
+                        self.handle_field_error(
+                            raw_error,
+                            decision.field.type,
+                            field_details_list,
+                            Path(path, response_name, type_name),
+                        )
+                        results[response_name] = None
+                        continue
+                    if value is None and not decision.non_null:
+                        results[response_name] = None
+                        continue
+                    if not decision.is_list and value is not None:
+                        try:
+                            if not is_awaitable(value) and not isinstance(value, Exception):
+                                coerced = decision.coerce(value)
+                                if coerced is not None and coerced is not Undefined:
+                                    results[response_name] = coerced
+                                    continue
+                        except Exception:  # noqa: S110 - the stock path reports it
+                            pass
+                    elif decision.is_list and type(value) in (list, tuple):
+                        items = self._coerce_items(decision, value)
+                        if items is not None:
+                            results[response_name] = items
+                            continue
+                    # Anything unexpected: the stock completion of the value read.
+                    result = self._complete_resolved(
+                        parent_type,
+                        decision.field,
+                        field_details_list,
+                        Path(path, response_name, type_name),
+                        value,
+                        position_context,
+                    )
+                results[response_name] = result
+                if is_awaitable(result):
+                    append_awaitable(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                awaited_results = await gather_with_cancel(
+                    *(results[field] for field in awaitable_fields)
+                )
+                results.update(zip(awaitable_fields, awaited_results, strict=True))
+            return results
+
+        return get_results()
+
+    def _coerce_items(self, decision: LeafPlan, items: list[Any] | tuple[Any, ...]) -> Any:
+        """The coerced items of a list of leaves, or None if any needs the stock path."""
+        is_awaitable = self.is_awaitable
+        coerce = decision.coerce
+        completed: list[Any] = []
+        append = completed.append
+        try:
+            for item in items:
+                if item is None:
+                    if decision.item_non_null:
+                        return None
+                    append(None)
+                    continue
+                if is_awaitable(item) or isinstance(item, Exception):
+                    return None
+                coerced = coerce(item)
+                if coerced is None or coerced is Undefined:
+                    return None
+                append(coerced)
+        except Exception:
+            return None
+        return completed
+
+    def _complete_resolved(
+        self,
+        parent_type: GraphQLObjectType,
+        field_def: GraphQLField,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[Any]:
+        """The part of the stock ``execute_field`` after the resolver returned ``result``."""
+        return_type = field_def.type
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        try:
+            if self.is_awaitable(result):
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info, path, result, position_context
+                )
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+            if self.is_awaitable(completed):
+
+                async def await_completed() -> Any:
+                    try:
+                        return await completed
+                    except Exception as raw_error:
+                        self.handle_field_error(raw_error, return_type, field_details_list, path)
+                        return None
+
+                return await_completed()
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
+
+
+def _only_collection_directives(field_details_list: FieldDetailsList) -> bool:
+    """No argument and no directive but @skip/@include (e.g. @stream) on any of the nodes."""
+    for details in field_details_list:
+        node = details.node
+        if node.arguments:
+            return False
+        for directive in node.directives or ():
+            if directive.name.value not in _COLLECTION_DIRECTIVES:
+                return False
+    return True
