@@ -23,13 +23,13 @@ class RecentActivity:
     _buckets: deque[tuple[int, Counter[tuple[str, str]]]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, kind: str, stage: str) -> None:
-        """Count one read or write (``kind``) served in ``stage``."""
+    def record(self, kind: str, stage: str, count: int = 1) -> None:
+        """Count reads or writes (``kind``) served in ``stage``."""
         minute = int(self.clock() // 60)
         with self._lock:
             if not self._buckets or self._buckets[-1][0] != minute:
                 self._buckets.append((minute, Counter()))
-            self._buckets[-1][1][(kind, stage)] += 1
+            self._buckets[-1][1][(kind, stage)] += count
             while self._buckets and self._buckets[0][0] <= minute - self.minutes:
                 self._buckets.popleft()
 

@@ -10,6 +10,10 @@ is recorded.
 In compared stages every read also compares both origins (sampled by a ratio)
 and hands the result to the request's mismatch recorder. Both origins come
 from the same batched loads, and a failing comparison never fails the read.
+
+A list resolver calls ``prefetch`` with its page: one batched load per kind of
+membership for the whole page, then every link resolved and compared at once,
+so the fields answer from memory (``ready``) with nothing left to await.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from appointments import metrics
 from appointments.activity import RECENT
@@ -36,10 +41,32 @@ logger = logging.getLogger("appointments.reads")
 
 StageLookup = Callable[[uuid.UUID], Stage]
 T = TypeVar("T")
+MembershipKey = tuple[uuid.UUID, uuid.UUID]
+
+
+class Missing:
+    """Not loaded yet (None means loaded, and no row has that key)."""
+
+
+MISSING: Final = Missing()
 
 
 class MembershipLookups(Protocol):
     """Batched membership look-ups (the request's DataLoaders implement this)."""
+
+    async def preload_memberships(
+        self,
+        by_id: dict[Side, set[uuid.UUID]],
+        by_clinic_and_person: dict[Side, set[MembershipKey]],
+    ) -> None: ...
+
+    def known_membership_by_id(
+        self, side: Side, membership_id: uuid.UUID
+    ) -> Membership | Missing | None: ...
+
+    def known_membership_by_clinic_and_person(
+        self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+    ) -> Membership | Missing | None: ...
 
     def membership_by_id(
         self, side: Side, membership_id: uuid.UUID
@@ -104,18 +131,134 @@ class LinkResolver:
         self._sample_ratio = sample_ratio
         self._resolved: dict[tuple[uuid.UUID, str], asyncio.Future[ResolvedLink]] = {}
         self._compared: dict[tuple[uuid.UUID, str], asyncio.Future[SideComparison]] = {}
+        self._ready: dict[tuple[uuid.UUID, str], ResolvedLink] = {}
+        self._compared_ready: dict[tuple[uuid.UUID, str], SideComparison] = {}
         self._sampled: dict[uuid.UUID, bool] = {}
 
+    def ready(self, side: Side, appointment: Appointment) -> ResolvedLink | None:
+        """The link if ``prefetch`` resolved it already, else None (then use ``resolve``)."""
+        return self._ready.get((appointment.id, side.name))
+
     def resolve(self, side: Side, appointment: Appointment) -> Awaitable[ResolvedLink]:
+        ready = self._ready.get((appointment.id, side.name))
+        if ready is not None:
+            return _done(ready)
         return _once(
             self._resolved, (appointment.id, side.name), lambda: self._resolve(side, appointment)
         )
 
     def compare(self, side: Side, appointment: Appointment) -> Awaitable[SideComparison]:
         """Both origins of one side; recorded in the ledger when the stage is a compared one."""
+        ready = self._compared_ready.get((appointment.id, side.name))
+        if ready is not None:
+            return _done(ready)
         return _once(
             self._compared, (appointment.id, side.name), lambda: self._compare(side, appointment)
         )
+
+    async def prefetch(self, appointments: Sequence[Appointment]) -> None:
+        """Resolve (and, in compared stages, compare) both sides of a page of appointments.
+
+        Same results, events, metrics and ledger observations as resolving each
+        link on its own, with one batched load per kind of membership.
+        """
+        plans: list[tuple[Appointment, Side, Stage, Origin, bool, bool]] = []
+        by_id: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
+        by_person: dict[Side, set[MembershipKey]] = {DOCTOR: set(), PATIENT: set()}
+        for appointment in appointments:
+            stage = self._stage_for(appointment.clinic_id)
+            policy = policy_for(stage)
+            compared = policy.compared and self._is_sampled(appointment.id)
+            for side in (DOCTOR, PATIENT):
+                if (appointment.id, side.name) in self._ready:
+                    continue
+                origin, fell_back = _origin(side, appointment, policy.authoritative)
+                person_id = side.legacy_id(appointment)
+                membership_id = side.membership_id(appointment)
+                if origin is Origin.LEGACY and person_id is not None:
+                    by_person[side].add((appointment.clinic_id, person_id))
+                if (origin is Origin.NEW or compared) and membership_id is not None:
+                    by_id[side].add(membership_id)
+                plans.append((appointment, side, stage, origin, fell_back, compared))
+        if not plans:
+            return
+        started = time.perf_counter()
+        await self._lookups.preload_memberships(by_id, by_person)
+        elapsed = time.perf_counter() - started
+        reads: Counter[tuple[str, str, str, str]] = Counter()
+        for appointment, side, stage, origin, fell_back, compared in plans:
+            link = self._link_now(side, appointment, stage, origin, fell_back)
+            if link is None:
+                continue  # not preloaded (cannot happen): the field resolves it on its own
+            self._ready[(appointment.id, side.name)] = link
+            reads[(stage.value, side.name, link.origin.value, _outcome(link))] += 1
+            if compared:
+                self._compare_now(side, appointment, stage)
+            elif policy_for(stage).compared:
+                metrics.COMPARISONS.labels(stage.value, "skipped").inc()
+        for labels, count in reads.items():
+            metrics.READS.labels(*labels).inc(count)
+            RECENT.record("read", labels[0], count)
+        for origin in {origin for _, _, _, origin, _, _ in plans}:
+            metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(elapsed)
+
+    def _link_now(
+        self, side: Side, appointment: Appointment, stage: Stage, origin: Origin, fell_back: bool
+    ) -> ResolvedLink | None:
+        membership: Membership | Missing | None
+        if origin is Origin.LEGACY:
+            person_id = side.legacy_id(appointment)
+            membership = (
+                None
+                if person_id is None
+                else self._lookups.known_membership_by_clinic_and_person(
+                    side, appointment.clinic_id, person_id
+                )
+            )
+        else:
+            membership = self._known_stored_membership(side, appointment)
+            if isinstance(membership, Missing):
+                return None
+            person_id = None if membership is None else side.person_of(membership)
+        if isinstance(membership, Missing):
+            return None
+        if fell_back:
+            self._events.publish(
+                ReadFallback(side.name, appointment.id, appointment.clinic_id, stage, origin)
+            )
+        return ResolvedLink(person_id, membership, stage, origin, fell_back)
+
+    def _compare_now(self, side: Side, appointment: Appointment, stage: Stage) -> None:
+        try:
+            stored = self._known_stored_membership(side, appointment)
+            if isinstance(stored, Missing):
+                return
+            comparison = compare_side(side, appointment, stored)
+            self._record(side, appointment, stage, comparison)
+        except Exception:
+            metrics.COMPARISONS.labels(stage.value, "error").inc()
+            self._events.counts["comparison_error"] += 1
+            logger.exception(
+                "comparison failed; the read is served unchanged",
+                extra={"appointment_id": str(appointment.id), "side": side.name},
+            )
+            return
+        self._compared_ready[(appointment.id, side.name)] = comparison
+
+    def _known_stored_membership(
+        self, side: Side, appointment: Appointment
+    ) -> Membership | Missing | None:
+        membership_id = side.membership_id(appointment)
+        if membership_id is None:
+            return None
+        return self._lookups.known_membership_by_id(side, membership_id)
+
+    def _is_sampled(self, appointment_id: uuid.UUID) -> bool:
+        sampled = self._sampled.get(appointment_id)
+        if sampled is None:
+            sampled = random.random() < self._sample_ratio  # noqa: S311 - sampling, not security
+            self._sampled[appointment_id] = sampled
+        return sampled
 
     async def migration(self, appointment: Appointment) -> MigrationView:
         """Served links and both origins of both sides; compared on demand in any stage."""
@@ -139,15 +282,14 @@ class LinkResolver:
         """Drop memoised links, after a write changed what they were computed from."""
         self._resolved.clear()
         self._compared.clear()
+        self._ready.clear()
+        self._compared_ready.clear()
 
     async def _resolve(self, side: Side, appointment: Appointment) -> ResolvedLink:
         stage = self._stage_for(appointment.clinic_id)
         policy = policy_for(stage)
         link = await self._serve(side, appointment, stage, policy.authoritative)
-        outcome = "fallback" if link.fell_back else "authoritative"
-        if link.person_id is None:
-            outcome = "empty"
-        metrics.READS.labels(stage.value, side.name, link.origin.value, outcome).inc()
+        metrics.READS.labels(stage.value, side.name, link.origin.value, _outcome(link)).inc()
         RECENT.record("read", stage.value)
         if policy.compared:
             await self._compare_safely(side, appointment, stage)
@@ -156,12 +298,8 @@ class LinkResolver:
     async def _serve(
         self, side: Side, appointment: Appointment, stage: Stage, authoritative: Origin
     ) -> ResolvedLink:
-        origin = authoritative
-        fell_back = _stored(side, appointment, origin) is None and (
-            _stored(side, appointment, _other(origin)) is not None
-        )
+        origin, fell_back = _origin(side, appointment, authoritative)
         if fell_back:
-            origin = _other(origin)
             self._events.publish(
                 ReadFallback(side.name, appointment.id, appointment.clinic_id, stage, origin)
             )
@@ -182,11 +320,7 @@ class LinkResolver:
         return ResolvedLink(person_id, membership, stage, origin, fell_back)
 
     async def _compare_safely(self, side: Side, appointment: Appointment, stage: Stage) -> None:
-        sampled = self._sampled.get(appointment.id)
-        if sampled is None:
-            sampled = random.random() < self._sample_ratio  # noqa: S311 - sampling, not security
-            self._sampled[appointment.id] = sampled
-        if not sampled:
+        if not self._is_sampled(appointment.id):
             metrics.COMPARISONS.labels(stage.value, "skipped").inc()
             return
         try:
@@ -204,6 +338,12 @@ class LinkResolver:
         comparison = compare_side(
             side, appointment, await self._stored_membership(side, appointment)
         )
+        self._record(side, appointment, stage, comparison)
+        return comparison
+
+    def _record(
+        self, side: Side, appointment: Appointment, stage: Stage, comparison: SideComparison
+    ) -> None:
         if policy_for(stage).compared:
             outcome = "consistent" if comparison.consistent else "inconsistent"
             metrics.COMPARISONS.labels(stage.value, outcome).inc()
@@ -219,7 +359,6 @@ class LinkResolver:
                     )
                 )
             self._recorder.observe(appointment, stage, comparison)
-        return comparison
 
     async def _stored_membership(self, side: Side, appointment: Appointment) -> Membership | None:
         membership_id = side.membership_id(appointment)
@@ -238,6 +377,26 @@ def _once(
         future = asyncio.ensure_future(start())
         memo[key] = future
     return future
+
+
+def _done(value: T) -> asyncio.Future[T]:
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def _origin(side: Side, appointment: Appointment, authoritative: Origin) -> tuple[Origin, bool]:
+    """The origin that answers, and whether that is a fallback from the authoritative one."""
+    fell_back = _stored(side, appointment, authoritative) is None and (
+        _stored(side, appointment, _other(authoritative)) is not None
+    )
+    return (_other(authoritative), True) if fell_back else (authoritative, False)
+
+
+def _outcome(link: ResolvedLink) -> str:
+    if link.person_id is None:
+        return "empty"
+    return "fallback" if link.fell_back else "authoritative"
 
 
 def fixed_stage(stage: Stage) -> StageLookup:

@@ -44,9 +44,9 @@ from appointments.events import PendingEvents
 from appointments.seed import DEMO_CLINICS, demo_clinic_stages, demo_id, seed_demo
 from appointments.stages import Stage
 from flags.document import build_document, write_document
-from flags.stages import Viewer
 from schema.schema import build_schema
 from server.app import Services, create_app
+from server.auth import DEMO_ADMIN
 from server.context import RequestContext
 from server.settings import Settings
 
@@ -127,7 +127,7 @@ async def started(settings: Settings) -> AsyncIterator[Services]:
 
 def new_context(services: Services) -> RequestContext:
     request = Request({"type": "http", "method": "POST", "path": "/graphql", "headers": []})
-    viewer = Viewer()
+    viewer = DEMO_ADMIN
     return RequestContext.build(
         request,
         None,

@@ -14,6 +14,7 @@ from appointments.access import Permission
 from appointments.errors import DomainError
 from schema.errors import parse_id, query_error
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
+from schema.prefetch import preload_appointments, selected_paths
 from schema.types import (
     Appointment,
     Clinic,
@@ -76,6 +77,8 @@ class Query:
         row = await info.context.loaders.appointment_by_id.load(_parse(id, "id"))
         if row is None or not (await info.context.access()).sees(row.clinic_id):
             return None
+        selected = selected_paths(info.selected_fields[0].selections)
+        await preload_appointments(info.context, [row], selected)
         return Appointment.from_model(row)
 
     @strawberry.field(description="Appointments ordered by start time, then id")
@@ -94,6 +97,13 @@ class Query:
         scope = await _scope(info)
         page = await _page(
             info, lambda s: queries.list_appointments(s, where, first, after, legacy, scope)
+        )
+        selected = selected_paths(info.selected_fields[0].selections)
+        node = "edges.node."
+        await preload_appointments(
+            info.context,
+            page.rows,
+            {path.removeprefix(node) for path in selected if path.startswith(node)},
         )
         return Connection.from_page(page, Appointment.from_model)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
@@ -12,10 +12,11 @@ from strawberry.types import Info
 
 from appointments import models
 from appointments.queries import Page
-from appointments.reads import MigrationView, ResolvedLink, SideView
+from appointments.reads import MigrationView, Missing, ResolvedLink, SideView
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Origin, Stage
 from appointments.validation import ClinicReport, SideCounts
+from schema.dataloaders import peek
 from server.context import RequestContext
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
@@ -75,15 +76,13 @@ class ClinicDoctor:
     def from_model(cls, row: models.ClinicDoctor) -> ClinicDoctor:
         return cls(id=_id(row), active=row.active, created_at=row.created_at, row=row)
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
 
-    @strawberry.field
-    async def user(self, info: ContextInfo) -> User:
-        user = await info.context.loaders.user_by_id.load(self.row.user_id)
-        assert user is not None, "foreign key guarantees the user"
-        return User.from_model(user)
+    @strawberry.field(graphql_type=User)
+    def user(self, info: ContextInfo) -> User | Awaitable[User]:
+        return _user(info, self.row.user_id)
 
 
 @strawberry.type(description="A patient registered in a clinic (the new model's patient reference)")
@@ -96,15 +95,13 @@ class ClinicPatient:
     def from_model(cls, row: models.ClinicPatient) -> ClinicPatient:
         return cls(id=_id(row), created_at=row.created_at, row=row)
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
 
-    @strawberry.field
-    async def patient(self, info: ContextInfo) -> Patient:
-        patient = await info.context.loaders.patient_by_id.load(self.row.patient_id)
-        assert patient is not None, "foreign key guarantees the patient"
-        return Patient.from_model(patient)
+    @strawberry.field(graphql_type=Patient)
+    def patient(self, info: ContextInfo) -> Patient | Awaitable[Patient]:
+        return _patient(info, self.row.patient_id)
 
 
 @strawberry.type(description="A staff user acting for a clinic")
@@ -117,15 +114,13 @@ class ClinicStaff:
     def from_model(cls, row: models.ClinicStaff) -> ClinicStaff:
         return cls(id=_id(row), created_at=row.created_at, row=row)
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
 
-    @strawberry.field
-    async def user(self, info: ContextInfo) -> User:
-        user = await info.context.loaders.user_by_id.load(self.row.user_id)
-        assert user is not None, "foreign key guarantees the user"
-        return User.from_model(user)
+    @strawberry.field(graphql_type=User)
+    def user(self, info: ContextInfo) -> User | Awaitable[User]:
+        return _user(info, self.row.user_id)
 
 
 @strawberry.type(
@@ -157,37 +152,57 @@ class Appointment:
             row=row,
         )
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
 
-    @strawberry.field(deprecation_reason="Use clinicDoctor.user")
-    async def doctor(self, info: ContextInfo) -> User | None:
-        link = await self._link(info, DOCTOR)
+    @strawberry.field(deprecation_reason="Use clinicDoctor.user", graphql_type=User | None)
+    def doctor(self, info: ContextInfo) -> User | Awaitable[User | None] | None:
+        link = info.context.links.ready(DOCTOR, self.row)
+        if link is None:
+            return self._doctor(info)
         if link.person_id is None:
             return None
-        user = await info.context.loaders.user_by_id.load(link.person_id)
-        return None if user is None else User.from_model(user)
+        known = peek(info.context.loaders.known_users, link.person_id)
+        if isinstance(known, Missing):
+            return self._doctor(info)
+        return None if known is None else User.from_model(known)
 
-    @strawberry.field(deprecation_reason="Use clinicPatient.patient")
-    async def patient(self, info: ContextInfo) -> Patient | None:
-        link = await self._link(info, PATIENT)
+    @strawberry.field(deprecation_reason="Use clinicPatient.patient", graphql_type=Patient | None)
+    def patient(self, info: ContextInfo) -> Patient | Awaitable[Patient | None] | None:
+        link = info.context.links.ready(PATIENT, self.row)
+        if link is None:
+            return self._patient(info)
         if link.person_id is None:
             return None
-        patient = await info.context.loaders.patient_by_id.load(link.person_id)
-        return None if patient is None else Patient.from_model(patient)
+        known = peek(info.context.loaders.known_patients, link.person_id)
+        if isinstance(known, Missing):
+            return self._patient(info)
+        return None if known is None else Patient.from_model(known)
 
-    @strawberry.field(description="Null while the doctor has no membership in this clinic")
-    async def clinic_doctor(self, info: ContextInfo) -> ClinicDoctor | None:
-        membership = (await self._link(info, DOCTOR)).membership
-        assert membership is None or isinstance(membership, models.ClinicDoctor)
-        return None if membership is None else ClinicDoctor.from_model(membership)
+    @strawberry.field(
+        description="Null while the doctor has no membership in this clinic",
+        graphql_type=ClinicDoctor | None,
+    )
+    def clinic_doctor(
+        self, info: ContextInfo
+    ) -> ClinicDoctor | Awaitable[ClinicDoctor | None] | None:
+        link = info.context.links.ready(DOCTOR, self.row)
+        if link is None:
+            return self._clinic_doctor(info)
+        return _clinic_doctor(link)
 
-    @strawberry.field(description="Null while the patient is not registered in this clinic")
-    async def clinic_patient(self, info: ContextInfo) -> ClinicPatient | None:
-        membership = (await self._link(info, PATIENT)).membership
-        assert membership is None or isinstance(membership, models.ClinicPatient)
-        return None if membership is None else ClinicPatient.from_model(membership)
+    @strawberry.field(
+        description="Null while the patient is not registered in this clinic",
+        graphql_type=ClinicPatient | None,
+    )
+    def clinic_patient(
+        self, info: ContextInfo
+    ) -> ClinicPatient | Awaitable[ClinicPatient | None] | None:
+        link = info.context.links.ready(PATIENT, self.row)
+        if link is None:
+            return self._clinic_patient(info)
+        return _clinic_patient(link)
 
     @strawberry.field(
         description="QA: the stage that served this appointment, both origins, and differences"
@@ -195,14 +210,86 @@ class Appointment:
     async def migration(self, info: ContextInfo) -> AppointmentMigration:
         return AppointmentMigration.from_view(await info.context.links.migration(self.row))
 
+    async def _doctor(self, info: ContextInfo) -> User | None:
+        link = await self._link(info, DOCTOR)
+        if link.person_id is None:
+            return None
+        user = await info.context.loaders.user_by_id.load(link.person_id)
+        return None if user is None else User.from_model(user)
+
+    async def _patient(self, info: ContextInfo) -> Patient | None:
+        link = await self._link(info, PATIENT)
+        if link.person_id is None:
+            return None
+        patient = await info.context.loaders.patient_by_id.load(link.person_id)
+        return None if patient is None else Patient.from_model(patient)
+
+    async def _clinic_doctor(self, info: ContextInfo) -> ClinicDoctor | None:
+        return _clinic_doctor(await self._link(info, DOCTOR))
+
+    async def _clinic_patient(self, info: ContextInfo) -> ClinicPatient | None:
+        return _clinic_patient(await self._link(info, PATIENT))
+
     async def _link(self, info: ContextInfo, side: Side) -> ResolvedLink:
         return await info.context.links.resolve(side, self.row)
 
 
-async def _clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic:
+# The resolvers below answer from rows the request has already loaded (a list
+# preloads its page) and only return an awaitable when a row is not loaded yet.
+
+
+def _clinic_doctor(link: ResolvedLink) -> ClinicDoctor | None:
+    membership = link.membership
+    assert membership is None or isinstance(membership, models.ClinicDoctor)
+    return None if membership is None else ClinicDoctor.from_model(membership)
+
+
+def _clinic_patient(link: ResolvedLink) -> ClinicPatient | None:
+    membership = link.membership
+    assert membership is None or isinstance(membership, models.ClinicPatient)
+    return None if membership is None else ClinicPatient.from_model(membership)
+
+
+def _clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic | Awaitable[Clinic]:
+    known = peek(info.context.loaders.known_clinics, clinic_id)
+    if isinstance(known, Missing):
+        return _load_clinic(info, clinic_id)
+    assert known is not None, "foreign key guarantees the clinic"
+    return Clinic.from_model(known)
+
+
+async def _load_clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic:
     clinic = await info.context.loaders.clinic_by_id.load(clinic_id)
     assert clinic is not None, "foreign key guarantees the clinic"
     return Clinic.from_model(clinic)
+
+
+def _user(info: ContextInfo, user_id: uuid.UUID) -> User | Awaitable[User]:
+    known = peek(info.context.loaders.known_users, user_id)
+    if isinstance(known, Missing):
+        return _load_user(info, user_id)
+    assert known is not None, "foreign key guarantees the user"
+    return User.from_model(known)
+
+
+async def _load_user(info: ContextInfo, user_id: uuid.UUID) -> User:
+    user = await info.context.loaders.user_by_id.load(user_id)
+    assert user is not None, "foreign key guarantees the user"
+    return User.from_model(user)
+
+
+def _patient(info: ContextInfo, patient_id: uuid.UUID) -> Patient | Awaitable[Patient]:
+    known = peek(info.context.loaders.known_patients, patient_id)
+    if isinstance(known, Missing):
+        return _load_patient(info, patient_id)
+    assert known is not None, "foreign key guarantees the patient"
+    return Patient.from_model(known)
+
+
+async def _load_patient(info: ContextInfo, patient_id: uuid.UUID) -> Patient:
+    patient = await info.context.loaders.patient_by_id.load(patient_id)
+    assert patient is not None, "foreign key guarantees the patient"
+    return Patient.from_model(patient)
 
 
 @strawberry.type
@@ -383,9 +470,9 @@ class MigrationMismatch:
             row=row,
         )
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
 
     @strawberry.field
     async def appointment(self, info: ContextInfo) -> Appointment:
@@ -452,6 +539,6 @@ class ClinicMigrationReport:
             row=report,
         )
 
-    @strawberry.field
-    async def clinic(self, info: ContextInfo) -> Clinic:
-        return await _clinic(info, self.row.clinic_id)
+    @strawberry.field(graphql_type=Clinic)
+    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
+        return _clinic(info, self.row.clinic_id)
