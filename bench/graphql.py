@@ -1395,9 +1395,18 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
+            keep_logs(directory, ROOT / "var" / "bench" / "logs")
     delete_bench_rows(url)
     print(report(arguments, volume, results, inproc, sequential, verified))
     return 0
+
+
+def keep_logs(directory: Path, destination: Path) -> None:
+    """Copy the servers' logs out of the temp directory (git-ignored var/bench/logs)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in directory.glob("*.log"):
+        shutil.copyfile(log, destination / log.name)
+    print(f"server logs: {destination}", flush=True)
 
 
 def verify_same_rows(ours: str, theirs: str | None, fixture: Fixture, token: str) -> str:
