@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, event
+from sqlalchemy import Select, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,14 +21,28 @@ from appointments.models import Appointment
 T = TypeVar("T")
 
 
+PSYCOPG_PREPARE_THRESHOLD = 5
+
+
 def create_engine(
-    database_url: str, *, echo: bool = False, statement_timeout_ms: int | None = None
+    database_url: str,
+    *,
+    echo: bool = False,
+    statement_timeout_ms: int | None = None,
+    prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD,
 ) -> AsyncEngine:
     """An engine; with ``statement_timeout_ms`` (PostgreSQL) every statement is cut off after
-    that long, failing its transaction cleanly and leaving the connection usable."""
+    that long, failing its transaction cleanly and leaving the connection usable.
+
+    ``prepare_threshold`` (psycopg): executions of a query on one connection before psycopg
+    makes it a server-side prepared statement; ``None`` never prepares, which a pooler in
+    transaction mode that does not track prepared statements (PgBouncer before 1.21) needs.
+    """
     connect_args: dict[str, Any] = {}
     if statement_timeout_ms is not None and database_url.startswith("postgresql"):
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    if make_url(database_url).get_driver_name() == "psycopg":
+        connect_args["prepare_threshold"] = prepare_threshold
     engine = create_async_engine(
         database_url, echo=echo, pool_pre_ping=True, connect_args=connect_args
     )

@@ -75,7 +75,8 @@ WHERE a.clinic_doctor_id IS NULL AND a.clinic_patient_id IS NULL
 UNLINK = "UPDATE appointments SET clinic_doctor_id = NULL, clinic_patient_id = NULL"
 
 
-def _dsn(url: str) -> str:
+def dsn(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy URL (for psycopg directly)."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -115,32 +116,53 @@ def _timed_backfill(url: str, batch_size: int) -> tuple[float, float]:
     return float(child.stdout.strip().splitlines()[-1]), peak_kib / 1024
 
 
-def measure(base_url: str, rows: int, batch_size: int) -> None:
-    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
-    admin = _dsn(base_url)
-    with psycopg.connect(admin, autocommit=True) as connection:
+def create_database(base_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``base_url``; its SQLAlchemy URL."""
+    with psycopg.connect(dsn(base_url), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    dsn = _dsn(url)
-    try:
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
-        async def prepare() -> None:
-            engine = create_engine(url)
+
+def drop_database(base_url: str, name: str) -> None:
+    with psycopg.connect(dsn(base_url), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate(url: str) -> None:
+    """Upgrade the database to the service's schema with our migrations."""
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
             await migrations.upgrade(engine)
+        finally:
             await engine.dispose()
 
-        asyncio.run(prepare())
-        clinics, doctors, patients = 50, 2000, 100_000
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            started = time.perf_counter()
-            seed = SEED.format(clinics=clinics, doctors=doctors, patients=patients, rows=rows)
-            connection.execute(seed.encode())
-            connection.execute("VACUUM ANALYZE")
-            print(f"seeded {rows:,} appointments in {time.perf_counter() - started:.1f} s")
-        single = _timed_sql(dsn, SINGLE_UPDATE)
-        _timed_sql(dsn, UNLINK)
+    asyncio.run(run())
+
+
+def seed(url: str, clinics: int, doctors: int, patients: int, rows: int) -> float:
+    """Seed a migrated, empty database with legacy-linked appointments (set-based SQL),
+    memberships for every (clinic, person) pair they use, and ANALYZE; the seconds taken."""
+    with psycopg.connect(dsn(url), autocommit=True) as connection:
+        started = time.perf_counter()
+        statement = SEED.format(clinics=clinics, doctors=doctors, patients=patients, rows=rows)
+        connection.execute(statement.encode())
+        connection.execute("VACUUM ANALYZE")
+        return time.perf_counter() - started
+
+
+def measure(base_url: str, rows: int, batch_size: int) -> None:
+    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
+    url = create_database(base_url, name)
+    try:
+        migrate(url)
+        seconds = seed(url, clinics=50, doctors=2000, patients=100_000, rows=rows)
+        print(f"seeded {rows:,} appointments in {seconds:.1f} s")
+        single = _timed_sql(dsn(url), SINGLE_UPDATE)
+        _timed_sql(dsn(url), UNLINK)
         backfill, peak = _timed_backfill(url, batch_size)
-        with psycopg.connect(dsn) as connection:
+        with psycopg.connect(dsn(url)) as connection:
             unlinked = connection.execute(
                 "SELECT count(*) FROM appointments WHERE clinic_doctor_id IS NULL"
                 " OR clinic_patient_id IS NULL"
@@ -152,8 +174,7 @@ def measure(base_url: str, rows: int, batch_size: int) -> None:
         print(f"backfill peak memory     {peak:>10.1f} MiB")
         print(f"left unlinked            {unlinked[0] if unlinked else '?':>10}")
     finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(base_url, name)
 
 
 def main() -> None:

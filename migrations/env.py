@@ -31,7 +31,10 @@ def run_with_connection(connection: Connection) -> None:
 
 
 async def run_from_settings() -> None:
-    engine = create_engine(Settings.from_environment().database_url)
+    settings = Settings.from_environment()
+    engine = create_engine(
+        settings.database_url, prepare_threshold=settings.database_prepare_threshold
+    )
     async with engine.begin() as connection:
         await connection.run_sync(run_with_connection)
     await engine.dispose()

@@ -66,13 +66,17 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         if settings.auto_migrate:
             # Schema changes may take longer than a request may: no statement timeout here.
-            migrating = create_engine(settings.database_url)
+            migrating = create_engine(
+                settings.database_url, prepare_threshold=settings.database_prepare_threshold
+            )
             try:
                 await migrations.upgrade(migrating)
             finally:
                 await migrating.dispose()
         engine = create_engine(
-            settings.database_url, statement_timeout_ms=settings.statement_timeout_ms
+            settings.database_url,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            prepare_threshold=settings.database_prepare_threshold,
         )
         # The server source registers with Unleash over the network: not on the event loop.
         flags = await asyncio.to_thread(open_flag_source, settings)

@@ -152,7 +152,9 @@ def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 async def _prepare_demo(settings: Settings, reset_flags: bool, per_clinic: int) -> None:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, prepare_threshold=settings.database_prepare_threshold
+    )
     try:
         await migrations.upgrade(engine)
         sessions = create_session_factory(engine)

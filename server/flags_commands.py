@@ -72,7 +72,9 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _show(settings: Settings, arguments: argparse.Namespace) -> int:
     async def clinics() -> list[tuple[uuid.UUID, str]]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
         try:
             async with create_session_factory(engine)() as session:
                 rows = await session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))

@@ -73,7 +73,9 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, prepare_threshold=settings.database_prepare_threshold
+    )
     try:
         yield engine
     finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from appointments.db import PSYCOPG_PREPARE_THRESHOLD
 from appointments.idempotency import IdempotencyPolicy
 from appointments.stages import Stage
 
@@ -48,6 +49,7 @@ class Settings:
     max_body_bytes: int = 100_000
     fast_execution: bool = True
     statement_timeout_ms: int = 5000
+    database_prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD
     compare_sample_ratio: float = 1.0
     readiness_gates: bool = False
     readiness_refresh_seconds: int = 30
@@ -110,6 +112,9 @@ class Settings:
             statement_timeout_ms=_integer(
                 env, "CLINIC_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
             ),
+            database_prepare_threshold=_threshold(
+                env, "CLINIC_DATABASE_PREPARE_THRESHOLD", defaults.database_prepare_threshold
+            ),
             compare_sample_ratio=_ratio(
                 env, "CLINIC_COMPARE_SAMPLE_RATIO", defaults.compare_sample_ratio
             ),
@@ -147,6 +152,22 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _threshold(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A count of at least 0, or ``off``/``none`` for never."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() in {"off", "none", "never"}:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number or 'off', not {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be at least 0 (or 'off')")
+    return value
 
 
 def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
