@@ -118,9 +118,24 @@ class Loaders:
         by_id: dict[Side, set[uuid.UUID]],
         by_clinic_and_person: dict[Side, set[MembershipKey]],
     ) -> None:
+        """Memberships by id first; those also answer (clinic, person) keys, so a page
+        whose two origins agree costs one statement per side, not two."""
         await self.preload(
             (self.clinic_doctor_by_id, by_id.get(DOCTOR, ())),
             (self.clinic_patient_by_id, by_id.get(PATIENT, ())),
+        )
+        sides = (
+            (DOCTOR, self.known_clinic_doctors, self.clinic_doctor_by_clinic_and_user),
+            (PATIENT, self.known_clinic_patients, self.clinic_patient_by_clinic_and_patient),
+        )
+        for side, known_by_id, by_person_loader in sides:
+            known_by_person = self._known_by_loader[id(by_person_loader)]
+            for membership in known_by_id.values():
+                if membership is not None:
+                    key = (membership.clinic_id, side.person_of(membership))
+                    known_by_person[key] = membership
+                    by_person_loader.prime(key, membership)
+        await self.preload(
             (self.clinic_doctor_by_clinic_and_user, by_clinic_and_person.get(DOCTOR, ())),
             (self.clinic_patient_by_clinic_and_patient, by_clinic_and_person.get(PATIENT, ())),
         )

@@ -48,6 +48,7 @@ class Settings:
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
     fast_execution: bool = True
+    gc_threshold: int = 50_000
     statement_timeout_ms: int = 5000
     database_prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD
     compare_sample_ratio: float = 1.0
@@ -109,6 +110,7 @@ class Settings:
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
             fast_execution=_flag(env, "CLINIC_FAST_EXECUTION", defaults.fast_execution),
+            gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold),
             statement_timeout_ms=_integer(
                 env, "CLINIC_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
             ),
