@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import inspect
 from sqlalchemy.orm.attributes import flag_modified
 
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, MismatchField
@@ -33,7 +32,10 @@ class Side:
 
     def has_legacy_column(self, appointment: Appointment) -> bool:
         """False after the contract revision, when the legacy column is never loaded."""
-        return self.legacy_column in inspect(appointment).dict
+        # A mapped instance keeps its loaded column values in its __dict__ (what
+        # inspect(appointment).dict returns); reading it directly skips inspect(),
+        # which matters on the read path (twice per row and side).
+        return self.legacy_column in appointment.__dict__
 
     def legacy_id(self, appointment: Appointment) -> uuid.UUID | None:
         """The legacy person id; None also when the column is not loaded (after the contract)."""
@@ -61,7 +63,7 @@ class Side:
         whole side, never leave half of another writer's link behind.
         """
         columns = [self.new_column]
-        if legacy_id is not None or self.legacy_column in inspect(appointment).dict:
+        if legacy_id is not None or self.has_legacy_column(appointment):
             setattr(appointment, self.legacy_column, legacy_id)
             columns.append(self.legacy_column)
         setattr(appointment, self.new_column, membership_id)
