@@ -91,6 +91,12 @@ def _leave_out_legacy_columns(state: ORMExecuteState) -> None:
         )
 
 
+def dialect_of(sessions: async_sessionmaker[AsyncSession]) -> str:
+    bind = sessions.kw["bind"]
+    name: str = bind.dialect.name
+    return name
+
+
 class SerializedSession:
     """One lazily opened session per request, used by one statement at a time.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_text
@@ -62,7 +62,12 @@ class MismatchRecorder:
             appointment.id, appointment.clinic_id, stage, comparison
         )
 
-    async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> FlushResult:
+    @property
+    def pending(self) -> bool:
+        return bool(self._observations)
+
+    async def flush(self, session: AsyncSession) -> FlushResult:
+        """Write what was observed, in ``session``'s transaction (the caller commits)."""
         observations = list(self._observations.values())
         self._observations.clear()
         if not observations:
@@ -79,10 +84,9 @@ class MismatchRecorder:
             for field in observation.comparison.compared_fields
             if field not in {d.field for d in observation.comparison.differences}
         }
-        async with sessions() as session, session.begin():
-            fixed = await _fix_consistent(session, consistent, now)
-            if rows:
-                await session.execute(_upsert(session, rows, now))
+        fixed = await _fix_consistent(session, consistent, now)
+        if rows:
+            await session.execute(_upsert(session, rows, now))
         return FlushResult(len(rows), fixed)
 
 

@@ -186,6 +186,7 @@ class LinkResolver:
         await self._lookups.preload_memberships(by_id, by_person)
         elapsed = time.perf_counter() - started
         reads: Counter[tuple[str, str, str, str]] = Counter()
+        comparisons: Counter[tuple[str, str]] = Counter()
         for appointment, side, stage, origin, fell_back, compared in plans:
             link = self._link_now(side, appointment, stage, origin, fell_back)
             if link is None:
@@ -193,12 +194,14 @@ class LinkResolver:
             self._ready[(appointment.id, side.name)] = link
             reads[(stage.value, side.name, link.origin.value, _outcome(link))] += 1
             if compared:
-                self._compare_now(side, appointment, stage)
+                self._compare_now(side, appointment, stage, comparisons)
             elif policy_for(stage).compared:
-                metrics.COMPARISONS.labels(stage.value, "skipped").inc()
+                comparisons[(stage.value, "skipped")] += 1
         for labels, count in reads.items():
             metrics.READS.labels(*labels).inc(count)
             RECENT.record("read", labels[0], count)
+        for (stage_name, outcome), count in comparisons.items():
+            metrics.COMPARISONS.labels(stage_name, outcome).inc(count)
         for origin in {origin for _, _, _, origin, _, _ in plans}:
             metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(elapsed)
 
@@ -228,13 +231,19 @@ class LinkResolver:
             )
         return ResolvedLink(person_id, membership, stage, origin, fell_back)
 
-    def _compare_now(self, side: Side, appointment: Appointment, stage: Stage) -> None:
+    def _compare_now(
+        self,
+        side: Side,
+        appointment: Appointment,
+        stage: Stage,
+        tally: Counter[tuple[str, str]],
+    ) -> None:
         try:
             stored = self._known_stored_membership(side, appointment)
             if isinstance(stored, Missing):
                 return
             comparison = compare_side(side, appointment, stored)
-            self._record(side, appointment, stage, comparison)
+            self._record(side, appointment, stage, comparison, tally)
         except Exception:
             metrics.COMPARISONS.labels(stage.value, "error").inc()
             self._events.counts["comparison_error"] += 1
@@ -342,11 +351,20 @@ class LinkResolver:
         return comparison
 
     def _record(
-        self, side: Side, appointment: Appointment, stage: Stage, comparison: SideComparison
+        self,
+        side: Side,
+        appointment: Appointment,
+        stage: Stage,
+        comparison: SideComparison,
+        tally: Counter[tuple[str, str]] | None = None,
     ) -> None:
+        """Count, log and hand the comparison to the ledger; ``tally`` batches the metric."""
         if policy_for(stage).compared:
             outcome = "consistent" if comparison.consistent else "inconsistent"
-            metrics.COMPARISONS.labels(stage.value, outcome).inc()
+            if tally is None:
+                metrics.COMPARISONS.labels(stage.value, outcome).inc()
+            else:
+                tally[(stage.value, outcome)] += 1
             for difference in comparison.differences:
                 self._events.publish(
                     MismatchSeen(

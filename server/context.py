@@ -13,10 +13,10 @@ from starlette.responses import Response
 
 from appointments import metrics
 from appointments.access import Access, load_access
-from appointments.db import SerializedSession
+from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.idempotency import IdempotencyPolicy, IdempotentRequest, run_once
-from appointments.ledger import MismatchRecorder
+from appointments.ledger import FlushResult, MismatchRecorder
 from appointments.reads import LinkResolver
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -121,16 +121,29 @@ class RequestContext:
         }
 
     async def close(self) -> None:
-        """Release the session, then write what the request's comparisons saw to the ledger.
+        """Write what the request's comparisons saw to the ledger, then release the session.
 
-        A ledger failure is logged and counted; the response is not failed for it.
+        On PostgreSQL the ledger is written in the request's own session (no second
+        connection). SQLite gets a session of its own: a read transaction upgraded
+        to a write can fail at once when another connection is writing. A ledger
+        failure is logged and counted; the response is not failed for it.
         """
-        await self.db.close()
         try:
-            result = await self.recorder.flush(self.sessions)
+            if self.recorder.pending:
+                if dialect_of(self.sessions) == "postgresql":
+                    result = await self.db.run(self._flush_ledger)
+                else:
+                    async with self.sessions() as session, session.begin():
+                        result = await self.recorder.flush(session)
+                if result.recorded or result.fixed:
+                    metrics.LEDGER_FLUSHES.labels("ok").inc()
         except Exception:
             metrics.LEDGER_FLUSHES.labels("error").inc()
             logger.exception("could not record mismatches in the ledger")
-            return
-        if result.recorded or result.fixed:
-            metrics.LEDGER_FLUSHES.labels("ok").inc()
+        finally:
+            await self.db.close()
+
+    async def _flush_ledger(self, session: AsyncSession) -> FlushResult:
+        result = await self.recorder.flush(session)
+        await session.commit()
+        return result
