@@ -30,6 +30,8 @@ def create_engine(
     echo: bool = False,
     statement_timeout_ms: int | None = None,
     prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD,
+    pool_size: int = 5,
+    max_overflow: int = 10,
 ) -> AsyncEngine:
     """An engine; with ``statement_timeout_ms`` (PostgreSQL) every statement is cut off after
     that long, failing its transaction cleanly and leaving the connection usable.
@@ -37,14 +39,19 @@ def create_engine(
     ``prepare_threshold`` (psycopg): executions of a query on one connection before psycopg
     makes it a server-side prepared statement; ``None`` never prepares, which a pooler in
     transaction mode that does not track prepared statements (PgBouncer before 1.21) needs.
+    ``pool_size`` connections are kept open, up to ``max_overflow`` more under load
+    (PostgreSQL; SQLite's pool is SQLAlchemy's default).
     """
     connect_args: dict[str, Any] = {}
     if statement_timeout_ms is not None and database_url.startswith("postgresql"):
         connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
     if make_url(database_url).get_driver_name() == "psycopg":
         connect_args["prepare_threshold"] = prepare_threshold
+    pool: dict[str, int] = {}
+    if database_url.startswith("postgresql"):
+        pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     engine = create_async_engine(
-        database_url, echo=echo, pool_pre_ping=True, connect_args=connect_args
+        database_url, echo=echo, pool_pre_ping=True, connect_args=connect_args, **pool
     )
     if engine.dialect.name == "sqlite":
         database = engine.url.database

@@ -78,6 +78,8 @@ class Services:
             settings.database_url,
             statement_timeout_ms=settings.statement_timeout_ms,
             prepare_threshold=settings.database_prepare_threshold,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
         )
         # The server source registers with Unleash over the network: not on the event loop.
         flags = await asyncio.to_thread(open_flag_source, settings)

@@ -49,6 +49,8 @@ class Settings:
     max_body_bytes: int = 100_000
     fast_execution: bool = True
     gc_threshold: int = 50_000
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
     statement_timeout_ms: int = 5000
     database_prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD
     compare_sample_ratio: float = 1.0
@@ -110,7 +112,13 @@ class Settings:
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
             fast_execution=_flag(env, "CLINIC_FAST_EXECUTION", defaults.fast_execution),
-            gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold),
+            gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold, minimum=0),
+            database_pool_size=_integer(
+                env, "CLINIC_DATABASE_POOL_SIZE", defaults.database_pool_size
+            ),
+            database_max_overflow=_integer(
+                env, "CLINIC_DATABASE_MAX_OVERFLOW", defaults.database_max_overflow, minimum=0
+            ),
             statement_timeout_ms=_integer(
                 env, "CLINIC_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
             ),
@@ -192,7 +200,7 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -200,6 +208,6 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1")
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
     return value
