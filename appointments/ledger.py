@@ -9,7 +9,9 @@ saw no difference and had nothing open writes nothing.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +52,39 @@ class FlushResult:
     fixed: int
 
 
+class OpenClinics:
+    """The clinics with open ledger entries, as of at most ``max_age`` seconds ago.
+
+    One per process. A read that finds rows consistent looks for their open
+    entries (to mark them fixed) only in these clinics, so a clinic with a clean
+    ledger costs no ledger query per read: one query per ``max_age`` instead.
+    An entry opened by another process is seen at the next refresh; until then
+    a consistent read of its row leaves it open (a later read fixes it).
+    """
+
+    def __init__(self, max_age: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._clinics: frozenset[uuid.UUID] | None = None
+        self._checked_at = 0.0
+
+    async def current(self, session: AsyncSession) -> frozenset[uuid.UUID]:
+        now = self._clock()
+        if self._clinics is None or now - self._checked_at > self.max_age:
+            rows = await session.execute(
+                select(MigrationMismatch.clinic_id)
+                .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
+                .distinct()
+            )
+            self._clinics = frozenset(rows.scalars())
+            self._checked_at = now
+        return self._clinics
+
+    def opened(self, clinic_ids: set[uuid.UUID]) -> None:
+        if self._clinics is not None and not clinic_ids <= self._clinics:
+            self._clinics = self._clinics | clinic_ids
+
+
 class MismatchRecorder:
     """Collects one request's comparisons and writes the ledger once."""
 
@@ -66,8 +101,14 @@ class MismatchRecorder:
     def pending(self) -> bool:
         return bool(self._observations)
 
-    async def flush(self, session: AsyncSession) -> FlushResult:
-        """Write what was observed, in ``session``'s transaction (the caller commits)."""
+    async def flush(
+        self, session: AsyncSession, open_clinics: OpenClinics | None = None
+    ) -> FlushResult:
+        """Write what was observed, in ``session``'s transaction (the caller commits).
+
+        With ``open_clinics``, open entries are looked for only in clinics known
+        to have some.
+        """
         observations = list(self._observations.values())
         self._observations.clear()
         if not observations:
@@ -78,15 +119,19 @@ class MismatchRecorder:
             for observation in observations
             for difference in observation.comparison.differences
         ]
+        with_open = None if open_clinics is None else await open_clinics.current(session)
         consistent = {
             (observation.appointment_id, field.value)
             for observation in observations
+            if with_open is None or observation.clinic_id in with_open
             for field in observation.comparison.compared_fields
             if field not in {d.field for d in observation.comparison.differences}
         }
         fixed = await _fix_consistent(session, consistent, now)
         if rows:
             await session.execute(_upsert(session, rows, now))
+            if open_clinics is not None:
+                open_clinics.opened({row["clinic_id"] for row in rows})
         return FlushResult(len(rows), fixed)
 
 

@@ -136,6 +136,8 @@ def new_context(services: Services) -> RequestContext:
         viewer,
         services.settings.compare_sample_ratio,
         services.legacy_columns,
+        services.settings.idempotency,
+        services.open_clinics,
     )
 
 

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from prometheus_client import (
@@ -37,6 +37,7 @@ from strawberry.asgi import GraphQL
 import migrations
 from appointments import idempotency
 from appointments.db import create_engine, create_session_factory
+from appointments.ledger import OpenClinics
 from appointments.stages import Stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
@@ -60,6 +61,7 @@ class Services:
     flags: FlagSource
     legacy_columns: bool = True
     gate: ReadinessGate | None = None
+    open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
 
@@ -195,6 +197,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             services.settings.compare_sample_ratio,
             services.legacy_columns,
             services.settings.idempotency,
+            services.open_clinics,
         )
 
 

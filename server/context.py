@@ -16,7 +16,7 @@ from appointments.access import Access, load_access
 from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.idempotency import IdempotencyPolicy, IdempotentRequest, run_once
-from appointments.ledger import FlushResult, MismatchRecorder
+from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
 from appointments.reads import LinkResolver
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -41,6 +41,7 @@ class RequestContext:
     legacy_columns: bool
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
+    open_clinics: OpenClinics | None = None
     _access: Access | None = None
 
     @classmethod
@@ -54,6 +55,7 @@ class RequestContext:
         compare_sample_ratio: float = 1.0,
         legacy_columns: bool = True,
         idempotency: IdempotencyPolicy | None = None,
+        open_clinics: OpenClinics | None = None,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -72,6 +74,7 @@ class RequestContext:
             legacy_columns=legacy_columns,
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
+            open_clinics=open_clinics,
         )
 
     async def access(self) -> Access:
@@ -134,7 +137,7 @@ class RequestContext:
                     result = await self.db.run(self._flush_ledger)
                 else:
                     async with self.sessions() as session, session.begin():
-                        result = await self.recorder.flush(session)
+                        result = await self.recorder.flush(session, self.open_clinics)
                 if result.recorded or result.fixed:
                     metrics.LEDGER_FLUSHES.labels("ok").inc()
         except Exception:
@@ -144,6 +147,7 @@ class RequestContext:
             await self.db.close()
 
     async def _flush_ledger(self, session: AsyncSession) -> FlushResult:
-        result = await self.recorder.flush(session)
-        await session.commit()
+        result = await self.recorder.flush(session, self.open_clinics)
+        if result.recorded or result.fixed:
+            await session.commit()
         return result

@@ -9,11 +9,25 @@ import pytest
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments.models import Appointment
+from appointments.models import (
+    Appointment,
+    MigrationMismatch,
+    MismatchField,
+    MismatchStatus,
+    utcnow,
+)
 from appointments.stages import Stage
 from server.auth import DEMO_ADMIN
 from tests.conftest import READ_CLINIC as READ
-from tests.conftest import Api, Mess, World, ledger_rows, nodes_by_id, set_stages
+from tests.conftest import (
+    Api,
+    Mess,
+    World,
+    insert_appointment,
+    ledger_rows,
+    nodes_by_id,
+    set_stages,
+)
 
 MIGRATION = """
 query Migration($id: ID!) {
@@ -280,3 +294,47 @@ async def test_triage_of_an_unknown_entry_is_a_typed_error(api: Api, world: Worl
         "code": "NOT_FOUND",
         "field": "id",
     }
+
+
+async def test_an_entry_opened_elsewhere_is_fixed_once_the_open_clinics_are_refreshed(
+    api: Api, world: World, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session, session.begin():
+        appointment_id = await insert_appointment(
+            session,
+            world,
+            9,
+            doctor_id=world.doctor.id,
+            clinic_doctor_id=world.clinic_doctor.id,
+            patient_id=world.patient.id,
+            clinic_patient_id=world.clinic_patient.id,
+        )
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
+    read = {"clinicId": str(world.clinic_a.id)}
+    await api.data(READ, read)
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        session.add(
+            MigrationMismatch(
+                appointment_id=appointment_id,
+                clinic_id=world.clinic_a.id,
+                field=MismatchField.DOCTOR.value,
+                legacy_value=world.doctor.id,
+                new_value=world.other_doctor.id,
+                stage=Stage.SHADOW.value,
+                first_seen_at=now,
+                last_seen_at=now,
+                times_seen=1,
+                status=MismatchStatus.OPEN.value,
+            )
+        )
+
+    await api.data(READ, read)
+    still_open = (await ledger_rows(sessions))[(appointment_id, "doctor")].status
+    api.services.open_clinics.max_age = 0
+    await api.data(READ, read)
+    fixed = (await ledger_rows(sessions))[(appointment_id, "doctor")]
+
+    assert still_open == MismatchStatus.OPEN.value
+    assert fixed.status == MismatchStatus.FIXED.value
+    assert fixed.status_changed_by == "system"
