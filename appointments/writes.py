@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar, cast
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import and_, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
@@ -347,10 +347,10 @@ async def _resolve_reference(
             f"name the {side.name} with {side.legacy_input} or {side.new_input}",
             side.legacy_input,
         )
-    await _require_person(session, side, reference.person_id)
     if not policy.writes_new:
+        await _require_person(session, side, reference.person_id)
         return reference.person_id, None
-    existing = await _membership_for(session, side, clinic_id, reference.person_id)
+    existing = await _person_and_membership(session, side, clinic_id, reference.person_id)
     if existing is None and policy.new_authoritative:
         raise DomainError(
             ErrorCode.MEMBERSHIP_MISSING,
@@ -401,25 +401,47 @@ async def _membership_from_new_input(
     return membership
 
 
-async def _membership_for(
-    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
-) -> Membership | None:
-    model = side.membership_model
-    statement = select(model).where(
-        model.clinic_id == clinic_id, getattr(model, side.person_column) == person_id
-    )
-    return cast("Membership | None", (await session.execute(statement)).scalar_one_or_none())
-
-
 async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
     if side is DOCTOR:
-        user = await _require(session, User, person_id, side.legacy_input)
-        if user.role != UserRole.DOCTOR.value:
-            raise DomainError(
-                ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", side.legacy_input
-            )
+        _check_doctor(await _require(session, User, person_id, side.legacy_input), side)
     else:
         await _require(session, Patient, person_id, side.legacy_input)
+
+
+async def _person_and_membership(
+    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+) -> Membership | None:
+    """The person must exist (and be a doctor on the doctor side); their membership in the
+    clinic, if any. One statement: a stage writing both sides needs both on every write."""
+    person_model: type[User | Patient] = User if side is DOCTOR else Patient
+    membership_model = side.membership_model
+    statement = (
+        select(person_model, membership_model)
+        .outerjoin(
+            membership_model,
+            and_(
+                getattr(membership_model, side.person_column) == person_model.id,
+                membership_model.clinic_id == clinic_id,
+            ),
+        )
+        .where(person_model.id == person_id)
+    )
+    found = (await session.execute(statement)).one_or_none()
+    if found is None:
+        raise DomainError(
+            ErrorCode.NOT_FOUND, f"no {_LABELS[person_model]} has this id", side.legacy_input
+        )
+    person, membership = found
+    if isinstance(person, User):
+        _check_doctor(person, side)
+    return cast("Membership | None", membership)
+
+
+def _check_doctor(user: User, side: Side) -> None:
+    if user.role != UserRole.DOCTOR.value:
+        raise DomainError(
+            ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", side.legacy_input
+        )
 
 
 def _require_active(side: Side, membership: Membership, field: str) -> None:
