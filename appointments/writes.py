@@ -254,11 +254,7 @@ async def create_patient(
 async def add_clinic_doctor(
     session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
 ) -> ClinicDoctor:
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    user = await _require(session, User, user_id, "userId")
-    if user.role != UserRole.DOCTOR.value:
-        raise DomainError(ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", "userId")
+    await _require_clinic_member(session, clinic_id, user_id, UserRole.DOCTOR, access)
     membership = ClinicDoctor(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id, active=True)
     return await _insert_unique(
         session, membership, "this doctor already works in this clinic", "userId"
@@ -292,15 +288,20 @@ async def add_clinic_patient(
 async def add_clinic_staff(
     session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
 ) -> ClinicStaff:
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    user = await _require(session, User, user_id, "userId")
-    if user.role != UserRole.STAFF.value:
-        raise DomainError(ErrorCode.WRONG_ROLE, f"user has role {user.role}, not staff", "userId")
+    await _require_clinic_member(session, clinic_id, user_id, UserRole.STAFF, access)
     membership = ClinicStaff(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id)
     return await _insert_unique(
         session, membership, "this user is already staff of this clinic", "userId"
     )
+
+
+async def _require_clinic_member(
+    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, role: UserRole, access: Access
+) -> None:
+    """A user joining a clinic: the viewer manages its memberships, both exist, the role fits."""
+    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
+    await _require(session, Clinic, clinic_id, "clinicId")
+    _check_role(await _require(session, User, user_id, "userId"), role, "userId")
 
 
 async def _link(
@@ -403,7 +404,8 @@ async def _membership_from_new_input(
 
 async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
     if side is DOCTOR:
-        _check_doctor(await _require(session, User, person_id, side.legacy_input), side)
+        user = await _require(session, User, person_id, side.legacy_input)
+        _check_role(user, UserRole.DOCTOR, side.legacy_input)
     else:
         await _require(session, Patient, person_id, side.legacy_input)
 
@@ -433,14 +435,14 @@ async def _person_and_membership(
         )
     person, membership = found
     if isinstance(person, User):
-        _check_doctor(person, side)
+        _check_role(person, UserRole.DOCTOR, side.legacy_input)
     return cast("Membership | None", membership)
 
 
-def _check_doctor(user: User, side: Side) -> None:
-    if user.role != UserRole.DOCTOR.value:
+def _check_role(user: User, role: UserRole, field: str) -> None:
+    if user.role != role.value:
         raise DomainError(
-            ErrorCode.WRONG_ROLE, f"user has role {user.role}, not doctor", side.legacy_input
+            ErrorCode.WRONG_ROLE, f"user has role {user.role}, not {role.value}", field
         )
 
 

@@ -47,14 +47,7 @@ from server.settings import Settings
 DEFAULT_URL = os.environ.get(
     "CHAOS_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-STAGE_ORDER = (
-    Stage.LEGACY,
-    Stage.DUAL_WRITE,
-    Stage.SHADOW,
-    Stage.LIVE,
-    Stage.RAMPDOWN,
-    Stage.COMPLETE,
-)
+STAGE_ORDER = tuple(Stage)  # declared in migration order, legacy to complete
 RETRYABLE_CODES = {"IDEMPOTENCY_KEY_IN_USE"}
 SUCCESS = "AppointmentSuccess"
 RESULT = """

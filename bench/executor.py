@@ -127,18 +127,7 @@ async def started(settings: Settings) -> AsyncIterator[Services]:
 
 def new_context(services: Services) -> RequestContext:
     request = Request({"type": "http", "method": "POST", "path": "/graphql", "headers": []})
-    viewer = DEMO_ADMIN
-    return RequestContext.build(
-        request,
-        None,
-        services.sessions,
-        services.stage_resolver(viewer),
-        viewer,
-        services.settings.compare_sample_ratio,
-        services.legacy_columns,
-        services.settings.idempotency,
-        services.open_clinics,
-    )
+    return services.request_context(request, None, DEMO_ADMIN)
 
 
 async def execute_once(

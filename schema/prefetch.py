@@ -8,6 +8,7 @@ from memory, without a task or a DataLoader round per row.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
@@ -43,26 +44,26 @@ async def preload_appointments(
     if selected & LINK_FIELDS:
         await context.links.prefetch(rows)
     clinic_ids = {row.clinic_id for row in rows} if "clinic" in selected else set()
-    user_ids, patient_ids = set(), set()
-    for row in rows:
-        doctor = context.links.ready(DOCTOR, row)
-        if doctor is not None:
-            if "doctor" in selected and doctor.person_id is not None:
-                user_ids.add(doctor.person_id)
-            if doctor.membership is not None:
-                if "clinicDoctor.user" in selected:
-                    user_ids.add(DOCTOR.person_of(doctor.membership))
-                if "clinicDoctor.clinic" in selected:
-                    clinic_ids.add(doctor.membership.clinic_id)
-        patient = context.links.ready(PATIENT, row)
-        if patient is not None:
-            if "patient" in selected and patient.person_id is not None:
-                patient_ids.add(patient.person_id)
-            if patient.membership is not None:
-                if "clinicPatient.patient" in selected:
-                    patient_ids.add(PATIENT.person_of(patient.membership))
-                if "clinicPatient.clinic" in selected:
-                    clinic_ids.add(patient.membership.clinic_id)
+    user_ids: set[uuid.UUID] = set()
+    patient_ids: set[uuid.UUID] = set()
+    for side, person_ids, legacy_field, new_field, person_field in (
+        (DOCTOR, user_ids, "doctor", "clinicDoctor", "user"),
+        (PATIENT, patient_ids, "patient", "clinicPatient", "patient"),
+    ):
+        wants_person = legacy_field in selected
+        wants_member = f"{new_field}.{person_field}" in selected
+        wants_clinic = f"{new_field}.clinic" in selected
+        for row in rows:
+            link = context.links.ready(side, row)
+            if link is None:
+                continue
+            if wants_person and link.person_id is not None:
+                person_ids.add(link.person_id)
+            if link.membership is not None:
+                if wants_member:
+                    person_ids.add(side.person_of(link.membership))
+                if wants_clinic:
+                    clinic_ids.add(link.membership.clinic_id)
     loaders = context.loaders
     await loaders.preload(
         (loaders.user_by_id, user_ids),

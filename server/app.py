@@ -133,6 +133,22 @@ class Services:
             await asyncio.sleep(IDEMPOTENCY_PURGE_SECONDS)
             await self.purge_idempotency_keys()
 
+    def request_context(
+        self, request: Request, response: Response | None, viewer: Viewer
+    ) -> RequestContext:
+        """One request's context: its session, loaders, stages, access and ledger."""
+        return RequestContext.build(
+            request,
+            response,
+            self.sessions,
+            self.stage_resolver(viewer),
+            viewer,
+            self.settings.compare_sample_ratio,
+            self.legacy_columns,
+            self.settings.idempotency,
+            self.open_clinics,
+        )
+
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""
         return StageResolver(
@@ -188,16 +204,8 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         assert isinstance(request, Request), "subscriptions are not served"
         services: Services = request.app.state.services
         viewer = getattr(request.state, "viewer", None) or Viewer()
-        return RequestContext.build(
-            request,
-            response if isinstance(response, Response) else None,
-            services.sessions,
-            services.stage_resolver(viewer),
-            viewer,
-            services.settings.compare_sample_ratio,
-            services.legacy_columns,
-            services.settings.idempotency,
-            services.open_clinics,
+        return services.request_context(
+            request, response if isinstance(response, Response) else None, viewer
         )
 
 

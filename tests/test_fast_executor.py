@@ -39,6 +39,7 @@ from appointments import writes
 from appointments.events import PendingEvents
 from appointments.reads import fixed_stage
 from appointments.stages import Stage
+from bench.executor import HOT_QUERY
 from schema.execution import FastExecutor, LeafPlan, plain_leaf
 from schema.schema import build_schema
 from tests.conftest import Api, World, open_api, set_stages
@@ -168,22 +169,6 @@ def test_the_real_schema_has_plain_fields_and_keeps_resolvers_on_the_stock_path(
         assert plain_leaf(appointment.fields[resolved]) is None
 
 
-HOT = """
-query Hot($clinicId: ID!) {
-  appointments(first: 100, filter: {clinicId: $clinicId}) {
-    edges {
-      node {
-        id startsAt status
-        doctor { name }
-        patient { fullName }
-        clinicDoctor { active user { name } }
-        clinicPatient { patient { fullName } }
-      }
-    }
-  }
-}
-"""
-
 SHAPES = """
 query Shapes($clinicId: ID!, $withDoctor: Boolean!, $skipPatient: Boolean!) {
   list: appointments(first: 40, filter: {clinicId: $clinicId}) {
@@ -249,7 +234,7 @@ mutation Refused($clinicId: ID!) {
 
 
 async def test_the_hot_query(pair: Pair) -> None:
-    body = await pair.same(HOT, {"clinicId": str(pair.world.clinic_a.id)})
+    body = await pair.same(HOT_QUERY, {"clinicId": str(pair.world.clinic_a.id)})
 
     assert len(body["data"]["appointments"]["edges"]) > 30
 
