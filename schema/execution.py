@@ -1,4 +1,4 @@
-"""An executor that completes plain leaf fields without the per-field machinery.
+"""An executor that completes plain fields without the per-field machinery.
 
 graphql-core resolves every field the same way: a ``Path``, a resolve info, the
 resolver (Strawberry's attribute getter for a field without one of ours), then
@@ -17,8 +17,20 @@ attribute, coerce it with the type's ``coerce_output_value``. Anything the fast
 path does not expect (null on a non-null field, an awaitable or exception as a
 value, a coercion that fails, a list that is not a list) goes back to the stock
 completion with the value already read, so errors, paths and null propagation are
-graphql-core's own. Every other field (our resolvers, DataLoaders, objects,
-unions, ``@stream``) takes the stock path, unchanged.
+graphql-core's own.
+
+Object fields get the same treatment: a field returning one object of a concrete
+type (no ``is_type_of``), read from an attribute or from a *simple resolver*, is
+completed by collecting and executing its sub-selection directly, as graphql-core
+does once it has the value. A simple resolver is a synchronous function of ours
+taking only ``self`` and ``info`` (no argument, field extension, permission class
+or exception handler): it is called with a Strawberry ``Info`` over graphql-core's
+resolve info for that field and path, skipping Strawberry's generic argument
+conversion and extension chain, which do nothing for it. Leaf fields with a simple
+resolver are read the same way. A resolver's awaitable, an exception or a null on
+a non-null field goes to the stock completion, as above. Every other field
+(async resolvers, arguments, lists of objects, unions, ``@stream``) takes the
+stock path, unchanged.
 
 Schema extensions (error masking, the migration summary) run around execution and
 are untouched. Extensions that act as middleware (a ``resolve`` hook) wrap every
@@ -28,7 +40,7 @@ resolver: when any is present, the fast path is off for that request.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -39,6 +51,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLSchema,
     TypeNameMetaFieldDef,
     is_leaf_type,
@@ -49,16 +62,34 @@ from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cance
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+from strawberry.types.info import Info
 
-__all__ = ["FastExecutor", "LeafPlan", "plain_leaf"]
+__all__ = ["FastExecutor", "LeafPlan", "ObjectPlan", "SimpleResolver", "plain_leaf", "plan_field"]
 
 # Directives that only decide whether a field is collected: they never reach completion.
 _COLLECTION_DIRECTIVES: Final = frozenset({"include", "skip"})
 
 
 @dataclass(frozen=True, slots=True)
+class SimpleResolver:
+    """A synchronous resolver of ours taking only ``self`` and ``info``, called directly."""
+
+    function: Callable[..., Any]
+    info_parameter: str | None
+    definition: StrawberryField
+    info_class: type[Info[Any, Any]]
+
+    def __call__(self, source: Any, info: GraphQLResolveInfo[Any]) -> Any:
+        if self.info_parameter is None:
+            return self.function(source)
+        strawberry_info = self.info_class(_raw_info=info, _field=self.definition)
+        return self.function(source, **{self.info_parameter: strawberry_info})
+
+
+@dataclass(frozen=True, slots=True)
 class LeafPlan:
-    """How to complete one plain field: read ``attribute`` with ``getter``, then coerce."""
+    """How to complete one plain leaf: read ``attribute`` with ``getter`` (or call
+    ``resolver``), then coerce."""
 
     field: GraphQLField
     attribute: str
@@ -67,6 +98,19 @@ class LeafPlan:
     non_null: bool
     is_list: bool
     item_non_null: bool
+    resolver: SimpleResolver | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    """How to complete a field returning one object of a concrete type."""
+
+    field: GraphQLField
+    attribute: str
+    getter: Callable[[Any, str], Any]
+    object_type: GraphQLObjectType
+    non_null: bool
+    resolver: SimpleResolver | None = None
 
 
 class _TypeName:
@@ -76,26 +120,46 @@ class _TypeName:
 TYPENAME: Final = _TypeName()
 # Per selection-set entry: response name, its field nodes, and how to complete it
 # (None: the stock path).
-_Step: TypeAlias = tuple[str, FieldDetailsList, LeafPlan | _TypeName | None]
+_Decision: TypeAlias = LeafPlan | ObjectPlan | _TypeName | None
+_Step: TypeAlias = tuple[str, FieldDetailsList, _Decision]
 _Plan: TypeAlias = tuple[_Step, ...]
 
 # Decisions per schema, per (parent type name, field name); made once, kept for the
 # schema's lifetime.
-_decisions: weakref.WeakKeyDictionary[
-    GraphQLSchema, dict[tuple[str, str], LeafPlan | _TypeName | None]
-] = weakref.WeakKeyDictionary()
+_decisions: weakref.WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], _Decision]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def plain_leaf(field: GraphQLField) -> LeafPlan | None:
-    """The plan for a plain field, or None when it needs the stock path."""
-    resolve = field.resolve
-    if resolve is None or not getattr(resolve, "_is_default", False):
-        return None  # a resolver of ours, or one wrapping extensions or exception handlers
+    """The plan for a plain attribute leaf, or None when it needs the stock path."""
+    plan = plan_field(field, info_class=None)
+    return plan if isinstance(plan, LeafPlan) and plan.resolver is None else None
+
+
+def plan_field(
+    field: GraphQLField, info_class: type[Info[Any, Any]] | None
+) -> LeafPlan | ObjectPlan | None:
+    """How to complete ``field`` directly, or None when it needs the stock path.
+
+    ``info_class``: the schema's Strawberry ``Info`` class, or None to leave every
+    resolver on the stock path (a schema with exception handlers, which wrap them).
+    """
     definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
     if not isinstance(definition, StrawberryField):
         return None
-    if not definition.is_basic_field or definition.is_subscription or field.args:
+    if definition.is_subscription or field.args or definition.extensions:
         return None
+    resolver: SimpleResolver | None = None
+    if definition.base_resolver is None:
+        if not getattr(field.resolve, "_is_default", False):
+            return None  # the default getter wrapped for an exception handler
+    else:
+        if info_class is None:
+            return None
+        resolver = _simple_resolver(definition, info_class)
+        if resolver is None:
+            return None
     return_type: GraphQLOutputType = field.type
     non_null = isinstance(return_type, GraphQLNonNull)
     if isinstance(return_type, GraphQLNonNull):
@@ -107,6 +171,17 @@ def plain_leaf(field: GraphQLField) -> LeafPlan | None:
         item_non_null = isinstance(return_type, GraphQLNonNull)
         if isinstance(return_type, GraphQLNonNull):
             return_type = return_type.of_type
+    if isinstance(return_type, GraphQLObjectType):
+        if is_list or return_type.is_type_of is not None:
+            return None
+        return ObjectPlan(
+            field=field,
+            attribute=definition.python_name,
+            getter=definition.default_resolver,
+            object_type=return_type,
+            non_null=non_null,
+            resolver=resolver,
+        )
     if not is_leaf_type(return_type):
         return None
     leaf: GraphQLLeafType = return_type
@@ -118,6 +193,27 @@ def plain_leaf(field: GraphQLField) -> LeafPlan | None:
         non_null=non_null,
         is_list=is_list,
         item_non_null=item_non_null,
+        resolver=resolver,
+    )
+
+
+def _simple_resolver(
+    definition: StrawberryField, info_class: type[Info[Any, Any]]
+) -> SimpleResolver | None:
+    resolver = definition.base_resolver
+    assert resolver is not None
+    if resolver.is_async or resolver.arguments or resolver.self_parameter is None:
+        return None
+    if resolver.root_parameter is not None or resolver.parent_parameter is not None:
+        return None
+    if not callable(resolver.wrapped_func):
+        return None
+    info_parameter = resolver.info_parameter
+    return SimpleResolver(
+        function=resolver.wrapped_func,
+        info_parameter=None if info_parameter is None else info_parameter.name,
+        definition=definition,
+        info_class=info_class,
     )
 
 
@@ -134,23 +230,27 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         if decisions is None:
             decisions = _decisions[self.schema] = {}
         self._decisions = decisions
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        self._info_class: type[Info[Any, Any]] | None = (
+            None
+            if strawberry_schema is None or strawberry_schema.exception_handlers
+            else strawberry_schema.config.info_class
+        )
 
-    def _decide(
-        self, parent_type: GraphQLObjectType, field_name: str
-    ) -> LeafPlan | _TypeName | None:
+    def _decide(self, parent_type: GraphQLObjectType, field_name: str) -> _Decision:
         key = (parent_type.name, field_name)
         try:
             return self._decisions[key]
         except KeyError:
             pass
         field = self.schema.get_field(parent_type, field_name)
-        decision: LeafPlan | _TypeName | None
+        decision: _Decision
         if field is None:
             decision = None  # stock execute_field skips it
         elif field is TypeNameMetaFieldDef:
             decision = TYPENAME
         else:
-            decision = plain_leaf(field)
+            decision = plan_field(field, self._info_class)
         self._decisions[key] = decision
         return decision
 
@@ -163,7 +263,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             return cached[1]
         steps: list[_Step] = []
         for response_name, field_details_list in grouped_field_set.items():
-            decision: LeafPlan | _TypeName | None = None
+            decision: _Decision = None
             if _only_collection_directives(field_details_list):
                 decision = self._decide(parent_type, field_details_list[0].node.name.value)
             steps.append((response_name, field_details_list, decision))
@@ -205,10 +305,29 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 elif decision is TYPENAME:
                     results[response_name] = type_name
                     continue
+                elif isinstance(decision, ObjectPlan):
+                    result = self._execute_object_field(
+                        decision,
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, type_name),
+                        position_context,
+                    )
                 else:
                     assert isinstance(decision, LeafPlan)
+                    info: GraphQLResolveInfo[Any] | None = None
                     try:
-                        value = decision.getter(source_value, decision.attribute)
+                        if decision.resolver is None:
+                            value = decision.getter(source_value, decision.attribute)
+                        else:
+                            info = self.build_resolve_info(
+                                decision.field,
+                                to_nodes(field_details_list),
+                                parent_type,
+                                Path(path, response_name, type_name),
+                            )
+                            value = decision.resolver(source_value, info)
                     except Exception as raw_error:
                         # As execute_field: the resolver raised.
                         self.handle_field_error(
@@ -244,6 +363,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         Path(path, response_name, type_name),
                         value,
                         position_context,
+                        info,
                     )
                 results[response_name] = result
                 if is_awaitable(result):
@@ -268,6 +388,60 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             return results
 
         return get_results()
+
+    def _execute_object_field(
+        self,
+        plan: ObjectPlan,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+    ) -> AwaitableOrValue[Any]:
+        """The stock ``execute_field`` for one object, without its generic dispatch."""
+        info: GraphQLResolveInfo[Any] | None = None
+        try:
+            if plan.resolver is None:
+                value = plan.getter(source_value, plan.attribute)
+            else:
+                info = self.build_resolve_info(
+                    plan.field, to_nodes(field_details_list), parent_type, path
+                )
+                value = plan.resolver(source_value, info)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, plan.field.type, field_details_list, path)
+            return None
+        if value is None:
+            if not plan.non_null:
+                return None
+        elif not self.is_awaitable(value) and not isinstance(value, Exception):
+            try:
+                completed = self.collect_and_execute_subfields(
+                    plan.object_type, field_details_list, path, value, position_context
+                )
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, plan.field.type, field_details_list, path)
+                return None
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, plan.field, field_details_list, path)
+            return completed
+        # Null on a non-null field, an awaitable or an exception: the stock completion.
+        return self._complete_resolved(
+            parent_type, plan.field, field_details_list, path, value, position_context, info
+        )
+
+    async def _await_completed(
+        self,
+        completed: Awaitable[Any],
+        field_def: GraphQLField,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, field_def.type, field_details_list, path)
+            return None
 
     def _coerce_items(self, decision: LeafPlan, items: list[Any] | tuple[Any, ...]) -> Any:
         """The coerced items of a list of leaves, or None if any needs the stock path."""
@@ -300,10 +474,14 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         result: Any,
         position_context: Any,
+        info: GraphQLResolveInfo[Any] | None = None,
     ) -> AwaitableOrValue[Any]:
         """The part of the stock ``execute_field`` after the resolver returned ``result``."""
         return_type = field_def.type
-        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        if info is None:
+            info = self.build_resolve_info(
+                field_def, to_nodes(field_details_list), parent_type, path
+            )
         try:
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(

@@ -10,7 +10,10 @@ stages that do not write the mismatch ledger, so that running one twice reads th
 same rows). A small schema of its own covers what ours cannot produce: nulls on
 non-null fields, resolvers and attributes that raise, null items in non-null
 lists, values that fail to coerce, awaitables in plain attributes, field
-extensions, permission classes and resolve-hook (middleware) extensions.
+extensions, permission classes and resolve-hook (middleware) extensions; object
+attributes that are exceptions, awaitables or not objects at all; simple resolvers
+that raise, return null for a non-null object or return an awaitable, and read
+``info`` (path, field name, context).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from appointments.events import PendingEvents
 from appointments.reads import fixed_stage
 from appointments.stages import Stage
 from bench.executor import HOT_QUERY
-from schema.execution import FastExecutor, LeafPlan, plain_leaf
+from schema.execution import FastExecutor, LeafPlan, ObjectPlan, plain_leaf, plan_field
 from schema.schema import build_schema
 from tests.conftest import Api, World, open_api, set_stages
 from tests.test_fuzz import (
@@ -167,6 +170,33 @@ def test_the_real_schema_has_plain_fields_and_keeps_resolvers_on_the_stock_path(
     assert blockers.item_non_null
     for resolved in ("doctor", "clinicDoctor", "migration", "clinic"):
         assert plain_leaf(appointment.fields[resolved]) is None
+
+
+def test_the_real_schema_completes_link_fields_directly_and_async_resolvers_on_the_stock_path() -> (
+    None
+):
+    graphql_schema = build_schema()._schema
+    appointment = graphql_schema.get_type("Appointment")
+    edge = graphql_schema.get_type("AppointmentEdge")
+    assert isinstance(appointment, graphql.GraphQLObjectType)
+    assert isinstance(edge, graphql.GraphQLObjectType)
+
+    for link in ("doctor", "patient", "clinicDoctor", "clinicPatient", "clinic"):
+        plan = plan_field(appointment.fields[link], Info)
+        assert isinstance(plan, ObjectPlan), link
+        assert plan.resolver is not None
+        assert plan.resolver.info_parameter == "info"
+    node = plan_field(edge.fields["node"], Info)
+    assert isinstance(node, ObjectPlan)
+    assert node.resolver is None
+    assert node.non_null
+    # Async resolvers and resolvers taking arguments keep Strawberry's own path.
+    assert plan_field(appointment.fields["migration"], Info) is None
+    query = graphql_schema.query_type
+    assert query is not None
+    assert plan_field(query.fields["appointment"], Info) is None
+    # A schema with exception handlers: no resolver is called directly.
+    assert plan_field(appointment.fields["doctor"], None) is None
 
 
 SHAPES = """
@@ -391,10 +421,10 @@ class Upper(FieldExtension):
 class Ready:
     """An awaitable that can be awaited any number of times, as a plain attribute."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __await__(self) -> Generator[Any, None, str]:
+    def __await__(self) -> Generator[Any, None, Any]:
         yield from ()
         return self.value
 
@@ -431,6 +461,38 @@ class Item:
     async def friend(self, info: Info[Any, Any]) -> Item | None:
         loader: DataLoader[str, Item | None] = info.context["loader"]
         return await loader.load(self.name)
+
+    # Object fields: an attribute, and simple resolvers (sync, only self and info).
+    partner: Item | None = None
+
+    @strawberry.field
+    def me(self) -> Item:
+        return self
+
+    @strawberry.field
+    def where(self, info: Info[Any, Any]) -> str:
+        return f"{info.path.as_list()} {info.field_name} {info.context['label']}"
+
+    @strawberry.field
+    def lost(self) -> Item:
+        return None  # type: ignore[return-value]  # a resolver breaking its contract
+
+    @strawberry.field
+    def broken_friend(self) -> Item | None:
+        raise ValueError(f"{self.name} has no friend")
+
+    @strawberry.field
+    def pending_friend(self, info: Info[Any, Any]) -> Item | None:
+        loader: DataLoader[str, Item | None] = info.context["loader"]
+        return loader.load(self.name)  # type: ignore[return-value]  # an awaitable, on purpose
+
+    @strawberry.field
+    def echo(self, times: int) -> str:
+        return self.name * times
+
+    @strawberry.field
+    def parent_name(self, root: Item) -> str:
+        return root.name
 
 
 class BrokenItem(Item):
@@ -473,6 +535,14 @@ ITEMS = {
         name="broken", nickname=None, color=Color.RED, tags=[], maybe_tags=[], count=1
     ),
 }
+ITEMS.update(
+    {
+        "paired": item("paired", partner=item("partner", partner=ITEMS["null_name"])),
+        "partner_exception": item("partner_exception", partner=ValueError("no partner")),
+        "partner_awaitable": item("partner_awaitable", partner=Ready(ITEMS["ok"])),
+        "partner_not_an_object": item("partner_not_an_object", partner="a string"),
+    }
+)
 
 
 @strawberry.type
@@ -516,6 +586,8 @@ SMALL_FIELDS = """
   __typename name nickname color tags maybeTags count upper loud later fails
   alias: name ...on Item { c2: color }
   friend { name tags friend { name } }
+  partner { name partner { name count } } me { where self: me { name } } where
+  brokenFriend { name } pendingFriend { name where } echo(times: 2) parentName
 """
 SMALL_QUERIES = [
     pytest.param(f"{{ items(names: {names}) {{ {SMALL_FIELDS} }} }}", id=label)
@@ -530,6 +602,8 @@ SMALL_QUERIES = [
         ("string-for-a-list", '["string_tags"]'),
         ("attribute-raises", '["broken", "ok"]'),
         ("awaitable-attributes", '["awaitable", "ok"]'),
+        ("object-attributes", '["paired", "partner_exception", "partner_awaitable"]'),
+        ("object-attribute-not-an-object", '["partner_not_an_object"]'),
     ]
 ] + [
     pytest.param('{ strictItems(names: ["ok", "null_name"]) { name } }', id="propagates-to-list"),
@@ -537,6 +611,11 @@ SMALL_QUERIES = [
     pytest.param('{ one(name: "ok") { failsNonNull name } }', id="resolver-raises-non-null"),
     pytest.param('{ one(name: "ok") { secret name } }', id="permission-class"),
     pytest.param('{ one(name: "broken") { broken } }', id="attribute-raises-non-null"),
+    pytest.param('{ one(name: "ok") { lost { name } name } }', id="null-object-on-non-null"),
+    pytest.param(
+        '{ items(names: ["ok", "paired"]) { name me { lost { name } } } }',
+        id="null-object-propagates-to-nullable-parent",
+    ),
     pytest.param(
         """query ($yes: Boolean!) { items(names: ["ok", "null_tag"]) {
              name @include(if: $yes) tags @skip(if: $yes) ...F } }
@@ -552,7 +631,7 @@ async def small_results(
     answers = []
     for fast in (False, True):
         schema = small_schema(fast, middleware)
-        context = {"loader": DataLoader(load_fn=_friends)}
+        context = {"loader": DataLoader(load_fn=_friends), "label": "context"}
         result = await schema.execute(query, variable_values={"yes": True}, context_value=context)
         answers.append(
             {
@@ -598,10 +677,31 @@ async def test_plain_fields_skip_the_per_field_machinery() -> None:
     CountingExecutor.calls = 0
 
     result = await schema.execute(
-        '{ items(names: ["ok", "ok"]) { name nickname color tags count __typename loud } }',
+        '{ items(names: ["ok", "paired"]) {'
+        " name nickname color tags count __typename loud partner { name } me { name } } }",
         context_value={"loader": DataLoader(load_fn=_friends)},
     )
 
     assert not result.errors
-    # Only `items` and the two `loud` resolvers go through execute_field.
-    assert CountingExecutor.calls == 3
+    assert result.data == {
+        "items": [
+            {
+                "name": name,
+                "nickname": nickname,
+                "color": color,
+                "tags": ["a", "b"],
+                "count": 3,
+                "__typename": "Item",
+                "loud": name.upper(),
+                "partner": partner,
+                "me": {"name": name},
+            }
+            for name, nickname, color, partner in (
+                ("ok", "okay", "GREEN", None),
+                ("paired", None, "RED", {"name": "partner"}),
+            )
+        ]
+    }
+    # Only `items` goes through execute_field: `loud` and `me` are simple resolvers,
+    # `partner` an object attribute.
+    assert CountingExecutor.calls == 1
