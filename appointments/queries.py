@@ -6,12 +6,12 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ARRAY, ColumnElement, Select, and_, any_, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -37,11 +37,27 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 
+def one_of(
+    session: AsyncSession, column: InstrumentedAttribute[uuid.UUID], values: Collection[uuid.UUID]
+) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)`` with one parameter.
+
+    An IN list renders one parameter per value, so each page size is another
+    statement text: psycopg parses it again on every execution and the server never
+    prepares it. The array form has the same text for any number of values.
+    """
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 async def rows_by_ids(
     session: AsyncSession, model: type[RowT], ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, RowT]:
     id_column: InstrumentedAttribute[uuid.UUID] = model.id  # type: ignore[attr-defined]
-    rows = (await session.execute(select(model).where(id_column.in_(set(ids))))).scalars()
+    statement = select(model).where(one_of(session, id_column, set(ids)))
+    rows = (await session.execute(statement)).scalars()
     return {row.id: row for row in rows}  # type: ignore[attr-defined]
 
 
@@ -51,8 +67,8 @@ async def memberships_by_clinic_and_person(
     model = side.membership_model
     person_column: InstrumentedAttribute[uuid.UUID] = getattr(model, side.person_column)
     statement = select(model).where(
-        model.clinic_id.in_({clinic_id for clinic_id, _ in keys}),
-        person_column.in_({person_id for _, person_id in keys}),
+        one_of(session, model.clinic_id, {clinic_id for clinic_id, _ in keys}),
+        one_of(session, person_column, {person_id for _, person_id in keys}),
     )
     rows = cast("Sequence[Membership]", (await session.execute(statement)).scalars().all())
     return {(row.clinic_id, side.person_of(row)): row for row in rows}
