@@ -29,7 +29,7 @@ from appointments.models import (
     User,
     UserRole,
 )
-from appointments.sides import DOCTOR, PATIENT, Membership, Side
+from appointments.sides import DOCTOR, PATIENT, Membership, Person, Side
 
 RowT = TypeVar("RowT", bound=Base)
 
@@ -72,6 +72,34 @@ async def memberships_by_clinic_and_person(
     )
     rows = cast("Sequence[Membership]", (await session.execute(statement)).scalars().all())
     return {(row.clinic_id, side.person_of(row)): row for row in rows}
+
+
+async def memberships_with_people(
+    session: AsyncSession,
+    side: Side,
+    ids: Collection[uuid.UUID] = (),
+    keys: Collection[tuple[uuid.UUID, uuid.UUID]] = (),
+) -> list[tuple[Membership, Person]]:
+    """Memberships by id or by (clinic, person), each with its person: one statement
+    where a membership look-up and a person look-up would take two."""
+    model = side.membership_model
+    person = side.person_model
+    person_column: InstrumentedAttribute[uuid.UUID] = getattr(model, side.person_column)
+    wanted: list[ColumnElement[bool]] = []
+    if ids:
+        wanted.append(one_of(session, model.id, set(ids)))
+    if keys:
+        wanted.append(
+            and_(
+                one_of(session, model.clinic_id, {clinic_id for clinic_id, _ in keys}),
+                one_of(session, person_column, {person_id for _, person_id in keys}),
+            )
+        )
+    if not wanted:
+        return []
+    statement = select(model, person).join(person, person.id == person_column).where(or_(*wanted))
+    result = await session.execute(statement)
+    return [(cast("Membership", member), cast("Person", person)) for member, person in result]
 
 
 @dataclass(frozen=True, slots=True)

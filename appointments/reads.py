@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -58,7 +58,10 @@ class MembershipLookups(Protocol):
         self,
         by_id: dict[Side, set[uuid.UUID]],
         by_clinic_and_person: dict[Side, set[MembershipKey]],
-    ) -> None: ...
+        people: Collection[Side] = (),
+    ) -> None:
+        """Load the memberships not known yet; for the sides in ``people``, their
+        people too (in the same statement where the store can)."""
 
     def known_membership_by_id(
         self, side: Side, membership_id: uuid.UUID
@@ -156,11 +159,14 @@ class LinkResolver:
             self._compared, (appointment.id, side.name), lambda: self._compare(side, appointment)
         )
 
-    async def prefetch(self, appointments: Sequence[Appointment]) -> None:
+    async def prefetch(
+        self, appointments: Sequence[Appointment], people: Collection[Side] = ()
+    ) -> None:
         """Resolve (and, in compared stages, compare) both sides of a page of appointments.
 
         Same results, events, metrics and ledger observations as resolving each
-        link on its own, with one batched load per kind of membership.
+        link on its own, with one batched load per kind of membership. ``people``:
+        the sides whose people the caller will show, loaded with the memberships.
         """
         plans: list[tuple[Appointment, Side, Stage, Origin, bool, bool]] = []
         by_id: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
@@ -183,7 +189,7 @@ class LinkResolver:
         if not plans:
             return
         started = time.perf_counter()
-        await self._lookups.preload_memberships(by_id, by_person)
+        await self._lookups.preload_memberships(by_id, by_person, people)
         elapsed = time.perf_counter() - started
         reads: Counter[tuple[str, str, str, str]] = Counter()
         comparisons: Counter[tuple[str, str]] = Counter()

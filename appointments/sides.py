@@ -13,9 +13,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm.attributes import flag_modified
 
-from appointments.models import Appointment, ClinicDoctor, ClinicPatient, MismatchField
+from appointments.models import (
+    Appointment,
+    ClinicDoctor,
+    ClinicPatient,
+    MismatchField,
+    Patient,
+    User,
+)
 
 Membership = ClinicDoctor | ClinicPatient
+Person = User | Patient
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +34,7 @@ class Side:
     legacy_input: str
     new_input: str
     membership_model: type[ClinicDoctor] | type[ClinicPatient]
+    person_model: type[User] | type[Patient]
     person_column: str
     person_field: MismatchField
     clinic_field: MismatchField
@@ -82,6 +91,7 @@ DOCTOR = Side(
     legacy_input="doctorId",
     new_input="clinicDoctorId",
     membership_model=ClinicDoctor,
+    person_model=User,
     person_column="user_id",
     person_field=MismatchField.DOCTOR,
     clinic_field=MismatchField.DOCTOR_CLINIC,
@@ -93,6 +103,7 @@ PATIENT = Side(
     legacy_input="patientId",
     new_input="clinicPatientId",
     membership_model=ClinicPatient,
+    person_model=Patient,
     person_column="patient_id",
     person_field=MismatchField.PATIENT,
     clinic_field=MismatchField.PATIENT_CLINIC,

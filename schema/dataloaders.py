@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Collection, Hashable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -31,6 +32,8 @@ from appointments.sides import DOCTOR, PATIENT, Membership, Side
 RowT = TypeVar("RowT", bound=Base)
 KeyT = TypeVar("KeyT", bound=Hashable)
 ValueT = TypeVar("ValueT")
+MembershipT = TypeVar("MembershipT", ClinicDoctor, ClinicPatient)
+PersonT = TypeVar("PersonT", User, Patient)
 MembershipKey = tuple[uuid.UUID, uuid.UUID]
 
 
@@ -64,6 +67,27 @@ def peek(known: dict[KeyT, ValueT], key: KeyT) -> ValueT | Missing:
     return known.get(key, MISSING)
 
 
+def _remember(
+    known: dict[KeyT, ValueT], loader: DataLoader[KeyT, ValueT], key: KeyT, value: ValueT
+) -> None:
+    """Record a row loaded outside ``loader`` (or its absence), unless already known."""
+    if key not in known:
+        known[key] = value
+        loader.prime(key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _SideLoaders(Generic[MembershipT, PersonT]):
+    """One side's memberships (by id, by (clinic, person)) and people, known and loaders."""
+
+    known_by_id: dict[uuid.UUID, MembershipT | None]
+    by_id_loader: DataLoader[uuid.UUID, MembershipT | None]
+    known_by_person: dict[MembershipKey, MembershipT | None]
+    by_person_loader: DataLoader[MembershipKey, MembershipT | None]
+    known_people: dict[uuid.UUID, PersonT | None]
+    person_loader: DataLoader[uuid.UUID, PersonT | None]
+
+
 class Loaders:
     """The request's loaders; also the read path's ``MembershipLookups``."""
 
@@ -88,6 +112,25 @@ class Loaders:
         self.clinic_patient_by_clinic_and_patient = _by_clinic_and_person_loader(
             db, PATIENT, self.known_patient_memberships
         )
+        self._sides: dict[str, _SideLoaders[Any, Any]] = {
+            DOCTOR.name: _SideLoaders(
+                self.known_clinic_doctors,
+                self.clinic_doctor_by_id,
+                self.known_doctor_memberships,
+                self.clinic_doctor_by_clinic_and_user,
+                self.known_users,
+                self.user_by_id,
+            ),
+            PATIENT.name: _SideLoaders(
+                self.known_clinic_patients,
+                self.clinic_patient_by_id,
+                self.known_patient_memberships,
+                self.clinic_patient_by_clinic_and_patient,
+                self.known_patients,
+                self.patient_by_id,
+            ),
+        }
+        self._db = db
         self._known_by_loader: dict[int, dict[Any, Any]] = {
             id(loader): known
             for loader, known in (
@@ -117,28 +160,78 @@ class Loaders:
         self,
         by_id: dict[Side, set[uuid.UUID]],
         by_clinic_and_person: dict[Side, set[MembershipKey]],
+        people: Collection[Side] = (),
     ) -> None:
         """Memberships by id first; those also answer (clinic, person) keys, so a page
-        whose two origins agree costs one statement per side, not two."""
-        await self.preload(
-            (self.clinic_doctor_by_id, by_id.get(DOCTOR, ())),
-            (self.clinic_patient_by_id, by_id.get(PATIENT, ())),
+        whose two origins agree costs one statement per side, not two. For the sides
+        in ``people`` each membership comes with its person in that statement, so the
+        page's people cost no statement of their own."""
+        sides = (DOCTOR, PATIENT)
+        await asyncio.gather(
+            *(
+                self._load_with_people(side, ids=by_id.get(side, set()))
+                for side in sides
+                if side in people
+            ),
+            self.preload(
+                *(
+                    (self._side(side).by_id_loader, by_id.get(side, ()))
+                    for side in sides
+                    if side not in people
+                )
+            ),
         )
-        sides = (
-            (DOCTOR, self.known_clinic_doctors, self.clinic_doctor_by_clinic_and_user),
-            (PATIENT, self.known_clinic_patients, self.clinic_patient_by_clinic_and_patient),
-        )
-        for side, known_by_id, by_person_loader in sides:
-            known_by_person = self._known_by_loader[id(by_person_loader)]
-            for membership in known_by_id.values():
+        for side in sides:
+            loaders = self._side(side)
+            for membership in loaders.known_by_id.values():
                 if membership is not None:
                     key = (membership.clinic_id, side.person_of(membership))
-                    known_by_person[key] = membership
-                    by_person_loader.prime(key, membership)
-        await self.preload(
-            (self.clinic_doctor_by_clinic_and_user, by_clinic_and_person.get(DOCTOR, ())),
-            (self.clinic_patient_by_clinic_and_patient, by_clinic_and_person.get(PATIENT, ())),
+                    _remember(loaders.known_by_person, loaders.by_person_loader, key, membership)
+        await asyncio.gather(
+            *(
+                self._load_with_people(side, keys=by_clinic_and_person.get(side, set()))
+                for side in sides
+                if side in people
+            ),
+            self.preload(
+                *(
+                    (self._side(side).by_person_loader, by_clinic_and_person.get(side, ()))
+                    for side in sides
+                    if side not in people
+                )
+            ),
         )
+
+    async def _load_with_people(
+        self,
+        side: Side,
+        ids: Collection[uuid.UUID] = (),
+        keys: Collection[MembershipKey] = (),
+    ) -> None:
+        """Memberships not known yet, by id or by (clinic, person), with their people."""
+        loaders = self._side(side)
+        missing_ids = {key for key in ids if key not in loaders.known_by_id}
+        missing_keys = {key for key in keys if key not in loaders.known_by_person}
+        if not missing_ids and not missing_keys:
+            return
+        rows = await self._db.run(
+            lambda session: queries.memberships_with_people(
+                session, side, missing_ids, missing_keys
+            )
+        )
+        for membership, person in rows:
+            key = (membership.clinic_id, side.person_of(membership))
+            _remember(loaders.known_by_id, loaders.by_id_loader, membership.id, membership)
+            _remember(loaders.known_by_person, loaders.by_person_loader, key, membership)
+            _remember(loaders.known_people, loaders.person_loader, person.id, person)
+        # Asked for and not found: known to be absent, as a DataLoader batch records it.
+        for absent_id in missing_ids:
+            _remember(loaders.known_by_id, loaders.by_id_loader, absent_id, None)
+        for absent_key in missing_keys:
+            _remember(loaders.known_by_person, loaders.by_person_loader, absent_key, None)
+
+    def _side(self, side: Side) -> _SideLoaders[Any, Any]:
+        return self._sides[side.name]
 
     def known_membership_by_id(
         self, side: Side, membership_id: uuid.UUID

@@ -42,7 +42,15 @@ async def preload_appointments(
     if not rows:
         return
     if selected & LINK_FIELDS:
-        await context.links.prefetch(rows)
+        people = [
+            side
+            for side, legacy_field, new_field, person_field in (
+                (DOCTOR, "doctor", "clinicDoctor", "user"),
+                (PATIENT, "patient", "clinicPatient", "patient"),
+            )
+            if legacy_field in selected or f"{new_field}.{person_field}" in selected
+        ]
+        await context.links.prefetch(rows, people)
     clinic_ids = {row.clinic_id for row in rows} if "clinic" in selected else set()
     user_ids: set[uuid.UUID] = set()
     patient_ids: set[uuid.UUID] = set()
