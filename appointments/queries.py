@@ -105,8 +105,16 @@ async def memberships_with_people(
 @dataclass(frozen=True, slots=True)
 class Page(Generic[RowT]):
     rows: list[RowT]
-    cursors: list[str]
+    order: KeysetOrder
     has_next_page: bool
+
+    def cursor(self, row: RowT) -> str:
+        """The cursor after ``row`` (encoded on demand: most queries never ask)."""
+        return self.order.encode(row)
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursor(self.rows[-1]) if self.rows else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +178,7 @@ async def paginate(
     statement = statement.order_by(*order.columns).limit(size + 1)
     rows = list((await session.execute(statement)).scalars())
     page = rows[:size]
-    return Page(page, [order.encode(row) for row in page], len(rows) > size)
+    return Page(page, order, len(rows) > size)
 
 
 ClinicScope = frozenset[uuid.UUID] | None

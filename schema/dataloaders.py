@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Collection, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -37,55 +37,63 @@ PersonT = TypeVar("PersonT", User, Patient)
 MembershipKey = tuple[uuid.UUID, uuid.UUID]
 
 
+def _known_first(
+    known: dict[KeyT, ValueT | None],
+    fetch: Callable[[list[KeyT]], Awaitable[Mapping[KeyT, ValueT]]],
+) -> DataLoader[KeyT, ValueT | None]:
+    """A loader answering keys already known (loaded with another relation, say)
+    from ``known`` and fetching the rest in one batch; what it fetches becomes known."""
+
+    async def load(keys: list[KeyT]) -> list[ValueT | None]:
+        unknown = [key for key in keys if key not in known]
+        if unknown:
+            found = await fetch(unknown)
+            for key in unknown:
+                known[key] = found.get(key)
+        return [known[key] for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
 def _by_id_loader(
     db: SerializedSession, model: type[RowT], known: dict[uuid.UUID, RowT | None]
 ) -> DataLoader[uuid.UUID, RowT | None]:
-    async def load(ids: list[uuid.UUID]) -> list[RowT | None]:
-        found = await db.run(lambda session: queries.rows_by_ids(session, model, ids))
-        results = [found.get(key) for key in ids]
-        known.update(zip(ids, results, strict=True))
-        return results
-
-    return DataLoader(load_fn=load)
+    return _known_first(
+        known, lambda ids: db.run(lambda session: queries.rows_by_ids(session, model, ids))
+    )
 
 
 def _by_clinic_and_person_loader(
     db: SerializedSession, side: Side, known: dict[MembershipKey, Membership | None]
 ) -> DataLoader[MembershipKey, Membership | None]:
-    async def load(keys: list[MembershipKey]) -> list[Membership | None]:
-        found = await db.run(
+    return _known_first(
+        known,
+        lambda keys: db.run(
             lambda session: queries.memberships_by_clinic_and_person(session, side, keys)
-        )
-        results = [found.get(key) for key in keys]
-        known.update(zip(keys, results, strict=True))
-        return results
-
-    return DataLoader(load_fn=load)
+        ),
+    )
 
 
 def peek(known: dict[KeyT, ValueT], key: KeyT) -> ValueT | Missing:
     return known.get(key, MISSING)
 
 
-def _remember(
-    known: dict[KeyT, ValueT], loader: DataLoader[KeyT, ValueT], key: KeyT, value: ValueT
-) -> None:
-    """Record a row loaded outside ``loader`` (or its absence), unless already known."""
+def _remember(known: dict[KeyT, ValueT], key: KeyT, value: ValueT) -> None:
+    """Record a row loaded outside its loader (or its absence), unless already known;
+    the loader answers known keys without fetching them."""
     if key not in known:
         known[key] = value
-        loader.prime(key, value)
 
 
 @dataclass(frozen=True, slots=True)
 class _SideLoaders(Generic[MembershipT, PersonT]):
-    """One side's memberships (by id, by (clinic, person)) and people, known and loaders."""
+    """One side's memberships (by id, by (clinic, person)) and people: known rows, loaders."""
 
     known_by_id: dict[uuid.UUID, MembershipT | None]
     by_id_loader: DataLoader[uuid.UUID, MembershipT | None]
     known_by_person: dict[MembershipKey, MembershipT | None]
     by_person_loader: DataLoader[MembershipKey, MembershipT | None]
     known_people: dict[uuid.UUID, PersonT | None]
-    person_loader: DataLoader[uuid.UUID, PersonT | None]
 
 
 class Loaders:
@@ -119,7 +127,6 @@ class Loaders:
                 self.known_doctor_memberships,
                 self.clinic_doctor_by_clinic_and_user,
                 self.known_users,
-                self.user_by_id,
             ),
             PATIENT.name: _SideLoaders(
                 self.known_clinic_patients,
@@ -127,7 +134,6 @@ class Loaders:
                 self.known_patient_memberships,
                 self.clinic_patient_by_clinic_and_patient,
                 self.known_patients,
-                self.patient_by_id,
             ),
         }
         self._db = db
@@ -186,7 +192,7 @@ class Loaders:
             for membership in loaders.known_by_id.values():
                 if membership is not None:
                     key = (membership.clinic_id, side.person_of(membership))
-                    _remember(loaders.known_by_person, loaders.by_person_loader, key, membership)
+                    _remember(loaders.known_by_person, key, membership)
         await asyncio.gather(
             *(
                 self._load_with_people(side, keys=by_clinic_and_person.get(side, set()))
@@ -221,14 +227,14 @@ class Loaders:
         )
         for membership, person in rows:
             key = (membership.clinic_id, side.person_of(membership))
-            _remember(loaders.known_by_id, loaders.by_id_loader, membership.id, membership)
-            _remember(loaders.known_by_person, loaders.by_person_loader, key, membership)
-            _remember(loaders.known_people, loaders.person_loader, person.id, person)
-        # Asked for and not found: known to be absent, as a DataLoader batch records it.
+            _remember(loaders.known_by_id, membership.id, membership)
+            _remember(loaders.known_by_person, key, membership)
+            _remember(loaders.known_people, person.id, person)
+        # Asked for and not found: known to be absent, as a loader's batch records it.
         for absent_id in missing_ids:
-            _remember(loaders.known_by_id, loaders.by_id_loader, absent_id, None)
+            _remember(loaders.known_by_id, absent_id, None)
         for absent_key in missing_keys:
-            _remember(loaders.known_by_person, loaders.by_person_loader, absent_key, None)
+            _remember(loaders.known_by_person, absent_key, None)
 
     def _side(self, side: Side) -> _SideLoaders[Any, Any]:
         return self._sides[side.name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -300,8 +300,13 @@ class PageInfo:
 
 @strawberry.type
 class Edge(Generic[NodeT]):
-    cursor: str
     node: NodeT
+    page: strawberry.Private[Page[Any]]
+    row: strawberry.Private[models.Base]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self.page.cursor(self.row)
 
 
 @strawberry.type(description="A page of results; pass pageInfo.endCursor as `after` for the next")
@@ -311,13 +316,10 @@ class Connection(Generic[NodeT]):
 
     @classmethod
     def from_page(cls, page: Page[RowT], convert: Callable[[RowT], NodeT]) -> Connection[NodeT]:
-        edges = [
-            Edge(cursor=cursor, node=convert(row))
-            for row, cursor in zip(page.rows, page.cursors, strict=True)
-        ]
-        end_cursor = page.cursors[-1] if page.cursors else None
+        edges = [Edge(node=convert(row), page=page, row=row) for row in page.rows]
         return cls(
-            edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end_cursor)
+            edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
 
 
