@@ -172,41 +172,35 @@ class Loaders:
         whose two origins agree costs one statement per side, not two. For the sides
         in ``people`` each membership comes with its person in that statement, so the
         page's people cost no statement of their own."""
-        sides = (DOCTOR, PATIENT)
-        await asyncio.gather(
-            *(
-                self._load_with_people(side, ids=by_id.get(side, set()))
-                for side in sides
-                if side in people
-            ),
-            self.preload(
-                *(
-                    (self._side(side).by_id_loader, by_id.get(side, ()))
-                    for side in sides
-                    if side not in people
-                )
-            ),
-        )
-        for side in sides:
+        await self._load_memberships(people, ids=by_id)
+        for side in (DOCTOR, PATIENT):
             loaders = self._side(side)
             for membership in loaders.known_by_id.values():
                 if membership is not None:
                     key = (membership.clinic_id, side.person_of(membership))
                     _remember(loaders.known_by_person, key, membership)
-        await asyncio.gather(
-            *(
-                self._load_with_people(side, keys=by_clinic_and_person.get(side, set()))
-                for side in sides
-                if side in people
-            ),
-            self.preload(
-                *(
-                    (self._side(side).by_person_loader, by_clinic_and_person.get(side, ()))
-                    for side in sides
-                    if side not in people
-                )
-            ),
-        )
+        await self._load_memberships(people, keys=by_clinic_and_person)
+
+    async def _load_memberships(
+        self,
+        people: Collection[Side],
+        ids: dict[Side, set[uuid.UUID]] | None = None,
+        keys: dict[Side, set[MembershipKey]] | None = None,
+    ) -> None:
+        """One batch per side, by id or by (clinic, person); joined with the people for
+        the sides in ``people``."""
+        joined: list[Awaitable[None]] = []
+        plain: list[tuple[DataLoader[Any, Any], Collection[Any]]] = []
+        for side in (DOCTOR, PATIENT):
+            side_ids = set() if ids is None else ids.get(side, set())
+            side_keys = set() if keys is None else keys.get(side, set())
+            if side in people:
+                joined.append(self._load_with_people(side, side_ids, side_keys))
+            elif ids is not None:
+                plain.append((self._side(side).by_id_loader, side_ids))
+            else:
+                plain.append((self._side(side).by_person_loader, side_keys))
+        await asyncio.gather(*joined, self.preload(*plain))
 
     async def _load_with_people(
         self,

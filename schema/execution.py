@@ -321,13 +321,13 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         if decision.resolver is None:
                             value = decision.getter(source_value, decision.attribute)
                         else:
-                            info = self.build_resolve_info(
-                                decision.field,
-                                to_nodes(field_details_list),
+                            value, info = self._call_resolver(
+                                decision,
                                 parent_type,
+                                source_value,
+                                field_details_list,
                                 Path(path, response_name, type_name),
                             )
-                            value = decision.resolver(source_value, info)
                     except Exception as raw_error:
                         # As execute_field: the resolver raised.
                         self.handle_field_error(
@@ -404,10 +404,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             if plan.resolver is None:
                 value = plan.getter(source_value, plan.attribute)
             else:
-                info = self.build_resolve_info(
-                    plan.field, to_nodes(field_details_list), parent_type, path
+                value, info = self._call_resolver(
+                    plan, parent_type, source_value, field_details_list, path
                 )
-                value = plan.resolver(source_value, info)
         except Exception as raw_error:
             self.handle_field_error(raw_error, plan.field.type, field_details_list, path)
             return None
@@ -429,6 +428,19 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         return self._complete_resolved(
             parent_type, plan.field, field_details_list, path, value, position_context, info
         )
+
+    def _call_resolver(
+        self,
+        plan: LeafPlan | ObjectPlan,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> tuple[Any, GraphQLResolveInfo[Any]]:
+        """The simple resolver's answer, and the resolve info built for it."""
+        assert plan.resolver is not None
+        info = self.build_resolve_info(plan.field, to_nodes(field_details_list), parent_type, path)
+        return plan.resolver(source_value, info), info
 
     async def _await_completed(
         self,
