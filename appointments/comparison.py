@@ -13,8 +13,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from appointments.models import Appointment, MismatchField
-from appointments.sides import Membership, Side
+from appointments.models import MismatchField
+from appointments.sides import Membership, Side, StoredLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +44,21 @@ class SideComparison:
         return (self.side.person_field, self.side.clinic_field)
 
 
-def compare_side(
-    side: Side, appointment: Appointment, stored_membership: Membership | None
-) -> SideComparison:
-    """Compare one side. ``stored_membership`` is the row ``appointment``'s new column names."""
-    legacy_person = side.legacy_id(appointment)
+def compare_side(link: StoredLink, stored_membership: Membership | None) -> SideComparison:
+    """Compare one side. ``stored_membership`` is the row ``link``'s new column names."""
+    side = link.side
+    legacy_person = link.legacy_id
     new_person = None if stored_membership is None else side.person_of(stored_membership)
     new_clinic = None if stored_membership is None else stored_membership.clinic_id
     differences: list[Difference] = []
-    if side.has_legacy_column(appointment) and legacy_person != new_person:
+    if link.has_legacy_column and legacy_person != new_person:
         differences.append(Difference(side.person_field, legacy_person, new_person))
-    if new_clinic is not None and new_clinic != appointment.clinic_id:
-        differences.append(Difference(side.clinic_field, appointment.clinic_id, new_clinic))
+    if new_clinic is not None and new_clinic != link.clinic_id:
+        differences.append(Difference(side.clinic_field, link.clinic_id, new_clinic))
     return SideComparison(
         side=side,
         legacy_person_id=legacy_person,
-        new_membership_id=side.membership_id(appointment),
+        new_membership_id=link.membership_id,
         new_person_id=new_person,
         new_clinic_id=new_clinic,
         differences=tuple(differences),

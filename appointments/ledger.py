@@ -25,7 +25,6 @@ from appointments.checks import check_text
 from appointments.comparison import Difference, SideComparison
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
-    Appointment,
     MigrationMismatch,
     MismatchField,
     MismatchStatus,
@@ -91,11 +90,15 @@ class MismatchRecorder:
     def __init__(self) -> None:
         self._observations: dict[tuple[uuid.UUID, str], Observation] = {}
 
-    def observe(self, appointment: Appointment, stage: Stage, comparison: SideComparison) -> None:
-        key = (appointment.id, comparison.side.name)
-        self._observations[key] = Observation(
-            appointment.id, appointment.clinic_id, stage, comparison
-        )
+    def observe(
+        self,
+        appointment_id: uuid.UUID,
+        clinic_id: uuid.UUID,
+        stage: Stage,
+        comparison: SideComparison,
+    ) -> None:
+        key = (appointment_id, comparison.side.name)
+        self._observations[key] = Observation(appointment_id, clinic_id, stage, comparison)
 
     @property
     def pending(self) -> bool:

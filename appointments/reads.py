@@ -34,7 +34,7 @@ from appointments.comparison import Difference, SideComparison, compare_side
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment
-from appointments.sides import DOCTOR, PATIENT, Membership, Side
+from appointments.sides import DOCTOR, PATIENT, Membership, Side, StoredLink
 from appointments.stages import Origin, Stage, policy_for
 
 logger = logging.getLogger("appointments.reads")
@@ -168,64 +168,66 @@ class LinkResolver:
         link on its own, with one batched load per kind of membership. ``people``:
         the sides whose people the caller will show, loaded with the memberships.
         """
-        plans: list[tuple[Appointment, Side, Stage, Origin, bool, bool]] = []
+        plans: list[tuple[StoredLink, Stage, Origin, bool, bool]] = []
         by_id: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
         by_person: dict[Side, set[MembershipKey]] = {DOCTOR: set(), PATIENT: set()}
         for appointment in appointments:
-            stage = self._stage_for(appointment.clinic_id)
+            appointment_id = appointment.id
+            clinic_id = appointment.clinic_id
+            stage = self._stage_for(clinic_id)
             policy = policy_for(stage)
-            compared = policy.compared and self._is_sampled(appointment.id)
+            compared = policy.compared and self._is_sampled(appointment_id)
             for side in (DOCTOR, PATIENT):
-                if (appointment.id, side.name) in self._ready:
+                if (appointment_id, side.name) in self._ready:
                     continue
-                origin, fell_back = _origin(side, appointment, policy.authoritative)
-                person_id = side.legacy_id(appointment)
-                membership_id = side.membership_id(appointment)
-                if origin is Origin.LEGACY and person_id is not None:
-                    by_person[side].add((appointment.clinic_id, person_id))
-                if (origin is Origin.NEW or compared) and membership_id is not None:
-                    by_id[side].add(membership_id)
-                plans.append((appointment, side, stage, origin, fell_back, compared))
+                link = side.stored(appointment, appointment_id, clinic_id)
+                origin, fell_back = _origin_of(link, policy.authoritative)
+                if origin is Origin.LEGACY and link.legacy_id is not None:
+                    by_person[side].add((clinic_id, link.legacy_id))
+                if (origin is Origin.NEW or compared) and link.membership_id is not None:
+                    by_id[side].add(link.membership_id)
+                plans.append((link, stage, origin, fell_back, compared))
         if not plans:
             return
         started = time.perf_counter()
         await self._lookups.preload_memberships(by_id, by_person, people)
         elapsed = time.perf_counter() - started
-        reads: Counter[tuple[str, str, str, str]] = Counter()
-        comparisons: Counter[tuple[str, str]] = Counter()
-        for appointment, side, stage, origin, fell_back, compared in plans:
-            link = self._link_now(side, appointment, stage, origin, fell_back)
-            if link is None:
+        reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
+        comparisons: Counter[tuple[Stage, str]] = Counter()
+        for link, stage, origin, fell_back, compared in plans:
+            resolved = self._link_now(link, stage, origin, fell_back)
+            if resolved is None:
                 continue  # not preloaded (cannot happen): the field resolves it on its own
-            self._ready[(appointment.id, side.name)] = link
-            reads[(stage.value, side.name, link.origin.value, _outcome(link))] += 1
+            self._ready[(link.appointment_id, link.side.name)] = resolved
+            reads[(stage, link.side.name, resolved.origin, _outcome(resolved))] += 1
             if compared:
-                self._compare_now(side, appointment, stage, comparisons)
+                self._compare_now(link, stage, comparisons)
             elif policy_for(stage).compared:
-                comparisons[(stage.value, "skipped")] += 1
-        for labels, count in reads.items():
-            metrics.READS.labels(*labels).inc(count)
-            RECENT.record("read", labels[0], count)
-        for (stage_name, outcome), count in comparisons.items():
-            metrics.COMPARISONS.labels(stage_name, outcome).inc(count)
-        for origin in {origin for _, _, _, origin, _, _ in plans}:
+                comparisons[(stage, "skipped")] += 1
+        for (stage, side_name, origin, outcome), count in reads.items():
+            metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
+            RECENT.record("read", stage.value, count)
+        for (stage, outcome), count in comparisons.items():
+            metrics.COMPARISONS.labels(stage.value, outcome).inc(count)
+        for origin in {origin for _, _, origin, _, _ in plans}:
             metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(elapsed)
 
     def _link_now(
-        self, side: Side, appointment: Appointment, stage: Stage, origin: Origin, fell_back: bool
+        self, link: StoredLink, stage: Stage, origin: Origin, fell_back: bool
     ) -> ResolvedLink | None:
+        side = link.side
         membership: Membership | Missing | None
         if origin is Origin.LEGACY:
-            person_id = side.legacy_id(appointment)
+            person_id = link.legacy_id
             membership = (
                 None
                 if person_id is None
                 else self._lookups.known_membership_by_clinic_and_person(
-                    side, appointment.clinic_id, person_id
+                    side, link.clinic_id, person_id
                 )
             )
         else:
-            membership = self._known_stored_membership(side, appointment)
+            membership = self._known_stored_membership(link)
             if isinstance(membership, Missing):
                 return None
             person_id = None if membership is None else side.person_of(membership)
@@ -233,40 +235,33 @@ class LinkResolver:
             return None
         if fell_back:
             self._events.publish(
-                ReadFallback(side.name, appointment.id, appointment.clinic_id, stage, origin)
+                ReadFallback(side.name, link.appointment_id, link.clinic_id, stage, origin)
             )
         return ResolvedLink(person_id, membership, stage, origin, fell_back)
 
     def _compare_now(
-        self,
-        side: Side,
-        appointment: Appointment,
-        stage: Stage,
-        tally: Counter[tuple[str, str]],
+        self, link: StoredLink, stage: Stage, tally: Counter[tuple[Stage, str]]
     ) -> None:
         try:
-            stored = self._known_stored_membership(side, appointment)
+            stored = self._known_stored_membership(link)
             if isinstance(stored, Missing):
                 return
-            comparison = compare_side(side, appointment, stored)
-            self._record(side, appointment, stage, comparison, tally)
+            comparison = compare_side(link, stored)
+            self._record(link, stage, comparison, tally)
         except Exception:
             metrics.COMPARISONS.labels(stage.value, "error").inc()
             self._events.counts["comparison_error"] += 1
             logger.exception(
                 "comparison failed; the read is served unchanged",
-                extra={"appointment_id": str(appointment.id), "side": side.name},
+                extra={"appointment_id": str(link.appointment_id), "side": link.side.name},
             )
             return
-        self._compared_ready[(appointment.id, side.name)] = comparison
+        self._compared_ready[(link.appointment_id, link.side.name)] = comparison
 
-    def _known_stored_membership(
-        self, side: Side, appointment: Appointment
-    ) -> Membership | Missing | None:
-        membership_id = side.membership_id(appointment)
-        if membership_id is None:
+    def _known_stored_membership(self, link: StoredLink) -> Membership | Missing | None:
+        if link.membership_id is None:
             return None
-        return self._lookups.known_membership_by_id(side, membership_id)
+        return self._lookups.known_membership_by_id(link.side, link.membership_id)
 
     def _is_sampled(self, appointment_id: uuid.UUID) -> bool:
         sampled = self._sampled.get(appointment_id)
@@ -350,19 +345,17 @@ class LinkResolver:
 
     async def _compare(self, side: Side, appointment: Appointment) -> SideComparison:
         stage = self._stage_for(appointment.clinic_id)
-        comparison = compare_side(
-            side, appointment, await self._stored_membership(side, appointment)
-        )
-        self._record(side, appointment, stage, comparison)
+        link = side.stored(appointment, appointment.id, appointment.clinic_id)
+        comparison = compare_side(link, await self._stored_membership(side, appointment))
+        self._record(link, stage, comparison)
         return comparison
 
     def _record(
         self,
-        side: Side,
-        appointment: Appointment,
+        link: StoredLink,
         stage: Stage,
         comparison: SideComparison,
-        tally: Counter[tuple[str, str]] | None = None,
+        tally: Counter[tuple[Stage, str]] | None = None,
     ) -> None:
         """Count, log and hand the comparison to the ledger; ``tally`` batches the metric."""
         if policy_for(stage).compared:
@@ -370,19 +363,19 @@ class LinkResolver:
             if tally is None:
                 metrics.COMPARISONS.labels(stage.value, outcome).inc()
             else:
-                tally[(stage.value, outcome)] += 1
+                tally[(stage, outcome)] += 1
             for difference in comparison.differences:
                 self._events.publish(
                     MismatchSeen(
                         difference.field,
-                        appointment.id,
-                        appointment.clinic_id,
+                        link.appointment_id,
+                        link.clinic_id,
                         stage,
                         difference.legacy_value,
                         difference.new_value,
                     )
                 )
-            self._recorder.observe(appointment, stage, comparison)
+            self._recorder.observe(link.appointment_id, link.clinic_id, stage, comparison)
 
     async def _stored_membership(self, side: Side, appointment: Appointment) -> Membership | None:
         membership_id = side.membership_id(appointment)
@@ -411,8 +404,14 @@ def _done(value: T) -> asyncio.Future[T]:
 
 def _origin(side: Side, appointment: Appointment, authoritative: Origin) -> tuple[Origin, bool]:
     """The origin that answers, and whether that is a fallback from the authoritative one."""
-    fell_back = _stored(side, appointment, authoritative) is None and (
-        _stored(side, appointment, _other(authoritative)) is not None
+    return _origin_of(
+        side.stored(appointment, appointment.id, appointment.clinic_id), authoritative
+    )
+
+
+def _origin_of(link: StoredLink, authoritative: Origin) -> tuple[Origin, bool]:
+    fell_back = _stored(link, authoritative) is None and (
+        _stored(link, _other(authoritative)) is not None
     )
     return (_other(authoritative), True) if fell_back else (authoritative, False)
 
@@ -432,7 +431,5 @@ def _other(origin: Origin) -> Origin:
     return Origin.NEW if origin is Origin.LEGACY else Origin.LEGACY
 
 
-def _stored(side: Side, appointment: Appointment, origin: Origin) -> uuid.UUID | None:
-    return (
-        side.legacy_id(appointment) if origin is Origin.LEGACY else side.membership_id(appointment)
-    )
+def _stored(link: StoredLink, origin: Origin) -> uuid.UUID | None:
+    return link.legacy_id if origin is Origin.LEGACY else link.membership_id

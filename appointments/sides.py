@@ -26,7 +26,9 @@ Membership = ClinicDoctor | ClinicPatient
 Person = User | Patient
 
 
-@dataclass(frozen=True, slots=True)
+# Identity equality: there are two sides, and they key dicts on the read path, where a
+# generated hash over every field would be computed for each link.
+@dataclass(frozen=True, slots=True, eq=False)
 class Side:
     name: str
     legacy_column: str
@@ -82,6 +84,28 @@ class Side:
     def person_of(self, membership: Membership) -> uuid.UUID:
         value: uuid.UUID = getattr(membership, self.person_column)
         return value
+
+    def stored(
+        self, appointment: Appointment, appointment_id: uuid.UUID, clinic_id: uuid.UUID
+    ) -> StoredLink:
+        """This side of ``appointment`` as stored (its id and clinic passed in, read once)."""
+        loaded = self.legacy_column in appointment.__dict__
+        legacy_id: uuid.UUID | None = getattr(appointment, self.legacy_column) if loaded else None
+        membership_id: uuid.UUID | None = getattr(appointment, self.new_column)
+        return StoredLink(self, appointment_id, clinic_id, legacy_id, loaded, membership_id)
+
+
+@dataclass(slots=True)
+class StoredLink:
+    """One side of one appointment as its row stores it, read once: a list reads and
+    compares a few hundred of these, and each read of a mapped attribute costs."""
+
+    side: Side
+    appointment_id: uuid.UUID
+    clinic_id: uuid.UUID
+    legacy_id: uuid.UUID | None
+    has_legacy_column: bool
+    membership_id: uuid.UUID | None
 
 
 DOCTOR = Side(

@@ -39,9 +39,11 @@ resolver: when any is present, the fast path is off for that request.
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Final, TypeAlias
 
 from graphql import (
@@ -66,6 +68,9 @@ from strawberry.types.info import Info
 
 __all__ = ["FastExecutor", "LeafPlan", "ObjectPlan", "SimpleResolver", "plain_leaf", "plan_field"]
 
+# Values that are neither awaitable nor exceptions, known without asking (the check is a
+# Python call per field otherwise).
+_PLAIN_VALUES: Final = frozenset({str, int, float, bool, datetime, date, uuid.UUID})
 # Directives that only decide whether a field is collected: they never reach completion.
 _COLLECTION_DIRECTIVES: Final = frozenset({"include", "skip"})
 
@@ -343,7 +348,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         continue
                     if not decision.is_list and value is not None:
                         try:
-                            if not is_awaitable(value) and not isinstance(value, Exception):
+                            if type(value) in _PLAIN_VALUES or (
+                                not is_awaitable(value) and not isinstance(value, Exception)
+                            ):
                                 coerced = decision.coerce(value)
                                 if coerced is not None and coerced is not Undefined:
                                     results[response_name] = coerced
@@ -366,7 +373,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         info,
                     )
                 results[response_name] = result
-                if is_awaitable(result):
+                if type(result) is not dict and is_awaitable(result):
                     append_awaitable(response_name)
         except Exception:
             if awaitable_fields:
