@@ -422,13 +422,26 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 return None
         elif not self.is_awaitable(value) and not isinstance(value, Exception):
             try:
-                completed = self.collect_and_execute_subfields(
-                    plan.object_type, field_details_list, path, value, position_context
+                grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+                    plan.object_type, field_details_list
                 )
+                if new_defer_usages or position_context is not None:
+                    completed = self.execute_collected_subfields(
+                        plan.object_type,
+                        value,
+                        path,
+                        grouped_field_set,
+                        new_defer_usages,
+                        position_context,
+                    )
+                else:  # what execute_collected_subfields does without @defer
+                    completed = self.execute_fields(
+                        plan.object_type, value, path, grouped_field_set, None
+                    )
             except Exception as raw_error:
                 self.handle_field_error(raw_error, plan.field.type, field_details_list, path)
                 return None
-            if self.is_awaitable(completed):
+            if type(completed) is not dict and self.is_awaitable(completed):
                 return self._await_completed(completed, plan.field, field_details_list, path)
             return completed
         # Null on a non-null field, an awaitable or an exception: the stock completion.

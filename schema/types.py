@@ -42,39 +42,54 @@ class Clinic:
         return cls(id=_id(row), name=row.name, created_at=row.created_at)
 
 
+# The people and memberships below are built for every link of a listed page; their
+# ids are formatted only when a query asks for them (most list queries do not).
+
+
 @strawberry.type
 class User:
-    id: strawberry.ID
     name: str
     email: str
     role: models.UserRole
+    row: strawberry.Private[models.User]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return _id(self.row)
 
     @classmethod
     def from_model(cls, row: models.User) -> User:
-        return cls(id=_id(row), name=row.name, email=row.email, role=models.UserRole(row.role))
+        return cls(name=row.name, email=row.email, role=models.UserRole(row.role), row=row)
 
 
 @strawberry.type
 class Patient:
-    id: strawberry.ID
     full_name: str
     date_of_birth: date | None
+    row: strawberry.Private[models.Patient]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return _id(self.row)
 
     @classmethod
     def from_model(cls, row: models.Patient) -> Patient:
-        return cls(id=_id(row), full_name=row.full_name, date_of_birth=row.date_of_birth)
+        return cls(full_name=row.full_name, date_of_birth=row.date_of_birth, row=row)
 
 
 @strawberry.type(description="A doctor working in a clinic (the new model's doctor reference)")
 class ClinicDoctor:
-    id: strawberry.ID
     active: bool
     created_at: datetime
     row: strawberry.Private[models.ClinicDoctor]
 
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return _id(self.row)
+
     @classmethod
     def from_model(cls, row: models.ClinicDoctor) -> ClinicDoctor:
-        return cls(id=_id(row), active=row.active, created_at=row.created_at, row=row)
+        return cls(active=row.active, created_at=row.created_at, row=row)
 
     @strawberry.field(graphql_type=Clinic)
     def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
@@ -87,13 +102,16 @@ class ClinicDoctor:
 
 @strawberry.type(description="A patient registered in a clinic (the new model's patient reference)")
 class ClinicPatient:
-    id: strawberry.ID
     created_at: datetime
     row: strawberry.Private[models.ClinicPatient]
 
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return _id(self.row)
+
     @classmethod
     def from_model(cls, row: models.ClinicPatient) -> ClinicPatient:
-        return cls(id=_id(row), created_at=row.created_at, row=row)
+        return cls(created_at=row.created_at, row=row)
 
     @strawberry.field(graphql_type=Clinic)
     def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
