@@ -398,6 +398,11 @@ class Volume:
         )
 
 
+FULL_VOLUME = Volume(clinics=50, doctors=2000, patients=100_000, appointments=1_000_000)
+QUICK_VOLUME = Volume(clinics=50, doctors=200, patients=5_000, appointments=20_000)
+QUICK_DATABASE = "clinic_bench_quick"
+
+
 def prepare_database(base_url: str, name: str, volume: Volume, reseed: bool) -> str:
     """The URL of database ``name``: reused when seeded at ``volume``, otherwise (re)made."""
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
@@ -1317,11 +1322,9 @@ def _defaults(arguments: argparse.Namespace) -> Volume:
         if getattr(arguments, name) is None:
             setattr(arguments, name, small if quick else full)
 
-    pick("clinics", 50, 50)
-    pick("doctors", 2000, 200)
-    pick("patients", 100_000, 5_000)
-    pick("appointments", 1_000_000, 20_000)
-    pick("database", "clinic_bench", "clinic_bench_quick")
+    for volume_field in ("clinics", "doctors", "patients", "appointments"):
+        pick(volume_field, getattr(FULL_VOLUME, volume_field), getattr(QUICK_VOLUME, volume_field))
+    pick("database", "clinic_bench", QUICK_DATABASE)
     pick("rounds", 3, 2)
     pick("duration", 10.0, 3.0)
     pick("warmup", 3.0, 1.0)

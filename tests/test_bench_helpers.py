@@ -1,10 +1,12 @@
-"""Pure helpers of the GraphQL benchmark (bench/graphql.py): wrk output, Lua, settings."""
+"""Pure helpers of the benchmarks: wrk output, Lua, settings (bench/graphql.py), and the
+bytecode counter (bench/opcodes.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.graphql import STARTS, Scenario, parse_wrk
+from bench.opcodes import BytecodeCount, count_requests, counting_bytecodes
 from server.settings import Settings, SettingsError
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000/graphql
@@ -68,3 +70,42 @@ def test_prepare_threshold_setting(raw: str, expected: int | None) -> None:
 def test_prepare_threshold_setting_rejects_nonsense() -> None:
     with pytest.raises(SettingsError, match="CLINIC_DATABASE_PREPARE_THRESHOLD"):
         Settings.from_environment({"CLINIC_DATABASE_PREPARE_THRESHOLD": "-1"})
+
+
+def _collatz_steps(start: int) -> int:
+    steps = 0
+    while start != 1:
+        start = start // 2 if start % 2 == 0 else 3 * start + 1
+        steps += 1
+    return steps
+
+
+def _twice(start: int) -> int:
+    return _collatz_steps(start) + _collatz_steps(start + 1)
+
+
+def test_the_bytecode_count_is_the_same_for_the_same_work_and_grows_with_it() -> None:
+    counts = []
+    for start in (27, 27, 97):
+        count = BytecodeCount()
+        with counting_bytecodes(count):
+            _twice(start)
+        counts.append(count)
+
+    assert counts[0].total == counts[1].total > 0
+    assert counts[2].total > counts[0].total  # 97 takes more steps than 27
+    functions = {name for _, name in counts[0].by_function}
+    assert {"_twice", "_collatz_steps"} <= functions
+    assert sum(counts[0].by_function.values()) == counts[0].total
+
+
+async def test_requests_are_counted_one_by_one_and_together() -> None:
+    starts = iter((27, 27, 97))
+
+    async def ask() -> None:
+        _twice(next(starts))
+
+    totals, combined = await count_requests(ask, 3)
+
+    assert totals[0] == totals[1] < totals[2]
+    assert combined.total == sum(totals)
