@@ -89,7 +89,7 @@ class Side:
         self, appointment: Appointment, appointment_id: uuid.UUID, clinic_id: uuid.UUID
     ) -> StoredLink:
         """This side of ``appointment`` as stored (its id and clinic passed in, read once)."""
-        loaded = self.legacy_column in appointment.__dict__
+        loaded = self.has_legacy_column(appointment)
         legacy_id: uuid.UUID | None = getattr(appointment, self.legacy_column) if loaded else None
         membership_id: uuid.UUID | None = getattr(appointment, self.new_column)
         return StoredLink(self, appointment_id, clinic_id, legacy_id, loaded, membership_id)

@@ -73,6 +73,7 @@ import httpx
 import psycopg
 from sqlalchemy import event, make_url
 
+from appointments.db import PSYCOPG_PREPARE_THRESHOLD
 from appointments.models import UserRole
 from appointments.stages import Stage
 from bench.backfill import SINGLE_UPDATE, create_database, drop_database, dsn, migrate, seed
@@ -492,21 +493,30 @@ def create_input(fixture: Fixture, stage: Stage) -> dict[str, Any]:
     }
 
 
+def _read_scenarios(
+    url: str, prefix: str, list_query: str, single_query: str, fixture: Fixture
+) -> list[Scenario]:
+    """The list of a clinic's first 100 appointments, and ``appointment(id)`` over them."""
+    return [
+        Scenario(
+            f"{prefix}list",
+            url,
+            "startsAt",
+            bodies=(body(list_query, {"clinicId": fixture.clinic_id, "first": 100}),),
+        ),
+        Scenario(
+            f"{prefix}single",
+            url,
+            "startsAt",
+            bodies=tuple(body(single_query, {"id": id_}) for id_ in fixture.ids),
+        ),
+    ]
+
+
 def our_scenarios(base: str, fixture: Fixture, stage: Stage) -> list[Scenario]:
     url = f"{base}/graphql"
     return [
-        Scenario(
-            "list",
-            url,
-            "startsAt",
-            bodies=(body(LIST, {"clinicId": fixture.clinic_id, "first": 100}),),
-        ),
-        Scenario(
-            "single",
-            url,
-            "startsAt",
-            bodies=tuple(body(SINGLE, {"id": id_}) for id_ in fixture.ids),
-        ),
+        *_read_scenarios(url, "", LIST, SINGLE, fixture),
         Scenario(
             "create",
             url,
@@ -517,21 +527,7 @@ def our_scenarios(base: str, fixture: Fixture, stage: Stage) -> list[Scenario]:
 
 
 def postgraphile_scenarios(base: str, fixture: Fixture) -> list[Scenario]:
-    url = f"{base}/graphql"
-    return [
-        Scenario(
-            "pg-list",
-            url,
-            "startsAt",
-            bodies=(body(PG_LIST, {"clinicId": fixture.clinic_id, "first": 100}),),
-        ),
-        Scenario(
-            "pg-single",
-            url,
-            "startsAt",
-            bodies=tuple(body(PG_SINGLE, {"id": id_}) for id_ in fixture.ids),
-        ),
-    ]
+    return _read_scenarios(f"{base}/graphql", "pg-", PG_LIST, PG_SINGLE, fixture)
 
 
 def post(url: str, payload: str, token: str) -> dict[str, Any]:
@@ -674,6 +670,25 @@ def timed_stage_resolver(timings: Timings) -> Iterator[None]:
         StageResolver.__call__ = original  # type: ignore[method-assign]
 
 
+def in_process_settings(
+    url: str,
+    flags_file: Path,
+    secret: str,
+    prepare_threshold: int | None = PSYCOPG_PREPARE_THRESHOLD,
+) -> Settings:
+    """Production settings for an app measured in process (as ``start_service`` runs it)."""
+    return Settings(
+        database_url=url,
+        auto_migrate=False,
+        flags_file=flags_file,
+        production=True,
+        jwt_secret=secret,
+        graphiql=False,
+        log_level="WARNING",
+        database_prepare_threshold=prepare_threshold,
+    )
+
+
 async def measure_in_process(
     url: str,
     flags_file: Path,
@@ -685,16 +700,7 @@ async def measure_in_process(
     requests: int,
     profile_to: Path | None,
 ) -> InProcessFigures:
-    settings = Settings(
-        database_url=url,
-        auto_migrate=False,
-        flags_file=flags_file,
-        production=True,
-        jwt_secret=secret,
-        graphiql=False,
-        database_prepare_threshold=prepare_threshold,
-    )
-    app = create_app(settings)
+    app = create_app(in_process_settings(url, flags_file, secret, prepare_threshold))
     figures = InProcessFigures(requests=requests)
     timings = Timings()
     async with app.router.lifespan_context(app):

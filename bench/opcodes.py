@@ -50,13 +50,13 @@ from bench.graphql import (
     DEFAULT_URL,
     QUICK_DATABASE,
     QUICK_VOLUME,
+    in_process_settings,
     load_fixture,
     prepare_database,
     set_stage,
 )
 from server.app import create_app
 from server.auth import mint_token
-from server.settings import Settings
 
 WARM_UP = 10
 
@@ -108,17 +108,9 @@ async def count_requests(
 async def measure_stage(
     database_url: str, directory: Path, clinic_id: str, stage: Stage, requests: int
 ) -> tuple[list[int], BytecodeCount]:
-    secret = secrets.token_urlsafe(32)
-    settings = Settings(
-        database_url=database_url,
-        auto_migrate=False,
-        flags_file=directory / f"flags-{stage.value}.json",
-        production=True,
-        jwt_secret=secret,
-        graphiql=False,
-        log_level="WARNING",
-    )
-    set_stage(settings.flags_file, clinic_id, stage)
+    flags_file = directory / f"flags-{stage.value}.json"
+    settings = in_process_settings(database_url, flags_file, secrets.token_urlsafe(32))
+    set_stage(flags_file, clinic_id, stage)
     token = mint_token(settings, uuid.uuid4(), UserRole.ADMIN, hours=1)
     app = create_app(settings)
     payload = {"query": HOT_QUERY, "variables": {"clinicId": clinic_id}}

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from appointments import models
@@ -269,45 +270,44 @@ def _clinic_patient(link: ResolvedLink) -> ClinicPatient | None:
 
 
 def _clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic | Awaitable[Clinic]:
-    known = peek(info.context.loaders.known_clinics, clinic_id)
-    if isinstance(known, Missing):
-        return _load_clinic(info, clinic_id)
-    assert known is not None, "foreign key guarantees the clinic"
-    return Clinic.from_model(known)
-
-
-async def _load_clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic:
-    clinic = await info.context.loaders.clinic_by_id.load(clinic_id)
-    assert clinic is not None, "foreign key guarantees the clinic"
-    return Clinic.from_model(clinic)
+    loaders = info.context.loaders
+    return _referenced(loaders.known_clinics, loaders.clinic_by_id, clinic_id, Clinic.from_model)
 
 
 def _user(info: ContextInfo, user_id: uuid.UUID) -> User | Awaitable[User]:
-    known = peek(info.context.loaders.known_users, user_id)
-    if isinstance(known, Missing):
-        return _load_user(info, user_id)
-    assert known is not None, "foreign key guarantees the user"
-    return User.from_model(known)
-
-
-async def _load_user(info: ContextInfo, user_id: uuid.UUID) -> User:
-    user = await info.context.loaders.user_by_id.load(user_id)
-    assert user is not None, "foreign key guarantees the user"
-    return User.from_model(user)
+    loaders = info.context.loaders
+    return _referenced(loaders.known_users, loaders.user_by_id, user_id, User.from_model)
 
 
 def _patient(info: ContextInfo, patient_id: uuid.UUID) -> Patient | Awaitable[Patient]:
-    known = peek(info.context.loaders.known_patients, patient_id)
-    if isinstance(known, Missing):
-        return _load_patient(info, patient_id)
-    assert known is not None, "foreign key guarantees the patient"
-    return Patient.from_model(known)
+    loaders = info.context.loaders
+    return _referenced(
+        loaders.known_patients, loaders.patient_by_id, patient_id, Patient.from_model
+    )
 
 
-async def _load_patient(info: ContextInfo, patient_id: uuid.UUID) -> Patient:
-    patient = await info.context.loaders.patient_by_id.load(patient_id)
-    assert patient is not None, "foreign key guarantees the patient"
-    return Patient.from_model(patient)
+def _referenced(
+    known: dict[uuid.UUID, RowT | None],
+    loader: DataLoader[uuid.UUID, RowT | None],
+    key: uuid.UUID,
+    convert: Callable[[RowT], NodeT],
+) -> NodeT | Awaitable[NodeT]:
+    """A row a foreign key guarantees: from the request's loaded rows, else its loader."""
+    row = peek(known, key)
+    if isinstance(row, Missing):
+        return _load_referenced(loader, key, convert)
+    assert row is not None, "foreign key guarantees the row"
+    return convert(row)
+
+
+async def _load_referenced(
+    loader: DataLoader[uuid.UUID, RowT | None],
+    key: uuid.UUID,
+    convert: Callable[[RowT], NodeT],
+) -> NodeT:
+    row = await loader.load(key)
+    assert row is not None, "foreign key guarantees the row"
+    return convert(row)
 
 
 @strawberry.type

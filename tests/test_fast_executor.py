@@ -46,14 +46,7 @@ from bench.executor import HOT_QUERY
 from schema.execution import FastExecutor, LeafPlan, ObjectPlan, plain_leaf, plan_field
 from schema.schema import build_schema
 from tests.conftest import Api, World, open_api, set_stages
-from tests.test_fuzz import (
-    SCHEMA_SDL,
-    RealIds,
-    scalar_values,
-    seed_appointments,
-    seed_mismatch,
-    steer,
-)
+from tests.test_fuzz import SCHEMA_SDL, RealIds, scalar_values, seed_real_ids, steer
 
 REQUEST_ID = {"X-Request-ID": "fast-executor-differential"}
 # Stages whose reads do not touch the mismatch ledger: reading twice reads the same rows.
@@ -128,20 +121,9 @@ async def pair(
     world: World,
     flags_file: Path,
 ) -> AsyncIterator[Pair]:
-    appointments = await seed_appointments(sessions, world)
+    real = await seed_real_ids(sessions, world)
     await seed_more(sessions, world, 30)
     w = world
-    real = RealIds(
-        clinics=[str(w.clinic_a.id), str(w.clinic_b.id)],
-        doctors=[str(u.id) for u in (w.doctor, w.other_doctor, w.doctor_of_b, w.staff)],
-        patients=[str(p.id) for p in (w.patient, w.other_patient, w.patient_without_membership)],
-        clinic_doctors=[
-            str(m.id) for m in (w.clinic_doctor, w.other_clinic_doctor, w.clinic_doctor_of_b)
-        ],
-        clinic_patients=[str(m.id) for m in (w.clinic_patient, w.other_clinic_patient)],
-        appointments=appointments,
-        mismatches=[await seed_mismatch(sessions, world, appointments[1])],
-    )
     set_stages(flags_file, {w.clinic_a.id: Stage.DUAL_WRITE, w.clinic_b.id: Stage.RAMPDOWN})
     async with (
         open_api(database_url, flags_file, fast_execution=False) as stock,

@@ -389,16 +389,11 @@ async def seed_mismatch(
     return str(mismatch.id)
 
 
-@pytest_asyncio.fixture
-async def fuzz(
-    api: Api,
-    world: World,
-    flags_file: Path,
-    sessions: async_sessionmaker[AsyncSession],
-) -> Fuzz:
+async def seed_real_ids(sessions: async_sessionmaker[AsyncSession], world: World) -> RealIds:
+    """Seed appointments and a ledger entry; the ids generated documents may use."""
     appointments = await seed_appointments(sessions, world)
     w = world
-    real = RealIds(
+    return RealIds(
         clinics=[str(w.clinic_a.id), str(w.clinic_b.id)],
         doctors=[
             str(user.id)
@@ -413,6 +408,16 @@ async def fuzz(
         appointments=appointments,
         mismatches=[await seed_mismatch(sessions, world, appointments[1])],
     )
+
+
+@pytest_asyncio.fixture
+async def fuzz(
+    api: Api,
+    world: World,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+) -> Fuzz:
+    real = await seed_real_ids(sessions, world)
     assert await invariant_violations(sessions) == set()
     return Fuzz(api, sessions, flags_file, world, real, documents(real))
 
