@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from appointments.models import MismatchField
-from appointments.sides import Membership, Side, StoredLink
+from appointments.sides import MembershipRecord, Side, StoredLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class SideComparison:
         return (self.side.person_field, self.side.clinic_field)
 
 
-def compare_side(link: StoredLink, stored_membership: Membership | None) -> SideComparison:
+def compare_side(link: StoredLink, stored_membership: MembershipRecord | None) -> SideComparison:
     """Compare one side. ``stored_membership`` is the row ``link``'s new column names."""
     side = link.side
     legacy_person = link.legacy_id

@@ -34,7 +34,7 @@ from appointments.comparison import Difference, SideComparison, compare_side
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment
-from appointments.sides import DOCTOR, PATIENT, Membership, Side, StoredLink
+from appointments.sides import DOCTOR, PATIENT, Membership, MembershipRecord, Side, StoredLink
 from appointments.stages import Origin, Stage, policy_for
 
 logger = logging.getLogger("appointments.reads")
@@ -51,7 +51,19 @@ class Missing:
 MISSING: Final = Missing()
 
 
-class MembershipLookups(Protocol):
+class KnownMemberships(Protocol):
+    """Memberships already in memory, by id and by (clinic, person)."""
+
+    def known_membership_by_id(
+        self, side: Side, membership_id: uuid.UUID
+    ) -> MembershipRecord | Missing | None: ...
+
+    def known_membership_by_clinic_and_person(
+        self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+    ) -> MembershipRecord | Missing | None: ...
+
+
+class MembershipLookups(KnownMemberships, Protocol):
     """Batched membership look-ups (the request's DataLoaders implement this)."""
 
     async def preload_memberships(
@@ -62,14 +74,6 @@ class MembershipLookups(Protocol):
     ) -> None:
         """Load the memberships not known yet; for the sides in ``people``, their
         people too (in the same statement where the store can)."""
-
-    def known_membership_by_id(
-        self, side: Side, membership_id: uuid.UUID
-    ) -> Membership | Missing | None: ...
-
-    def known_membership_by_clinic_and_person(
-        self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
-    ) -> Membership | Missing | None: ...
 
     def membership_by_id(
         self, side: Side, membership_id: uuid.UUID
@@ -85,10 +89,19 @@ class ResolvedLink:
     """One side of an appointment as served: both field sets, from one origin."""
 
     person_id: uuid.UUID | None
-    membership: Membership | None
+    membership: MembershipRecord | None
     stage: Stage
     origin: Origin
     fell_back: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkPlan:
+    link: StoredLink
+    stage: Stage
+    origin: Origin
+    fell_back: bool
+    compared: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,40 +181,69 @@ class LinkResolver:
         link on its own, with one batched load per kind of membership. ``people``:
         the sides whose people the caller will show, loaded with the memberships.
         """
-        plans: list[tuple[StoredLink, Stage, Origin, bool, bool]] = []
-        by_id: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
-        by_person: dict[Side, set[MembershipKey]] = {DOCTOR: set(), PATIENT: set()}
-        for appointment in appointments:
-            appointment_id = appointment.id
-            clinic_id = appointment.clinic_id
-            stage = self._stage_for(clinic_id)
-            policy = policy_for(stage)
-            compared = policy.compared and self._is_sampled(appointment_id)
-            for side in (DOCTOR, PATIENT):
-                if (appointment_id, side.name) in self._ready:
-                    continue
-                link = side.stored(appointment, appointment_id, clinic_id)
-                origin, fell_back = _origin_of(link, policy.authoritative)
-                if origin is Origin.LEGACY and link.legacy_id is not None:
-                    by_person[side].add((clinic_id, link.legacy_id))
-                if (origin is Origin.NEW or compared) and link.membership_id is not None:
-                    by_id[side].add(link.membership_id)
-                plans.append((link, stage, origin, fell_back, compared))
+        plans = self._plan(
+            [
+                side.stored(appointment, appointment.id, appointment.clinic_id)
+                for appointment in appointments
+                for side in (DOCTOR, PATIENT)
+            ]
+        )
         if not plans:
             return
+        by_id: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
+        by_person: dict[Side, set[MembershipKey]] = {DOCTOR: set(), PATIENT: set()}
+        for plan in plans:
+            link = plan.link
+            if plan.origin is Origin.LEGACY and link.legacy_id is not None:
+                by_person[link.side].add((link.clinic_id, link.legacy_id))
+            if (plan.origin is Origin.NEW or plan.compared) and link.membership_id is not None:
+                by_id[link.side].add(link.membership_id)
         started = time.perf_counter()
         await self._lookups.preload_memberships(by_id, by_person, people)
-        elapsed = time.perf_counter() - started
+        self._serve_plans(plans, self._lookups, time.perf_counter() - started)
+
+    def serve_known(
+        self, links: Sequence[StoredLink], known: KnownMemberships, load_seconds: float
+    ) -> list[ResolvedLink]:
+        """``prefetch`` for links whose memberships the caller loaded already (a joined
+        read): every membership they name, by id and by (clinic, legacy person), must
+        be known to ``known``. Returns the served link of each, in order."""
+        self._serve_plans(self._plan(links), known, load_seconds)
+        ready = self._ready
+        served: list[ResolvedLink] = []
+        for link in links:
+            resolved = ready.get((link.appointment_id, link.side.name))
+            if resolved is None:
+                raise LookupError(f"membership of {link.side.name} link not known to the caller")
+            served.append(resolved)
+        return served
+
+    def _plan(self, links: Sequence[StoredLink]) -> list[_LinkPlan]:
+        """Stage, origin and sampling of each link not resolved earlier in the request."""
+        plans: list[_LinkPlan] = []
+        ready = self._ready
+        for link in links:
+            if (link.appointment_id, link.side.name) in ready:
+                continue
+            stage = self._stage_for(link.clinic_id)
+            policy = policy_for(stage)
+            compared = policy.compared and self._is_sampled(link.appointment_id)
+            origin, fell_back = _origin_of(link, policy.authoritative)
+            plans.append(_LinkPlan(link, stage, origin, fell_back, compared))
+        return plans
+
+    def _serve_plans(self, plans: list[_LinkPlan], known: KnownMemberships, elapsed: float) -> None:
         reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
         comparisons: Counter[tuple[Stage, str]] = Counter()
-        for link, stage, origin, fell_back, compared in plans:
-            resolved = self._link_now(link, stage, origin, fell_back)
+        for plan in plans:
+            link, stage = plan.link, plan.stage
+            resolved = self._link_now(link, stage, plan.origin, plan.fell_back, known)
             if resolved is None:
                 continue  # not preloaded (cannot happen): the field resolves it on its own
             self._ready[(link.appointment_id, link.side.name)] = resolved
             reads[(stage, link.side.name, resolved.origin, _outcome(resolved))] += 1
-            if compared:
-                self._compare_now(link, stage, comparisons)
+            if plan.compared:
+                self._compare_now(link, stage, comparisons, known)
             elif policy_for(stage).compared:
                 comparisons[(stage, "skipped")] += 1
         for (stage, side_name, origin, outcome), count in reads.items():
@@ -209,25 +251,28 @@ class LinkResolver:
             RECENT.record("read", stage.value, count)
         for (stage, outcome), count in comparisons.items():
             metrics.COMPARISONS.labels(stage.value, outcome).inc(count)
-        for origin in {origin for _, _, origin, _, _ in plans}:
+        for origin in {plan.origin for plan in plans}:
             metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(elapsed)
 
     def _link_now(
-        self, link: StoredLink, stage: Stage, origin: Origin, fell_back: bool
+        self,
+        link: StoredLink,
+        stage: Stage,
+        origin: Origin,
+        fell_back: bool,
+        known: KnownMemberships,
     ) -> ResolvedLink | None:
         side = link.side
-        membership: Membership | Missing | None
+        membership: MembershipRecord | Missing | None
         if origin is Origin.LEGACY:
             person_id = link.legacy_id
             membership = (
                 None
                 if person_id is None
-                else self._lookups.known_membership_by_clinic_and_person(
-                    side, link.clinic_id, person_id
-                )
+                else known.known_membership_by_clinic_and_person(side, link.clinic_id, person_id)
             )
         else:
-            membership = self._known_stored_membership(link)
+            membership = _known_stored_membership(link, known)
             if isinstance(membership, Missing):
                 return None
             person_id = None if membership is None else side.person_of(membership)
@@ -240,10 +285,14 @@ class LinkResolver:
         return ResolvedLink(person_id, membership, stage, origin, fell_back)
 
     def _compare_now(
-        self, link: StoredLink, stage: Stage, tally: Counter[tuple[Stage, str]]
+        self,
+        link: StoredLink,
+        stage: Stage,
+        tally: Counter[tuple[Stage, str]],
+        known: KnownMemberships,
     ) -> None:
         try:
-            stored = self._known_stored_membership(link)
+            stored = _known_stored_membership(link, known)
             if isinstance(stored, Missing):
                 return
             comparison = compare_side(link, stored)
@@ -257,11 +306,6 @@ class LinkResolver:
             )
             return
         self._compared_ready[(link.appointment_id, link.side.name)] = comparison
-
-    def _known_stored_membership(self, link: StoredLink) -> Membership | Missing | None:
-        if link.membership_id is None:
-            return None
-        return self._lookups.known_membership_by_id(link.side, link.membership_id)
 
     def _is_sampled(self, appointment_id: uuid.UUID) -> bool:
         sampled = self._sampled.get(appointment_id)
@@ -400,6 +444,14 @@ def _done(value: T) -> asyncio.Future[T]:
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
+
+
+def _known_stored_membership(
+    link: StoredLink, known: KnownMemberships
+) -> MembershipRecord | Missing | None:
+    if link.membership_id is None:
+        return None
+    return known.known_membership_by_id(link.side, link.membership_id)
 
 
 def _origin(side: Side, appointment: Appointment, authoritative: Origin) -> tuple[Origin, bool]:

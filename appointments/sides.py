@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -24,6 +25,17 @@ from appointments.models import (
 
 Membership = ClinicDoctor | ClinicPatient
 Person = User | Patient
+
+
+class MembershipRecord(Protocol):
+    """A membership as the read path needs it: an ORM row, or a plain record of a joined
+    read (appointments.listing); its person is the attribute ``Side.person_column`` names."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def clinic_id(self) -> uuid.UUID: ...
 
 
 # Identity equality: there are two sides, and they key dicts on the read path, where a
@@ -81,7 +93,7 @@ class Side:
         for column in columns:
             flag_modified(appointment, column)
 
-    def person_of(self, membership: Membership) -> uuid.UUID:
+    def person_of(self, membership: MembershipRecord) -> uuid.UUID:
         value: uuid.UUID = getattr(membership, self.person_column)
         return value
 
