@@ -32,6 +32,7 @@ from appointments.models import (
 from appointments.sides import DOCTOR, PATIENT, Membership, Person, Side
 
 RowT = TypeVar("RowT", bound=Base)
+ListedT = TypeVar("ListedT")
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -103,12 +104,14 @@ async def memberships_with_people(
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[RowT]):
-    rows: list[RowT]
+class Page(Generic[ListedT]):
+    """A page of rows: ORM rows, or records carrying the order's columns as attributes."""
+
+    rows: list[ListedT]
     order: KeysetOrder
     has_next_page: bool
 
-    def cursor(self, row: RowT) -> str:
+    def cursor(self, row: ListedT) -> str:
         """The cursor after ``row`` (encoded on demand: most queries never ask)."""
         return self.order.encode(row)
 
@@ -123,7 +126,7 @@ class KeysetOrder:
 
     columns: tuple[InstrumentedAttribute[Any], ...]
 
-    def encode(self, row: Base) -> str:
+    def encode(self, row: object) -> str:
         values = [_to_json(getattr(row, column.key)) for column in self.columns]
         return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
@@ -168,6 +171,20 @@ async def paginate(
     first: int | None,
     after: str | None,
 ) -> Page[RowT]:
+    statement, size = page_statement(statement, order, first, after)
+    rows = list((await session.execute(statement)).scalars())
+    page = rows[:size]
+    return Page(page, order, len(rows) > size)
+
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def page_statement(
+    statement: SelectT, order: KeysetOrder, first: int | None, after: str | None
+) -> tuple[SelectT, int]:
+    """``statement`` limited to the page after ``after`` and one more row (which says
+    whether a next page exists), in the order's order; and the page size."""
     size = DEFAULT_PAGE_SIZE if first is None else first
     if not 0 <= size <= MAX_PAGE_SIZE:
         raise DomainError(
@@ -175,10 +192,7 @@ async def paginate(
         )
     if after is not None:
         statement = statement.where(order.after(after))
-    statement = statement.order_by(*order.columns).limit(size + 1)
-    rows = list((await session.execute(statement)).scalars())
-    page = rows[:size]
-    return Page(page, order, len(rows) > size)
+    return statement.order_by(*order.columns).limit(size + 1), size
 
 
 ClinicScope = frozenset[uuid.UUID] | None
@@ -267,6 +281,15 @@ def _names_membership(
     return or_(by_new, derived_from_legacy)
 
 
+def appointments_matching(
+    where: AppointmentFilter, legacy_columns: bool = True, clinics: ClinicScope = None
+) -> Select[Appointment]:
+    """The appointments a list shows: the filter, within the viewer's clinics."""
+    return _within(
+        appointment_filter_statement(where, legacy_columns), Appointment.clinic_id, clinics
+    )
+
+
 async def list_appointments(
     session: AsyncSession,
     where: AppointmentFilter,
@@ -275,9 +298,7 @@ async def list_appointments(
     legacy_columns: bool = True,
     clinics: ClinicScope = None,
 ) -> Page[Appointment]:
-    statement = _within(
-        appointment_filter_statement(where, legacy_columns), Appointment.clinic_id, clinics
-    )
+    statement = appointments_matching(where, legacy_columns, clinics)
     return await paginate(session, statement, APPOINTMENT_ORDER, first, after)
 
 

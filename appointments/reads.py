@@ -235,12 +235,16 @@ class LinkResolver:
     def _serve_plans(self, plans: list[_LinkPlan], known: KnownMemberships, elapsed: float) -> None:
         reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
         comparisons: Counter[tuple[Stage, str]] = Counter()
+        ready = self._ready
         for plan in plans:
             link, stage = plan.link, plan.stage
+            key = (link.appointment_id, link.side.name)
+            if key in ready:
+                continue  # served by another list of this request while this one loaded
             resolved = self._link_now(link, stage, plan.origin, plan.fell_back, known)
             if resolved is None:
                 continue  # not preloaded (cannot happen): the field resolves it on its own
-            self._ready[(link.appointment_id, link.side.name)] = resolved
+            ready[key] = resolved
             reads[(stage, link.side.name, resolved.origin, _outcome(resolved))] += 1
             if plan.compared:
                 self._compare_now(link, stage, comparisons, known)

@@ -32,6 +32,12 @@ a non-null field goes to the stock completion, as above. Every other field
 (async resolvers, arguments, lists of objects, unions, ``@stream``) takes the
 stock path, unchanged.
 
+A resolver may also answer with its field's final result, already shaped for the
+selection (``Completed``, from ``schema.fast_lists``): the executor takes it as it
+is. A resolver only does so when the request's context says this executor runs
+(``FastExecutor`` sets ``completed_results`` on a context that has it), because
+graphql-core's stock executor would try to complete it as an object.
+
 Schema extensions (error masking, the migration summary) run around execution and
 are untouched. Extensions that act as middleware (a ``resolve`` hook) wrap every
 resolver: when any is present, the fast path is off for that request.
@@ -222,6 +228,13 @@ def _simple_resolver(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A field's result, completed for its selection by the resolver (see the module)."""
+
+    value: Any
+
+
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, completing plain leaf fields directly (see the module)."""
 
@@ -230,6 +243,8 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         # A middleware wraps every resolver, plain ones included: then no shortcut.
         self._fast = manager is None or not manager.middlewares
+        if self._fast and hasattr(self.context_value, "completed_results"):
+            self.context_value.completed_results = True
         self._plans: dict[tuple[GraphQLObjectType, int], tuple[GroupedFieldSet, _Plan]] = {}
         decisions = _decisions.get(self.schema)
         if decisions is None:
@@ -240,6 +255,21 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             None
             if strawberry_schema is None or strawberry_schema.exception_handlers
             else strawberry_schema.config.info_class
+        )
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[Any]:
+        if type(result) is Completed:
+            return result.value
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
         )
 
     def _decide(self, parent_type: GraphQLObjectType, field_name: str) -> _Decision:

@@ -9,10 +9,12 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import ledger, models, queries, validation
+from appointments import ledger, listing, models, queries, validation
 from appointments.access import Permission
 from appointments.errors import DomainError
 from schema.errors import parse_id, query_error
+from schema.execution import Completed
+from schema.fast_lists import compile_list
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
 from schema.prefetch import preload_appointments, selected_paths
 from schema.types import (
@@ -62,8 +64,9 @@ async def _scope(info: ContextInfo) -> queries.ClinicScope:
 
 
 async def _page(
-    info: ContextInfo, operation: Callable[[AsyncSession], Awaitable[queries.Page[queries.RowT]]]
-) -> queries.Page[queries.RowT]:
+    info: ContextInfo,
+    operation: Callable[[AsyncSession], Awaitable[queries.Page[queries.ListedT]]],
+) -> queries.Page[queries.ListedT]:
     try:
         return await _read(info, operation)
     except DomainError as error:
@@ -81,20 +84,38 @@ class Query:
         await preload_appointments(info.context, [row], selected)
         return Appointment.from_model(row)
 
-    @strawberry.field(description="Appointments ordered by start time, then id")
+    @strawberry.field(
+        description="Appointments ordered by start time, then id",
+        graphql_type=Connection[Appointment],
+    )
     async def appointments(
         self,
         info: ContextInfo,
         filter: AppointmentFilterInput | None = None,
         first: PageSize = None,
         after: str | None = None,
-    ) -> Connection[Appointment]:
+    ) -> Connection[Appointment] | Completed:
         try:
             where = (filter or AppointmentFilterInput()).to_filter()
         except DomainError as error:
             raise query_error(error) from None
         legacy = info.context.legacy_columns
         scope = await _scope(info)
+        context = info.context
+        compiled = (
+            compile_list(info._raw_info)
+            if context.fast_list_reads and context.completed_results
+            else None
+        )
+        if compiled is not None:
+            links = context.links if compiled.serves_links else None
+            joined = await _page(
+                info,
+                lambda s: listing.list_appointments_joined(
+                    s, links, where, first, after, legacy, scope
+                ),
+            )
+            return Completed(compiled.render(joined))
         page = await _page(
             info, lambda s: queries.list_appointments(s, where, first, after, legacy, scope)
         )

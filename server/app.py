@@ -147,6 +147,7 @@ class Services:
             self.legacy_columns,
             self.settings.idempotency,
             self.open_clinics,
+            self.settings.fast_list_reads,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:

@@ -39,6 +39,9 @@ class RequestContext:
     recorder: MismatchRecorder
     viewer: Viewer
     legacy_columns: bool
+    fast_list_reads: bool = True
+    completed_results: bool = False
+    """Set by the executor when it takes a resolver's ``Completed`` result (schema.execution)."""
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
     open_clinics: OpenClinics | None = None
@@ -56,6 +59,7 @@ class RequestContext:
         legacy_columns: bool = True,
         idempotency: IdempotencyPolicy | None = None,
         open_clinics: OpenClinics | None = None,
+        fast_list_reads: bool = True,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -72,6 +76,7 @@ class RequestContext:
             recorder=recorder,
             viewer=viewer,
             legacy_columns=legacy_columns,
+            fast_list_reads=fast_list_reads,
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
             open_clinics=open_clinics,

@@ -1,0 +1,343 @@
+"""A page of appointments with both origins of both sides, read in one statement.
+
+The list the frontend asks for most (a clinic's next appointments with their
+doctor and patient in both field sets) is read here without ORM instances: one
+statement joins each appointment to what either origin of each side could serve,
+
+- the stored membership (the new column) and its person,
+- the membership of (clinic, legacy person) and the legacy person,
+
+and the rows become plain records. The stage rules then run unchanged on the
+page: ``LinkResolver.serve_known`` picks the origin, falls back, compares and
+records exactly as ``LinkResolver.prefetch`` does for ORM rows, from memberships
+already in memory. What the served link names is then one of the joined records.
+
+The statement's size does not depend on the selection: every join is a primary-key
+or unique-key look-up per listed row, cheaper than another round trip. After the
+contract revision the legacy joins are left out (``legacy_columns=False``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, FromClause, and_, false, null
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from appointments.models import Appointment
+from appointments.queries import (
+    APPOINTMENT_ORDER,
+    AppointmentFilter,
+    ClinicScope,
+    Page,
+    appointments_matching,
+    page_statement,
+)
+from appointments.reads import LinkResolver, ResolvedLink
+from appointments.sides import DOCTOR, PATIENT, MembershipRecord, Side, StoredLink
+from appointments.stages import Origin
+
+
+class AppointmentRecord(NamedTuple):
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: str
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    doctor_id: uuid.UUID | None
+    patient_id: uuid.UUID | None
+    clinic_doctor_id: uuid.UUID | None
+    clinic_patient_id: uuid.UUID | None
+
+
+class DoctorMembershipRecord(NamedTuple):
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    user_id: uuid.UUID
+    active: bool
+    created_at: datetime
+
+
+class PatientMembershipRecord(NamedTuple):
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    patient_id: uuid.UUID
+    created_at: datetime
+
+
+class UserRecord(NamedTuple):
+    id: uuid.UUID
+    name: str
+    email: str
+    role: str
+
+
+class PatientRecord(NamedTuple):
+    id: uuid.UUID
+    full_name: str
+    date_of_birth: date | None
+
+
+PersonRecord = UserRecord | PatientRecord
+MembershipRecordType = DoctorMembershipRecord | PatientMembershipRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ServedSide:
+    """One side of a listed appointment as served: the link, and the person it names
+    (the same person for the legacy field and for the membership's person)."""
+
+    link: ResolvedLink
+    person: PersonRecord | None
+
+    @property
+    def membership(self) -> MembershipRecord | None:
+        return self.link.membership
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAppointment:
+    record: AppointmentRecord
+    doctor: ServedSide | None
+    patient: ServedSide | None
+    """None when the caller asked for no link field (then none was served)."""
+
+    # The list's keyset order reads these (cursors).
+    @property
+    def id(self) -> uuid.UUID:
+        return self.record.id
+
+    @property
+    def starts_at(self) -> datetime:
+        return self.record.starts_at
+
+
+class _SideTables(NamedTuple):
+    side: Side
+    stored: FromClause
+    derived: FromClause
+    legacy_person: FromClause
+    new_person: FromClause
+    membership_columns: tuple[str, ...]
+    person_columns: tuple[str, ...]
+
+
+def _side_tables(
+    side: Side, membership: type[MembershipRecordType], person: type[PersonRecord]
+) -> _SideTables:
+    membership_table = side.membership_model.__table__
+    person_table = side.person_model.__table__
+    return _SideTables(
+        side,
+        membership_table.alias(f"stored_{side.name}_membership"),
+        membership_table.alias(f"derived_{side.name}_membership"),
+        person_table.alias(f"legacy_{side.name}"),
+        person_table.alias(f"new_{side.name}"),
+        membership._fields,
+        person._fields,
+    )
+
+
+_DOCTOR_TABLES = _side_tables(DOCTOR, DoctorMembershipRecord, UserRecord)
+_PATIENT_TABLES = _side_tables(PATIENT, PatientMembershipRecord, PatientRecord)
+
+
+def _joined_page(where: AppointmentFilter, clinics: ClinicScope, legacy_columns: bool) -> Any:
+    appointment = Appointment.__table__
+    columns: list[ColumnElement[Any]] = [
+        appointment.c[name]
+        if legacy_columns or name not in (DOCTOR.legacy_column, PATIENT.legacy_column)
+        else null().label(name)
+        for name in AppointmentRecord._fields
+    ]
+    statement = appointments_matching(where, legacy_columns, clinics)
+    joined: FromClause = appointment
+    for tables in (_DOCTOR_TABLES, _PATIENT_TABLES):
+        side = tables.side
+        new_column = appointment.c[side.new_column]
+        stored_person = tables.stored.c[side.person_column]
+        derived_on: ColumnElement[bool] = false()
+        legacy_person_on: ColumnElement[bool] = false()
+        if legacy_columns:
+            legacy_column = appointment.c[side.legacy_column]
+            derived_on = and_(
+                tables.derived.c.clinic_id == appointment.c.clinic_id,
+                tables.derived.c[side.person_column] == legacy_column,
+            )
+            legacy_person_on = tables.legacy_person.c.id == legacy_column
+        joined = (
+            joined.outerjoin(tables.stored, tables.stored.c.id == new_column)
+            .outerjoin(tables.derived, derived_on)
+            .outerjoin(tables.legacy_person, legacy_person_on)
+            .outerjoin(tables.new_person, tables.new_person.c.id == stored_person)
+        )
+        for membership in (tables.stored, tables.derived):
+            columns += [membership.c[name] for name in tables.membership_columns]
+        for person in (tables.legacy_person, tables.new_person):
+            columns += [person.c[name] for name in tables.person_columns]
+    return statement.with_only_columns(*columns).select_from(joined)
+
+
+class _JoinedMemberships:
+    """The memberships a joined page loaded, answering the read path's look-ups: by id
+    (the stored column) and by (clinic, legacy person); a key not there has no row."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[Side, dict[uuid.UUID, MembershipRecord]] = {DOCTOR: {}, PATIENT: {}}
+        self.by_person: dict[Side, dict[tuple[uuid.UUID, uuid.UUID], MembershipRecord | None]] = {
+            DOCTOR: {},
+            PATIENT: {},
+        }
+
+    def known_membership_by_id(
+        self, side: Side, membership_id: uuid.UUID
+    ) -> MembershipRecord | None:
+        return self.by_id[side].get(membership_id)
+
+    def known_membership_by_clinic_and_person(
+        self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+    ) -> MembershipRecord | None:
+        return self.by_person[side].get((clinic_id, person_id))
+
+
+_APPOINTMENT_END = len(AppointmentRecord._fields)
+_DOCTOR_WIDTH = 2 * len(DoctorMembershipRecord._fields) + 2 * len(UserRecord._fields)
+
+
+def _side_layout(
+    start: int,
+    membership: type[DoctorMembershipRecord] | type[PatientMembershipRecord],
+    person: type[UserRecord] | type[PatientRecord],
+) -> tuple[slice, slice, slice, slice]:
+    m, p = len(membership._fields), len(person._fields)
+    return (
+        slice(start, start + m),
+        slice(start + m, start + 2 * m),
+        slice(start + 2 * m, start + 2 * m + p),
+        slice(start + 2 * m + p, start + 2 * m + 2 * p),
+    )
+
+
+_DOCTOR_SLICES = _side_layout(_APPOINTMENT_END, DoctorMembershipRecord, UserRecord)
+_PATIENT_SLICES = _side_layout(
+    _APPOINTMENT_END + _DOCTOR_WIDTH, PatientMembershipRecord, PatientRecord
+)
+
+
+async def list_appointments_joined(
+    session: AsyncSession,
+    links: LinkResolver | None,
+    where: AppointmentFilter,
+    first: int | None,
+    after: str | None,
+    legacy_columns: bool = True,
+    clinics: ClinicScope = None,
+) -> Page[ListedAppointment]:
+    """The page ``queries.list_appointments`` lists (same filter, scope, order and
+    cursors), each row with both sides served by the request's stage rules; with no
+    ``links`` (the caller shows no link field), the sides are not served."""
+    statement, size = page_statement(
+        _joined_page(where, clinics, legacy_columns), APPOINTMENT_ORDER, first, after
+    )
+    started = time.perf_counter()
+    rows = (await session.execute(statement)).all()
+    load_seconds = time.perf_counter() - started
+    has_next_page = len(rows) > size
+    records, people = _records(rows[:size], legacy_columns)
+    if links is None:
+        listed = [ListedAppointment(record, None, None) for record in records]
+        return Page(listed, APPOINTMENT_ORDER, has_next_page)
+    served = links.serve_known(
+        [
+            StoredLink(side, record.id, record.clinic_id, legacy_id, legacy_columns, membership)
+            for record in records
+            for side, legacy_id, membership in (
+                (DOCTOR, record.doctor_id, record.clinic_doctor_id),
+                (PATIENT, record.patient_id, record.clinic_patient_id),
+            )
+        ],
+        people.memberships,
+        load_seconds,
+    )
+    listed = [
+        ListedAppointment(
+            record,
+            _served(served[2 * n], people.doctors[n]),
+            _served(served[2 * n + 1], people.patients[n]),
+        )
+        for n, record in enumerate(records)
+    ]
+    return Page(listed, APPOINTMENT_ORDER, has_next_page)
+
+
+@dataclass(slots=True)
+class _People:
+    memberships: _JoinedMemberships
+    doctors: list[tuple[PersonRecord | None, PersonRecord | None]]
+    patients: list[tuple[PersonRecord | None, PersonRecord | None]]
+
+
+def _records(rows: Sequence[Any], legacy_columns: bool) -> tuple[list[AppointmentRecord], _People]:
+    memberships = _JoinedMemberships()
+    people = _People(memberships, [], [])
+    records: list[AppointmentRecord] = []
+    make_record = AppointmentRecord._make
+    for row in rows:
+        record = make_record(row[:_APPOINTMENT_END])
+        records.append(record)
+        for side, slices, membership_type, person_type, legacy_id, found in (
+            (
+                DOCTOR,
+                _DOCTOR_SLICES,
+                DoctorMembershipRecord,
+                UserRecord,
+                record.doctor_id,
+                people.doctors,
+            ),
+            (
+                PATIENT,
+                _PATIENT_SLICES,
+                PatientMembershipRecord,
+                PatientRecord,
+                record.patient_id,
+                people.patients,
+            ),
+        ):
+            stored_slice, derived_slice, legacy_slice, new_slice = slices
+            stored = row[stored_slice]
+            if stored[0] is not None:
+                memberships.by_id[side][stored[0]] = membership_type._make(stored)
+            if legacy_columns and legacy_id is not None:
+                derived = row[derived_slice]
+                memberships.by_person[side][(record.clinic_id, legacy_id)] = (
+                    None if derived[0] is None else membership_type._make(derived)
+                )
+            legacy_person = row[legacy_slice]
+            new_person = row[new_slice]
+            found.append(
+                (
+                    None if legacy_person[0] is None else person_type._make(legacy_person),
+                    None if new_person[0] is None else person_type._make(new_person),
+                )
+            )
+    return records, people
+
+
+def _served(
+    link: ResolvedLink, people: tuple[PersonRecord | None, PersonRecord | None]
+) -> ServedSide:
+    legacy_person, new_person = people
+    person = legacy_person if link.origin is Origin.LEGACY else new_person
+    if link.person_id is None:
+        person = None
+    elif person is None or person.id != link.person_id:
+        raise LookupError(f"the joined read has no person {link.person_id} for this link")
+    return ServedSide(link, person)
