@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from appointments.models import MismatchField
 from appointments.sides import MembershipRecord, Side, StoredLink
@@ -24,8 +25,7 @@ class Difference:
     new_value: uuid.UUID | None
 
 
-@dataclass(frozen=True, slots=True)
-class SideComparison:
+class SideComparison(NamedTuple):
     """One side (doctor or patient) of one appointment, as each origin has it."""
 
     side: Side

@@ -90,8 +90,7 @@ PersonRecord = UserRecord | PatientRecord
 MembershipRecordType = DoctorMembershipRecord | PatientMembershipRecord
 
 
-@dataclass(frozen=True, slots=True)
-class ServedSide:
+class ServedSide(NamedTuple):
     """One side of a listed appointment as served: the link, and the person it names
     (the same person for the legacy field and for the membership's person)."""
 
@@ -103,8 +102,7 @@ class ServedSide:
         return self.link.membership
 
 
-@dataclass(frozen=True, slots=True)
-class ListedAppointment:
+class ListedAppointment(NamedTuple):
     record: AppointmentRecord
     doctor: ServedSide | None
     patient: ServedSide | None
@@ -213,23 +211,22 @@ _DOCTOR_WIDTH = 2 * len(DoctorMembershipRecord._fields) + 2 * len(UserRecord._fi
 
 
 def _side_layout(
+    side: Side,
     start: int,
     membership: type[DoctorMembershipRecord] | type[PatientMembershipRecord],
     person: type[UserRecord] | type[PatientRecord],
-) -> tuple[slice, slice, slice, slice]:
+) -> _Layout:
+    """Where one side's joined columns are in a row (the order ``_joined_page`` selects)."""
     m, p = len(membership._fields), len(person._fields)
-    return (
+    return _Layout(
+        side,
+        membership,
+        person,
         slice(start, start + m),
         slice(start + m, start + 2 * m),
         slice(start + 2 * m, start + 2 * m + p),
         slice(start + 2 * m + p, start + 2 * m + 2 * p),
     )
-
-
-_DOCTOR_SLICES = _side_layout(_APPOINTMENT_END, DoctorMembershipRecord, UserRecord)
-_PATIENT_SLICES = _side_layout(
-    _APPOINTMENT_END + _DOCTOR_WIDTH, PatientMembershipRecord, PatientRecord
-)
 
 
 async def list_appointments_joined(
@@ -248,7 +245,8 @@ async def list_appointments_joined(
         _joined_page(where, clinics, legacy_columns), APPOINTMENT_ORDER, first, after
     )
     started = time.perf_counter()
-    rows = (await session.execute(statement)).all()
+    connection = await session.connection()
+    rows = (await connection.execute(statement)).all()
     load_seconds = time.perf_counter() - started
     has_next_page = len(rows) > size
     records, people = _records(rows[:size], legacy_columns)
@@ -289,46 +287,66 @@ def _records(rows: Sequence[Any], legacy_columns: bool) -> tuple[list[Appointmen
     memberships = _JoinedMemberships()
     people = _People(memberships, [], [])
     records: list[AppointmentRecord] = []
-    make_record = AppointmentRecord._make
     for row in rows:
-        record = make_record(row[:_APPOINTMENT_END])
+        record = _record(AppointmentRecord, row[:_APPOINTMENT_END])
         records.append(record)
-        for side, slices, membership_type, person_type, legacy_id, found in (
-            (
-                DOCTOR,
-                _DOCTOR_SLICES,
-                DoctorMembershipRecord,
-                UserRecord,
-                record.doctor_id,
-                people.doctors,
-            ),
-            (
-                PATIENT,
-                _PATIENT_SLICES,
-                PatientMembershipRecord,
-                PatientRecord,
-                record.patient_id,
-                people.patients,
-            ),
-        ):
-            stored_slice, derived_slice, legacy_slice, new_slice = slices
-            stored = row[stored_slice]
-            if stored[0] is not None:
-                memberships.by_id[side][stored[0]] = membership_type._make(stored)
-            if legacy_columns and legacy_id is not None:
-                derived = row[derived_slice]
-                memberships.by_person[side][(record.clinic_id, legacy_id)] = (
-                    None if derived[0] is None else membership_type._make(derived)
-                )
-            legacy_person = row[legacy_slice]
-            new_person = row[new_slice]
-            found.append(
-                (
-                    None if legacy_person[0] is None else person_type._make(legacy_person),
-                    None if new_person[0] is None else person_type._make(new_person),
-                )
-            )
+        _collect_side(
+            row,
+            record,
+            record.doctor_id,
+            legacy_columns,
+            memberships,
+            _DOCTOR_LAYOUT,
+            people.doctors,
+        )
+        _collect_side(
+            row,
+            record,
+            record.patient_id,
+            legacy_columns,
+            memberships,
+            _PATIENT_LAYOUT,
+            people.patients,
+        )
     return records, people
+
+
+# NamedTuple._make without its Python frame: a page builds about a thousand records.
+_record: Any = tuple.__new__
+
+
+class _Layout(NamedTuple):
+    side: Side
+    membership: type[DoctorMembershipRecord] | type[PatientMembershipRecord]
+    person: type[UserRecord] | type[PatientRecord]
+    stored: slice
+    derived: slice
+    legacy_person: slice
+    new_person: slice
+
+
+def _collect_side(
+    row: Sequence[Any],
+    record: AppointmentRecord,
+    legacy_id: uuid.UUID | None,
+    legacy_columns: bool,
+    memberships: _JoinedMemberships,
+    layout: _Layout,
+    found: list[tuple[PersonRecord | None, PersonRecord | None]],
+) -> None:
+    side, membership_type, person_type, stored, derived, legacy_person, new_person = layout
+    if row[stored.start] is not None:
+        memberships.by_id[side][row[stored.start]] = _record(membership_type, row[stored])
+    if legacy_columns and legacy_id is not None:
+        memberships.by_person[side][(record.clinic_id, legacy_id)] = (
+            None if row[derived.start] is None else _record(membership_type, row[derived])
+        )
+    found.append(
+        (
+            None if row[legacy_person.start] is None else _record(person_type, row[legacy_person]),
+            None if row[new_person.start] is None else _record(person_type, row[new_person]),
+        )
+    )
 
 
 def _served(
@@ -341,3 +359,9 @@ def _served(
     elif person is None or person.id != link.person_id:
         raise LookupError(f"the joined read has no person {link.person_id} for this link")
     return ServedSide(link, person)
+
+
+_DOCTOR_LAYOUT = _side_layout(DOCTOR, _APPOINTMENT_END, DoctorMembershipRecord, UserRecord)
+_PATIENT_LAYOUT = _side_layout(
+    PATIENT, _APPOINTMENT_END + _DOCTOR_WIDTH, PatientMembershipRecord, PatientRecord
+)

@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from appointments import metrics
 from appointments.activity import RECENT
@@ -84,8 +84,7 @@ class MembershipLookups(KnownMemberships, Protocol):
     ) -> Awaitable[Membership | None]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedLink:
+class ResolvedLink(NamedTuple):
     """One side of an appointment as served: both field sets, from one origin."""
 
     person_id: uuid.UUID | None
@@ -95,8 +94,7 @@ class ResolvedLink:
     fell_back: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _LinkPlan:
+class _LinkPlan(NamedTuple):
     link: StoredLink
     stage: Stage
     origin: Origin
@@ -222,12 +220,13 @@ class LinkResolver:
         """Stage, origin and sampling of each link not resolved earlier in the request."""
         plans: list[_LinkPlan] = []
         ready = self._ready
+        every_read = self._sample_ratio >= 1.0
         for link in links:
             if (link.appointment_id, link.side.name) in ready:
                 continue
             stage = self._stage_for(link.clinic_id)
             policy = policy_for(stage)
-            compared = policy.compared and self._is_sampled(link.appointment_id)
+            compared = policy.compared and (every_read or self._is_sampled(link.appointment_id))
             origin, fell_back = _origin_of(link, policy.authoritative)
             plans.append(_LinkPlan(link, stage, origin, fell_back, compared))
         return plans
