@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, defer
 from appointments.models import Appointment
 
 T = TypeVar("T")
+logger = logging.getLogger("appointments.db")
 
 
 PSYCOPG_PREPARE_THRESHOLD = 5
@@ -104,6 +106,20 @@ def dialect_of(sessions: async_sessionmaker[AsyncSession]) -> str:
     return name
 
 
+_WROTE = "wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_write_statement(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info[_WROTE] = True
+
+
 class SerializedSession:
     """One lazily opened session per request, used by one statement at a time.
 
@@ -123,7 +139,30 @@ class SerializedSession:
             return await operation(self._session)
 
     async def close(self) -> None:
+        """End the request's transaction and release the connection.
+
+        A transaction that only read is committed, not rolled back: psycopg forgets
+        every statement it prepared on a connection when that connection rolls back
+        (it cannot tell what a rollback undid), so with rollbacks no statement of the
+        service would ever stay prepared, and PostgreSQL would plan each one on every
+        request. One that flushed or executed a write statement through the session,
+        has changes pending, or failed, is rolled back as before.
+        """
         async with self._lock:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            session = self._session
+            if session is None:
+                return
+            self._session = None
+            transaction = session.get_transaction()
+            try:
+                if (
+                    transaction is not None
+                    and transaction.is_active
+                    and not session.info.get(_WROTE)
+                    and not (session.new or session.dirty or session.deleted)
+                ):
+                    await session.commit()
+            except Exception:
+                logger.warning("ending a read transaction failed; rolled back", exc_info=True)
+            finally:
+                await session.close()

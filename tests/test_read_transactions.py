@@ -1,0 +1,60 @@
+"""How a request's read transaction ends: committed when it only read, so that the
+statements psycopg prepared on the connection stay prepared (a rollback makes psycopg
+forget them all), and rolled back when anything in it changed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.db import SerializedSession
+from appointments.models import Clinic
+from tests.conftest import Api, World
+
+LIST = """
+query List($clinicId: ID) {
+  appointments(first: 5, filter: {clinicId: $clinicId}) {
+    edges { node { id doctor { name } clinicPatient { id } } }
+  }
+}
+"""
+
+
+async def test_a_list_read_again_and_again_stays_prepared_on_postgresql(
+    api: Api, world: World, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server-side prepared statements")
+    for _ in range(12):  # psycopg prepares on the 5th execution on one connection
+        await api.data(LIST, {"clinicId": str(world.clinic_a.id)})
+
+    # One request at a time: the pool has handed out one connection all along.
+    async with api.services.engine.connect() as connection:
+        prepared = (
+            (await connection.execute(text("SELECT statement FROM pg_prepared_statements")))
+            .scalars()
+            .all()
+        )
+
+    assert any("appointments" in statement for statement in prepared), prepared
+
+
+async def test_a_request_session_with_changes_is_rolled_back_not_committed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    name = f"never stored {uuid.uuid4()}"
+    serialized = SerializedSession(sessions)
+
+    async def add_a_clinic(session: AsyncSession) -> None:
+        session.add(Clinic(name=name))
+        await session.flush()
+
+    await serialized.run(add_a_clinic)
+    await serialized.close()
+
+    async with sessions() as session:
+        stored = (await session.execute(select(Clinic).where(Clinic.name == name))).first()
+    assert stored is None
