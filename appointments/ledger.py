@@ -88,7 +88,7 @@ class MismatchRecorder:
     """Collects one request's comparisons and writes the ledger once."""
 
     def __init__(self) -> None:
-        self._observations: dict[tuple[uuid.UUID, str], Observation] = {}
+        self._observations: dict[tuple[int, str], Observation] = {}
 
     def observe(
         self,
@@ -97,7 +97,7 @@ class MismatchRecorder:
         stage: Stage,
         comparison: SideComparison,
     ) -> None:
-        key = (appointment_id, comparison.side.name)
+        key = (appointment_id.int, comparison.side.name)
         self._observations[key] = Observation(appointment_id, clinic_id, stage, comparison)
 
     @property

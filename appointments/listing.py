@@ -216,11 +216,12 @@ def _raw_moment(column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 class _JoinedMemberships:
     """The memberships a joined page loaded, answering the read path's look-ups: by id
-    (the stored column) and by (clinic, legacy person); a key not there has no row."""
+    (the stored column) and by (clinic, legacy person); a key not there has no row.
+    Keyed by the ids' integers (``uuid.UUID`` hashes and compares in Python)."""
 
     def __init__(self) -> None:
-        self.by_id: dict[Side, dict[uuid.UUID, MembershipRecord]] = {DOCTOR: {}, PATIENT: {}}
-        self.by_person: dict[Side, dict[tuple[uuid.UUID, uuid.UUID], MembershipRecord | None]] = {
+        self.by_id: dict[Side, dict[int, MembershipRecord]] = {DOCTOR: {}, PATIENT: {}}
+        self.by_person: dict[Side, dict[tuple[int, int], MembershipRecord | None]] = {
             DOCTOR: {},
             PATIENT: {},
         }
@@ -228,12 +229,12 @@ class _JoinedMemberships:
     def known_membership_by_id(
         self, side: Side, membership_id: uuid.UUID
     ) -> MembershipRecord | None:
-        return self.by_id[side].get(membership_id)
+        return self.by_id[side].get(membership_id.int)
 
     def known_membership_by_clinic_and_person(
         self, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
     ) -> MembershipRecord | None:
-        return self.by_person[side].get((clinic_id, person_id))
+        return self.by_person[side].get((clinic_id.int, person_id.int))
 
 
 _APPOINTMENT_END = len(AppointmentRecord._fields)
@@ -364,9 +365,9 @@ def _collect_side(
 ) -> None:
     side, membership_type, person_type, stored, derived, legacy_person, new_person = layout
     if row[stored.start] is not None:
-        memberships.by_id[side][row[stored.start]] = _record(membership_type, row[stored])
+        memberships.by_id[side][row[stored.start].int] = _record(membership_type, row[stored])
     if legacy_columns and legacy_id is not None:
-        memberships.by_person[side][(record.clinic_id, legacy_id)] = (
+        memberships.by_person[side][(record.clinic_id.int, legacy_id.int)] = (
             None if row[derived.start] is None else _record(membership_type, row[derived])
         )
     found.append(
@@ -384,7 +385,7 @@ def _served(
     person = legacy_person if link.origin is Origin.LEGACY else new_person
     if link.person_id is None:
         person = None
-    elif person is None or person.id != link.person_id:
+    elif person is None or person.id.int != link.person_id.int:
         raise LookupError(f"the joined read has no person {link.person_id} for this link")
     return ServedSide(link, person)
 

@@ -35,13 +35,14 @@ from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment
 from appointments.sides import DOCTOR, PATIENT, Membership, MembershipRecord, Side, StoredLink
-from appointments.stages import Origin, Stage, policy_for
+from appointments.stages import Origin, Stage, StagePolicy, policy_for
 
 logger = logging.getLogger("appointments.reads")
 
 StageLookup = Callable[[uuid.UUID], Stage]
 T = TypeVar("T")
 MembershipKey = tuple[uuid.UUID, uuid.UUID]
+LinkKey = tuple[int, str]
 
 
 class Missing:
@@ -143,31 +144,37 @@ class LinkResolver:
         self._events = events
         self._recorder = recorder or MismatchRecorder()
         self._sample_ratio = sample_ratio
-        self._resolved: dict[tuple[uuid.UUID, str], asyncio.Future[ResolvedLink]] = {}
-        self._compared: dict[tuple[uuid.UUID, str], asyncio.Future[SideComparison]] = {}
-        self._ready: dict[tuple[uuid.UUID, str], ResolvedLink] = {}
-        self._compared_ready: dict[tuple[uuid.UUID, str], SideComparison] = {}
+        # Keyed by the appointment id's integer: uuid.UUID hashes and compares in Python,
+        # and a list looks up a few hundred keys.
+        self._resolved: dict[LinkKey, asyncio.Future[ResolvedLink]] = {}
+        self._compared: dict[LinkKey, asyncio.Future[SideComparison]] = {}
+        self._ready: dict[LinkKey, ResolvedLink] = {}
+        self._compared_ready: dict[LinkKey, SideComparison] = {}
         self._sampled: dict[uuid.UUID, bool] = {}
 
     def ready(self, side: Side, appointment: Appointment) -> ResolvedLink | None:
         """The link if ``prefetch`` resolved it already, else None (then use ``resolve``)."""
-        return self._ready.get((appointment.id, side.name))
+        return self._ready.get((appointment.id.int, side.name))
 
     def resolve(self, side: Side, appointment: Appointment) -> Awaitable[ResolvedLink]:
-        ready = self._ready.get((appointment.id, side.name))
+        ready = self._ready.get((appointment.id.int, side.name))
         if ready is not None:
             return _done(ready)
         return _once(
-            self._resolved, (appointment.id, side.name), lambda: self._resolve(side, appointment)
+            self._resolved,
+            (appointment.id.int, side.name),
+            lambda: self._resolve(side, appointment),
         )
 
     def compare(self, side: Side, appointment: Appointment) -> Awaitable[SideComparison]:
         """Both origins of one side; recorded in the ledger when the stage is a compared one."""
-        ready = self._compared_ready.get((appointment.id, side.name))
+        ready = self._compared_ready.get((appointment.id.int, side.name))
         if ready is not None:
             return _done(ready)
         return _once(
-            self._compared, (appointment.id, side.name), lambda: self._compare(side, appointment)
+            self._compared,
+            (appointment.id.int, side.name),
+            lambda: self._compare(side, appointment),
         )
 
     async def prefetch(
@@ -210,7 +217,7 @@ class LinkResolver:
         ready = self._ready
         served: list[ResolvedLink] = []
         for link in links:
-            resolved = ready.get((link.appointment_id, link.side.name))
+            resolved = ready.get((link.appointment_id.int, link.side.name))
             if resolved is None:
                 raise LookupError(f"membership of {link.side.name} link not known to the caller")
             served.append(resolved)
@@ -221,11 +228,15 @@ class LinkResolver:
         plans: list[_LinkPlan] = []
         ready = self._ready
         every_read = self._sample_ratio >= 1.0
+        stages: dict[int, tuple[Stage, StagePolicy]] = {}
         for link in links:
-            if (link.appointment_id, link.side.name) in ready:
+            if (link.appointment_id.int, link.side.name) in ready:
                 continue
-            stage = self._stage_for(link.clinic_id)
-            policy = policy_for(stage)
+            known = stages.get(link.clinic_id.int)
+            if known is None:
+                stage = self._stage_for(link.clinic_id)
+                known = stages[link.clinic_id.int] = (stage, policy_for(stage))
+            stage, policy = known
             compared = policy.compared and (every_read or self._is_sampled(link.appointment_id))
             origin, fell_back = _origin_of(link, policy.authoritative)
             plans.append(_LinkPlan(link, stage, origin, fell_back, compared))
@@ -237,7 +248,7 @@ class LinkResolver:
         ready = self._ready
         for plan in plans:
             link, stage = plan.link, plan.stage
-            key = (link.appointment_id, link.side.name)
+            key = (link.appointment_id.int, link.side.name)
             if key in ready:
                 continue  # served by another list of this request while this one loaded
             resolved = self._link_now(link, stage, plan.origin, plan.fell_back, known)
@@ -308,7 +319,7 @@ class LinkResolver:
                 extra={"appointment_id": str(link.appointment_id), "side": link.side.name},
             )
             return
-        self._compared_ready[(link.appointment_id, link.side.name)] = comparison
+        self._compared_ready[(link.appointment_id.int, link.side.name)] = comparison
 
     def _is_sampled(self, appointment_id: uuid.UUID) -> bool:
         sampled = self._sampled.get(appointment_id)
@@ -432,8 +443,8 @@ class LinkResolver:
 
 
 def _once(
-    memo: dict[tuple[uuid.UUID, str], asyncio.Future[T]],
-    key: tuple[uuid.UUID, str],
+    memo: dict[LinkKey, asyncio.Future[T]],
+    key: LinkKey,
     start: Callable[[], Coroutine[Any, Any, T]],
 ) -> asyncio.Future[T]:
     future = memo.get(key)
