@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ARRAY, ColumnElement, Select, and_, any_, bindparam, exists, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -192,7 +203,12 @@ def page_statement(
         )
     if after is not None:
         statement = statement.where(order.after(after))
-    return statement.order_by(*order.columns).limit(size + 1), size
+    # The limit is written into the statement, not sent as a parameter: PostgreSQL
+    # reuses one plan for a prepared statement, and a plan made without knowing the
+    # limit expects the clinic's every row (hash joins over whole tables, not a few
+    # index look-ups). At most 101 texts, one per page size.
+    limit = literal(size + 1, literal_execute=True)
+    return statement.order_by(*order.columns).limit(limit), size
 
 
 ClinicScope = frozenset[uuid.UUID] | None

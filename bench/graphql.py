@@ -803,8 +803,8 @@ async def measure_in_process(
             event.listen(engine, "before_cursor_execute", capture)
             await ask(100)
             event.remove(engine, "before_cursor_execute", capture)
-            server_ms = await asyncio.to_thread(explain_analyze_ms, url, captured)
-            figures.phases_ms = _with_server_time(figures.phases_ms, server_ms)
+            planning_ms, execution_ms = await asyncio.to_thread(explain_analyze_ms, url, captured)
+            figures.phases_ms = _with_server_time(figures.phases_ms, planning_ms, execution_ms)
             if profile_to is not None:
                 figures.profile = await _profile(ask, requests, profile_to)
         event.remove(engine, "before_cursor_execute", before)
@@ -812,9 +812,15 @@ async def measure_in_process(
     return figures
 
 
-def explain_analyze_ms(url: str, statements: list[tuple[str, Any]]) -> float:
-    """Planning plus execution time the server reports for these statements (rolled back)."""
-    total = 0.0
+def explain_analyze_ms(url: str, statements: list[tuple[str, Any]]) -> tuple[float, float]:
+    """Planning and execution time the server reports for these statements (rolled back).
+
+    The service's statements are prepared after their first executions on a
+    connection, and PostgreSQL then reuses their plan: execution is what a request
+    costs the server; planning is what it would cost unprepared (through PgBouncer
+    in transaction mode with ``CLINIC_DATABASE_PREPARE_THRESHOLD=off``).
+    """
+    planning = execution = 0.0
     with psycopg.connect(dsn(url)) as connection:
         for statement, parameters in statements:
             if not statement.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "WITH")):
@@ -824,19 +830,23 @@ def explain_analyze_ms(url: str, statements: list[tuple[str, Any]]) -> float:
             ).fetchone()
             assert row is not None
             plan = row[0][0]
-            total += plan.get("Planning Time", 0.0) + plan.get("Execution Time", 0.0)
+            planning += plan.get("Planning Time", 0.0)
+            execution += plan.get("Execution Time", 0.0)
         connection.rollback()
-    return total
+    return planning, execution
 
 
-def _with_server_time(phases: dict[str, float], server_ms: float) -> dict[str, float]:
+def _with_server_time(
+    phases: dict[str, float], planning_ms: float, execution_ms: float
+) -> dict[str, float]:
     """The phases with the server's own time for the statements after the cursor time."""
     placed: dict[str, float] = {}
     for phase, milliseconds in phases.items():
         placed[phase] = milliseconds
         if "SQL, cursor" in phase:
             indent = phase[: len(phase) - len(phase.lstrip())]
-            placed[f"{indent}SQL, server time (EXPLAIN ANALYZE)"] = server_ms
+            placed[f"{indent}SQL, server execution (EXPLAIN ANALYZE)"] = execution_ms
+            placed[f"{indent}SQL, server planning (when not prepared)"] = planning_ms
     return placed
 
 
