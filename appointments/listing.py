@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -38,6 +38,7 @@ from sqlalchemy import (
     null,
     select,
     table,
+    true,
     type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,6 +174,7 @@ def _joined_page(
     legacy_columns: bool,
     first: int | None,
     after: str | None,
+    lateral: bool = True,
 ) -> tuple[Any, int]:
     """The page (filter, scope, cursor, limit) as a common table expression ``page``,
     then the joins.
@@ -193,7 +195,7 @@ def _joined_page(
         *page_columns
     )
     limited, size = page_statement(matching, APPOINTMENT_ORDER, first, after)
-    return _joins(legacy_columns).add_cte(limited.cte(_PAGE.name)), size
+    return _joins(legacy_columns, lateral).add_cte(limited.cte(_PAGE.name)), size
 
 
 _PAGE = table(
@@ -210,35 +212,93 @@ _PAGE = table(
 )
 
 
-@lru_cache(maxsize=2)
-def _joins(legacy_columns: bool) -> Select[Any]:
-    """Every column of a joined page, from the table expression ``page``."""
+@lru_cache(maxsize=4)
+def _joins(legacy_columns: bool, lateral: bool) -> Select[Any]:
+    """Every column of a joined page, from the source expression ``page``.
+
+    With ``lateral`` (PostgreSQL) each look-up is a lateral subquery fenced with
+    ``OFFSET 0``, so PostgreSQL runs it as one index look-up per listed row. As
+    plain joins it plans the eight of them together: twice the planning (about
+    5 ms when a statement is not prepared), and its generic plan for a prepared
+    statement hashed whole tables of doctors and users for a page of 100 rows
+    (2.5 ms of execution against 1.4 on 1,000,000 appointments). SQLite has no
+    lateral subqueries; it gets plain left joins, which it runs as look-ups anyway.
+    """
     page = _PAGE
     columns: list[ColumnElement[Any]] = [page.c[name] for name in AppointmentRecord._fields]
     joined: FromClause = page
     for tables in (_DOCTOR_TABLES, _PATIENT_TABLES):
         side = tables.side
-        stored_person = tables.stored.c[side.person_column]
-        derived_on: ColumnElement[bool] = false()
-        legacy_person_on: ColumnElement[bool] = false()
-        if legacy_columns:
-            legacy_column = page.c[side.legacy_column]
-            derived_on = and_(
-                tables.derived.c.clinic_id == page.c.clinic_id,
-                tables.derived.c[side.person_column] == legacy_column,
+        membership = side.membership_model.__table__
+        person = side.person_model.__table__
+        person_column = side.person_column
+
+        def stored_where(source: FromClause, side: Side = side) -> ColumnElement[bool]:
+            return source.c.id == page.c[side.new_column]
+
+        def derived_where(
+            source: FromClause, side: Side = side, person_column: str = person_column
+        ) -> ColumnElement[bool]:
+            if not legacy_columns:
+                return false()
+            return and_(
+                source.c.clinic_id == page.c.clinic_id,
+                source.c[person_column] == page.c[side.legacy_column],
             )
-            legacy_person_on = tables.legacy_person.c.id == legacy_column
-        joined = (
-            joined.outerjoin(tables.stored, tables.stored.c.id == page.c[side.new_column])
-            .outerjoin(tables.derived, derived_on)
-            .outerjoin(tables.legacy_person, legacy_person_on)
-            .outerjoin(tables.new_person, tables.new_person.c.id == stored_person)
+
+        def legacy_person_where(source: FromClause, side: Side = side) -> ColumnElement[bool]:
+            return false() if not legacy_columns else source.c.id == page.c[side.legacy_column]
+
+        stored, on, selected = _look_up(
+            f"stored_{side.name}_membership",
+            membership,
+            tables.membership_columns,
+            stored_where,
+            lateral,
         )
-        for membership in (tables.stored, tables.derived):
-            columns += [_raw_moment(membership.c[name]) for name in tables.membership_columns]
-        for person in (tables.legacy_person, tables.new_person):
-            columns += [person.c[name] for name in tables.person_columns]
+        joined = joined.outerjoin(stored, on)
+        columns += selected
+        stored_person = stored.c[person_column]
+        for name, source, names, where in (
+            (
+                f"derived_{side.name}_membership",
+                membership,
+                tables.membership_columns,
+                derived_where,
+            ),
+            (f"legacy_{side.name}", person, tables.person_columns, legacy_person_where),
+            (
+                f"new_{side.name}",
+                person,
+                tables.person_columns,
+                lambda source, stored_person=stored_person: source.c.id == stored_person,
+            ),
+        ):
+            look_up, on, selected = _look_up(name, source, names, where, lateral)
+            joined = joined.outerjoin(look_up, on)
+            columns += selected
     return select(*columns).select_from(joined).order_by(page.c.starts_at, page.c.id)
+
+
+def _look_up(
+    name: str,
+    source: FromClause,
+    names: tuple[str, ...],
+    where: Callable[[FromClause], ColumnElement[bool]],
+    lateral: bool,
+) -> tuple[FromClause, ColumnElement[bool], list[ColumnElement[Any]]]:
+    """At most one row of ``source`` per listed row, named ``name``: what to join, on
+    what, and the columns ``names`` as selected."""
+    if lateral:
+        fenced = (
+            select(*[_raw_moment(source.c[column]) for column in names])
+            .where(where(source))
+            .offset(0)
+            .lateral(name)
+        )
+        return fenced, true(), list(fenced.c)
+    alias = source.alias(name)
+    return alias, where(alias), [_raw_moment(alias.c[column]) for column in names]
 
 
 def _raw_moment(column: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -307,7 +367,8 @@ async def list_appointments_joined(
     """The page ``queries.list_appointments`` lists (same filter, scope, order and
     cursors), each row with both sides served by the request's stage rules; with no
     ``links`` (the caller shows no link field), the sides are not served."""
-    statement, size = _joined_page(where, clinics, legacy_columns, first, after)
+    lateral = session.get_bind().dialect.name == "postgresql"
+    statement, size = _joined_page(where, clinics, legacy_columns, first, after, lateral)
     started = time.perf_counter()
     connection = await session.connection()
     rows = (await connection.execute(statement)).all()
