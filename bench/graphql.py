@@ -28,8 +28,8 @@
    2 cluster workers, verifying the token too; checks that both return the
    same 100 appointment ids for the list before measuring.
 4. For each round, for each stage (legacy, dual_write, shadow, live, complete,
-   set in the flags file and awaited through the response's
-   ``extensions.migration.stages``): wrk on (a) the first 100 appointments of
+   the order shifted by one stage each round; set in the flags file and awaited
+   through the response's ``extensions.migration.stages``): wrk on (a) the first 100 appointments of
    a clinic with both field sets, (b) ``appointment(id)`` over those ids, (c)
    ``createAppointment`` with a distinct start time per request (legacy ids,
    new ids in ``complete``); in ``shadow`` PostGraphile's list and single item
@@ -1462,8 +1462,12 @@ def run_rounds(
         check_scenario(scenario, token)
     sequential: dict[str, float] = {}
     warmed = False
+    stages = list(arguments.stage_list)
     for round_number in range(1, arguments.rounds + 1):
-        for stage in arguments.stage_list:
+        # Each round starts one stage later, so that no stage always runs right after
+        # PostGraphile's load (or first, on a cold machine).
+        shift = (round_number - 1) % len(stages)
+        for stage in stages[shift:] + stages[:shift]:
             switch_stage(flags_file, ours, token, fixture, stage)
             scenarios = our_scenarios(ours, fixture, stage)
             for scenario in scenarios:
