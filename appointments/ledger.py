@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,8 +37,7 @@ AUTO_FIX_ACTOR = "system"
 MAX_COMMENT_LENGTH = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     appointment_id: uuid.UUID
     clinic_id: uuid.UUID
     stage: Stage

@@ -12,9 +12,11 @@ page: ``LinkResolver.serve_known`` picks the origin, falls back, compares and
 records exactly as ``LinkResolver.prefetch`` does for ORM rows, from memberships
 already in memory. What the served link names is then one of the joined records.
 
-The statement's size does not depend on the selection: every join is a primary-key
-or unique-key look-up per listed row, cheaper than another round trip. After the
-contract revision the legacy joins are left out (``legacy_columns=False``).
+The statement does not depend on the selection: every look-up is a primary-key or
+unique-key look-up per listed row, cheaper than another round trip. On PostgreSQL
+the look-ups the stored membership makes redundant (a consistent row's) are
+skipped. After the contract revision the legacy look-ups are left out
+(``legacy_columns=False``).
 """
 
 from __future__ import annotations
@@ -107,7 +109,6 @@ class PatientRecord(NamedTuple):
 
 
 PersonRecord = UserRecord | PatientRecord
-MembershipRecordType = DoctorMembershipRecord | PatientMembershipRecord
 
 
 class ServedSide(NamedTuple):
@@ -139,33 +140,15 @@ class ListedAppointment(NamedTuple):
 
 
 class _SideTables(NamedTuple):
+    """The columns one side reads of its memberships and of its people."""
+
     side: Side
-    stored: FromClause
-    derived: FromClause
-    legacy_person: FromClause
-    new_person: FromClause
     membership_columns: tuple[str, ...]
     person_columns: tuple[str, ...]
 
 
-def _side_tables(
-    side: Side, membership: type[MembershipRecordType], person: type[PersonRecord]
-) -> _SideTables:
-    membership_table = side.membership_model.__table__
-    person_table = side.person_model.__table__
-    return _SideTables(
-        side,
-        membership_table.alias(f"stored_{side.name}_membership"),
-        membership_table.alias(f"derived_{side.name}_membership"),
-        person_table.alias(f"legacy_{side.name}"),
-        person_table.alias(f"new_{side.name}"),
-        membership._fields,
-        person._fields,
-    )
-
-
-_DOCTOR_TABLES = _side_tables(DOCTOR, DoctorMembershipRecord, UserRecord)
-_PATIENT_TABLES = _side_tables(PATIENT, PatientMembershipRecord, PatientRecord)
+_DOCTOR_TABLES = _SideTables(DOCTOR, DoctorMembershipRecord._fields, UserRecord._fields)
+_PATIENT_TABLES = _SideTables(PATIENT, PatientMembershipRecord._fields, PatientRecord._fields)
 
 
 def _joined_page(

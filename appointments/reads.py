@@ -306,7 +306,11 @@ class LinkResolver:
         known: KnownMemberships,
     ) -> None:
         try:
-            stored = _known_stored_membership(link, known)
+            stored = (
+                None
+                if link.membership_id is None
+                else known.known_membership_by_id(link.side, link.membership_id)
+            )
             if isinstance(stored, Missing):
                 return
             comparison = compare_side(link, stored)
