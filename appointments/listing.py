@@ -118,10 +118,6 @@ class ServedSide(NamedTuple):
     link: ResolvedLink
     person: PersonRecord | None
 
-    @property
-    def membership(self) -> MembershipRecord | None:
-        return self.link.membership
-
 
 class ListedAppointment(NamedTuple):
     record: AppointmentRecord
@@ -137,18 +133,6 @@ class ListedAppointment(NamedTuple):
     @property
     def starts_at(self) -> datetime:
         return as_utc(self.record.starts_at)
-
-
-class _SideTables(NamedTuple):
-    """The columns one side reads of its memberships and of its people."""
-
-    side: Side
-    membership_columns: tuple[str, ...]
-    person_columns: tuple[str, ...]
-
-
-_DOCTOR_TABLES = _SideTables(DOCTOR, DoctorMembershipRecord._fields, UserRecord._fields)
-_PATIENT_TABLES = _SideTables(PATIENT, PatientMembershipRecord._fields, PatientRecord._fields)
 
 
 def _joined_page(
@@ -210,14 +194,14 @@ def _joins(legacy_columns: bool, lateral: bool) -> Select[Any]:
     page = _PAGE
     columns: list[ColumnElement[Any]] = [page.c[name] for name in AppointmentRecord._fields]
     joined: FromClause = page
-    for tables in (_DOCTOR_TABLES, _PATIENT_TABLES):
-        side = tables.side
+    for layout in (_DOCTOR_LAYOUT, _PATIENT_LAYOUT):
+        side = layout.side
         membership = side.membership_model.__table__
         person = side.person_model.__table__
         stored, on, selected = _look_up(
             f"stored_{side.name}_membership",
             membership,
-            tables.membership_columns,
+            layout.membership._fields,
             _id_is(page.c[side.new_column]),
             lateral,
         )
@@ -227,19 +211,19 @@ def _joins(legacy_columns: bool, lateral: bool) -> Select[Any]:
             (
                 f"derived_{side.name}_membership",
                 membership,
-                tables.membership_columns,
+                layout.membership._fields,
                 _legacy_membership_where(side, stored, legacy_columns, lateral),
             ),
             (
                 f"legacy_{side.name}",
                 person,
-                tables.person_columns,
+                layout.person._fields,
                 _legacy_person_where(side, stored, legacy_columns, lateral),
             ),
             (
                 f"new_{side.name}",
                 person,
-                tables.person_columns,
+                layout.person._fields,
                 _id_is(stored.c[side.person_column]),
             ),
         ):

@@ -306,11 +306,7 @@ class LinkResolver:
         known: KnownMemberships,
     ) -> None:
         try:
-            stored = (
-                None
-                if link.membership_id is None
-                else known.known_membership_by_id(link.side, link.membership_id)
-            )
+            stored = _known_stored_membership(link, known)
             if isinstance(stored, Missing):
                 return
             comparison = compare_side(link, stored)

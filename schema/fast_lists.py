@@ -45,6 +45,7 @@ from graphql import (
 from appointments.listing import ListedAppointment, ServedSide
 from appointments.models import AppointmentStatus, UserRole, as_utc
 from appointments.queries import Page
+from schema.prefetch import LINK_FIELDS
 
 
 class _NotCompiledError(Exception):
@@ -179,9 +180,6 @@ class CompiledList(NamedTuple):
     render: Callable[[Page[ListedAppointment]], dict[str, Any]]
     serves_links: bool
     """A link field is selected: the page's links must be served (and compared)."""
-
-
-LINK_FIELDS = frozenset({"doctor", "patient", "clinicDoctor", "clinicPatient"})
 
 
 def compile_list(info: GraphQLResolveInfo[Any]) -> CompiledList | None:
