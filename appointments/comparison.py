@@ -39,32 +39,44 @@ class SideComparison(NamedTuple):
     def consistent(self) -> bool:
         return not self.differences
 
-    @property
-    def compared_fields(self) -> tuple[MismatchField, MismatchField]:
-        return (self.side.person_field, self.side.clinic_field)
-
 
 def compare_side(link: StoredLink, stored_membership: MembershipRecord | None) -> SideComparison:
     """Compare one side. ``stored_membership`` is the row ``link``'s new column names."""
-    side = link.side
-    legacy_person = link.legacy_id
     if stored_membership is None:
         new_person = new_clinic = None
     else:
-        new_person = getattr(stored_membership, side.person_column)
+        new_person = getattr(stored_membership, link.side.person_column)
         new_clinic = stored_membership.clinic_id
-    differences: tuple[Difference, ...] = ()
-    if link.has_legacy_column and _differ(legacy_person, new_person):
-        differences = (Difference(side.person_field, legacy_person, new_person),)
-    if new_clinic is not None and new_clinic.int != link.clinic_id.int:
-        differences += (Difference(side.clinic_field, link.clinic_id, new_clinic),)
     return SideComparison(
-        side, legacy_person, link.membership_id, new_person, new_clinic, differences
+        link.side,
+        link.legacy_id,
+        link.membership_id,
+        new_person,
+        new_clinic,
+        differences_between(link, stored_membership),
     )
 
 
-def _differ(one: uuid.UUID | None, other: uuid.UUID | None) -> bool:
-    # By integer: uuid.UUID compares in Python, and a list compares 400 pairs.
-    if one is None or other is None:
-        return one is not other
-    return one.int != other.int
+def differences_between(
+    link: StoredLink, stored_membership: MembershipRecord | None
+) -> tuple[Difference, ...]:
+    """Where the two origins of one side differ; empty when they agree.
+
+    A list compares a few hundred links, most of them consistent, so this builds
+    nothing for a consistent one and compares UUIDs by integer (``uuid.UUID``
+    compares in Python).
+    """
+    side = link.side
+    legacy_person = link.legacy_id
+    if stored_membership is None:
+        if link.has_legacy_column and legacy_person is not None:
+            return (Difference(side.person_field, legacy_person, None),)
+        return ()
+    new_person: uuid.UUID = getattr(stored_membership, side.person_column)
+    new_clinic = stored_membership.clinic_id
+    differences: tuple[Difference, ...] = ()
+    if link.has_legacy_column and (legacy_person is None or legacy_person.int != new_person.int):
+        differences = (Difference(side.person_field, legacy_person, new_person),)
+    if new_clinic.int != link.clinic_id.int:
+        differences += (Difference(side.clinic_field, link.clinic_id, new_clinic),)
+    return differences

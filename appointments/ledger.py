@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_text
-from appointments.comparison import Difference, SideComparison
+from appointments.comparison import Difference
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
     MigrationMismatch,
@@ -31,6 +31,7 @@ from appointments.models import (
     utcnow,
 )
 from appointments.queries import KeysetOrder, Page, paginate
+from appointments.sides import Side
 from appointments.stages import Stage
 
 AUTO_FIX_ACTOR = "system"
@@ -38,10 +39,18 @@ MAX_COMMENT_LENGTH = 2000
 
 
 class Observation(NamedTuple):
+    """One compared side of one appointment: what differed (nothing when consistent)."""
+
     appointment_id: uuid.UUID
     clinic_id: uuid.UUID
     stage: Stage
-    comparison: SideComparison
+    side: Side
+    differences: tuple[Difference, ...]
+
+
+# An observation's appointment (by UUID integer) and side name; a later observation
+# of the same key replaces the earlier one.
+ObservationKey = tuple[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +96,15 @@ class MismatchRecorder:
     """Collects one request's comparisons and writes the ledger once."""
 
     def __init__(self) -> None:
-        self._observations: dict[tuple[int, str], Observation] = {}
+        self._observations: dict[ObservationKey, Observation] = {}
 
-    def observe(
-        self,
-        appointment_id: uuid.UUID,
-        clinic_id: uuid.UUID,
-        stage: Stage,
-        comparison: SideComparison,
-    ) -> None:
-        key = (appointment_id.int, comparison.side.name)
-        self._observations[key] = Observation(appointment_id, clinic_id, stage, comparison)
+    def observe(self, observation: Observation) -> None:
+        key = (observation.appointment_id.int, observation.side.name)
+        self._observations[key] = observation
+
+    def observe_all(self, observations: Iterable[tuple[ObservationKey, Observation]]) -> None:
+        """Many observations, each with its key (a list hands in a page's at once)."""
+        self._observations.update(observations)
 
     @property
     def pending(self) -> bool:
@@ -119,22 +126,37 @@ class MismatchRecorder:
         rows = [
             _ledger_row(observation, difference, now)
             for observation in observations
-            for difference in observation.comparison.differences
+            if observation.differences
+            for difference in observation.differences
         ]
         with_open = None if open_clinics is None else await open_clinics.current(session)
-        consistent = {
-            (observation.appointment_id, field.value)
-            for observation in observations
-            if with_open is None or observation.clinic_id in with_open
-            for field in observation.comparison.compared_fields
-            if field not in {d.field for d in observation.comparison.differences}
-        }
+        consistent = _consistent_fields(observations, with_open)
         fixed = await _fix_consistent(session, consistent, now)
         if rows:
             await session.execute(_upsert(session, rows, now))
             if open_clinics is not None:
                 open_clinics.opened({row["clinic_id"] for row in rows})
         return FlushResult(len(rows), fixed)
+
+
+def _consistent_fields(
+    observations: list[Observation], open_clinics: frozenset[uuid.UUID] | None
+) -> set[tuple[uuid.UUID, str]]:
+    """(appointment, field) found consistent, in the clinics that may have open entries
+    (``open_clinics``; every clinic when it is None)."""
+    if open_clinics is not None and not open_clinics:
+        return set()
+    # By UUID integer: uuid.UUID hashes in Python, and a list hands in hundreds.
+    open_ints = None if open_clinics is None else {clinic.int for clinic in open_clinics}
+    consistent: set[tuple[uuid.UUID, str]] = set()
+    for observation in observations:
+        if open_ints is not None and observation.clinic_id.int not in open_ints:
+            continue
+        differing = {difference.field for difference in observation.differences}
+        for field in (observation.side.person_field, observation.side.clinic_field):
+            if field not in differing:
+                consistent.add((observation.appointment_id, field.value))
+    return consistent
 
 
 def _ledger_row(observation: Observation, difference: Difference, now: datetime) -> dict[str, Any]:

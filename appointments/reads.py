@@ -30,9 +30,14 @@ from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from appointments import metrics
 from appointments.activity import RECENT
-from appointments.comparison import Difference, SideComparison, compare_side
+from appointments.comparison import (
+    Difference,
+    SideComparison,
+    compare_side,
+    differences_between,
+)
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
-from appointments.ledger import MismatchRecorder
+from appointments.ledger import MismatchRecorder, Observation, ObservationKey
 from appointments.models import Appointment
 from appointments.sides import DOCTOR, PATIENT, Membership, MembershipRecord, Side, StoredLink
 from appointments.stages import Origin, Stage, StagePolicy, policy_for
@@ -150,6 +155,9 @@ class LinkResolver:
         self._compared: dict[LinkKey, asyncio.Future[SideComparison]] = {}
         self._ready: dict[LinkKey, ResolvedLink] = {}
         self._compared_ready: dict[LinkKey, SideComparison] = {}
+        # Links compared by a list, with the stored membership they were compared with:
+        # the full comparison is built only if a field asks for it.
+        self._compared_known: dict[LinkKey, tuple[StoredLink, MembershipRecord | None]] = {}
         self._sampled: dict[uuid.UUID, bool] = {}
 
     def ready(self, side: Side, appointment: Appointment) -> ResolvedLink | None:
@@ -168,7 +176,10 @@ class LinkResolver:
 
     def compare(self, side: Side, appointment: Appointment) -> Awaitable[SideComparison]:
         """Both origins of one side; recorded in the ledger when the stage is a compared one."""
-        ready = self._compared_ready.get((appointment.id.int, side.name))
+        key = (appointment.id.int, side.name)
+        ready = self._compared_ready.get(key)
+        if ready is None and key in self._compared_known:
+            ready = self._compared_ready[key] = compare_side(*self._compared_known[key])
         if ready is not None:
             return _done(ready)
         return _once(
@@ -245,6 +256,7 @@ class LinkResolver:
     def _serve_plans(self, plans: list[_LinkPlan], known: KnownMemberships, elapsed: float) -> None:
         reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
         comparisons: Counter[tuple[Stage, str]] = Counter()
+        observations: list[tuple[ObservationKey, Observation]] = []
         ready = self._ready
         for plan in plans:
             link, stage = plan.link, plan.stage
@@ -257,9 +269,20 @@ class LinkResolver:
             ready[key] = resolved
             reads[(stage, link.side.name, resolved.origin, _outcome(resolved))] += 1
             if plan.compared:
-                self._compare_now(link, stage, comparisons, known)
+                # The served membership is the stored one when the new origin answered.
+                stored: MembershipRecord | Missing | None
+                if resolved.origin is Origin.NEW:
+                    stored = resolved.membership
+                elif link.membership_id is None:
+                    stored = None
+                else:
+                    stored = known.known_membership_by_id(link.side, link.membership_id)
+                outcome = self._compare_now(key, link, stage, stored, observations)
+                if outcome is not None:
+                    comparisons[(stage, outcome)] += 1
             elif policy_for(stage).compared:
                 comparisons[(stage, "skipped")] += 1
+        self._recorder.observe_all(observations)
         for (stage, side_name, origin, outcome), count in reads.items():
             metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
             RECENT.record("read", stage.value, count)
@@ -300,26 +323,34 @@ class LinkResolver:
 
     def _compare_now(
         self,
+        key: LinkKey,
         link: StoredLink,
         stage: Stage,
-        tally: Counter[tuple[Stage, str]],
-        known: KnownMemberships,
-    ) -> None:
+        stored: MembershipRecord | Missing | None,
+        observations: list[tuple[ObservationKey, Observation]],
+    ) -> str | None:
+        """Compare a link whose stored membership is known; the outcome for the metric."""
+        if isinstance(stored, Missing):
+            return None  # not preloaded (cannot happen): a field compares it on its own
         try:
-            stored = _known_stored_membership(link, known)
-            if isinstance(stored, Missing):
-                return
-            comparison = compare_side(link, stored)
-            self._record(link, stage, comparison, tally)
+            differences = differences_between(link, stored)
+            if differences:
+                self._publish(link, stage, differences)
         except Exception:
-            metrics.COMPARISONS.labels(stage.value, "error").inc()
-            self._events.counts["comparison_error"] += 1
-            logger.exception(
-                "comparison failed; the read is served unchanged",
-                extra={"appointment_id": str(link.appointment_id), "side": link.side.name},
-            )
-            return
-        self._compared_ready[(link.appointment_id.int, link.side.name)] = comparison
+            self._comparison_failed(link.appointment_id, link.side)
+            return "error"
+        self._compared_known[key] = (link, stored)
+        observations.append(
+            (key, Observation(link.appointment_id, link.clinic_id, stage, link.side, differences))
+        )
+        return "inconsistent" if differences else "consistent"
+
+    def _comparison_failed(self, appointment_id: uuid.UUID, side: Side) -> None:
+        self._events.counts["comparison_error"] += 1
+        logger.exception(
+            "comparison failed; the read is served unchanged",
+            extra={"appointment_id": str(appointment_id), "side": side.name},
+        )
 
     def _is_sampled(self, appointment_id: uuid.UUID) -> bool:
         sampled = self._sampled.get(appointment_id)
@@ -352,6 +383,7 @@ class LinkResolver:
         self._compared.clear()
         self._ready.clear()
         self._compared_ready.clear()
+        self._compared_known.clear()
 
     async def _resolve(self, side: Side, appointment: Appointment) -> ResolvedLink:
         stage = self._stage_for(appointment.clinic_id)
@@ -395,11 +427,7 @@ class LinkResolver:
             await self.compare(side, appointment)
         except Exception:
             metrics.COMPARISONS.labels(stage.value, "error").inc()
-            self._events.counts["comparison_error"] += 1
-            logger.exception(
-                "comparison failed; the read is served unchanged",
-                extra={"appointment_id": str(appointment.id), "side": side.name},
-            )
+            self._comparison_failed(appointment.id, side)
 
     async def _compare(self, side: Side, appointment: Appointment) -> SideComparison:
         stage = self._stage_for(appointment.clinic_id)
@@ -408,32 +436,30 @@ class LinkResolver:
         self._record(link, stage, comparison)
         return comparison
 
-    def _record(
-        self,
-        link: StoredLink,
-        stage: Stage,
-        comparison: SideComparison,
-        tally: Counter[tuple[Stage, str]] | None = None,
-    ) -> None:
-        """Count, log and hand the comparison to the ledger; ``tally`` batches the metric."""
+    def _record(self, link: StoredLink, stage: Stage, comparison: SideComparison) -> None:
+        """Count, log and hand the comparison to the ledger, in compared stages."""
         if policy_for(stage).compared:
             outcome = "consistent" if comparison.consistent else "inconsistent"
-            if tally is None:
-                metrics.COMPARISONS.labels(stage.value, outcome).inc()
-            else:
-                tally[(stage, outcome)] += 1
-            for difference in comparison.differences:
-                self._events.publish(
-                    MismatchSeen(
-                        difference.field,
-                        link.appointment_id,
-                        link.clinic_id,
-                        stage,
-                        difference.legacy_value,
-                        difference.new_value,
-                    )
+            metrics.COMPARISONS.labels(stage.value, outcome).inc()
+            self._publish(link, stage, comparison.differences)
+            self._recorder.observe(
+                Observation(
+                    link.appointment_id, link.clinic_id, stage, link.side, comparison.differences
                 )
-            self._recorder.observe(link.appointment_id, link.clinic_id, stage, comparison)
+            )
+
+    def _publish(self, link: StoredLink, stage: Stage, differences: tuple[Difference, ...]) -> None:
+        for difference in differences:
+            self._events.publish(
+                MismatchSeen(
+                    difference.field,
+                    link.appointment_id,
+                    link.clinic_id,
+                    stage,
+                    difference.legacy_value,
+                    difference.new_value,
+                )
+            )
 
     async def _stored_membership(self, side: Side, appointment: Appointment) -> Membership | None:
         membership_id = side.membership_id(appointment)
