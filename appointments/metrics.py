@@ -50,6 +50,11 @@ FLAG_EVALUATIONS = Counter(
     "Migration flag evaluations (once per request and clinic), by stage and how it was decided",
     ["stage", "decided_by"],
 )
+FLAG_EVALUATION_SECONDS = Histogram(
+    "clinic_flag_evaluation_seconds",
+    "Time of one migration flag evaluation (the Unleash SDK's and the readiness gate's)",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025),
+)
 LEDGER_FLUSHES = Counter(
     "clinic_ledger_flushes",
     "End-of-request writes of the mismatch ledger, by outcome",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +60,7 @@ class StageResolver:
     def __call__(self, clinic_id: uuid.UUID) -> Stage:
         stage = self._stages.get(clinic_id)
         if stage is None:
+            started = time.perf_counter()
             stage, decided_by = self._evaluate(clinic_id)
             metrics.FLAG_EVALUATIONS.labels(stage.value, decided_by).inc()
             if self._gate is not None:
@@ -68,6 +70,7 @@ class StageResolver:
                     self._gated[clinic_id] = GatedStage(stage, served, blockers)
                     stage = served
             self._stages[clinic_id] = stage
+            metrics.FLAG_EVALUATION_SECONDS.observe(time.perf_counter() - started)
         return stage
 
     def requested(self, clinic_id: uuid.UUID) -> Stage:

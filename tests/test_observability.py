@@ -61,6 +61,8 @@ async def test_metrics_count_the_comparisons_and_mismatches_of_shadow_reads(
     evaluations_before = await metric(
         api, "clinic_flag_evaluations_total", stage="shadow", decided_by="flag"
     )
+    timed_before = await metric(api, "clinic_flag_evaluation_seconds_count")
+    seconds_before = await metric(api, "clinic_flag_evaluation_seconds_sum")
 
     await api.data(READ, {"clinicId": str(world.clinic_a.id)})
     await api.data(READ, {"clinicId": str(world.clinic_a.id)})
@@ -78,6 +80,9 @@ async def test_metrics_count_the_comparisons_and_mismatches_of_shadow_reads(
         await metric(api, "clinic_flag_evaluations_total", stage="shadow", decided_by="flag")
         == evaluations_before + 2
     )
+    # Timed once per evaluation (per request and clinic), not per row read.
+    assert await metric(api, "clinic_flag_evaluation_seconds_count") == timed_before + 2
+    assert await metric(api, "clinic_flag_evaluation_seconds_sum") > seconds_before
     text = (await api.client.get("/metrics")).text
     assert "clinic_origin_read_seconds_bucket" in text
     assert str(world.clinic_a.id) not in text
