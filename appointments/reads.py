@@ -269,15 +269,7 @@ class LinkResolver:
             ready[key] = resolved
             reads[(stage, link.side.name, resolved.origin, _outcome(resolved))] += 1
             if plan.compared:
-                # The served membership is the stored one when the new origin answered.
-                stored: MembershipRecord | Missing | None
-                if resolved.origin is Origin.NEW:
-                    stored = resolved.membership
-                elif link.membership_id is None:
-                    stored = None
-                else:
-                    stored = known.known_membership_by_id(link.side, link.membership_id)
-                outcome = self._compare_now(key, link, stage, stored, observations)
+                outcome = self._compare_now(key, link, stage, resolved, known, observations)
                 if outcome is not None:
                     comparisons[(stage, outcome)] += 1
             elif policy_for(stage).compared:
@@ -326,13 +318,23 @@ class LinkResolver:
         key: LinkKey,
         link: StoredLink,
         stage: Stage,
-        stored: MembershipRecord | Missing | None,
+        served: ResolvedLink,
+        known: KnownMemberships,
         observations: list[tuple[ObservationKey, Observation]],
     ) -> str | None:
-        """Compare a link whose stored membership is known; the outcome for the metric."""
-        if isinstance(stored, Missing):
-            return None  # not preloaded (cannot happen): a field compares it on its own
+        """Compare a served link whose memberships ``known`` holds; the outcome for the
+        metric, None when the stored membership was not loaded (the field compares it)."""
         try:
+            # The served membership is the stored one when the new origin answered.
+            stored: MembershipRecord | Missing | None
+            if served.origin is Origin.NEW:
+                stored = served.membership
+            elif link.membership_id is None:
+                stored = None
+            else:
+                stored = known.known_membership_by_id(link.side, link.membership_id)
+            if isinstance(stored, Missing):
+                return None
             differences = differences_between(link, stored)
             if differences:
                 self._publish(link, stage, differences)
