@@ -88,6 +88,61 @@ async def test_metrics_count_the_comparisons_and_mismatches_of_shadow_reads(
     assert str(world.clinic_a.id) not in text
 
 
+READ_WITH_MIGRATION = """
+query Read($clinicId: ID!) {
+  appointments(first: 100, filter: {clinicId: $clinicId}) {
+    edges { node {
+      id doctor { id } clinicDoctor { id } patient { id } clinicPatient { id }
+      migration { consistent differences { field legacyValue newValue } }
+    } }
+  }
+}
+"""
+
+
+async def test_a_list_showing_the_migration_field_compares_each_link_once(
+    api: Api,
+    world: World,
+    mess: Mess,
+    flags_file: Any,
+    migration_log: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """The list compares and records every link; the ``migration`` field then shows
+    those comparisons without comparing, counting or logging them again."""
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
+    counted = {
+        outcome: await metric(api, "clinic_comparisons_total", stage="shadow", outcome=outcome)
+        for outcome in ("consistent", "inconsistent")
+    }
+    plain = await api.data(READ, {"clinicId": str(world.clinic_a.id)})
+    per_list = {
+        outcome: await metric(api, "clinic_comparisons_total", stage="shadow", outcome=outcome)
+        - counted[outcome]
+        for outcome in counted
+    }
+    logged_per_list = len([line for line in migration_log() if line.get("event") == "mismatch"])
+
+    shown = await api.data(READ_WITH_MIGRATION, {"clinicId": str(world.clinic_a.id)})
+
+    for outcome in counted:
+        assert (
+            await metric(api, "clinic_comparisons_total", stage="shadow", outcome=outcome)
+            == counted[outcome] + 2 * per_list[outcome]
+        )
+    mismatch_lines = [line for line in migration_log() if line.get("event") == "mismatch"]
+    assert logged_per_list > 0
+    assert len(mismatch_lines) == 2 * logged_per_list
+    nodes = nodes_by_id(shown)
+    assert {
+        node_id: {k: v for k, v in node.items() if k != "migration"}
+        for node_id, node in nodes.items()
+    } == nodes_by_id(plain)
+    assert nodes[str(mess.consistent)]["migration"] == {"consistent": True, "differences": []}
+    wrong = nodes[str(mess.wrong_person)]["migration"]
+    assert wrong["consistent"] is False
+    assert [difference["field"] for difference in wrong["differences"]] == ["DOCTOR"]
+
+
 async def test_a_failing_comparison_leaves_the_read_intact_and_is_counted(
     api: Api,
     world: World,
