@@ -23,9 +23,12 @@ LINK_FIELDS = frozenset({"doctor", "patient", "clinicDoctor", "clinicPatient"})
 def selected_paths(
     selections: Iterable[SelectedField | FragmentSpread | InlineFragment], prefix: str = ""
 ) -> set[str]:
-    """Dotted paths of every field selected below ``selections`` (fragments flattened)."""
+    """Dotted paths of every field the response will show below ``selections``
+    (fragments flattened; what ``@skip`` or ``@include`` leaves out is not there)."""
     paths: set[str] = set()
     for selection in selections:
+        if not _shown(selection):
+            continue
         if isinstance(selection, SelectedField):
             path = prefix + selection.name
             paths.add(path)
@@ -33,6 +36,15 @@ def selected_paths(
         else:
             paths |= selected_paths(selection.selections, prefix)
     return paths
+
+
+def _shown(selection: SelectedField | FragmentSpread | InlineFragment) -> bool:
+    # Strawberry has resolved the directives' arguments, variables included.
+    directives = selection.directives
+    skip, include = directives.get("skip"), directives.get("include")
+    return not (skip is not None and skip.get("if")) and (
+        include is None or bool(include.get("if"))
+    )
 
 
 async def preload_appointments(

@@ -125,6 +125,23 @@ query Directives($clinicId: ID, $yes: Boolean!, $no: Boolean!) {
 fragment Extra on Appointment { reason clinicPatient { patient { id } } }
 """
 
+# Every link field left out by a directive: neither path serves or compares a link.
+LINKS_SKIPPED = """
+query LinksSkipped($clinicId: ID, $yes: Boolean!) {
+  appointments(first: 20, filter: {clinicId: $clinicId}) {
+    edges {
+      node {
+        id
+        doctor @skip(if: $yes) { id }
+        ... @include(if: false) { clinicDoctor { id } }
+        ...Links @skip(if: true)
+      }
+    }
+  }
+}
+fragment Links on Appointment { patient { id } clinicPatient { patient { id } } }
+"""
+
 FILTERED = """
 query Filtered($filter: AppointmentFilterInput!) {
   appointments(first: 50, filter: $filter) {
@@ -314,6 +331,12 @@ async def test_joined_lists_answer_as_the_orm_read_path_in_every_stage(
     await pair.compare(ALIASES, each_clinic)
     for yes in (True, False):
         await pair.compare(DIRECTIVES, {"clinicId": clinic_a, "yes": yes, "no": not yes})
+    orm, joined = await pair.compare(LINKS_SKIPPED, {"clinicId": clinic_a, "yes": True})
+    assert orm.metrics == {}
+    assert orm.ledger == []
+    assert orm.events == []
+    orm, joined = await pair.compare(LINKS_SKIPPED, {"clinicId": clinic_a, "yes": False})
+    assert orm.metrics, "the doctor shown is served (and counted) by both paths"
     for condition in (
         {"doctorId": str(world.doctor.id)},
         {"patientId": str(world.other_patient.id)},
