@@ -31,14 +31,28 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments import metrics
-from appointments.models import MigrationMismatch
+from appointments import listing, metrics
+from appointments.db import SerializedSession
+from appointments.events import MigrationEventLog
+from appointments.models import Appointment, MigrationMismatch
+from appointments.queries import AppointmentFilter
+from appointments.reads import LinkResolver, fixed_stage
+from appointments.sides import DOCTOR, PATIENT
 from appointments.stages import Stage
 from bench.executor import HOT_QUERY
-from tests.conftest import Api, Mess, World, ledger_rows, open_api, set_stages
+from schema.dataloaders import Loaders
+from tests.conftest import (
+    Api,
+    Mess,
+    World,
+    insert_appointment,
+    ledger_rows,
+    open_api,
+    set_stages,
+)
 from tests.test_fast_executor import seed_more
 from tests.test_statement_count import seed_appointments
 
@@ -366,3 +380,58 @@ async def test_the_joined_read_sends_one_statement_whatever_the_selection(pair: 
 
     assert hot_joined.statements == ids_joined.statements == 1
     assert hot_orm.statements > ids_orm.statements
+
+
+async def test_a_link_served_before_another_transaction_changed_its_row_keeps_its_person(
+    sessions: async_sessionmaker[AsyncSession], world: World, database_url: str
+) -> None:
+    """Two reads of one request (say ``appointment(id)``, then a list) with a write
+    committed by another transaction between them: PostgreSQL's next statement reads
+    the changed row, and the list still shows the link as the request first served it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite read transaction keeps one snapshot: no write lands in between")
+    async with sessions() as session, session.begin():
+        appointment_id = await insert_appointment(
+            session,
+            world,
+            9,
+            doctor_id=world.doctor.id,
+            clinic_doctor_id=world.clinic_doctor.id,
+            patient_id=world.patient.id,
+            clinic_patient_id=world.clinic_patient.id,
+        )
+    db = SerializedSession(sessions)
+    links = LinkResolver(fixed_stage(Stage.LEGACY), Loaders(db), MigrationEventLog())
+    try:
+        row = await db.run(lambda session: session.get(Appointment, appointment_id))
+        assert row is not None
+        await links.prefetch([row], (DOCTOR, PATIENT))
+        first = links.ready(DOCTOR, row)
+        assert first is not None
+        assert first.person_id == world.doctor.id
+
+        async with sessions() as other, other.begin():
+            await other.execute(
+                update(Appointment)
+                .where(Appointment.id == appointment_id)
+                .values(
+                    doctor_id=world.other_doctor.id,
+                    clinic_doctor_id=world.other_clinic_doctor.id,
+                )
+            )
+
+        page = await db.run(
+            lambda session: listing.list_appointments_joined(
+                session, links, AppointmentFilter(clinic_id=world.clinic_a.id), 10, None
+            )
+        )
+    finally:
+        await db.close()
+
+    listed = next(item for item in page.rows if item.id == appointment_id)
+    assert listed.record.doctor_id == world.other_doctor.id, "the list read the changed row"
+    assert listed.doctor is not None
+    assert listed.doctor.link is first
+    assert listed.doctor.person == listing.UserRecord(
+        world.doctor.id, world.doctor.name, world.doctor.email, world.doctor.role
+    )
