@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -393,41 +393,32 @@ async def list_appointments_joined(
         people.memberships,
         load_seconds,
     )
-    doctors = [_joined_person(served[2 * n], people.doctors[n]) for n in range(len(records))]
-    patients = [_joined_person(served[2 * n + 1], people.patients[n]) for n in range(len(records))]
-    elsewhere: dict[tuple[Side, int], PersonRecord] = {}
-    if NOT_JOINED in doctors or NOT_JOINED in patients:
-        elsewhere = await _people_not_joined(connection, served, doctors, patients)
+    unjoined: list[tuple[int, Side, ResolvedLink]] = []
     listed = [
         ListedAppointment(
             record,
-            _served(served[2 * n], doctors[n], DOCTOR, elsewhere),
-            _served(served[2 * n + 1], patients[n], PATIENT, elsewhere),
+            _served(served[2 * n], people.doctors[n], n, DOCTOR, unjoined),
+            _served(served[2 * n + 1], people.patients[n], n, PATIENT, unjoined),
         )
         for n, record in enumerate(records)
     ]
+    if unjoined:
+        await _serve_unjoined(connection, listed, unjoined)
     return Page(listed, APPOINTMENT_ORDER, has_next_page)
 
 
-async def _people_not_joined(
+async def _serve_unjoined(
     connection: AsyncConnection,
-    served: Sequence[ResolvedLink],
-    doctors: Sequence[JoinedPerson],
-    patients: Sequence[JoinedPerson],
-) -> dict[tuple[Side, int], PersonRecord]:
-    """The people of links this request served before the joined statement ran, where
-    the row the statement read names someone else (another transaction changed it in
-    between): one more statement per such side, none on a page without them. The page
-    shows every link as the request first served it."""
-    wanted: dict[Side, set[uuid.UUID]] = {DOCTOR: set(), PATIENT: set()}
-    for offset, side, found in ((0, DOCTOR, doctors), (1, PATIENT, patients)):
-        for n, person in enumerate(found):
-            link = served[2 * n + offset]
-            if person is NOT_JOINED and link.person_id is not None:
-                wanted[side].add(link.person_id)
+    listed: list[ListedAppointment],
+    unjoined: list[tuple[int, Side, ResolvedLink]],
+) -> None:
+    """Give the links this request served before the joined statement ran, where the
+    row the statement read names someone else (another transaction changed it in
+    between), the person they were served with: one more statement per side, and
+    only then. The page shows every link as the request first served it."""
     loaded: dict[tuple[Side, int], PersonRecord] = {}
     for layout in (_DOCTOR_LAYOUT, _PATIENT_LAYOUT):
-        ids = wanted[layout.side]
+        ids = {link.person_id for _, side, link in unjoined if side is layout.side}
         if not ids:
             continue
         table = layout.side.person_model.__table__
@@ -436,7 +427,16 @@ async def _people_not_joined(
         )
         for row in await connection.execute(statement):
             loaded[(layout.side, row.id.int)] = _record(layout.person, tuple(row))
-    return loaded
+    for n, side, link in unjoined:
+        person = None if link.person_id is None else loaded.get((side, link.person_id.int))
+        if person is None:
+            raise LookupError(f"no {side.name} {link.person_id} for a served link")
+        served = ServedSide(link, person)
+        listed[n] = (
+            listed[n]._replace(doctor=served)
+            if side is DOCTOR
+            else listed[n]._replace(patient=served)
+        )
 
 
 @dataclass(slots=True)
@@ -528,39 +528,21 @@ def _collect_side(
     found.append((legacy, new))
 
 
-class _NotJoined:
-    """A served link's person that the joined row does not hold (``_people_not_joined``)."""
-
-
-NOT_JOINED: Final = _NotJoined()
-JoinedPerson = PersonRecord | None | _NotJoined
-
-
-def _joined_person(
-    link: ResolvedLink, people: tuple[PersonRecord | None, PersonRecord | None]
-) -> JoinedPerson:
-    """The person the joined row holds for ``link`` (None when the link names nobody)."""
-    if link.person_id is None:
-        return None
-    legacy_person, new_person = people
-    person = legacy_person if link.origin is Origin.LEGACY else new_person
-    if person is None or person.id.int != link.person_id.int:
-        return NOT_JOINED
-    return person
-
-
 def _served(
     link: ResolvedLink,
-    person: JoinedPerson,
+    people: tuple[PersonRecord | None, PersonRecord | None],
+    position: int,
     side: Side,
-    elsewhere: dict[tuple[Side, int], PersonRecord],
+    unjoined: list[tuple[int, Side, ResolvedLink]],
 ) -> ServedSide:
-    if isinstance(person, _NotJoined):
-        person_id = link.person_id
-        found = None if person_id is None else elsewhere.get((side, person_id.int))
-        if found is None:
-            raise LookupError(f"no {side.name} {link.person_id} for a served link")
-        return ServedSide(link, found)
+    legacy_person, new_person = people
+    person = legacy_person if link.origin is Origin.LEGACY else new_person
+    if link.person_id is None:
+        person = None
+    elif person is None or person.id.int != link.person_id.int:
+        # Served earlier in the request, from the row as it was then (_serve_unjoined).
+        unjoined.append((position, side, link))
+        person = None
     return ServedSide(link, person)
 
 
