@@ -309,30 +309,35 @@ async def insert_appointment(
     return appointment_id
 
 
+def consistent_links(world: World) -> dict[str, uuid.UUID]:
+    """Both sides of both links of an appointment of clinic A, agreeing."""
+    return {
+        "doctor_id": world.doctor.id,
+        "clinic_doctor_id": world.clinic_doctor.id,
+        "patient_id": world.patient.id,
+        "clinic_patient_id": world.clinic_patient.id,
+    }
+
+
 @pytest.fixture
 async def mess(sessions: async_sessionmaker[AsyncSession], world: World) -> Mess:
     async with sessions() as session, session.begin():
         in_b = await writes.add_clinic_patient(session, world.clinic_b.id, world.patient.id)
-        consistent_links = {
-            "doctor_id": world.doctor.id,
-            "clinic_doctor_id": world.clinic_doctor.id,
-            "patient_id": world.patient.id,
-            "clinic_patient_id": world.clinic_patient.id,
-        }
+        links = consistent_links(world)
         return Mess(
             wrong_person=await insert_appointment(
                 session,
                 world,
                 9,
-                **(consistent_links | {"clinic_doctor_id": world.other_clinic_doctor.id}),
+                **(links | {"clinic_doctor_id": world.other_clinic_doctor.id}),
             ),
             missing_new=await insert_appointment(
-                session, world, 10, **(consistent_links | {"clinic_doctor_id": None})
+                session, world, 10, **(links | {"clinic_doctor_id": None})
             ),
             other_clinic=await insert_appointment(
-                session, world, 11, **(consistent_links | {"clinic_patient_id": in_b.id})
+                session, world, 11, **(links | {"clinic_patient_id": in_b.id})
             ),
-            consistent=await insert_appointment(session, world, 12, **consistent_links),
+            consistent=await insert_appointment(session, world, 12, **links),
             clinic_patient_in_b=in_b.id,
         )
 

@@ -48,6 +48,7 @@ from tests.conftest import (
     Api,
     Mess,
     World,
+    consistent_links,
     insert_appointment,
     ledger_rows,
     open_api,
@@ -391,15 +392,7 @@ async def test_a_link_served_before_another_transaction_changed_its_row_keeps_it
     if not database_url.startswith("postgresql"):
         pytest.skip("a SQLite read transaction keeps one snapshot: no write lands in between")
     async with sessions() as session, session.begin():
-        appointment_id = await insert_appointment(
-            session,
-            world,
-            9,
-            doctor_id=world.doctor.id,
-            clinic_doctor_id=world.clinic_doctor.id,
-            patient_id=world.patient.id,
-            clinic_patient_id=world.clinic_patient.id,
-        )
+        appointment_id = await insert_appointment(session, world, 9, **consistent_links(world))
     db = SerializedSession(sessions)
     links = LinkResolver(fixed_stage(Stage.LEGACY), Loaders(db), MigrationEventLog())
     try:

@@ -24,6 +24,7 @@ from tests.conftest import (
     Api,
     Mess,
     World,
+    consistent_links,
     insert_appointment,
     ledger_rows,
     nodes_by_id,
@@ -306,15 +307,7 @@ async def test_an_entry_opened_elsewhere_is_fixed_once_the_open_clinics_are_refr
     api: Api, world: World, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     async with sessions() as session, session.begin():
-        appointment_id = await insert_appointment(
-            session,
-            world,
-            9,
-            doctor_id=world.doctor.id,
-            clinic_doctor_id=world.clinic_doctor.id,
-            patient_id=world.patient.id,
-            clinic_patient_id=world.clinic_patient.id,
-        )
+        appointment_id = await insert_appointment(session, world, 9, **consistent_links(world))
     set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
     read = {"clinicId": str(world.clinic_a.id)}
     await api.data(READ, read)
