@@ -1,10 +1,12 @@
-"""Pure helpers of the benchmarks: wrk output, Lua, settings (bench/graphql.py), and the
-bytecode counter (bench/opcodes.py)."""
+"""Pure helpers of the benchmarks: wrk output, Lua, settings (bench/graphql.py), the
+bytecode counter (bench/opcodes.py), and a short run of the flag cost benchmark
+(bench/flag_cost.py, which reaches into the file source's SDK client)."""
 
 from __future__ import annotations
 
 import pytest
 
+from bench import flag_cost
 from bench.graphql import STARTS, Scenario, parse_wrk
 from bench.opcodes import BytecodeCount, count_requests, counting_bytecodes
 from server.settings import Settings, SettingsError
@@ -109,3 +111,17 @@ async def test_requests_are_counted_one_by_one_and_together() -> None:
 
     assert totals[0] == totals[1] < totals[2]
     assert combined.total == sum(totals)
+
+
+def test_the_flag_cost_benchmark_times_every_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert flag_cost.main(["--clinics", "6", "--calls", "20", "--cold-calls", "2"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    timed = {line[:34].strip(): [float(value) for value in line[34:].split()] for line in lines[2:]}
+    assert list(timed) == [
+        "StageResolver, one per request",
+        "LocalFileFlagSource.variant",
+        "UnleashClient.get_variant",
+        "os.stat of the flags file",
+    ]
+    assert all(len(values) == 2 and min(values) > 0 for values in timed.values())
