@@ -45,7 +45,7 @@ def compare_side(link: StoredLink, stored_membership: MembershipRecord | None) -
     if stored_membership is None:
         new_person = new_clinic = None
     else:
-        new_person = getattr(stored_membership, link.side.person_column)
+        new_person = link.side.person_of(stored_membership)
         new_clinic = stored_membership.clinic_id
     return SideComparison(
         link.side,

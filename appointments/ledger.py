@@ -126,7 +126,6 @@ class MismatchRecorder:
         rows = [
             _ledger_row(observation, difference, now)
             for observation in observations
-            if observation.differences
             for difference in observation.differences
         ]
         with_open = None if open_clinics is None else await open_clinics.current(session)

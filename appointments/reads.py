@@ -154,7 +154,6 @@ class LinkResolver:
         self._resolved: dict[LinkKey, asyncio.Future[ResolvedLink]] = {}
         self._compared: dict[LinkKey, asyncio.Future[SideComparison]] = {}
         self._ready: dict[LinkKey, ResolvedLink] = {}
-        self._compared_ready: dict[LinkKey, SideComparison] = {}
         # Links compared by a list, with the stored membership they were compared with:
         # the full comparison is built only if a field asks for it.
         self._compared_known: dict[LinkKey, tuple[StoredLink, MembershipRecord | None]] = {}
@@ -177,11 +176,9 @@ class LinkResolver:
     def compare(self, side: Side, appointment: Appointment) -> Awaitable[SideComparison]:
         """Both origins of one side; recorded in the ledger when the stage is a compared one."""
         key = (appointment.id.int, side.name)
-        ready = self._compared_ready.get(key)
-        if ready is None and key in self._compared_known:
-            ready = self._compared_ready[key] = compare_side(*self._compared_known[key])
-        if ready is not None:
-            return _done(ready)
+        known = self._compared_known.get(key)
+        if known is not None:
+            return _done(compare_side(*known))  # compared (and recorded) by a list already
         return _once(
             self._compared,
             (appointment.id.int, side.name),
@@ -384,7 +381,6 @@ class LinkResolver:
         self._resolved.clear()
         self._compared.clear()
         self._ready.clear()
-        self._compared_ready.clear()
         self._compared_known.clear()
 
     async def _resolve(self, side: Side, appointment: Appointment) -> ResolvedLink:
