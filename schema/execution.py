@@ -53,6 +53,8 @@ from datetime import date, datetime
 from typing import Any, Final, TypeAlias
 
 from graphql import (
+    ExecutionResult,
+    ExperimentalIncrementalExecutionResults,
     GraphQLField,
     GraphQLLeafType,
     GraphQLList,
@@ -256,6 +258,26 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             if strawberry_schema is None or strawberry_schema.exception_handlers
             else strawberry_schema.config.info_class
         )
+
+    def build_response(
+        self, data: dict[str, Any] | None
+    ) -> ExecutionResult | ExperimentalIncrementalExecutionResults:
+        """The response; then the executor lets go of the request's context.
+
+        graphql-core's executor refers to itself (its async helpers are its own bound
+        methods), so only Python's cyclic collector frees it, and with it everything
+        reachable from the context: the page's records, links and loaders, about two
+        thousand objects per list. Let go once the response is built, they are freed
+        by reference counting when the request ends, and the collector has far less
+        to scan (it took about a tenth of a list request's CPU time). An incremental
+        response (``@defer``, ``@stream``) still needs the context for its later
+        payloads, so it keeps it.
+        """
+        response = super().build_response(data)
+        if isinstance(response, ExecutionResult):
+            self.context_value = None
+            self._plans.clear()
+        return response
 
     def complete_value(
         self,
