@@ -34,8 +34,8 @@ import sysconfig
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -105,9 +105,13 @@ async def count_requests(
     return totals, combined
 
 
-async def measure_stage(
-    database_url: str, directory: Path, clinic_id: str, stage: Stage, requests: int
-) -> tuple[list[int], BytecodeCount]:
+@asynccontextmanager
+async def hot_list_app(
+    database_url: str, directory: Path, clinic_id: str, stage: Stage
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The app started in process with the flags file serving ``stage`` to the clinic,
+    warmed up; yields a function sending the hot list query once (and checking the
+    answer and the stage served)."""
     flags_file = directory / f"flags-{stage.value}.json"
     settings = in_process_settings(database_url, flags_file, secrets.token_urlsafe(32))
     set_stage(flags_file, clinic_id, stage)
@@ -134,7 +138,24 @@ async def measure_stage(
 
         for _ in range(WARM_UP):
             await ask()
+        yield ask
+
+
+async def measure_stage(
+    database_url: str, directory: Path, clinic_id: str, stage: Stage, requests: int
+) -> tuple[list[int], BytecodeCount]:
+    async with hot_list_app(database_url, directory, clinic_id, stage) as ask:
         return await count_requests(ask, requests)
+
+
+def quick_database() -> str:
+    """The benchmark's quick database on ``BENCH_POSTGRES_URL``'s server, seeded on first use."""
+    return prepare_database(
+        os.environ.get("BENCH_POSTGRES_URL", DEFAULT_URL),
+        QUICK_DATABASE,
+        QUICK_VOLUME,
+        reseed=False,
+    )
 
 
 def _short(path: str) -> str:
@@ -164,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=0, help="functions to list for the last stage")
     arguments = parser.parse_args(argv)
     stages = [Stage.parse(name) for name in arguments.stages.split(",")]
-    database_url = arguments.database_url or prepare_database(
-        os.environ.get("BENCH_POSTGRES_URL", DEFAULT_URL),
-        QUICK_DATABASE,
-        QUICK_VOLUME,
-        reseed=False,
-    )
+    database_url = arguments.database_url or quick_database()
     clinic_id = load_fixture(database_url).clinic_id
     asyncio.run(report(database_url, clinic_id, stages, arguments.requests, arguments.top))
     return 0

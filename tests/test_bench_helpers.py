@@ -1,15 +1,22 @@
 """Pure helpers of the benchmarks: wrk output, Lua, settings (bench/graphql.py), the
-bytecode counter (bench/opcodes.py), and a short run of the flag cost benchmark
-(bench/flag_cost.py, which reaches into the file source's SDK client)."""
+bytecode counter (bench/opcodes.py), the garbage collector watch (bench/hot_list.py),
+and short runs of the flag cost benchmark (bench/flag_cost.py, which reaches into the
+file source's SDK client) and of the hot list benchmark on the test database."""
 
 from __future__ import annotations
 
-import pytest
+import gc
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.stages import Stage
 from bench import flag_cost
 from bench.graphql import STARTS, Scenario, parse_wrk
+from bench.hot_list import Collections, measure, report, watching_collections
 from bench.opcodes import BytecodeCount, count_requests, counting_bytecodes
 from server.settings import Settings, SettingsError
+from tests.conftest import World, consistent_links, insert_appointment
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000/graphql
   2 threads and 8 connections
@@ -125,3 +132,31 @@ def test_the_flag_cost_benchmark_times_every_layer(capsys: pytest.CaptureFixture
         "os.stat of the flags file",
     ]
     assert all(len(values) == 2 and min(values) > 0 for values in timed.values())
+
+
+def test_the_collection_watch_counts_what_the_collector_freed() -> None:
+    seen = Collections()
+    with watching_collections(seen):
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        gc.collect()
+    gc.collect()
+
+    assert seen.count[2] == 1
+    assert seen.freed[2] >= 1
+    assert seen.seconds[2] > 0
+
+
+async def test_a_short_hot_list_run_reports_cpu_and_collections(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    async with sessions() as session, session.begin():
+        for hour in range(3):
+            await insert_appointment(session, world, hour, **consistent_links(world))
+
+    figures = await measure(database_url, str(world.clinic_a.id), Stage.SHADOW, requests=4)
+
+    assert len(figures.cpu_seconds) == 4
+    assert min(figures.cpu_seconds) > 0
+    assert report(figures).startswith("shadow ")
