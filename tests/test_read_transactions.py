@@ -1,10 +1,12 @@
 """How a request's read transaction ends: committed when it only read, so that the
 statements psycopg prepared on the connection stay prepared (a rollback makes psycopg
-forget them all), and rolled back when anything in it changed."""
+forget them all), and rolled back when anything in it changed. And the session a
+PostgreSQL connection starts with: in UTC, whatever the server's own zone."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select, text
@@ -40,6 +42,19 @@ async def test_a_list_read_again_and_again_stays_prepared_on_postgresql(
         )
 
     assert any("appointments" in statement for statement in prepared), prepared
+
+
+async def test_postgresql_sessions_run_in_utc_so_moments_come_with_the_fixed_utc_zone(
+    api: Api, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no session time zone")
+    async with api.services.engine.connect() as connection:
+        zone = (await connection.execute(text("SHOW TimeZone"))).scalar_one()
+        moment = (await connection.execute(text("SELECT now()"))).scalar_one()
+
+    assert zone == "UTC"
+    assert moment.tzinfo is UTC
 
 
 async def test_a_request_session_with_changes_is_rolled_back_not_committed(
