@@ -21,7 +21,6 @@ it spends nearly all its time in the service's request path.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import statistics
@@ -37,7 +36,7 @@ import uvloop
 
 from appointments.stages import Stage
 from bench.graphql import load_fixture
-from bench.opcodes import hot_list_app, quick_database
+from bench.opcodes import hot_list_app, hot_list_parser, quick_database
 
 
 @dataclass
@@ -105,14 +104,7 @@ def report(figures: StageFigures) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.hot_list",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--database-url", help="a migrated, seeded database (default: clinic_bench_quick)"
-    )
+    parser = hot_list_parser("python -m bench.hot_list", __doc__)
     parser.add_argument("--stages", default="legacy,shadow", help="comma-separated stages")
     parser.add_argument("--requests", type=int, default=1000, help="measured requests per stage")
     arguments = parser.parse_args(argv)

@@ -167,15 +167,19 @@ def _short(path: str) -> str:
     return path.removeprefix(str(Path(__file__).resolve().parent.parent) + "/")
 
 
-def main(argv: list[str] | None = None) -> int:
+def hot_list_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The options every in-process hot list benchmark takes."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.opcodes",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--database-url", help="a migrated, seeded database (default: clinic_bench_quick)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = hot_list_parser("python -m bench.opcodes", __doc__)
     parser.add_argument(
         "--stages",
         default="legacy,dual_write,shadow,live,complete",
