@@ -74,7 +74,15 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
 
-__all__ = ["FastExecutor", "LeafPlan", "ObjectPlan", "SimpleResolver", "plain_leaf", "plan_field"]
+__all__ = [
+    "FastExecutor",
+    "LeafPlan",
+    "ObjectPlan",
+    "ReleasingExecutor",
+    "SimpleResolver",
+    "plain_leaf",
+    "plan_field",
+]
 
 # Values that are neither awaitable nor exceptions, known without asking (the check is a
 # Python call per field otherwise).
@@ -237,7 +245,32 @@ class Completed:
     value: Any
 
 
-class FastExecutor(StrawberryGraphQLCoreExecutionContext):
+class ReleasingExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, letting go of the request's context once the response is built.
+
+    graphql-core's executor refers to itself (its async helpers are its own bound
+    methods), so only Python's cyclic collector frees it, and with it everything
+    reachable from the context: the page's records, links and loaders, about two
+    thousand objects per list. Let go once the response is built, they are freed by
+    reference counting when the request ends, and the collector has far less to scan
+    (it took about a tenth of a list request's CPU time). An incremental response
+    (``@defer``, ``@stream``) still needs the context for its later payloads, so it
+    keeps it.
+    """
+
+    def build_response(
+        self, data: dict[str, Any] | None
+    ) -> ExecutionResult | ExperimentalIncrementalExecutionResults:
+        response = super().build_response(data)
+        if isinstance(response, ExecutionResult):
+            self.release()
+        return response
+
+    def release(self) -> None:
+        self.context_value = None
+
+
+class FastExecutor(ReleasingExecutor):
     """Strawberry's executor, completing plain leaf fields directly (see the module)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -259,25 +292,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             else strawberry_schema.config.info_class
         )
 
-    def build_response(
-        self, data: dict[str, Any] | None
-    ) -> ExecutionResult | ExperimentalIncrementalExecutionResults:
-        """The response; then the executor lets go of the request's context.
-
-        graphql-core's executor refers to itself (its async helpers are its own bound
-        methods), so only Python's cyclic collector frees it, and with it everything
-        reachable from the context: the page's records, links and loaders, about two
-        thousand objects per list. Let go once the response is built, they are freed
-        by reference counting when the request ends, and the collector has far less
-        to scan (it took about a tenth of a list request's CPU time). An incremental
-        response (``@defer``, ``@stream``) still needs the context for its later
-        payloads, so it keeps it.
-        """
-        response = super().build_response(data)
-        if isinstance(response, ExecutionResult):
-            self.context_value = None
-            self._plans.clear()
-        return response
+    def release(self) -> None:
+        super().release()
+        self._plans.clear()
 
     def complete_value(
         self,

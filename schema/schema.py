@@ -20,7 +20,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.execution import FastExecutor
+from schema.execution import FastExecutor, ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -72,7 +72,8 @@ def build_schema(
     """The service's schema.
 
     ``fast_execution`` selects the executor that completes plain leaf fields directly
-    (schema/execution.py); False runs graphql-core's stock executor.
+    (schema/execution.py); False runs graphql-core's stock completion (Strawberry's
+    executor, releasing the request's context once the response is built).
 
     Parsed documents and validation results are cached across requests. The
     validation cache is keyed by document and rule classes, and the limits are rule
@@ -101,7 +102,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        execution_context_class=FastExecutor if fast_execution else None,
+        execution_context_class=FastExecutor if fast_execution else ReleasingExecutor,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

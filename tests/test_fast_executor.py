@@ -254,11 +254,17 @@ async def test_the_hot_query(pair: Pair) -> None:
     assert len(body["data"]["appointments"]["edges"]) > 30
 
 
+@pytest.mark.parametrize("fast_execution", [True, False], ids=["fast", "stock"])
 async def test_a_request_is_freed_without_the_cyclic_garbage_collector(
-    api: Api, world: World, mess: Mess, flags_file: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    world: World,
+    mess: Mess,
+    flags_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fast_execution: bool,
 ) -> None:
     """Everything a list request built (its context, loaders, records, compared links)
-    goes when the request ends: the executor lets go of the context, so the cyclic
+    goes when the request ends: either executor lets go of the context, so the cyclic
     collector is not needed to free it (it was, and scanning it took a tenth of the
     request's time)."""
     contexts: list[weakref.ref[RequestContext]] = []
@@ -271,13 +277,14 @@ async def test_a_request_is_freed_without_the_cyclic_garbage_collector(
 
     monkeypatch.setattr(RequestContext, "build", build_and_watch)
     set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
-    gc.collect()
-    gc.disable()
-    try:
-        data = await api.data(HOT_QUERY, {"clinicId": str(world.clinic_a.id)})
-        alive = [ref for ref in contexts if ref() is not None]
-    finally:
-        gc.enable()
+    async with open_api(database_url, flags_file, fast_execution=fast_execution) as api:
+        gc.collect()
+        gc.disable()
+        try:
+            data = await api.data(HOT_QUERY, {"clinicId": str(world.clinic_a.id)})
+            alive = [ref for ref in contexts if ref() is not None]
+        finally:
+            gc.enable()
 
     assert data["appointments"]["edges"]
     assert len(contexts) == 1
