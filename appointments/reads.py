@@ -179,11 +179,7 @@ class LinkResolver:
         known = self._compared_known.get(key)
         if known is not None:
             return _done(compare_side(*known))  # compared (and recorded) by a list already
-        return _once(
-            self._compared,
-            (appointment.id.int, side.name),
-            lambda: self._compare(side, appointment),
-        )
+        return _once(self._compared, key, lambda: self._compare(side, appointment))
 
     async def prefetch(
         self, appointments: Sequence[Appointment], people: Collection[Side] = ()
