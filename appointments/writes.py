@@ -108,7 +108,7 @@ async def create_appointment(
             updated_at=now,
         )
         for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
-            await _link(session, policy, side, appointment, reference, events)
+            await _link(session, policy, side, appointment, reference, events, access)
         return await _insert_appointment(session, appointment)
 
 
@@ -147,7 +147,7 @@ async def reassign_appointment(
         )
         policy = policy_for(stage_for(appointment.clinic_id))
         meter.stage = policy.stage
-        await _link(session, policy, side, appointment, reference, events)
+        await _link(session, policy, side, appointment, reference, events, access)
         await session.flush()
         return appointment
 
@@ -240,14 +240,33 @@ async def create_user(
 
 
 async def create_patient(
-    session: AsyncSession, full_name: str, date_of_birth: date | None, access: Access = SYSTEM
+    session: AsyncSession,
+    full_name: str,
+    date_of_birth: date | None,
+    access: Access = SYSTEM,
+    clinic_id: uuid.UUID | None = None,
 ) -> Patient:
+    """A new patient, registered in ``clinic_id`` when given.
+
+    A viewer limited to some clinics must name one of them: a patient registered
+    nowhere is one they could not see again (access.py).
+    """
     access.require(Permission.CREATE_PATIENTS)
+    if clinic_id is None and access.clinics is not None:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "name the clinic to register the patient in", "clinicId"
+        )
+    if clinic_id is not None:
+        access.require_in_clinic(Permission.CREATE_PATIENTS, clinic_id, "clinicId", "clinic")
+        await _require(session, Clinic, clinic_id, "clinicId")
     patient = Patient(
         id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
     )
     session.add(patient)
     await session.flush()
+    if clinic_id is not None:
+        session.add(ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient.id))
+        await session.flush()
     return patient
 
 
@@ -278,7 +297,9 @@ async def add_clinic_patient(
 ) -> ClinicPatient:
     access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await _require(session, Clinic, clinic_id, "clinicId")
-    await _require(session, Patient, patient_id, "patientId")
+    await access.require_person(
+        session, Patient, patient_id, "patientId", _has_legacy_columns(session)
+    )
     membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
     return await _insert_unique(
         session, membership, "this patient is already registered in this clinic", "patientId"
@@ -301,7 +322,10 @@ async def _require_clinic_member(
     """A user joining a clinic: the viewer manages its memberships, both exist, the role fits."""
     access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await _require(session, Clinic, clinic_id, "clinicId")
-    _check_role(await _require(session, User, user_id, "userId"), role, "userId")
+    user = await access.require_person(
+        session, User, user_id, "userId", _has_legacy_columns(session)
+    )
+    _check_role(cast("User", user), role, "userId")
 
 
 async def _link(
@@ -311,6 +335,7 @@ async def _link(
     appointment: Appointment,
     reference: PersonReference,
     events: PendingEvents,
+    access: Access,
 ) -> None:
     """Write one side of an appointment as the stage says.
 
@@ -319,7 +344,7 @@ async def _link(
     an empty side is what backfills and read fallbacks know how to handle.
     """
     person_id, membership = await _resolve_reference(
-        session, policy, side, appointment.clinic_id, reference
+        session, policy, side, appointment.clinic_id, reference, access
     )
     if policy.writes_new and membership is None:
         events.add(
@@ -338,9 +363,12 @@ async def _resolve_reference(
     side: Side,
     clinic_id: uuid.UUID,
     reference: PersonReference,
+    access: Access,
 ) -> tuple[uuid.UUID, Membership | None]:
     if reference.membership_id is not None:
-        named = await _membership_from_new_input(session, policy, side, clinic_id, reference)
+        named = await _membership_from_new_input(
+            session, policy, side, clinic_id, reference, access
+        )
         return side.person_of(named), named
     if reference.person_id is None:
         raise DomainError(
@@ -349,9 +377,9 @@ async def _resolve_reference(
             side.legacy_input,
         )
     if not policy.writes_new:
-        await _require_person(session, side, reference.person_id)
+        await _require_person(session, side, reference.person_id, access)
         return reference.person_id, None
-    existing = await _person_and_membership(session, side, clinic_id, reference.person_id)
+    existing = await _person_and_membership(session, side, clinic_id, reference.person_id, access)
     if existing is None and policy.new_authoritative:
         raise DomainError(
             ErrorCode.MEMBERSHIP_MISSING,
@@ -371,6 +399,7 @@ async def _membership_from_new_input(
     side: Side,
     clinic_id: uuid.UUID,
     reference: PersonReference,
+    access: Access,
 ) -> Membership:
     assert reference.membership_id is not None
     if not policy.accepts_new_input:
@@ -384,7 +413,7 @@ async def _membership_from_new_input(
     membership = cast(
         "Membership | None", await session.get(side.membership_model, reference.membership_id)
     )
-    if membership is None:
+    if membership is None or not access.sees(membership.clinic_id):
         raise DomainError(ErrorCode.NOT_FOUND, f"no clinic {side.name} has this id", side.new_input)
     if membership.clinic_id != clinic_id:
         raise DomainError(
@@ -402,19 +431,23 @@ async def _membership_from_new_input(
     return membership
 
 
-async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
-    if side is DOCTOR:
-        user = await _require(session, User, person_id, side.legacy_input)
-        _check_role(user, UserRole.DOCTOR, side.legacy_input)
-    else:
-        await _require(session, Patient, person_id, side.legacy_input)
+async def _require_person(
+    session: AsyncSession, side: Side, person_id: uuid.UUID, access: Access
+) -> None:
+    model: type[User] | type[Patient] = User if side is DOCTOR else Patient
+    person = await access.require_person(
+        session, model, person_id, side.legacy_input, _has_legacy_columns(session)
+    )
+    if isinstance(person, User):
+        _check_role(person, UserRole.DOCTOR, side.legacy_input)
 
 
 async def _person_and_membership(
-    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID, access: Access
 ) -> Membership | None:
-    """The person must exist (and be a doctor on the doctor side); their membership in the
-    clinic, if any. One statement: a stage writing both sides needs both on every write."""
+    """The person must exist, be visible to the viewer (and be a doctor on the doctor side);
+    their membership in the clinic, if any. One statement, and one more only when the
+    person has no membership there and the viewer is limited to some clinics."""
     person_model: type[User | Patient] = User if side is DOCTOR else Patient
     membership_model = side.membership_model
     statement = (
@@ -429,7 +462,13 @@ async def _person_and_membership(
         .where(person_model.id == person_id)
     )
     found = (await session.execute(statement)).one_or_none()
-    if found is None:
+    # A membership in the appointment's clinic (which the viewer sees) makes the person visible.
+    if found is None or (
+        found[1] is None
+        and not await access.sees_person(
+            session, person_model, person_id, _has_legacy_columns(session)
+        )
+    ):
         raise DomainError(
             ErrorCode.NOT_FOUND, f"no {_LABELS[person_model]} has this id", side.legacy_input
         )
@@ -437,6 +476,10 @@ async def _person_and_membership(
     if isinstance(person, User):
         _check_role(person, UserRole.DOCTOR, side.legacy_input)
     return cast("Membership | None", membership)
+
+
+def _has_legacy_columns(session: AsyncSession) -> bool:
+    return not isinstance(session.sync_session, ContractedSession)
 
 
 def _check_role(user: User, role: UserRole, field: str) -> None:

@@ -180,12 +180,18 @@ class Mutation:
 
     @strawberry.mutation
     async def create_patient(self, info: ContextInfo, input: CreatePatientInput) -> PatientResult:
+        def prepare(access: Access) -> WriteOperation[models.Patient]:
+            clinic = None if input.clinic_id is None else parse_id(input.clinic_id, "clinicId")
+            return _without_events(
+                lambda s: writes.create_patient(
+                    s, input.full_name, input.date_of_birth, access, clinic
+                )
+            )
+
         return await _mutate(
             info,
             {"input": input},
-            lambda access: _without_events(
-                lambda s: writes.create_patient(s, input.full_name, input.date_of_birth, access)
-            ),
+            prepare,
             lambda row: PatientSuccess(patient=Patient.from_model(row)),
         )
 

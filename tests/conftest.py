@@ -248,6 +248,15 @@ async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
         )
 
 
+async def add_user(sessions: async_sessionmaker[AsyncSession], role: UserRole) -> uuid.UUID:
+    """A stored user with ``role`` (a token's subject must be one), in no clinic."""
+    async with sessions() as session, session.begin():
+        user = await writes.create_user(
+            session, f"{role.value} user", f"{role.value}-{uuid.uuid4().hex}@example.org", role
+        )
+    return user.id
+
+
 async def table_snapshot(
     sessions: async_sessionmaker[AsyncSession],
 ) -> dict[str, list[tuple[Any, ...]]]:

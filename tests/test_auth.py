@@ -22,7 +22,7 @@ from server.app import create_app
 from server.auth import mint_token
 from server.cli import main
 from server.settings import Settings, SettingsError
-from tests.conftest import READ_CLINIC, World, insert_appointment, open_api
+from tests.conftest import READ_CLINIC, World, add_user, insert_appointment, open_api
 
 SECRET = "test-secret-0123456789-0123456789"
 QUERY = "query($c: ID!) { migrationReport(clinicId: $c) { servedStage } }"
@@ -38,10 +38,10 @@ def test_production_mode_refuses_to_start_without_auth_settings(tmp_path: Path) 
 
 
 async def test_production_requests_need_a_valid_token(
-    database_url: str, flags_file: Path, world: World
+    database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     settings = Settings(jwt_secret=SECRET)
-    good = mint_token(settings, uuid.uuid4(), UserRole.QA, hours=1)
+    good = mint_token(settings, await add_user(sessions, UserRole.QA), UserRole.QA, hours=1)
     expired = jwt.encode(
         {
             "sub": str(world.staff.id),
@@ -103,7 +103,7 @@ async def test_production_requests_need_a_valid_token(
 async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
     database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    qa_user = uuid.uuid4()
+    qa_user = await add_user(sessions, UserRole.QA)
     document = build_document({}, [])
     document["features"][0]["strategies"] = [
         {

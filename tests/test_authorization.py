@@ -17,7 +17,15 @@ from appointments.models import Appointment, UserRole
 from appointments.stages import Stage
 from server.auth import mint_token
 from server.settings import Settings
-from tests.conftest import Api, World, insert_appointment, open_api, set_stages, table_snapshot
+from tests.conftest import (
+    Api,
+    World,
+    add_user,
+    insert_appointment,
+    open_api,
+    set_stages,
+    table_snapshot,
+)
 
 SECRET = "authorization-secret-0123456789-0123"
 
@@ -167,8 +175,8 @@ async def clinics(
     )
     settings = Settings(jwt_secret=SECRET)
     users = {
-        "admin": (uuid.uuid4(), UserRole.ADMIN),
-        "qa": (uuid.uuid4(), UserRole.QA),
+        "admin": (await add_user(sessions, UserRole.ADMIN), UserRole.ADMIN),
+        "qa": (await add_user(sessions, UserRole.QA), UserRole.QA),
         "staff": (world.staff.id, UserRole.STAFF),
         "doctor": (world.doctor.id, UserRole.DOCTOR),
     }
@@ -257,8 +265,19 @@ async def test_writes_to_another_clinic_are_refused_as_not_found_and_change_noth
     assert await table_snapshot(sessions) == before
 
 
-async def test_staff_book_and_manage_memberships_in_their_clinic_only(clinics: Clinics) -> None:
+async def test_staff_book_and_manage_memberships_in_their_clinic_only(
+    clinics: Clinics, sessions: async_sessionmaker[AsyncSession]
+) -> None:
     staff, world = clinics.callers["staff"], clinics.world
+    async with sessions() as session, session.begin():
+        # A legacy appointment in clinic A makes its unregistered patient visible to A's staff.
+        await insert_appointment(
+            session,
+            world,
+            12,
+            doctor_id=world.doctor.id,
+            patient_id=world.patient_without_membership.id,
+        )
 
     booked = await staff.data(
         CREATE,
@@ -267,6 +286,11 @@ async def test_staff_book_and_manage_memberships_in_their_clinic_only(clinics: C
         patientId=str(world.patient.id),
     )
     registered = await staff.data(
+        ADD_PATIENT,
+        clinicId=str(world.clinic_a.id),
+        patientId=str(world.patient_without_membership.id),
+    )
+    of_b = await staff.data(
         ADD_PATIENT, clinicId=str(world.clinic_a.id), patientId=str(clinics.patient_of_b)
     )
     elsewhere = await staff.data(
@@ -276,6 +300,7 @@ async def test_staff_book_and_manage_memberships_in_their_clinic_only(clinics: C
 
     assert booked["createAppointment"]["__typename"] == "AppointmentSuccess"
     assert registered["addClinicPatient"]["__typename"] == "ClinicPatientSuccess"
+    assert of_b["addClinicPatient"]["code"] == "NOT_FOUND"
     assert elsewhere["addClinicPatient"]["code"] == "NOT_FOUND"
     assert new_clinic["createClinic"] == {
         "__typename": "ForbiddenError",
