@@ -342,9 +342,10 @@ class LinkResolver:
         """Compare a served link whose memberships ``known`` holds; the outcome for the
         metric, None when the stored membership was not loaded (the field compares it)."""
         try:
-            # The served membership is the stored one when the new origin answered.
+            # The served membership is the stored one when the new origin answered (unless
+            # it was withheld from this viewer: then it is looked up like the legacy origin's).
             stored: MembershipRecord | Missing | None
-            if served.origin is Origin.NEW:
+            if served.origin is Origin.NEW and served.membership is not None:
                 stored = served.membership
             elif link.membership_id is None:
                 stored = None

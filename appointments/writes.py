@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import TypeVar, cast
 
 from sqlalchemy import and_, insert, inspect, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -26,6 +25,7 @@ from appointments.access import SYSTEM, Access, Permission
 from appointments.activity import RECENT
 from appointments.checks import check_moment, check_text
 from appointments.db import ContractedSession
+from appointments.directory import LABELS, check_role, has_legacy_columns
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
@@ -33,8 +33,6 @@ from appointments.models import (
     AppointmentStatus,
     Clinic,
     ClinicDoctor,
-    ClinicPatient,
-    ClinicStaff,
     Patient,
     User,
     UserRole,
@@ -46,7 +44,6 @@ from appointments.stages import Stage, StagePolicy, policy_for
 
 T = TypeVar("T")
 
-MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 2000
 
 
@@ -222,112 +219,6 @@ def _input_style(references: tuple[PersonReference, ...]) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
-async def create_clinic(session: AsyncSession, name: str, access: Access = SYSTEM) -> Clinic:
-    access.require(Permission.MANAGE_DIRECTORY)
-    clinic = Clinic(id=uuid.uuid4(), name=_clean_name(name, "name"))
-    return await _insert_unique(session, clinic, "a clinic with this name exists", "name")
-
-
-async def create_user(
-    session: AsyncSession, name: str, email: str, role: UserRole, access: Access = SYSTEM
-) -> User:
-    access.require(Permission.MANAGE_DIRECTORY)
-    email = check_text(email, "email").strip().lower()
-    if "@" not in email or len(email) > 320:
-        raise DomainError(ErrorCode.INVALID_INPUT, "email must be an address like a@b.org", "email")
-    user = User(id=uuid.uuid4(), name=_clean_name(name, "name"), email=email, role=role.value)
-    return await _insert_unique(session, user, "a user with this email exists", "email")
-
-
-async def create_patient(
-    session: AsyncSession,
-    full_name: str,
-    date_of_birth: date | None,
-    access: Access = SYSTEM,
-    clinic_id: uuid.UUID | None = None,
-) -> Patient:
-    """A new patient, registered in ``clinic_id`` when given.
-
-    A viewer limited to some clinics must name one of them: a patient registered
-    nowhere is one they could not see again (access.py).
-    """
-    access.require(Permission.CREATE_PATIENTS)
-    if clinic_id is None and access.clinics is not None:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "name the clinic to register the patient in", "clinicId"
-        )
-    if clinic_id is not None:
-        access.require_in_clinic(Permission.CREATE_PATIENTS, clinic_id, "clinicId", "clinic")
-        await _require(session, Clinic, clinic_id, "clinicId")
-    patient = Patient(
-        id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
-    )
-    session.add(patient)
-    await session.flush()
-    if clinic_id is not None:
-        session.add(ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient.id))
-        await session.flush()
-    return patient
-
-
-async def add_clinic_doctor(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicDoctor:
-    await _require_clinic_member(session, clinic_id, user_id, UserRole.DOCTOR, access)
-    membership = ClinicDoctor(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id, active=True)
-    return await _insert_unique(
-        session, membership, "this doctor already works in this clinic", "userId"
-    )
-
-
-async def set_clinic_doctor_active(
-    session: AsyncSession, clinic_doctor_id: uuid.UUID, active: bool, access: Access = SYSTEM
-) -> ClinicDoctor:
-    membership = await _require(session, ClinicDoctor, clinic_doctor_id, "clinicDoctorId")
-    access.require_in_clinic(
-        Permission.MANAGE_MEMBERSHIPS, membership.clinic_id, "clinicDoctorId", "clinic doctor"
-    )
-    membership.active = active
-    await session.flush()
-    return membership
-
-
-async def add_clinic_patient(
-    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicPatient:
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    await access.require_person(
-        session, Patient, patient_id, "patientId", _has_legacy_columns(session)
-    )
-    membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
-    return await _insert_unique(
-        session, membership, "this patient is already registered in this clinic", "patientId"
-    )
-
-
-async def add_clinic_staff(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicStaff:
-    await _require_clinic_member(session, clinic_id, user_id, UserRole.STAFF, access)
-    membership = ClinicStaff(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id)
-    return await _insert_unique(
-        session, membership, "this user is already staff of this clinic", "userId"
-    )
-
-
-async def _require_clinic_member(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, role: UserRole, access: Access
-) -> None:
-    """A user joining a clinic: the viewer manages its memberships, both exist, the role fits."""
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    user = await access.require_person(
-        session, User, user_id, "userId", _has_legacy_columns(session)
-    )
-    _check_role(cast("User", user), role, "userId")
-
-
 async def _link(
     session: AsyncSession,
     policy: StagePolicy,
@@ -436,10 +327,10 @@ async def _require_person(
 ) -> None:
     model: type[User] | type[Patient] = User if side is DOCTOR else Patient
     person = await access.require_person(
-        session, model, person_id, side.legacy_input, _has_legacy_columns(session)
+        session, model, person_id, side.legacy_input, has_legacy_columns(session)
     )
     if isinstance(person, User):
-        _check_role(person, UserRole.DOCTOR, side.legacy_input)
+        check_role(person, UserRole.DOCTOR, side.legacy_input)
 
 
 async def _person_and_membership(
@@ -466,27 +357,16 @@ async def _person_and_membership(
     if found is None or (
         found[1] is None
         and not await access.sees_person(
-            session, person_model, person_id, _has_legacy_columns(session)
+            session, person_model, person_id, has_legacy_columns(session)
         )
     ):
         raise DomainError(
-            ErrorCode.NOT_FOUND, f"no {_LABELS[person_model]} has this id", side.legacy_input
+            ErrorCode.NOT_FOUND, f"no {LABELS[person_model]} has this id", side.legacy_input
         )
     person, membership = found
     if isinstance(person, User):
-        _check_role(person, UserRole.DOCTOR, side.legacy_input)
+        check_role(person, UserRole.DOCTOR, side.legacy_input)
     return cast("Membership | None", membership)
-
-
-def _has_legacy_columns(session: AsyncSession) -> bool:
-    return not isinstance(session.sync_session, ContractedSession)
-
-
-def _check_role(user: User, role: UserRole, field: str) -> None:
-    if user.role != role.value:
-        raise DomainError(
-            ErrorCode.WRONG_ROLE, f"user has role {user.role}, not {role.value}", field
-        )
 
 
 def _require_active(side: Side, membership: Membership, field: str) -> None:
@@ -519,50 +399,11 @@ async def _scheduled_appointment(
     return appointment
 
 
-ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient, ClinicStaff)
-
-
-_LABELS: dict[type, str] = {
-    Clinic: "clinic",
-    User: "user",
-    Patient: "patient",
-    ClinicDoctor: "clinic doctor",
-    ClinicPatient: "clinic patient",
-}
-
-
-async def _require(
-    session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str
-) -> ModelT:
-    row = await session.get(model, key)
-    if row is None:
-        raise DomainError(ErrorCode.NOT_FOUND, f"no {_LABELS[model]} has this id", field)
-    return row
-
-
-async def _insert_unique(session: AsyncSession, row: ModelT, message: str, field: str) -> ModelT:
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise DomainError(ErrorCode.ALREADY_EXISTS, message, field) from error
-    return row
-
-
 def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
     check_moment(starts_at, "startsAt")
     check_moment(ends_at, "endsAt")
     if ends_at <= starts_at:
         raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
-
-
-def _clean_name(value: str, field: str) -> str:
-    cleaned = check_text(value, field).strip()
-    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, f"{field} must be 1 to {MAX_NAME_LENGTH} characters", field
-        )
-    return cleaned
 
 
 def _clean_reason(value: str | None) -> str | None:

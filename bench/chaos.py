@@ -36,7 +36,7 @@ import psycopg
 from sqlalchemy import make_url, select
 
 import migrations
-from appointments import writes
+from appointments import directory
 from appointments.db import create_engine, create_session_factory
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, UserRole
 from appointments.stages import Stage
@@ -496,17 +496,17 @@ async def _seed(url: str, clinics: int) -> tuple[People, list[uuid.UUID]]:
         patients: dict[uuid.UUID, list[uuid.UUID]] = {}
         async with sessions() as session, session.begin():
             for n in range(clinics):
-                clinic = await writes.create_clinic(session, f"Chaos clinic {n}")
+                clinic = await directory.create_clinic(session, f"Chaos clinic {n}")
                 doctors[clinic.id], patients[clinic.id] = [], []
                 for k in range(3):
-                    user = await writes.create_user(
+                    user = await directory.create_user(
                         session, f"Doctor {n}-{k}", f"doctor{n}-{k}@chaos.test", UserRole.DOCTOR
                     )
-                    await writes.add_clinic_doctor(session, clinic.id, user.id)
+                    await directory.add_clinic_doctor(session, clinic.id, user.id)
                     doctors[clinic.id].append(user.id)
                 for k in range(5):
-                    patient = await writes.create_patient(session, f"Patient {n}-{k}", None)
-                    await writes.add_clinic_patient(session, clinic.id, patient.id)
+                    patient = await directory.create_patient(session, f"Patient {n}-{k}", None)
+                    await directory.add_clinic_patient(session, clinic.id, patient.id)
                     patients[clinic.id].append(patient.id)
         return People(doctors, patients), list(doctors)
     finally:

@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import ledger, models, writes
+from appointments import directory, ledger, models, writes
 from appointments.access import Access
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
@@ -163,7 +163,7 @@ class Mutation:
         return await _mutate(
             info,
             {"name": name},
-            lambda access: _without_events(lambda s: writes.create_clinic(s, name, access)),
+            lambda access: _without_events(lambda s: directory.create_clinic(s, name, access)),
             lambda row: ClinicSuccess(clinic=Clinic.from_model(row)),
         )
 
@@ -173,8 +173,25 @@ class Mutation:
             info,
             {"input": input},
             lambda access: _without_events(
-                lambda s: writes.create_user(s, input.name, input.email, input.role, access)
+                lambda s: directory.create_user(s, input.name, input.email, input.role, access)
             ),
+            lambda row: UserSuccess(user=User.from_model(row)),
+        )
+
+    @strawberry.mutation(
+        description="Deactivate or reactivate a user; an inactive user's tokens are refused"
+    )
+    async def set_user_active(
+        self, info: ContextInfo, user_id: strawberry.ID, active: bool
+    ) -> UserResult:
+        def prepare(access: Access) -> WriteOperation[models.User]:
+            user = parse_id(user_id, "userId")
+            return _without_events(lambda s: directory.set_user_active(s, user, active, access))
+
+        return await _mutate(
+            info,
+            {"userId": user_id, "active": active},
+            prepare,
             lambda row: UserSuccess(user=User.from_model(row)),
         )
 
@@ -183,7 +200,7 @@ class Mutation:
         def prepare(access: Access) -> WriteOperation[models.Patient]:
             clinic = None if input.clinic_id is None else parse_id(input.clinic_id, "clinicId")
             return _without_events(
-                lambda s: writes.create_patient(
+                lambda s: directory.create_patient(
                     s, input.full_name, input.date_of_birth, access, clinic
                 )
             )
@@ -201,7 +218,7 @@ class Mutation:
     ) -> ClinicDoctorResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
-            return _without_events(lambda s: writes.add_clinic_doctor(s, clinic, user, access))
+            return _without_events(lambda s: directory.add_clinic_doctor(s, clinic, user, access))
 
         return await _mutate(
             info,
@@ -217,7 +234,7 @@ class Mutation:
         def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             membership = parse_id(clinic_doctor_id, "clinicDoctorId")
             return _without_events(
-                lambda s: writes.set_clinic_doctor_active(s, membership, active, access)
+                lambda s: directory.set_clinic_doctor_active(s, membership, active, access)
             )
 
         return await _mutate(
@@ -233,7 +250,9 @@ class Mutation:
     ) -> ClinicPatientResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicPatient]:
             clinic, patient = parse_id(clinic_id, "clinicId"), parse_id(patient_id, "patientId")
-            return _without_events(lambda s: writes.add_clinic_patient(s, clinic, patient, access))
+            return _without_events(
+                lambda s: directory.add_clinic_patient(s, clinic, patient, access)
+            )
 
         return await _mutate(
             info,
@@ -248,7 +267,7 @@ class Mutation:
     ) -> ClinicStaffResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicStaff]:
             clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
-            return _without_events(lambda s: writes.add_clinic_staff(s, clinic, user, access))
+            return _without_events(lambda s: directory.add_clinic_staff(s, clinic, user, access))
 
         return await _mutate(
             info,
