@@ -95,9 +95,9 @@ async def test_people_of_another_clinic_in_a_booking_answer_like_unknown_ids(
             session, "Staff of B", "staff-b@example.org", UserRole.STAFF
         )
         await directory.add_clinic_staff(session, world.clinic_b.id, staff_of_b.id)
-    own_doctor = {"doctorId": str(world.doctor.id), "clinicDoctorId": None}
-    own_patient = {"patientId": str(world.patient.id)}
-    of_b_and_unknown = {
+    own_doctor: dict[str, str | None] = {"doctorId": str(world.doctor.id)}
+    own_patient: dict[str, str | None] = {"patientId": str(world.patient.id)}
+    of_b_and_unknown: dict[str, tuple[str, dict[str, str | None]]] = {
         "doctorId": (str(world.doctor_of_b.id), own_patient),
         "doctorId as staff": (str(staff_of_b.id), own_patient),
         "patientId": (str(clinics.patient_of_b), own_doctor),
