@@ -20,12 +20,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    # A plain ADD COLUMN on both databases: SQLite's batch mode would copy the table, which
+    # its foreign keys refuse while other tables reference users.
+    op.add_column(
+        "users", sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("active")
+    op.drop_column("users", "active")
