@@ -4,8 +4,10 @@ A key is scoped to the actor (who sent it) and the operation (the mutation's
 response key), and fingerprinted with the operation's input. ``run_once``:
 
 1. claims the key in a short transaction of its own (a row in ``running``).
-   A key already ``done`` with the same input replays its stored result; with
-   other input it is refused (``IDEMPOTENCY_KEY_REUSED``); a key ``running``
+   A key already ``done`` with the same input replays its stored result, once
+   ``authorize_replay`` has found that the viewer may still be given it (else
+   its ``DomainError``, what a fresh request would answer, and no stored data);
+   with other input it is refused (``IDEMPOTENCY_KEY_REUSED``); a key ``running``
    for another request is refused (``IDEMPOTENCY_KEY_IN_USE``), so a retry
    that overtakes the first attempt never writes a second time.
 2. runs the write and marks the key ``done`` with the result in the write's
@@ -40,6 +42,7 @@ from appointments.writes import run_in_transaction
 logger = logging.getLogger("appointments.idempotency")
 
 RowT = TypeVar("RowT")
+AuthorizeReplay = Callable[[AsyncSession, RowT], Awaitable[None]]
 
 MAX_KEY_LENGTH = 255
 KEY_FIELD = "Idempotency-Key"
@@ -87,10 +90,16 @@ async def run_once(
     request: IdempotentRequest,
     operation: Callable[[AsyncSession, PendingEvents], Awaitable[RowT]],
     policy: IdempotencyPolicy,
+    authorize_replay: AuthorizeReplay[RowT],
 ) -> Outcome[RowT]:
-    claimed = await _claim(sessions, request, policy)
-    if isinstance(claimed, Base):
-        return Outcome(cast("RowT", claimed), replayed=True)
+    """Run ``operation`` once for ``request``, or replay its stored result.
+
+    ``authorize_replay`` is given the stored row before a replay, in the claim's
+    transaction; it raises ``DomainError`` if the viewer may not be given it now.
+    """
+    claimed = await _claim(sessions, request, policy, authorize_replay)
+    if not isinstance(claimed, uuid.UUID):
+        return Outcome(claimed, replayed=True)
 
     async def write_and_complete(session: AsyncSession, pending: PendingEvents) -> RowT:
         row = await operation(session, pending)
@@ -122,7 +131,8 @@ async def _claim(
     sessions: async_sessionmaker[AsyncSession],
     request: IdempotentRequest,
     policy: IdempotencyPolicy,
-) -> uuid.UUID | Base:
+    authorize_replay: AuthorizeReplay[RowT],
+) -> uuid.UUID | RowT:
     """A new claim token to run the write under, or the stored row to replay."""
     token = uuid.uuid4()
     try:
@@ -157,7 +167,9 @@ async def _claim(
                 )
             elif existing.state == IdempotencyState.DONE.value:
                 assert existing.result is not None
-                return restore(existing.result)
+                stored = cast("RowT", restore(existing.result))
+                await authorize_replay(session, stored)
+                return stored
             elif existing.claimed_at > now - policy.claim_timeout:
                 raise _in_use()
             existing.state = IdempotencyState.RUNNING.value
