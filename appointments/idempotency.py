@@ -8,13 +8,20 @@ response key), and fingerprinted with the operation's input. ``run_once``:
    ``authorize_replay`` has found that the viewer may still be given it (else
    its ``DomainError``, what a fresh request would answer, and no stored data);
    with other input it is refused (``IDEMPOTENCY_KEY_REUSED``); a key ``running``
-   for another request is refused (``IDEMPOTENCY_KEY_IN_USE``), so a retry
+   for another live request is refused (``IDEMPOTENCY_KEY_IN_USE``), so a retry
    that overtakes the first attempt never writes a second time.
 2. runs the write and marks the key ``done`` with the result in the write's
    own transaction: either both are committed or neither is.
 3. on failure, releases the claim, so a retry runs the write again (nothing
-   was written). A claim left behind by a crashed process is taken over once
-   it is older than ``claim_timeout``.
+   was written).
+
+A claim left ``running`` by a request that died (its process crashed, or
+its connection was cut before it could release the claim, as a PostgreSQL
+restart does) is taken over: on PostgreSQL as soon as a retry finds that no
+live connection holds it (``appointments.claimants``), on SQLite once it is
+older than ``claim_timeout``. Taking a claim over gives it a new token, and
+completing checks the token, so even a claimant taken over while alive can
+only roll its write back.
 
 Keys are kept ``retention`` long (24 hours by default); ``purge`` deletes older ones.
 """
@@ -34,6 +41,7 @@ from sqlalchemy import delete, inspect, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments.claimants import ClaimHold, claimant
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.models import Base, IdempotencyKey, IdempotencyState, utcnow
@@ -50,6 +58,9 @@ KEY_FIELD = "Idempotency-Key"
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyPolicy:
+    """``retention``: how long keys and results are kept. ``claim_timeout``: after this a
+    ``running`` claim is taken over even if its holder may be alive (SQLite's only way)."""
+
     retention: timedelta = timedelta(hours=24)
     claim_timeout: timedelta = timedelta(seconds=60)
 
@@ -97,22 +108,24 @@ async def run_once(
     ``authorize_replay`` is given the stored row before a replay, in the claim's
     transaction; it raises ``DomainError`` if the viewer may not be given it now.
     """
-    claimed = await _claim(sessions, request, policy, authorize_replay)
-    if not isinstance(claimed, uuid.UUID):
-        return Outcome(claimed, replayed=True)
+    identity = (request.actor, request.key, request.operation)
+    async with claimant(sessions, *identity) as (own_sessions, hold):
+        claimed = await _claim(own_sessions, request, policy, authorize_replay, hold)
+        if not isinstance(claimed, uuid.UUID):
+            return Outcome(claimed, replayed=True)
 
-    async def write_and_complete(session: AsyncSession, pending: PendingEvents) -> RowT:
-        row = await operation(session, pending)
-        await session.flush()
-        await _complete(session, request, claimed, snapshot(row))
-        return row
+        async def write_and_complete(session: AsyncSession, pending: PendingEvents) -> RowT:
+            row = await operation(session, pending)
+            await session.flush()
+            await _complete(session, request, claimed, snapshot(row))
+            return row
 
-    try:
-        row = await run_in_transaction(sessions, events, write_and_complete)
-    except BaseException:
-        await _release(sessions, request, claimed)
-        raise
-    return Outcome(row, replayed=False)
+        try:
+            row = await run_in_transaction(own_sessions, events, write_and_complete)
+        except BaseException:
+            await _release(own_sessions, request, claimed)
+            raise
+        return Outcome(row, replayed=False)
 
 
 async def purge(sessions: async_sessionmaker[AsyncSession], policy: IdempotencyPolicy) -> int:
@@ -132,8 +145,13 @@ async def _claim(
     request: IdempotentRequest,
     policy: IdempotencyPolicy,
     authorize_replay: AuthorizeReplay[RowT],
+    hold: ClaimHold,
 ) -> uuid.UUID | RowT:
-    """A new claim token to run the write under, or the stored row to replay."""
+    """A new claim token to run the write under, or the stored row to replay.
+
+    A new claim is held (``hold``) before it commits, so no retry can find it
+    ``running`` and unheld while its request is alive.
+    """
     token = uuid.uuid4()
     try:
         async with sessions() as session, session.begin():
@@ -153,6 +171,9 @@ async def _claim(
                         created_at=now,
                     )
                 )
+                await session.flush()
+                if not await hold.hold(session):
+                    raise _in_use()
                 return token
             if existing.created_at < now - policy.retention:
                 existing.fingerprint = request.fingerprint
@@ -170,8 +191,12 @@ async def _claim(
                 stored = cast("RowT", restore(existing.result))
                 await authorize_replay(session, stored)
                 return stored
-            elif existing.claimed_at > now - policy.claim_timeout:
+            elif existing.claimed_at > now - policy.claim_timeout and not (
+                await hold.claimant_gone(session)
+            ):
                 raise _in_use()
+            # Past the claim timeout a stuck holder may keep the lock: the claim goes on unheld.
+            await hold.hold(session)
             existing.state = IdempotencyState.RUNNING.value
             existing.claim = token
             existing.claimed_at = now
