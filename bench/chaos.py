@@ -437,7 +437,12 @@ async def _restart(url: str, options: ChaosOptions, report: ChaosReport, pacer: 
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-            await process.wait()
+            if await process.wait() != 0:
+                # pg_ctlcluster gives up when the stop outlasts its wait (60 s), which happens
+                # when clients keep connecting during the shutdown; the server is then down.
+                raise RuntimeError(
+                    f"{options.restart_command!r} failed; the server may be down: start it"
+                )
         else:
             await _outage(url, options)
         await _until_accepting(url)
