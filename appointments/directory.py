@@ -60,6 +60,17 @@ async def set_user_active(
     return user
 
 
+def authorize_patient_creation(access: Access, clinic_id: uuid.UUID | None) -> None:
+    """Whether the viewer may create a patient registered in ``clinic_id`` (or nowhere)."""
+    access.require(Permission.CREATE_PATIENTS)
+    if clinic_id is None and access.clinics is not None:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, "name the clinic to register the patient in", "clinicId"
+        )
+    if clinic_id is not None:
+        access.require_in_clinic(Permission.CREATE_PATIENTS, clinic_id, "clinicId", "clinic")
+
+
 async def create_patient(
     session: AsyncSession,
     full_name: str,
@@ -72,13 +83,8 @@ async def create_patient(
     A viewer limited to some clinics must name one of them: a patient registered
     nowhere is one they could not see again (access.py).
     """
-    access.require(Permission.CREATE_PATIENTS)
-    if clinic_id is None and access.clinics is not None:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, "name the clinic to register the patient in", "clinicId"
-        )
+    authorize_patient_creation(access, clinic_id)
     if clinic_id is not None:
-        access.require_in_clinic(Permission.CREATE_PATIENTS, clinic_id, "clinicId", "clinic")
         await require_row(session, Clinic, clinic_id, "clinicId")
     patient = Patient(
         id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth

@@ -6,17 +6,19 @@ transaction is rolled back, so the database is unchanged.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import directory, ledger, models, writes
-from appointments.access import Access
+from appointments import directory, ledger, models, replays, writes
+from appointments.access import Access, Permission
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
 from appointments.idempotency import KEY_FIELD, IdempotentRequest
+from appointments.replays import ReplayCheck
 from appointments.sides import DOCTOR, PATIENT, Side
 from schema.errors import (
     AnyUserError,
@@ -79,16 +81,21 @@ async def _mutate(
     arguments: dict[str, object],
     prepare: Prepare[RowT],
     success: Callable[[RowT], SuccessT],
+    replay: ReplayCheck[RowT],
 ) -> SuccessT | AnyUserError:
     """Parse the input (``prepare``), run the write once, and wrap the row or the error.
 
     With an ``Idempotency-Key`` header the write is keyed by the viewer, the
     key, and the mutation's response key (its alias or name); ``arguments``
-    fingerprint the input so a reused key with other input is refused.
+    fingerprint the input so a reused key with other input is refused. A retry
+    gets the stored row only if ``replay`` (the write's authorization step, see
+    ``appointments.replays``) passes for the viewer's access now; otherwise it
+    gets the error a fresh request would.
     """
     context = info.context
     try:
-        operation = prepare(await context.access())
+        access = await context.access()
+        operation = prepare(access)
         key = context.request.headers.get(KEY_FIELD)
         if key is None:
             row = await context.write(operation)
@@ -99,7 +106,9 @@ async def _mutate(
                 operation=str(info.path.key),
                 arguments={"mutation": info.field_name, **arguments},
             )
-            row = await context.write_once(request, operation)
+            row = await context.write_once(
+                request, operation, lambda session, stored: replay(session, access, stored)
+            )
     except DomainError as error:
         return user_error(error)
     return success(row)
@@ -122,7 +131,13 @@ class Mutation:
             stages = info.context.stages
             return lambda s, events: writes.create_appointment(s, stages, command, events, access)
 
-        return await _mutate(info, {"input": input}, prepare, _appointment_success)
+        return await _mutate(
+            info,
+            {"input": input},
+            prepare,
+            _appointment_success,
+            replays.in_clinic(Permission.BOOK, "clinicId", "clinic"),
+        )
 
     @strawberry.mutation
     async def reschedule_appointment(
@@ -134,7 +149,9 @@ class Mutation:
                 s, appointment_id, input.starts_at, input.ends_at, access=access
             )
 
-        return await _mutate(info, {"input": input}, prepare, _appointment_success)
+        return await _mutate(
+            info, {"input": input}, prepare, _appointment_success, replays.appointment_change(True)
+        )
 
     @strawberry.mutation
     async def reassign_doctor(
@@ -156,7 +173,13 @@ class Mutation:
             parsed = parse_id(appointment_id, "appointmentId")
             return lambda s, _events: writes.cancel_appointment(s, parsed, access=access)
 
-        return await _mutate(info, {"appointmentId": appointment_id}, prepare, _appointment_success)
+        return await _mutate(
+            info,
+            {"appointmentId": appointment_id},
+            prepare,
+            _appointment_success,
+            replays.appointment_change(True),
+        )
 
     @strawberry.mutation
     async def create_clinic(self, info: ContextInfo, name: str) -> ClinicResult:
@@ -165,6 +188,7 @@ class Mutation:
             {"name": name},
             lambda access: _without_events(lambda s: directory.create_clinic(s, name, access)),
             lambda row: ClinicSuccess(clinic=Clinic.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
         )
 
     @strawberry.mutation
@@ -176,6 +200,7 @@ class Mutation:
                 lambda s: directory.create_user(s, input.name, input.email, input.role, access)
             ),
             lambda row: UserSuccess(user=User.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
         )
 
     @strawberry.mutation(
@@ -193,11 +218,15 @@ class Mutation:
             {"userId": user_id, "active": active},
             prepare,
             lambda row: UserSuccess(user=User.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
         )
 
     @strawberry.mutation
     async def create_patient(self, info: ContextInfo, input: CreatePatientInput) -> PatientResult:
+        clinic: uuid.UUID | None = None
+
         def prepare(access: Access) -> WriteOperation[models.Patient]:
+            nonlocal clinic
             clinic = None if input.clinic_id is None else parse_id(input.clinic_id, "clinicId")
             return _without_events(
                 lambda s: directory.create_patient(
@@ -205,11 +234,15 @@ class Mutation:
                 )
             )
 
+        async def replay(_session: AsyncSession, access: Access, _row: models.Patient) -> None:
+            directory.authorize_patient_creation(access, clinic)
+
         return await _mutate(
             info,
             {"input": input},
             prepare,
             lambda row: PatientSuccess(patient=Patient.from_model(row)),
+            replay,
         )
 
     @strawberry.mutation(description="Make a doctor (a user with role doctor) a member of a clinic")
@@ -225,6 +258,7 @@ class Mutation:
             {"clinicId": clinic_id, "userId": user_id},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Mark a doctor's membership active or inactive")
@@ -242,6 +276,7 @@ class Mutation:
             {"clinicDoctorId": clinic_doctor_id, "active": active},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicDoctorId", "clinic doctor"),
         )
 
     @strawberry.mutation(description="Register a patient in a clinic")
@@ -259,6 +294,7 @@ class Mutation:
             {"clinicId": clinic_id, "patientId": patient_id},
             prepare,
             lambda row: ClinicPatientSuccess(clinic_patient=ClinicPatient.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Make a staff user a member of a clinic's staff")
@@ -274,6 +310,7 @@ class Mutation:
             {"clinicId": clinic_id, "userId": user_id},
             prepare,
             lambda row: ClinicStaffSuccess(clinic_staff=ClinicStaff.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Triage a mismatch-ledger entry (open, ignored, fixed)")
@@ -294,6 +331,7 @@ class Mutation:
             {"input": input},
             prepare,
             lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row)),
+            replays.anywhere(Permission.TRIAGE_LEDGER),
         )
 
 
@@ -308,7 +346,9 @@ async def _reassign(
             s, stages, side, appointment_id, reference, events, access
         )
 
-    return await _mutate(info, {"input": input}, prepare, _appointment_success)
+    return await _mutate(
+        info, {"input": input}, prepare, _appointment_success, replays.appointment_change(False)
+    )
 
 
 def _without_events(

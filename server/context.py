@@ -15,7 +15,12 @@ from appointments import metrics
 from appointments.access import Access, load_access
 from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
-from appointments.idempotency import IdempotencyPolicy, IdempotentRequest, run_once
+from appointments.idempotency import (
+    AuthorizeReplay,
+    IdempotencyPolicy,
+    IdempotentRequest,
+    run_once,
+)
 from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
 from appointments.reads import LinkResolver, sees_no_other_clinic
 from appointments.writes import run_in_transaction
@@ -108,11 +113,17 @@ class RequestContext:
             self.loaders.clear_all()
             self.links.forget()
 
-    async def write_once(self, request: IdempotentRequest, operation: WriteOperation[T]) -> T:
-        """``write`` under an idempotency key: a replay returns the first result, marked so."""
+    async def write_once(
+        self,
+        request: IdempotentRequest,
+        operation: WriteOperation[T],
+        authorize_replay: AuthorizeReplay[T],
+    ) -> T:
+        """``write`` under an idempotency key: a replay returns the first result, marked so,
+        if ``authorize_replay`` finds the viewer may still be given it (else its error)."""
         try:
             outcome = await run_once(
-                self.sessions, self.events, request, operation, self.idempotency
+                self.sessions, self.events, request, operation, self.idempotency, authorize_replay
             )
         finally:
             self.loaders.clear_all()
