@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, TypeAlias
 
+import orjson
 from graphql import (
     ExecutionResult,
     ExperimentalIncrementalExecutionResults,
@@ -268,6 +269,23 @@ class ReleasingExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def release(self) -> None:
         self.context_value = None
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[Any]:
+        """A field the read model answered (``orjson.Fragment``, its JSON as the response
+        shows it) is taken as it is; every other value is completed as graphql-core does."""
+        if type(result) is orjson.Fragment:
+            return result
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
 
 
 class FastExecutor(ReleasingExecutor):

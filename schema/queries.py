@@ -6,12 +6,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
+import orjson
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger, listing, models, queries, validation
 from appointments.access import Permission
 from appointments.errors import DomainError
+from schema import read_model
 from schema.errors import parse_id, query_error
 from schema.execution import Completed
 from schema.fast_lists import compile_list
@@ -75,8 +77,14 @@ async def _page(
 
 @strawberry.type
 class Query:
-    @strawberry.field
-    async def appointment(self, info: ContextInfo, id: strawberry.ID) -> Appointment | None:
+    @strawberry.field(graphql_type=Appointment | None)
+    async def appointment(
+        self, info: ContextInfo, id: strawberry.ID
+    ) -> Appointment | orjson.Fragment | None:
+        if info.context.reads is not None:
+            return await read_model.appointment_by_id(
+                info.context, info._raw_info, _parse(id, "id")
+            )
         row = await info.context.loaders.appointment_by_id.load(_parse(id, "id"))
         if row is None or not (await info.context.access()).sees(row.clinic_id):
             return None
@@ -94,11 +102,20 @@ class Query:
         filter: AppointmentFilterInput | None = None,
         first: PageSize = None,
         after: str | None = None,
-    ) -> Connection[Appointment] | Completed:
+    ) -> Connection[Appointment] | Completed | orjson.Fragment:
         try:
             where = (filter or AppointmentFilterInput()).to_filter()
         except DomainError as error:
             raise query_error(error) from None
+        if info.context.reads is not None:
+            try:
+                served = await read_model.appointment_list(
+                    info.context, info._raw_info, where, first, after
+                )
+            except DomainError as error:
+                raise query_error(error) from None
+            if served is not None:
+                return served
         legacy = info.context.legacy_columns
         scope = await _scope(info)
         context = info.context

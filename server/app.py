@@ -159,6 +159,7 @@ class Services:
             self.open_clinics,
             self.settings.fast_list_reads,
             access,
+            self.settings.sql_reads,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:

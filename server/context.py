@@ -22,6 +22,7 @@ from appointments.idempotency import (
     run_once,
 )
 from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
+from appointments.read_model.runner import ReadModel
 from appointments.reads import LinkResolver, sees_no_other_clinic
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -45,6 +46,8 @@ class RequestContext:
     viewer: Viewer
     legacy_columns: bool
     fast_list_reads: bool = True
+    reads: ReadModel | None = None
+    """Set when appointments are read through the read model (``CLINIC_SQL_READS``)."""
     completed_results: bool = False
     """Set by the executor when it takes a resolver's ``Completed`` result (schema.execution)."""
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
@@ -66,6 +69,7 @@ class RequestContext:
         open_clinics: OpenClinics | None = None,
         fast_list_reads: bool = True,
         access: Access | None = None,
+        sql_reads: bool = False,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -94,6 +98,11 @@ class RequestContext:
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
             open_clinics=open_clinics,
+            reads=(
+                ReadModel(stages, events, recorder, compare_sample_ratio, legacy_columns)
+                if sql_reads
+                else None
+            ),
             _access=access,
         )
 

@@ -1,0 +1,107 @@
+"""JSON values in SQL, the same on PostgreSQL (``json_build_object``) and SQLite (JSON1).
+
+Each function returns an SQL expression whose value is JSON text (or NULL for a
+JSON null), formatted as the GraphQL schema serialises the value: ids as
+hyphenated lower-case UUIDs, moments as ISO 8601 in UTC with an explicit
+``+00:00`` (fractional seconds only when not zero), dates as ``YYYY-MM-DD``,
+enums by member name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSON as PG_JSON
+from sqlalchemy.types import JSON
+
+Expression = ColumnElement[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonSql:
+    """Builds JSON expressions for one database (``postgresql`` or ``sqlite``)."""
+
+    dialect: str
+
+    @property
+    def postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def object(self, pairs: Sequence[tuple[str, Expression]]) -> Expression:
+        arguments: list[Any] = []
+        for key, value in pairs:
+            arguments += [literal(key, String), value]
+        if self.postgres:
+            return func.json_build_object(*arguments, type_=PG_JSON)
+        return func.json_object(*arguments, type_=JSON)
+
+    def constant(self, value: str) -> Expression:
+        return literal(value, String)
+
+    def uuid(self, column: Expression) -> Expression:
+        if self.postgres:
+            return cast(column, String)
+        hex_text = func.lower(type_coerce(column, String))
+        parts = [func.substr(hex_text, start, length) for start, length in _UUID_PARTS]
+        joined: Expression = parts[0]
+        for part in parts[1:]:
+            joined = joined + "-" + part
+        return case((column.is_(None), null()), else_=joined)
+
+    def moment(self, column: Expression) -> Expression:
+        if self.postgres:
+            utc = func.timezone("UTC", column)
+            whole = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
+            fraction = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US')
+            text = case((func.date_trunc("second", utc) == utc, whole), else_=fraction)
+            return text + "+00:00"
+        stored = type_coerce(column, String)
+        whole = func.substr(stored, 1, 19)
+        text = case((func.substr(stored, 21) == "000000", whole), else_=stored)
+        return func.replace(text, " ", "T") + "+00:00"
+
+    def date(self, column: Expression) -> Expression:
+        if self.postgres:
+            return func.to_char(column, "YYYY-MM-DD")
+        return type_coerce(column, String)
+
+    def enum_name(self, column: Expression) -> Expression:
+        return func.upper(type_coerce(column, String))
+
+    def boolean(self, condition: Expression) -> Expression:
+        if self.postgres:
+            return type_coerce(condition, Boolean)
+        return case(
+            (condition.is_(None), null()),
+            (condition, func.json("true")),
+            else_=func.json("false"),
+        )
+
+    def array(self, items: Sequence[Expression]) -> Expression:
+        """A JSON array of the items that are not NULL, in order."""
+        joined: Expression = literal("", String)
+        for item in items:
+            joined = joined + func.coalesce(self._as_text(item) + ",", "")
+        text = "[" + func.rtrim(joined, ",") + "]"
+        if self.postgres:
+            return cast(text, PG_JSON)
+        return func.json(text, type_=JSON)
+
+    def _as_text(self, item: Expression) -> Expression:
+        return cast(item, String) if self.postgres else type_coerce(item, String)
+
+
+_UUID_PARTS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))

@@ -1,0 +1,120 @@
+"""Appointment fields answered by the read model: the selection below the field,
+collected from the operation, and the JSON the database built, spliced in as it is.
+
+A resolver returns an ``orjson.Fragment`` (the field's JSON); the executor takes
+it without completing it (``schema.execution.ReleasingExecutor``), and the
+response encoder copies its bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from graphql import GraphQLObjectType, GraphQLResolveInfo, get_named_type
+
+from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
+from appointments.read_model.runner import ServedPage
+from schema.selection import SelectedField, Selection, UnsupportedSelectionError, collect
+from server.context import RequestContext
+
+
+def _child_types(info: GraphQLResolveInfo[Any]) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    for type_ in info.schema.type_map.values():
+        if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__"):
+            for name, field in type_.fields.items():
+                child = get_named_type(field.type)
+                if isinstance(child, GraphQLObjectType):
+                    found[(type_.name, name)] = child.name
+    return found
+
+
+def selection_below(info: GraphQLResolveInfo[Any], type_name: str) -> Selection:
+    variables: dict[str, Any] = info.variable_values  # type: ignore[assignment]
+    return collect(info.field_nodes, type_name, info.fragments, variables, _child_types(info))
+
+
+async def appointment_list(
+    context: RequestContext,
+    info: GraphQLResolveInfo[Any],
+    where: AppointmentFilter,
+    first: int | None,
+    after: str | None,
+) -> orjson.Fragment | None:
+    """The connection's JSON; None when the selection asks for what this does not serve."""
+    assert context.reads is not None
+    try:
+        connection = selection_below(info, "AppointmentConnection")
+    except UnsupportedSelectionError:
+        return None
+    nodes = {
+        node.children
+        for edges in connection
+        if edges.name == "edges"
+        for node in edges.children
+        if node.name == "node"
+    }
+    if len(nodes) > 1:
+        return None
+    node_selection = next(iter(nodes), (_TYPENAME,))
+    access = await context.access()
+    reads = context.reads
+    page = await context.db.run(
+        lambda s: reads.page(s, node_selection, access, where, first, after)
+    )
+    return orjson.Fragment(orjson.dumps(_connection(connection, page)))
+
+
+async def appointment_by_id(
+    context: RequestContext,
+    info: GraphQLResolveInfo[Any],
+    appointment_id: uuid.UUID,
+    clinic_id: uuid.UUID | None = None,
+) -> orjson.Fragment | None:
+    assert context.reads is not None
+    selection = selection_below(info, "Appointment")
+    access = await context.access()
+    reads = context.reads
+    node = await context.db.run(
+        lambda s: reads.one(s, selection, access, appointment_id, clinic_id)
+    )
+    return None if node is None else orjson.Fragment(node)
+
+
+def _connection(selection: Selection, page: ServedPage) -> dict[str, Any]:
+    answer: dict[str, Any] = {}
+    for field in selection:
+        if field.name == "__typename":
+            answer[field.key] = "AppointmentConnection"
+        elif field.name == "edges":
+            answer[field.key] = [_edge(field.children, row) for row in page.rows]
+        elif field.name == "pageInfo":
+            end = APPOINTMENT_ORDER.encode(page.rows[-1]) if page.rows else None
+            answer[field.key] = {
+                child.key: (
+                    "PageInfo"
+                    if child.name == "__typename"
+                    else page.has_next_page
+                    if child.name == "hasNextPage"
+                    else end
+                )
+                for child in field.children
+            }
+    return answer
+
+
+def _edge(selection: Selection, row: Any) -> dict[str, Any]:
+    edge: dict[str, Any] = {}
+    for field in selection:
+        if field.name == "__typename":
+            edge[field.key] = "AppointmentEdge"
+        elif field.name == "cursor":
+            edge[field.key] = APPOINTMENT_ORDER.encode(row)
+        else:
+            edge[field.key] = orjson.Fragment(row.node)
+    return edge
+
+
+_TYPENAME = SelectedField("__typename", "__typename", ())

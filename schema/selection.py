@@ -1,0 +1,146 @@
+"""The fields an operation selects below one field, as graphql-core would execute them.
+
+A selection is collected once per (document, operation, variables that decide
+``@skip``/``@include``) into a tree of ``SelectedField`` by response key:
+fragments and inline fragments flattened, aliases kept, fields with one
+response key merged, what ``@skip`` or ``@include`` leaves out left out. Only
+fragments on the selected object type itself are followed: the read model
+selects concrete types (``Appointment`` and the objects it reaches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLBoolean,
+    GraphQLNonNull,
+    InlineFragmentNode,
+    SelectionSetNode,
+    Undefined,
+    value_from_ast,
+)
+
+
+class UnsupportedSelectionError(Exception):
+    """The selection uses something the read model does not serve (the message says what)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedField:
+    key: str
+    name: str
+    children: Selection
+
+
+Selection = tuple[SelectedField, ...]
+
+_CONDITION = GraphQLNonNull(GraphQLBoolean)
+
+
+def collect(
+    nodes: Sequence[FieldNode],
+    type_name: str,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    child_types: Mapping[tuple[str, str], str],
+) -> Selection:
+    """The sub-selection of ``nodes`` (fields of one response key) on ``type_name``.
+
+    ``child_types`` names the object type each object field returns, by
+    (parent type, field name); a field missing there is a leaf.
+    """
+    grouped: dict[str, list[FieldNode]] = {}
+    for node in nodes:
+        if node.selection_set is not None:
+            _visit(node.selection_set, type_name, fragments, variables, grouped, set())
+    selected: list[SelectedField] = []
+    for key, same_key in grouped.items():
+        name = same_key[0].name.value
+        child_type = child_types.get((type_name, name))
+        children = (
+            ()
+            if child_type is None
+            else collect(same_key, child_type, fragments, variables, child_types)
+        )
+        selected.append(SelectedField(key, name, children))
+    return tuple(selected)
+
+
+def _visit(
+    selection_set: SelectionSetNode,
+    type_name: str,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    grouped: dict[str, list[FieldNode]],
+    visited: set[str],
+) -> None:
+    for selection in selection_set.selections:
+        if not _included(selection, variables):
+            continue
+        if isinstance(selection, FieldNode):
+            key = selection.alias.value if selection.alias else selection.name.value
+            grouped.setdefault(key, []).append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            if condition is None or condition.name.value == type_name:
+                _visit(selection.selection_set, type_name, fragments, variables, grouped, visited)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is None or name in visited:
+                continue
+            if fragment.type_condition.name.value != type_name:
+                continue
+            visited.add(name)
+            _visit(fragment.selection_set, type_name, fragments, variables, grouped, visited)
+
+
+def _included(
+    node: FieldNode | InlineFragmentNode | FragmentSpreadNode | Any, variables: Mapping[str, Any]
+) -> bool:
+    included = True
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            raise UnsupportedSelectionError(f"@{name}")
+        argument = next(iter(directive.arguments or ()), None)
+        condition = (
+            Undefined if argument is None else value_from_ast(argument.value, _CONDITION, variables)
+        )
+        if condition is Undefined:
+            raise UnsupportedSelectionError(f"@{name} without a condition")
+        if (name == "skip") == bool(condition):
+            included = False
+    return included
+
+
+def directive_variables(
+    nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> frozenset[str]:
+    """The variables ``@skip``/``@include`` read below ``nodes``: with the document, their
+    values decide the collected selection (the compile cache's key)."""
+    found: set[str] = set()
+    pending: list[SelectionSetNode] = [n.selection_set for n in nodes if n.selection_set]
+    seen: set[str] = set()
+    while pending:
+        for selection in pending.pop().selections:
+            for directive in getattr(selection, "directives", None) or ():
+                for argument in directive.arguments or ():
+                    value = argument.value
+                    name = getattr(getattr(value, "name", None), "value", None)
+                    if name is not None:
+                        found.add(name)
+            if isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None and fragment.name.value not in seen:
+                    seen.add(fragment.name.value)
+                    pending.append(fragment.selection_set)
+            elif getattr(selection, "selection_set", None) is not None:
+                pending.append(selection.selection_set)
+    return frozenset(found)
