@@ -35,7 +35,6 @@ from schema.inputs import (
     SetMismatchStatusInput,
 )
 from schema.types import (
-    Appointment,
     AppointmentSuccess,
     Clinic,
     ClinicDoctor,
@@ -115,7 +114,7 @@ async def _mutate(
 
 
 def _appointment_success(row: models.Appointment) -> AppointmentSuccess:
-    return AppointmentSuccess(appointment=Appointment.from_model(row))
+    return AppointmentSuccess(row=row)
 
 
 @strawberry.type

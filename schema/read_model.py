@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from graphql import GraphQLObjectType, GraphQLResolveInfo, get_named_type
 
+from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
 from appointments.read_model.runner import ServedPage
 from schema.selection import SelectedField, Selection, UnsupportedSelectionError, collect
@@ -80,6 +81,18 @@ async def appointment_by_id(
     node = await context.db.run(
         lambda s: reads.one(s, selection, access, appointment_id, clinic_id)
     )
+    return None if node is None else orjson.Fragment(node)
+
+
+async def appointment_snapshot(
+    context: RequestContext, info: GraphQLResolveInfo[Any], row: Appointment
+) -> orjson.Fragment | None:
+    """A replayed appointment, as its idempotency key stored it."""
+    assert context.reads is not None
+    selection = selection_below(info, "Appointment")
+    access = await context.access()
+    reads = context.reads
+    node = await context.db.run(lambda s: reads.snapshot(s, selection, access, row))
     return None if node is None else orjson.Fragment(node)
 
 

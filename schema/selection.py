@@ -111,7 +111,9 @@ def _included(
             raise UnsupportedSelectionError(f"@{name}")
         argument = next(iter(directive.arguments or ()), None)
         condition = (
-            Undefined if argument is None else value_from_ast(argument.value, _CONDITION, variables)
+            Undefined
+            if argument is None
+            else value_from_ast(argument.value, _CONDITION, dict(variables))
         )
         if condition is Undefined:
             raise UnsupportedSelectionError(f"@{name} without a condition")
@@ -141,6 +143,6 @@ def directive_variables(
                 if fragment is not None and fragment.name.value not in seen:
                     seen.add(fragment.name.value)
                     pending.append(fragment.selection_set)
-            elif getattr(selection, "selection_set", None) is not None:
+            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
                 pending.append(selection.selection_set)
     return frozenset(found)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
@@ -17,6 +18,7 @@ from appointments.reads import MigrationView, Missing, ResolvedLink, SideView
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Origin, Stage
 from appointments.validation import ClinicReport, SideCounts
+from schema import read_model
 from schema.dataloaders import peek
 from server.context import RequestContext
 
@@ -347,7 +349,22 @@ class Connection(Generic[NodeT]):
 
 @strawberry.type
 class AppointmentSuccess:
-    appointment: Appointment
+    row: strawberry.Private[models.Appointment]
+
+    @strawberry.field(graphql_type=Appointment)
+    async def appointment(self, info: ContextInfo) -> Appointment | orjson.Fragment:
+        context = info.context
+        if context.reads is not None:
+            served = (
+                await read_model.appointment_snapshot(context, info._raw_info, self.row)
+                if id(self.row) in context.replayed
+                else await read_model.appointment_by_id(
+                    context, info._raw_info, self.row.id, self.row.clinic_id
+                )
+            )
+            if served is not None:
+                return served
+        return Appointment.from_model(self.row)
 
 
 @strawberry.type
@@ -498,8 +515,14 @@ class MigrationMismatch:
     def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
         return _clinic(info, self.row.clinic_id)
 
-    @strawberry.field
-    async def appointment(self, info: ContextInfo) -> Appointment:
+    @strawberry.field(graphql_type=Appointment)
+    async def appointment(self, info: ContextInfo) -> Appointment | orjson.Fragment:
+        if info.context.reads is not None:
+            served = await read_model.appointment_by_id(
+                info.context, info._raw_info, self.row.appointment_id, self.row.clinic_id
+            )
+            if served is not None:
+                return served
         appointment = await info.context.loaders.appointment_by_id.load(self.row.appointment_id)
         assert appointment is not None, "foreign key guarantees the appointment"
         return Appointment.from_model(appointment)

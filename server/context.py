@@ -47,6 +47,8 @@ class RequestContext:
     legacy_columns: bool
     fast_list_reads: bool = True
     reads: ReadModel | None = None
+    replayed: set[int] = field(default_factory=set)
+    """The ``id()`` of rows this request replayed from an idempotency key (stored snapshots)."""
     """Set when appointments are read through the read model (``CLINIC_SQL_READS``)."""
     completed_results: bool = False
     """Set by the executor when it takes a resolver's ``Completed`` result (schema.execution)."""
@@ -137,8 +139,10 @@ class RequestContext:
         finally:
             self.loaders.clear_all()
             self.links.forget()
-        if outcome.replayed and self.response is not None:
-            self.response.headers["Idempotent-Replayed"] = "true"
+        if outcome.replayed:
+            self.replayed.add(id(outcome.row))
+            if self.response is not None:
+                self.response.headers["Idempotent-Replayed"] = "true"
         return outcome.row
 
     def migration_summary(self) -> dict[str, Any]:

@@ -159,6 +159,7 @@ async def test_a_failing_comparison_leaves_the_read_intact_and_is_counted(
 
     monkeypatch.setattr("appointments.reads.compare_side", broken_comparison)
     monkeypatch.setattr("appointments.reads.differences_between", broken_comparison)
+    monkeypatch.setattr("appointments.read_model.bookkeeping._differences", broken_comparison)
     body = await api.post(READ, {"clinicId": str(world.clinic_a.id)})
 
     assert "errors" not in body

@@ -10,6 +10,7 @@ and an observation for the mismatch ledger. Nothing here compares anything.
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from appointments.sides import Side
 from appointments.stages import Origin, Stage, policy_for
 
 Sampler = Callable[[uuid.UUID], bool]
+logger = logging.getLogger("appointments.reads")
 
 
 def sampler(ratio: float) -> Sampler:
@@ -64,41 +66,41 @@ def report(
         recorded = compared and sampled(appointment_id)
         for position, side in enumerate(sides):
             start = len(ROW_COLUMNS) + position * width
-            fell_back, new_origin, empty, person_differs, clinic_differs = row[start : start + 5]
-            legacy, stored_person, stored_clinic = row[start + 5 : start + 8]
+            fell_back, new_origin, empty = row[start : start + 3]
             origin = Origin.NEW if new_origin else Origin.LEGACY
             origins.add(origin)
             outcome = "empty" if empty else "fallback" if fell_back else "authoritative"
             reads[(stage, side.name, origin, outcome)] += 1
             if fell_back:
                 events.publish(ReadFallback(side.name, appointment_id, clinic_id, stage, origin))
-            differences: tuple[Difference, ...] = ()
-            if person_differs:
-                differences += (Difference(side.person_field, legacy, stored_person),)
-            if clinic_differs:
-                differences += (Difference(side.clinic_field, clinic_id, stored_clinic),)
             if not recorded:
                 if compared:
                     comparisons[(stage, "skipped")] += 1
                 continue
-            comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
-            for difference in differences:
-                events.publish(
-                    MismatchSeen(
-                        difference.field,
-                        appointment_id,
-                        clinic_id,
-                        stage,
-                        difference.legacy_value,
-                        difference.new_value,
+            try:
+                differences = _differences(side, row, start, clinic_id)
+                for difference in differences:
+                    events.publish(
+                        MismatchSeen(
+                            difference.field,
+                            appointment_id,
+                            clinic_id,
+                            stage,
+                            difference.legacy_value,
+                            difference.new_value,
+                        )
                     )
+                observation = Observation(appointment_id, clinic_id, stage, side, differences)
+            except Exception:
+                comparisons[(stage, "error")] += 1
+                events.counts["comparison_error"] += 1
+                logger.exception(
+                    "comparison failed; the read is served unchanged",
+                    extra={"appointment_id": str(appointment_id), "side": side.name},
                 )
-            observations.append(
-                (
-                    (appointment_id.int, side.name),
-                    Observation(appointment_id, clinic_id, stage, side, differences),
-                )
-            )
+                continue
+            comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
+            observations.append(((appointment_id.int, side.name), observation))
     recorder.observe_all(observations)
     for (stage, side_name, origin, outcome), count in reads.items():
         metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
@@ -107,3 +109,16 @@ def report(
         metrics.COMPARISONS.labels(stage.value, outcome).inc(count)
     for origin in origins:
         metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(seconds)
+
+
+def _differences(side: Side, row: Any, start: int, clinic_id: uuid.UUID) -> tuple[Difference, ...]:
+    """The differences the statement found on one side, as the ledger records them."""
+    person_differs, clinic_differs, legacy, stored_person, stored_clinic = row[
+        start + 3 : start + 8
+    ]
+    differences: tuple[Difference, ...] = ()
+    if person_differs:
+        differences += (Difference(side.person_field, legacy, stored_person),)
+    if clinic_differs:
+        differences += (Difference(side.clinic_field, clinic_id, stored_clinic),)
+    return differences

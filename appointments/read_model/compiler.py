@@ -61,6 +61,8 @@ class CompiledRead:
     sides: tuple[Side, ...]
 
 
+LINK_FIELDS = frozenset({"doctor", "patient", "clinicDoctor", "clinicPatient", "migration"})
+
 # Columns of every row, before the JSON: the bookkeeping reads them by position.
 ROW_COLUMNS = ("id", "clinic_id", "starts_at", "node")
 SIDE_COLUMNS = (
@@ -85,16 +87,24 @@ def compile_read(
 ) -> CompiledRead:
     build = _Build(json)
     policy = RowPolicy.of(rows.c.clinic_id, stages)
+    # The links are served (and so counted and compared) only where the selection shows
+    # them, as a read that shows none of them never looked at them.
+    shows_links = any(selected.name in LINK_FIELDS for selected in selection)
     sides = {
         side: served_side(side, rows, policy, legacy_columns, sees_every_clinic)
-        for side in (DOCTOR, PATIENT)
+        for side in ((DOCTOR, PATIENT) if shows_links else ())
     }
     appointment = _AppointmentSource(build, rows, policy, sides)
     node = _object(build, "Appointment", selection, appointment.field)
     node_text = cast(node, Text) if json.postgres else type_coerce(node, Text)
-    columns: list[Expression] = [rows.c.id, rows.c.clinic_id, rows.c.starts_at, node_text]
+    columns: list[Expression] = [
+        rows.c.id,
+        rows.c.clinic_id,
+        rows.c.starts_at,
+        node_text.label("node"),
+    ]
     for served in sides.values():
-        columns += [
+        values = (
             served.fell_back,
             served.new_origin,
             type_coerce(served.person_id.is_(None), served.fell_back.type),
@@ -103,6 +113,10 @@ def compile_read(
             served.legacy,
             served.stored_person,
             served.stored_clinic,
+        )
+        columns += [
+            value.label(f"{served.side.name}_{name}")
+            for name, value in zip(SIDE_COLUMNS, values, strict=True)
         ]
     source: Any = rows
     for served in sides.values():
@@ -278,6 +292,18 @@ def _migration(
         }
         return _object(build, "SideOrigins", children, lambda s: sources[s.name]())
 
+    def difference(
+        children: Selection, served: ServedSide, kind: Any, legacy: Expression, new: Expression
+    ) -> Expression:
+        def field_of(selected: SelectedField) -> Expression:
+            if selected.name == "field":
+                return literal(kind.name)
+            if selected.name == "legacyValue":
+                return json.uuid(legacy)
+            return masked(served, json.uuid(new))
+
+        return _object(build, "MigrationDifference", children, field_of)
+
     def differences(children: Selection) -> Expression:
         items: list[Expression] = []
         for served in sides.values():
@@ -286,25 +312,26 @@ def _migration(
                 (served.person_differs, side.person_field, served.legacy, served.stored_person),
                 (served.clinic_differs, side.clinic_field, rows.c.clinic_id, served.stored_clinic),
             ):
-                values: dict[str, Callable[[], Expression]] = {
-                    "field": lambda kind=kind: literal(kind.name),
-                    "legacyValue": lambda v=legacy_value: json.uuid(v),
-                    "newValue": lambda v=new_value, s=served: masked(s, json.uuid(v)),
-                }
-                item = _object(
-                    build, "MigrationDifference", children, lambda s, v=values: v[s.name]()
-                )
+                item = difference(children, served, kind, legacy_value, new_value)
                 items.append(case((flag, item), else_=null()))
         return json.array(items)
 
     doctor, patient = sides[DOCTOR], sides[PATIENT]
-    sources: dict[str, Callable[[SelectedField], Expression]] = {
-        "stage": lambda _s: json.enum_name(policy.stage),
-        "authoritativeOrigin": lambda _s: _origin_name(policy.new_authoritative),
-        "comparedStage": lambda _s: json.boolean(policy.compared),
-        "consistent": lambda _s: json.boolean(not_(or_(differs(doctor), differs(patient)))),
-        "doctor": lambda s: side_origins(doctor, s.children),
-        "patient": lambda s: side_origins(patient, s.children),
-        "differences": lambda s: differences(s.children),
-    }
-    return _object(build, "AppointmentMigration", selection, lambda s: sources[s.name](s))
+
+    def field_of(selected: SelectedField) -> Expression:
+        name = selected.name
+        if name == "stage":
+            return json.enum_name(policy.stage)
+        if name == "authoritativeOrigin":
+            return _origin_name(policy.new_authoritative)
+        if name == "comparedStage":
+            return json.boolean(policy.compared)
+        if name == "consistent":
+            return json.boolean(not_(or_(differs(doctor), differs(patient))))
+        if name in ("doctor", "patient"):
+            return side_origins(sides[DOCTOR if name == "doctor" else PATIENT], selected.children)
+        if name == "differences":
+            return differences(selected.children)
+        raise KeyError(f"AppointmentMigration.{name} has no source in the read model")
+
+    return _object(build, "AppointmentMigration", selection, field_of)

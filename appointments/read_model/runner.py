@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
@@ -33,6 +33,7 @@ from appointments.read_model import bookkeeping
 from appointments.read_model.compiler import compile_read
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import stage_parameters
+from appointments.sides import SIDES
 from appointments.stages import Stage
 from schema.selection import Selection
 
@@ -82,11 +83,13 @@ class ReadModel:
     ) -> ServedPage:
         matching = appointments_matching(where, self._legacy_columns, access.visible_clinics)
         statement, size = page_statement(matching, APPOINTMENT_ORDER, first, after)
+        statement = statement.with_only_columns(*self._columns())
         if where.clinic_id is not None:
+            if not access.sees(where.clinic_id):
+                return ServedPage([], False)  # nothing to read, and no stage to reveal
             stages = {where.clinic_id: self._stage_for(where.clinic_id)}
             rows = await self._serve(session, selection, access, statement.subquery(), stages)
         else:
-            table = Appointment.__table__
             located = statement.with_only_columns(Appointment.id, Appointment.clinic_id)
             found = (await session.execute(located)).all()
             ids = [row.id for row in found[:size]]
@@ -98,7 +101,7 @@ class ReadModel:
                 session,
                 selection,
                 access,
-                select(table).where(table.c.id.in_(ids)).subquery() if ids else None,
+                select(*self._columns()).where(Appointment.id.in_(ids)).subquery() if ids else None,
                 stages,
             )
             return ServedPage(rows, len(found) > size)
@@ -121,15 +124,38 @@ class ReadModel:
                 return None
         if not access.sees(clinic_id):
             return None
-        table = Appointment.__table__
-        rows = await self._serve(
+        rows = select(*self._columns()).where(Appointment.id == appointment_id).subquery()
+        served = await self._serve(
+            session, selection, access, rows, {clinic_id: self._stage_for(clinic_id)}
+        )
+        return served[0].node if served else None
+
+    async def snapshot(
+        self, session: AsyncSession, selection: Selection, access: Access, row: Appointment
+    ) -> str | None:
+        """A stored appointment (an idempotent replay's) served as it was stored: its own
+        columns from the snapshot, what it links to as the database has it now."""
+        values = [
+            literal(getattr(row, column.key), column.type).label(column.key)
+            for column in self._columns()
+        ]
+        served = await self._serve(
             session,
             selection,
             access,
-            select(table).where(table.c.id == appointment_id).subquery(),
-            {clinic_id: self._stage_for(clinic_id)},
+            select(*values).subquery(),
+            {row.clinic_id: self._stage_for(row.clinic_id)},
         )
-        return rows[0].node if rows else None
+        return served[0].node if served else None
+
+    def _columns(self) -> list[Any]:
+        """The appointment columns the database has (no legacy ones once contracted)."""
+        legacy = {side.legacy_column for side in SIDES}
+        return [
+            column
+            for column in Appointment.__table__.c
+            if self._legacy_columns or column.key not in legacy
+        ]
 
     async def _serve(
         self,
@@ -169,7 +195,3 @@ class ReadModel:
             time.perf_counter() - started,
         )
         return [ServedRow(row[0], row[2], row[3]) for row in result]
-
-
-def served_ids(rows: Sequence[ServedRow]) -> list[uuid.UUID]:
-    return [row.id for row in rows]

@@ -10,7 +10,7 @@ agree and as a test of the row's clinic otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,9 @@ class RowPolicy:
         """``stages``: the stages served, each row's chosen by its clinic being in the
         parameter ``clinics_<stage>`` (only when more than one is served)."""
 
-        def pick(value_of: Any, as_literal: Any) -> Expression:
+        def pick(
+            value_of: Callable[[Stage], Any], as_literal: Callable[[Any], Expression]
+        ) -> Expression:
             values = {stage: value_of(stage) for stage in stages}
             if len(set(values.values())) == 1:
                 return as_literal(next(iter(values.values())))
@@ -157,6 +159,7 @@ def served_side(
     derived_id = derived.c.id if derived is not None else null()
     membership_id = case((new_origin, case((visible, stored.c.id), else_=null())), else_=derived_id)
     person_id = case((new_origin, case((visible, stored_person), else_=null())), else_=legacy)
+    person_differs: Expression
     if legacy_columns:
         person_differs = case(
             (stored.c.id.is_(None), legacy.isnot(None)),
