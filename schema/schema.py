@@ -23,6 +23,7 @@ from strawberry.schema.config import StrawberryConfig
 from schema.execution import FastExecutor, ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
+from schema.operations import OneOperationSchema
 from schema.queries import Query
 from server.logs import request_id
 
@@ -81,6 +82,8 @@ def build_schema(
     classes (a fresh ``QueryDepthLimiter`` per request would make new classes and
     never hit the cache), and a cached result is the result of the limits too. The
     token limit is a parser option, part of the parser cache's key.
+
+    A document with several operations needs an operation name (schema/operations.py).
     """
     limits = limits or QueryLimits()
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
@@ -98,7 +101,7 @@ def build_schema(
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
     ]
-    return strawberry.Schema(
+    return OneOperationSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

@@ -355,6 +355,51 @@ def test_check_text_refuses_a_lone_surrogate_from_any_caller() -> None:
     assert check_text("Zoë 医生", "reason") == "Zoë 医生"
 
 
+# Several operations in one document: which one runs?
+
+TWO_OPERATIONS = """
+query Read { clinics { edges { node { name } } } }
+mutation Write { createClinic(name: "Written") { __typename } }
+"""
+
+
+async def test_several_operations_without_an_operation_name_are_refused(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    before = await table_snapshot(sessions)
+
+    response = await api.client.post("/graphql", json={"query": TWO_OPERATIONS})
+
+    assert response.status_code == 400
+    error = the_error(response.json())
+    assert error["message"] == "Must provide operation name if query contains multiple operations."
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert await table_snapshot(sessions) == before
+
+
+async def test_the_named_operation_of_several_runs(api: Api, world: World) -> None:
+    response = await api.client.post(
+        "/graphql", json={"query": TWO_OPERATIONS, "operationName": "Read"}
+    )
+    unknown = await api.client.post(
+        "/graphql", json={"query": TWO_OPERATIONS, "operationName": "Other"}
+    )
+
+    assert response.status_code == 200
+    assert [e["node"]["name"] for e in response.json()["data"]["clinics"]["edges"]] == [
+        "Clinic A",
+        "Clinic B",
+    ]
+    assert unknown.status_code == 400
+    assert the_error(unknown.json())["message"] == 'Unknown operation named "Other".'
+
+
+async def test_a_single_operation_runs_without_an_operation_name(api: Api, world: World) -> None:
+    body = await api.data("query Only { clinics { edges { node { name } } } }")
+
+    assert len(body["clinics"]["edges"]) == 2
+
+
 async def test_the_production_app_refuses_an_anonymous_request_before_reading_the_body(
     database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
