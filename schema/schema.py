@@ -16,7 +16,6 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
@@ -25,6 +24,7 @@ from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
 from schema.queries import Query
+from schema.suggestions import SuggestionlessValidation
 from server.logs import request_id
 
 
@@ -83,7 +83,8 @@ def build_schema(
     never hit the cache), and a cached result is the result of the limits too. The
     token limit is a parser option, part of the parser cache's key.
 
-    A document with several operations needs an operation name (schema/operations.py).
+    Suggestions ("Did you mean ...?") are off everywhere (schema/suggestions.py), and
+    a document with several operations needs an operation name (schema/operations.py).
     """
     limits = limits or QueryLimits()
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
@@ -99,7 +100,7 @@ def build_schema(
         extensions.append(DisableIntrospection)
     extensions += [
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: SuggestionlessValidation(maxsize=DOCUMENT_CACHE_SIZE),
     ]
     return OneOperationSchema(
         query=Query,
