@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import httpx
 
+from appointments.models import UserRole
 from server.app import create_app
+from server.auth import mint_token
 from server.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, open_api
 
 
 async def test_healthz_answers_ok(api: Api) -> None:
@@ -26,6 +29,55 @@ async def test_readyz_checks_the_database_and_reports_the_flag_source(api: Api) 
     assert body["status"] == "ready"
     assert body["database"] == "ok"
     assert body["flags"]["source"] == "file"
+    assert "path" in body["flags"], "dev mode, from loopback: the details"
+
+
+SECRET = "test-secret-0123456789-0123456789"
+
+
+async def test_readyz_in_production_shows_paths_only_to_an_authenticated_caller(
+    database_url: str, flags_file: Path
+) -> None:
+    settings = {"production": True, "jwt_secret": SECRET}
+    token = mint_token(Settings(jwt_secret=SECRET), uuid.uuid4(), UserRole.QA, hours=1)
+    async with open_api(database_url, flags_file, **settings) as api:
+        anonymous = await api.client.get("/readyz")
+        rejected = await api.client.get("/readyz", headers={"Authorization": "Bearer nonsense"})
+        known = await api.client.get("/readyz", headers={"Authorization": f"Bearer {token}"})
+
+    for answer in (anonymous, rejected):
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "status": "ready",
+            "database": "ok",
+            "flags": {"source": "file", "loaded": False},
+        }
+        assert flags_file.parent.name not in answer.text
+    assert known.status_code == 200
+    assert known.json()["flags"]["path"] == str(flags_file)
+    assert str(flags_file) in known.json()["flags"]["problem"]
+
+
+async def test_readyz_in_production_hides_paths_when_the_database_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        auto_migrate=False,
+        flags_file=tmp_path / "flags.json",
+        production=True,
+        jwt_secret=SECRET,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["flags"] == {"source": "file", "loaded": False}
+    assert tmp_path.name not in response.text
+    assert "nowhere" not in response.text
 
 
 async def test_readyz_is_unavailable_when_the_database_is_unreachable(tmp_path: Path) -> None:
