@@ -40,6 +40,7 @@ from server.auth import AuthenticationError, Authenticator, RequireViewer
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.graphql_view import ClinicGraphQL
+from server.logs import configure_logging_once
 from server.middleware import BodySizeLimitMiddleware, ContainErrorsMiddleware, RequestIdMiddleware
 from server.settings import Settings
 
@@ -253,7 +254,11 @@ def tune_garbage_collector(threshold: int) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    """The application (uvicorn's ``--factory`` target): settings from the environment
+    unless given. Logging is configured as ``clinic serve`` does (JSON lines with the
+    request id, server/logs.py) unless something configured it already."""
     settings = settings or Settings.from_environment()
+    configure_logging_once(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
