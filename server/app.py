@@ -254,11 +254,17 @@ def tune_garbage_collector(threshold: int) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """The application (uvicorn's ``--factory`` target): settings from the environment
-    unless given. Logging is configured as ``clinic serve`` does (JSON lines with the
-    request id, server/logs.py) unless something configured it already."""
-    settings = settings or Settings.from_environment()
-    configure_logging_once(settings.log_level, settings.log_format)
+    """The application, with ``settings`` or, as uvicorn's ``--factory`` target, from the
+    environment.
+
+    Called as the factory (no settings), it configures logging as ``clinic serve``
+    does (JSON lines with the request id, server/logs.py) unless something configured
+    it already (``clinic serve`` has). A caller giving settings (tests, benchmarks,
+    an embedding application) keeps its own logging.
+    """
+    if settings is None:
+        settings = Settings.from_environment()
+        configure_logging_once(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

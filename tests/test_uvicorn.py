@@ -178,12 +178,26 @@ def test_logging_is_configured_once_and_only_when_nothing_did() -> None:
         assert root.level == logging.INFO
 
 
-def test_create_app_keeps_the_logging_clinic_serve_configured(tmp_path: Path) -> None:
+def test_the_factory_keeps_the_logging_clinic_serve_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in os.environ:
+        if name.startswith(("CLINIC_", "UNLEASH_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CLINIC_FLAGS_FILE", str(tmp_path / "flags.json"))
+    monkeypatch.setenv("CLINIC_LOG_FORMAT", "json")
     with bare_root_logger() as root:
         configure_logging("WARNING", "text")
         configured: list[Any] = list(root.handlers)
 
-        create_app(Settings(flags_file=tmp_path / "flags.json", log_format="json"))
+        create_app()
 
         assert root.handlers == configured
         assert root.level == logging.WARNING
+
+
+def test_an_app_given_settings_leaves_logging_to_its_caller(tmp_path: Path) -> None:
+    with bare_root_logger() as root:
+        create_app(Settings(flags_file=tmp_path / "flags.json"))
+
+        assert root.handlers == []
