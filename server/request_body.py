@@ -131,5 +131,9 @@ def _digit_limit() -> int:
 
 @cache
 def _long_digit_run(limit: int) -> re.Pattern[str] | None:
-    """Digits beyond Python's conversion limit (none when the limit is off, 0)."""
-    return re.compile(f"[0-9]{{{limit + 1},}}") if limit else None
+    """Digits beyond Python's conversion limit (none when the limit is off, 0).
+
+    Matched only from the start of a run of digits: tried at every digit, a body of
+    runs just under the limit would cost quadratic time (half a second for 100 kB).
+    """
+    return re.compile(f"(?<![0-9])[0-9]{{{limit + 1},}}") if limit else None

@@ -155,6 +155,16 @@ async def test_the_body_checks_name_what_is_wrong(api: Api) -> None:
         assert the_error(answer)["extensions"]["code"] == "INVALID_INPUT"
 
 
+async def test_an_integer_literal_within_the_digit_limit_is_graphql_cores_to_refuse(
+    api: Api,
+) -> None:
+    body = await api.post("{ clinics(first: " + "9" * 4300 + ") { edges { cursor } } }")
+
+    (error,) = body["errors"]
+    assert "Int cannot represent non 32-bit signed integer" in error["message"]
+    assert "extensions" not in error
+
+
 async def test_after_bad_bodies_the_same_client_is_answered_normally(
     api: Api, world: World
 ) -> None:
