@@ -32,6 +32,9 @@ from appointments.checks import is_unicode_text
 from appointments.errors import ErrorCode
 
 IDENTITY_ENCODINGS = frozenset({"", "identity"})
+# Bytes decoded as strict UTF-8 hold no surrogate, so a parsed string can only hold one
+# that a \uD800-\uDFFF escape put there: without one, the walk for lone ones is skipped.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class RequestRefusedError(Exception):
@@ -80,7 +83,9 @@ def decode_body(data: str | bytes) -> dict[str, Any]:
         _refuse(f"a number in the request body has more than {_digit_limit()} digits")
     if not isinstance(document, dict):
         _refuse('the request body must be a JSON object, e.g. {"query": "{ clinics { ... } }"}')
-    where = non_unicode_member(document)
+    # A str (not bytes) was not decoded here: it may hold a surrogate as it is.
+    escaped = isinstance(data, str) or _SURROGATE_ESCAPE.search(text) is not None
+    where = non_unicode_member(document) if escaped else None
     if where is not None:
         _refuse(f"{where} must be Unicode text (it holds a lone surrogate escape)", where)
     query = document.get("query")
@@ -109,7 +114,11 @@ def non_unicode_member(document: object) -> str | None:
                     return f"a member name in {path or 'the body'}"
                 stack.append((item, f"{path}.{key}" if path else key))
         elif isinstance(value, list):
-            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+            stack.extend(
+                (item, f"{path}[{index}]")
+                for index, item in enumerate(value)
+                if isinstance(item, str | dict | list)
+            )
     return None
 
 

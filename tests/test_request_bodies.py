@@ -330,6 +330,25 @@ async def test_a_lone_surrogate_anywhere_is_invalid_input_naming_where(
     assert await table_snapshot(sessions) == before
 
 
+async def test_an_upper_case_surrogate_escape_is_found_and_a_valid_pair_is_text(
+    api: Api, world: World
+) -> None:
+    lone = b'{"query": "query($x: String) { clinics(after: $x) { edges { cursor } } }", '
+    lone += b'"variables": {"x": "\\uDBFF"}}'
+    pair = b'{"query": "mutation { createClinic(name: \\"Clinic \\ud83d\\ude00\\") '
+    pair += b'{ __typename } }"}'
+
+    refused, refusal = await post_raw(api, lone)
+    accepted, created = await post_raw(api, pair)
+
+    assert refused == 400
+    assert the_error(refusal)["extensions"] == {"code": "INVALID_INPUT", "field": "variables.x"}
+    assert accepted == 200
+    assert created["data"] == {"createClinic": {"__typename": "ClinicSuccess"}}
+    names = [e["node"]["name"] for e in (await api.data(CLINICS))["clinics"]["edges"]]
+    assert "Clinic \U0001f600" in names
+
+
 def cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
