@@ -32,7 +32,7 @@ DEMO_ADMIN = Viewer(user_id=str(demo_id("user", 0)), role=UserRole.ADMIN.value)
 
 # What a 401 says (messages, not credentials).
 NO_TOKEN = "authentication required: send 'Authorization: Bearer <token>'"  # noqa: S105
-TOKEN_REJECTED = "invalid or expired token"  # noqa: S105
+TOKEN_REJECTED = "invalid or expired credentials"  # noqa: S105
 
 
 class AuthenticationError(Exception):
@@ -139,8 +139,9 @@ def _from_loopback(scope: Scope) -> bool:
 class RequireViewer:
     """Authenticates every request to the wrapped app; 401 with a generic JSON error otherwise.
 
-    The 401 says only whether a token was missing or rejected (``AuthenticationError``);
-    the specific reason is logged at info level with the request id.
+    The 401 says only whether a token was missing or rejected (``AuthenticationError``),
+    the latter with RFC 6750's ``error="invalid_token"``; the specific reason is logged
+    at info level with the request id.
 
     With ``serves_ide``, the GraphiQL page itself (a GET asking for HTML) is
     served without a token: it holds no data, and its requests carry their own.
@@ -166,12 +167,16 @@ class RequireViewer:
             response = JSONResponse(
                 {"errors": [{"message": str(error), "extensions": {"code": "UNAUTHENTICATED"}}]},
                 status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": _challenge(error)},
             )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["viewer"] = viewer
         await self.app(scope, receive, send)
+
+
+def _challenge(error: AuthenticationError) -> str:
+    return 'Bearer error="invalid_token"' if str(error) == TOKEN_REJECTED else "Bearer"
 
 
 def _asks_for_the_ide(scope: Scope) -> bool:

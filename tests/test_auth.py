@@ -138,10 +138,13 @@ async def test_a_401_says_only_that_a_token_is_missing_or_rejected_and_the_log_s
 
     assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 401)
     messages = {name: r.json()["errors"][0]["message"] for name, r in answers.items()}
-    assert {messages[name] for name in rejected} == {"invalid or expired token"}
+    assert {messages[name] for name in rejected} == {"invalid or expired credentials"}
     assert {messages[name] for name in missing} == {
         "authentication required: send 'Authorization: Bearer <token>'"
     }
+    challenges = {name: r.headers["WWW-Authenticate"] for name, r in answers.items()}
+    assert {challenges[name] for name in rejected} == {'Bearer error="invalid_token"'}
+    assert {challenges[name] for name in missing} == {"Bearer"}
     for answer in answers.values():
         assert answer.json()["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
         for detail in ("Signature", "audience", "segments", "role", "subject", "Basic"):
