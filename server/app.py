@@ -29,6 +29,7 @@ from starlette.routing import Route, request_response
 
 import migrations
 from appointments import idempotency
+from appointments.access import Access
 from appointments.db import create_engine, create_session_factory
 from appointments.ledger import OpenClinics
 from appointments.stages import Stage
@@ -43,6 +44,7 @@ from server.graphql_view import ClinicGraphQL
 from server.logs import configure_logging_once
 from server.middleware import BodySizeLimitMiddleware, ContainErrorsMiddleware, RequestIdMiddleware
 from server.settings import Settings
+from server.viewers import RequireKnownUser
 
 logger = logging.getLogger("server")
 IDEMPOTENCY_PURGE_SECONDS = 3600
@@ -129,9 +131,17 @@ class Services:
             await self.purge_idempotency_keys()
 
     def request_context(
-        self, request: Request, response: Response | None, viewer: Viewer
+        self,
+        request: Request,
+        response: Response | None,
+        viewer: Viewer,
+        access: Access | None = None,
     ) -> RequestContext:
-        """One request's context: its session, loaders, stages, access and ledger."""
+        """One request's context: its session, loaders, stages, access and ledger.
+
+        ``access`` is the viewer's, when checked already (server.viewers); else the
+        context loads it on first use.
+        """
         return RequestContext.build(
             request,
             response,
@@ -143,6 +153,7 @@ class Services:
             self.settings.idempotency,
             self.open_clinics,
             self.settings.fast_list_reads,
+            access,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
@@ -293,8 +304,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", Readiness(authenticator).respond),
         Route("/metrics", prometheus_metrics),
-        Route("/migration", RequireViewer(request_response(migration_dashboard), authenticator)),
-        Route("/graphql", RequireViewer(graphql, authenticator, serves_ide=True)),
+        Route(
+            "/migration",
+            RequireViewer(RequireKnownUser(request_response(migration_dashboard)), authenticator),
+        ),
+        Route("/graphql", RequireViewer(RequireKnownUser(graphql), authenticator, serves_ide=True)),
     ]
     return Starlette(
         routes=routes,

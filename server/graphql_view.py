@@ -85,7 +85,10 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         services: Services = request.app.state.services
         viewer = getattr(request.state, "viewer", None) or Viewer()
         return services.request_context(
-            request, response if isinstance(response, Response) else None, viewer
+            request,
+            response if isinstance(response, Response) else None,
+            viewer,
+            getattr(request.state, "access", None),
         )
 
 

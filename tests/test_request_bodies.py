@@ -32,6 +32,7 @@ from server.settings import Settings
 from tests.conftest import (
     Api,
     World,
+    add_user,
     consistent_links,
     insert_appointment,
     open_api,
@@ -52,13 +53,14 @@ def production() -> dict[str, Any]:
 async def api(
     database_url: str, sessions: async_sessionmaker[AsyncSession], flags_file: Path
 ) -> AsyncIterator[Api]:
-    """The app in production mode, its client sending an admin's token with every request.
+    """The app in production mode, its client sending a stored admin's token with every request.
 
     httpx's transport re-raises any exception that leaves the app: each test here also
     checks that none does.
     """
+    admin = await add_user(sessions, UserRole.ADMIN)
     async with open_api(database_url, flags_file, **production()) as opened:
-        token = mint_token(Settings(jwt_secret=SECRET), uuid.uuid4(), UserRole.ADMIN, hours=1)
+        token = mint_token(Settings(jwt_secret=SECRET), admin, UserRole.ADMIN, hours=1)
         opened.client.headers["Authorization"] = f"Bearer {token}"
         yield opened
 
