@@ -37,7 +37,7 @@ from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
 from schema.schema import QueryLimits, build_schema
-from server.auth import AuthenticationError, Authenticator, RequireViewer
+from server.auth import Authenticator, RequireViewer
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.graphql_view import ClinicGraphQL
@@ -198,22 +198,21 @@ async def healthz(_request: Request) -> Response:
 class Readiness:
     """/readyz: 200 when the database answers, 503 when not, with what the flag source reports.
 
-    It needs no token (orchestrators probe it), so it says no more than it must to
-    whom it does not know: for a request the authenticator accepts (any valid
-    token; in dev mode also the anonymous loopback demo admin) the flag source's
-    full description (file path or Unleash URL, last error), otherwise only
-    ``PUBLIC_FLAG_FIELDS``: no path, URL or error text.
+    It needs no token (orchestrators probe it). In production mode it tells only
+    ``PUBLIC_FLAG_FIELDS`` of the flag source, to anyone: no file path, Unleash URL or
+    error text (operators find those in the log and with `clinic flags`). In dev mode
+    it gives the source's full description.
     """
 
     PUBLIC_FLAG_FIELDS = ("source", "loaded", "reachable")
 
-    def __init__(self, authenticator: Authenticator) -> None:
-        self.authenticator = authenticator
+    def __init__(self, production: bool) -> None:
+        self.production = production
 
     async def respond(self, request: Request) -> Response:
         services: Services = request.app.state.services
         flags = services.flags.describe()
-        if not self._known(request):
+        if self.production:
             flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
         try:
             async with services.engine.connect() as connection:
@@ -227,13 +226,6 @@ class Readiness:
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "database": "ok", "flags": flags})
-
-    def _known(self, request: Request) -> bool:
-        try:
-            self.authenticator.viewer(request.scope)
-        except AuthenticationError:
-            return False
-        return True
 
 
 async def prometheus_metrics(_request: Request) -> Response:
@@ -302,7 +294,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/", home),
         Route("/healthz", healthz),
-        Route("/readyz", Readiness(authenticator).respond),
+        Route("/readyz", Readiness(settings.production).respond),
         Route("/metrics", prometheus_metrics),
         Route(
             "/migration",
