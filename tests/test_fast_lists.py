@@ -309,8 +309,8 @@ async def pair(
     caplog.set_level(logging.INFO, logger="appointments.migration")
     set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
     async with (
-        open_api(database_url, flags_file, fast_list_reads=False) as orm,
-        open_api(database_url, flags_file) as joined,
+        open_api(database_url, flags_file, fast_list_reads=False, sql_reads=False) as orm,
+        open_api(database_url, flags_file, sql_reads=False) as joined,
     ):
         yield Pair(orm, joined, world, mess, sessions, flags_file, caplog)
 

@@ -1,0 +1,205 @@
+"""Property-based differential test: the service's reads against the reference model.
+
+Hypothesis draws data (consistent rows, one side only, disagreeing sides, links
+into another clinic), a stage per clinic and a viewer (an admin, or staff of
+clinic A only); the list the service answers, and the ledger entries the read
+leaves, must be the reference model's (``tests.read_oracle``), on both databases.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.models import (
+    Appointment,
+    Clinic,
+    ClinicDoctor,
+    ClinicPatient,
+    ClinicStaff,
+    MigrationMismatch,
+    Patient,
+    User,
+    UserRole,
+)
+from appointments.stages import Stage
+from server.auth import mint_token
+from server.settings import Settings
+from tests import read_oracle
+from tests.conftest import TABLES_CHILD_FIRST, Api, open_api, set_stages
+
+SECRET = "read-oracle-secret-0123456789-012345"
+NODE = """
+  id startsAt
+  doctor { id name }
+  patient { id fullName dateOfBirth }
+  clinicDoctor { id clinic { name } user { id name } }
+  clinicPatient { id clinic { name } patient { id fullName dateOfBirth } }
+  migration {
+    stage authoritativeOrigin consistent
+    doctor { servedOrigin fellBack newClinicId }
+    differences { field legacyValue newValue }
+  }
+"""
+LIST = f"query {{ appointments(first: 100) {{ edges {{ node {{ {NODE} }} }} }} }}"
+CLINICS = (uuid.UUID(int=1), uuid.UUID(int=2))
+PEOPLE = 3
+
+
+@pytest_asyncio.fixture
+async def oracle_api(
+    database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Api]:
+    async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+        yield api
+
+
+@st.composite
+def data_sets(draw: st.DrawFn) -> tuple[read_oracle.Data, dict[uuid.UUID, Stage], str]:
+    people = {
+        side: {
+            uuid.UUID(int=100 * (k + 1) + n): read_oracle.Person(
+                uuid.UUID(int=100 * (k + 1) + n),
+                f"{side} {n}",
+                date(1980, 1, n + 1) if side == "patient" else None,
+            )
+            for n in range(PEOPLE)
+        }
+        for k, side in enumerate(("doctor", "patient"))
+    }
+    memberships: dict[str, dict[uuid.UUID, read_oracle.Membership]] = {"doctor": {}, "patient": {}}
+    for k, side in enumerate(("doctor", "patient")):
+        for c, clinic in enumerate(CLINICS):
+            for person in people[side]:
+                if draw(st.booleans()):
+                    membership_id = uuid.UUID(int=1000 * (k + 1) + 10 * c + person.int % 100)
+                    memberships[side][membership_id] = read_oracle.Membership(
+                        membership_id, clinic, person
+                    )
+    rows = []
+    for n in range(draw(st.integers(1, 6))):
+        clinic = draw(st.sampled_from(CLINICS))
+        legacy: dict[str, uuid.UUID | None] = {}
+        new: dict[str, uuid.UUID | None] = {}
+        for side in ("doctor", "patient"):
+            legacy[side] = draw(st.none() | st.sampled_from(sorted(people[side])))
+            choices = sorted(memberships[side])
+            new[side] = draw(st.none() | st.sampled_from(choices)) if choices else None
+            if legacy[side] is None and new[side] is None:
+                legacy[side] = sorted(people[side])[0]
+        starts = datetime(2027, 1, 4, 8, tzinfo=UTC) + timedelta(minutes=30 * n)
+        rows.append(read_oracle.Row(uuid.UUID(int=50_000 + n), clinic, starts, legacy, new))
+    data = read_oracle.Data(
+        {CLINICS[0]: "Clinic A", CLINICS[1]: "Clinic B"}, people, memberships, rows
+    )
+    stages = {clinic: draw(st.sampled_from(list(Stage))) for clinic in CLINICS}
+    return data, stages, draw(st.sampled_from(["admin", "staff"]))
+
+
+async def store(
+    sessions: async_sessionmaker[AsyncSession], data: read_oracle.Data
+) -> dict[str, uuid.UUID]:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    viewers = {"admin": uuid.UUID(int=9001), "staff": uuid.UUID(int=9002)}
+    async with sessions() as session, session.begin():
+        for model in TABLES_CHILD_FIRST:
+            await session.execute(delete(model))
+        for clinic, name in data.clinics.items():
+            session.add(Clinic(id=clinic, name=name, created_at=now))
+        for user_id, person in data.people["doctor"].items():
+            session.add(User(id=user_id, name=person.name, email=f"{user_id}@x.org", role="doctor"))
+        for role, user_id in viewers.items():
+            session.add(
+                User(id=user_id, name=role, email=f"{role}@x.org", role=UserRole(role).value)
+            )
+        for patient_id, person in data.people["patient"].items():
+            session.add(Patient(id=patient_id, full_name=person.name, date_of_birth=person.born))
+        await session.flush()
+        session.add(
+            ClinicStaff(
+                id=uuid.uuid4(), clinic_id=CLINICS[0], user_id=viewers["staff"], created_at=now
+            )
+        )
+        for membership in data.memberships["doctor"].values():
+            session.add(
+                ClinicDoctor(
+                    id=membership.id,
+                    clinic_id=membership.clinic_id,
+                    user_id=membership.person_id,
+                    active=True,
+                    created_at=now,
+                )
+            )
+        for membership in data.memberships["patient"].values():
+            session.add(
+                ClinicPatient(
+                    id=membership.id,
+                    clinic_id=membership.clinic_id,
+                    patient_id=membership.person_id,
+                    created_at=now,
+                )
+            )
+        await session.flush()
+        for row in data.rows:
+            await session.execute(
+                insert(Appointment).values(
+                    id=row.id,
+                    clinic_id=row.clinic_id,
+                    starts_at=row.starts_at,
+                    ends_at=row.starts_at + timedelta(minutes=30),
+                    status="scheduled",
+                    doctor_id=row.legacy["doctor"],
+                    patient_id=row.legacy["patient"],
+                    clinic_doctor_id=row.new["doctor"],
+                    clinic_patient_id=row.new["patient"],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    return viewers
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=data_sets())
+async def test_reads_answer_as_the_reference_model(
+    oracle_api: Api, sessions: async_sessionmaker[AsyncSession], flags_file: Path, drawn: Any
+) -> None:
+    data, stages, viewer = drawn
+    viewers = await store(sessions, data)
+    set_stages(flags_file, stages)
+    token = mint_token(Settings(jwt_secret=SECRET), viewers[viewer], UserRole(viewer), hours=1)
+
+    response = await oracle_api.client.post(
+        "/graphql", json={"query": LIST}, headers={"Authorization": f"Bearer {token}"}
+    )
+    body = response.json()
+
+    def sees(clinic: uuid.UUID) -> bool:
+        return viewer == "admin" or clinic == CLINICS[0]
+
+    shown_rows = [row for row in data.rows if sees(row.clinic_id)]
+    expected = [
+        read_oracle.appointment_json(data, row, stages[row.clinic_id], sees)
+        for row in sorted(shown_rows, key=lambda row: (row.starts_at, row.id))
+    ]
+    assert "errors" not in body, body["errors"]
+    assert [edge["node"] for edge in body["data"]["appointments"]["edges"]] == expected
+    async with sessions() as session:
+        entries = {
+            (row.appointment_id, row.field)
+            for row in (await session.execute(select(MigrationMismatch))).scalars()
+        }
+    assert entries == read_oracle.ledger(data, stages, {row.id for row in shown_rows})
