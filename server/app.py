@@ -38,7 +38,7 @@ import migrations
 from appointments import idempotency
 from appointments.db import create_engine, create_session_factory
 from appointments.ledger import OpenClinics
-from appointments.stages import Stage
+from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
@@ -55,6 +55,12 @@ IDEMPOTENCY_PURGE_SECONDS = 3600
 
 @dataclass
 class Services:
+    """What every request shares: settings, engine, session factory, flags, readiness.
+
+    ``legacy_columns`` and ``sessions`` describe the schema's layout; both are read
+    when a request starts and change only in ``adopt_contracted_layout``.
+    """
+
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -64,6 +70,7 @@ class Services:
     open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
+    _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -103,14 +110,53 @@ class Services:
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         return services
 
+    async def adopt_contracted_layout(self) -> bool:
+        """After a statement failed on a missing column: switch to the contracted layout if
+        the contract has dropped the legacy columns meanwhile. True when the service now
+        serves the contracted layout (switched now or before), False when they are there.
+
+        The switch is what start-up does on a contracted database: sessions that leave
+        the legacy columns out, every clinic served ``complete``, readiness recounted.
+        Requests started after it use the new layout; one started before that fails on
+        the dropped columns is answered with a retryable error (schema.extensions).
+        Concurrent callers wait for one inspection of the schema. The way back (the
+        contract reverted) takes a restart: until then ``complete`` is served, which
+        the reverted schema accepts.
+        """
+        async with self._inspecting:
+            if not self.legacy_columns:
+                return True
+            try:
+                present = await migrations.legacy_columns_present(self.engine)
+            except Exception:
+                logger.exception("cannot inspect the schema after a missing column")
+                return False
+            if present:
+                return False
+            self.sessions = create_session_factory(self.engine, legacy_columns=False)
+            self.legacy_columns = False
+            logger.warning(
+                "legacy columns dropped while serving (contract): switched to the contracted"
+                " layout; every clinic is served complete"
+            )
+        await self.refresh_readiness()
+        return True
+
     async def refresh_readiness(self) -> None:
-        """Recount every clinic's readiness now (also done every few seconds in the background)."""
+        """Recount every clinic's readiness now (also done every few seconds in the background).
+
+        A count failing on the dropped legacy columns switches the layout
+        (``adopt_contracted_layout``), then counts again.
+        """
         if self.gate is None:
             return
         try:
             async with self.sessions() as session:
                 await self.gate.refresh(session, self.legacy_columns)
-        except Exception:
+        except Exception as error:
+            contracted = self.legacy_columns and migrations.is_missing_column(error)
+            if contracted and await self.adopt_contracted_layout():
+                return
             logger.exception("readiness refresh failed; keeping the previous counts")
 
     async def _refresh_readiness_forever(self) -> None:
@@ -136,7 +182,8 @@ class Services:
     def request_context(
         self, request: Request, response: Response | None, viewer: Viewer
     ) -> RequestContext:
-        """One request's context: its session, loaders, stages, access and ledger."""
+        """One request's context: its session, loaders, stages, access and ledger, on the
+        layout of the moment (``adopt_contracted_layout`` is its way to report a change)."""
         return RequestContext.build(
             request,
             response,
@@ -148,6 +195,7 @@ class Services:
             self.settings.idempotency,
             self.open_clinics,
             self.settings.fast_list_reads,
+            self.adopt_contracted_layout,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
@@ -156,7 +204,7 @@ class Services:
             self.flags,
             self.settings.default_stage,
             viewer,
-            forced_stage=None if self.legacy_columns else Stage.COMPLETE,
+            forced_stage=contracted_stage(self.legacy_columns),
             gate=self.gate,
         )
 

@@ -45,6 +45,9 @@ class RequestContext:
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
     open_clinics: OpenClinics | None = None
+    layout_changed: Callable[[], Awaitable[bool]] | None = None
+    """Called after a statement failed on a missing column: True when the service has
+    switched to the contracted layout since (``Services.adopt_contracted_layout``)."""
     _access: Access | None = None
 
     @classmethod
@@ -60,6 +63,7 @@ class RequestContext:
         idempotency: IdempotencyPolicy | None = None,
         open_clinics: OpenClinics | None = None,
         fast_list_reads: bool = True,
+        layout_changed: Callable[[], Awaitable[bool]] | None = None,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
@@ -80,6 +84,7 @@ class RequestContext:
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
             open_clinics=open_clinics,
+            layout_changed=layout_changed,
         )
 
     async def access(self) -> Access:

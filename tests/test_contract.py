@@ -10,19 +10,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
 from appointments.backfill import BackfillOptions, run_backfill
+from appointments.db import PSYCOPG_PREPARE_THRESHOLD
 from appointments.models import Appointment, MigrationMismatch, MismatchField, utcnow
 from appointments.stages import Stage
-from tests.conftest import World
+from tests.conftest import World, open_api, set_stages
 from tests.test_backfill import book
-from tests.test_full_switch import run_cli
+from tests.test_full_switch import CREATE, READ, REASSIGN, run_cli
 
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
@@ -111,3 +113,143 @@ async def test_the_contract_and_its_revert_keep_the_ledger_and_its_references(
         if connection.dialect.name == "sqlite":
             assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
             assert (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all() == []
+
+
+def booking(world: World, day: int) -> dict[str, Any]:
+    return {
+        "input": {
+            "clinicId": str(world.clinic_a.id),
+            "startsAt": f"2026-12-{day:02d}T09:00:00Z",
+            "endsAt": f"2026-12-{day:02d}T09:30:00Z",
+            "doctorId": str(world.doctor.id),
+            "patientId": str(world.patient.id),
+        }
+    }
+
+
+async def appointment_count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Appointment)) or 0)
+
+
+def assert_retryable(body: dict[str, Any]) -> None:
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "SCHEMA_CHANGED", error
+    assert error["extensions"]["retryable"] is True
+    assert "retry" in error["message"]
+
+
+def assert_served_complete(body: dict[str, Any], clinic: str, count: int) -> None:
+    assert "errors" not in body, body["errors"]
+    assert body["extensions"]["migration"]["stages"] == {clinic: "complete"}
+    nodes = [edge["node"] for edge in body["data"]["appointments"]["edges"]]
+    assert len(nodes) == count
+    for node in nodes:
+        assert node["doctor"] == node["clinicDoctor"]["user"]
+        assert node["patient"] == node["clinicPatient"]["patient"]
+
+
+class TestAServiceRunningThroughTheContract:
+    async def test_switches_to_the_contracted_layout_without_a_restart(
+        self,
+        database_url: str,
+        world: World,
+        flags_file: Path,
+        sessions: async_sessionmaker[AsyncSession],
+        linked: int,
+        cli: Cli,
+    ) -> None:
+        """Reads and writes work after the contract; each request that was caught by it
+        (one per service instance) is answered with a retryable error and wrote nothing."""
+        clinic = str(world.clinic_a.id)
+        set_stages(flags_file, {world.clinic_a.id: Stage.LIVE})
+        async with (
+            open_api(database_url, flags_file) as reader,
+            open_api(database_url, flags_file, fast_list_reads=False) as writer,
+        ):
+            # Enough reads that psycopg has prepared the legacy statements server-side.
+            for _ in range(PSYCOPG_PREPARE_THRESHOLD + 1):
+                before = await reader.data(READ, {"clinic": clinic})
+                await writer.data(READ, {"clinic": clinic})
+            assert len(before["appointments"]["edges"]) == linked
+            assert reader.services.legacy_columns is True
+
+            code, out, _ = await cli("migrate", "contract")
+            assert code == 0, out
+
+            assert_retryable(await reader.post(READ, {"clinic": clinic}))
+            assert reader.services.legacy_columns is False
+            assert_served_complete(await reader.post(READ, {"clinic": clinic}), clinic, linked)
+            created = await reader.data(CREATE, booking(world, 20))
+            appointment = created["createAppointment"]["appointment"]
+            assert appointment["clinicDoctor"] == {"id": str(world.clinic_doctor.id)}
+            reassigned = await reader.data(
+                REASSIGN,
+                {
+                    "input": {
+                        "appointmentId": appointment["id"],
+                        "doctorId": str(world.other_doctor.id),
+                    }
+                },
+            )
+            assert reassigned["reassignDoctor"]["appointment"]["clinicDoctor"] == {
+                "id": str(world.other_clinic_doctor.id)
+            }
+
+            # The other instance's first request after the contract is a keyed write.
+            keyed = {"Idempotency-Key": "booking-21"}
+            payload = {"query": CREATE, "variables": booking(world, 21)}
+            count = await appointment_count(sessions)
+            first = await writer.client.post("/graphql", json=payload, headers=keyed)
+            assert_retryable(first.json())
+            assert await appointment_count(sessions) == count
+            retried = await writer.client.post("/graphql", json=payload, headers=keyed)
+            assert "errors" not in retried.json(), retried.json()
+            assert await appointment_count(sessions) == count + 1
+            assert_served_complete(await writer.post(READ, {"clinic": clinic}), clinic, count + 1)
+
+    async def test_the_readiness_refresh_switches_before_any_request_fails(
+        self,
+        database_url: str,
+        world: World,
+        flags_file: Path,
+        linked: int,
+        cli: Cli,
+    ) -> None:
+        clinic = str(world.clinic_a.id)
+        set_stages(flags_file, {world.clinic_a.id: Stage.LIVE})
+        async with open_api(database_url, flags_file, readiness_gates=True) as api:
+            await api.data(READ, {"clinic": clinic})
+            code, out, _ = await cli("migrate", "contract")
+            assert code == 0, out
+
+            await api.services.refresh_readiness()
+
+            assert api.services.legacy_columns is False
+            assert_served_complete(await api.post(READ, {"clinic": clinic}), clinic, linked)
+
+    async def test_a_missing_column_while_the_legacy_columns_exist_is_an_internal_error(
+        self,
+        database_url: str,
+        flags_file: Path,
+        engine: AsyncEngine,
+        linked: int,
+    ) -> None:
+        """Only the contract's dropped columns switch the layout; any other is a fault."""
+        async with open_api(database_url, flags_file) as api:
+            async with engine.begin() as connection:
+                await connection.execute(text("ALTER TABLE patients DROP COLUMN date_of_birth"))
+            try:
+                body = await api.post(PATIENTS)
+            finally:
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        text("ALTER TABLE patients ADD COLUMN date_of_birth DATE")
+                    )
+            (error,) = body["errors"]
+            assert error["extensions"]["code"] == "INTERNAL_ERROR"
+            assert api.services.legacy_columns is True
+            assert "errors" not in await api.post(PATIENTS)
+
+
+PATIENTS = "{ patients(first: 5) { edges { node { id dateOfBirth } } } }"
