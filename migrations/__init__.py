@@ -103,9 +103,18 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
         await connection.run_sync(run)
 
 
-async def revert_contract(engine: AsyncEngine) -> None:
-    """Run the contract's downgrade: restore the legacy columns, filled from the memberships."""
+async def revert_contract(engine: AsyncEngine) -> bool:
+    """Undo the contract: restore the legacy columns, filled from the memberships.
+
+    Downgrades the ``contract`` branch by one revision (``contract@-1``) and nothing
+    else: the ``service`` branch (0006 and later) stays. A plain ``downgrade
+    0005_contract_legacy_columns-1`` would take 0006 down too, as 0004 is below both.
+    False, changing nothing, when the contract has not been applied.
+    """
+    if CONTRACT_REVISION not in await current_heads(engine):
+        return False
     await downgrade(engine, "contract@-1")
+    return True
 
 
 async def legacy_columns_present(engine: AsyncEngine) -> bool:

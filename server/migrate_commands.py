@@ -1,4 +1,9 @@
-"""`clinic migrate ...`: schema upgrades, backfills, the validation report, the contract."""
+"""`clinic migrate ...`: schema upgrades, backfills, the validation report, the contract.
+
+Exit status: 0 done (also: nothing to do); 1 refused or not ready (the contract
+refused, a clinic asked about is not ready, the revert failed); 2 a clinic asked
+about does not exist.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
@@ -29,6 +35,19 @@ from server.app import open_flag_source
 from server.settings import Settings
 
 PLAIN_PROGRESS_EVERY_SECONDS = 2.0
+REVERT_DESCRIPTION = """\
+Undo `clinic migrate contract`: add appointments.doctor_id and patient_id back,
+filled from each appointment's clinic memberships. Only the contract branch goes
+down (Alembic `downgrade contract@-1`); the service branch (0006 and later:
+clinic_staff, idempotency_keys) stays.
+
+A running service keeps serving every clinic `complete` until it is restarted;
+rows it writes meanwhile have empty legacy columns. Restart it, then run
+`clinic migrate reverse-backfill`.
+
+exit status: 0 the legacy columns are restored, or the contract was not applied
+(nothing to revert); 1 the database refused the revert (the message says why).
+"""
 
 
 def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,6 +89,14 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     contract.set_defaults(handler=_contract)
 
+    revert = actions.add_parser(
+        "revert-contract",
+        help="undo the contract: restore the legacy columns, filled from the memberships",
+        description=REVERT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    revert.set_defaults(handler=_revert_contract)
+
 
 @asynccontextmanager
 async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
@@ -104,6 +131,33 @@ def _contract(settings: Settings, _arguments: argparse.Namespace) -> int:
         return 1
     print("legacy columns dropped: every appointment is served from its clinic memberships")
     return 0
+
+
+def _revert_contract(settings: Settings, _arguments: argparse.Namespace) -> int:
+    """``revert-contract``: see ``REVERT_DESCRIPTION`` for what it does and its exit status."""
+
+    async def run() -> bool:
+        async with _engine(settings) as engine:
+            return await migrations.revert_contract(engine)
+
+    try:
+        reverted = asyncio.run(run())
+    except SQLAlchemyError as error:
+        print(f"revert-contract failed: {_first_line(error)}", file=sys.stderr)
+        return 1
+    if not reverted:
+        print("the contract has not been applied; nothing to revert")
+        return 0
+    print(
+        "legacy columns restored and filled from the memberships; restart running services,"
+        " then run `clinic migrate reverse-backfill` for rows they wrote meanwhile"
+    )
+    return 0
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0]
 
 
 def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ engine fixture is shared by the whole run).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
@@ -22,6 +23,7 @@ from appointments.backfill import BackfillOptions, run_backfill
 from appointments.db import PSYCOPG_PREPARE_THRESHOLD
 from appointments.models import Appointment, MigrationMismatch, MismatchField, utcnow
 from appointments.stages import Stage
+from server.cli import main
 from tests.conftest import World, open_api, set_stages
 from tests.test_backfill import book
 from tests.test_full_switch import CREATE, READ, REASSIGN, run_cli
@@ -253,3 +255,87 @@ class TestAServiceRunningThroughTheContract:
 
 
 PATIENTS = "{ patients(first: 5) { edges { node { id dateOfBirth } } } }"
+
+
+async def test_revert_contract_restores_the_legacy_columns_and_keeps_the_service_branch(
+    engine: AsyncEngine,
+    database_url: str,
+    world: World,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    contracted: int,
+    cli: Cli,
+) -> None:
+    clinic = str(world.clinic_a.id)
+    set_stages(flags_file, {world.clinic_a.id: Stage.LEGACY})
+    async with open_api(database_url, flags_file) as running:
+        assert running.services.legacy_columns is False
+
+        code, out, err = await cli("migrate", "revert-contract")
+
+        assert code == 0, err
+        assert "legacy columns restored" in out
+        assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
+        assert await migrations.legacy_columns_present(engine) is True
+        assert {"clinic_staff", "idempotency_keys"} <= await _tables(engine)
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(MigrationMismatch)) == 1
+        # The service still running on the contracted layout writes no legacy columns.
+        await running.data(CREATE, booking(world, 22))
+
+    again, out_again, _ = await cli("migrate", "revert-contract")
+    assert again == 0
+    assert "nothing to revert" in out_again
+    assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
+
+    code, summary, _ = await cli("migrate", "reverse-backfill", "--json")
+    assert code == 0
+    assert json.loads(summary)["linked"] == {"doctor": 1, "patient": 1}
+    async with sessions() as session:
+        empty = await session.scalar(
+            select(func.count())
+            .select_from(Appointment)
+            .where(Appointment.doctor_id.is_(None) | Appointment.patient_id.is_(None))
+        )
+    assert empty == 0
+
+    async with open_api(database_url, flags_file) as restarted:
+        assert restarted.services.legacy_columns is True
+        body = await restarted.post(READ, {"clinic": clinic})
+    assert body["extensions"]["migration"]["stages"] == {clinic: "legacy"}
+    nodes = [edge["node"] for edge in body["data"]["appointments"]["edges"]]
+    assert len(nodes) == contracted + 1
+    assert all(node["doctor"] == node["clinicDoctor"]["user"] for node in nodes)
+
+
+async def test_revert_contract_on_a_database_never_contracted_changes_nothing(
+    engine: AsyncEngine, linked: int, cli: Cli
+) -> None:
+    code, out, err = await cli("migrate", "revert-contract")
+
+    assert code == 0, err
+    assert "nothing to revert" in out
+    assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
+    assert {"clinic_staff", "idempotency_keys"} <= await _tables(engine)
+
+
+def test_the_cli_documents_revert_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as listed:
+        main(["migrate", "--help"])
+    listing = capsys.readouterr().out
+    with pytest.raises(SystemExit) as described:
+        main(["migrate", "revert-contract", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    assert listed.value.code == described.value.code == 0
+    assert "revert-contract" in listing
+    assert "contract@-1" in help_text
+    assert "exit status" in help_text
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
