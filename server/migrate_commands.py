@@ -2,7 +2,8 @@
 
 Exit status: 0 done (also: nothing to do); 1 refused or not ready (the contract
 refused, a clinic asked about is not ready, the revert failed); 2 a clinic asked
-about does not exist.
+about does not exist; 3 (``EXIT_CONTRACTED``) a backfill on a contracted database,
+which has no legacy columns to copy from or to.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
@@ -35,6 +36,11 @@ from server.app import open_flag_source
 from server.settings import Settings
 
 PLAIN_PROGRESS_EVERY_SECONDS = 2.0
+EXIT_CONTRACTED = 3
+CONTRACTED_MESSAGE = (
+    "the legacy columns were dropped by the contract; nothing to {action}"
+    " (`clinic migrate revert-contract` restores them)"
+)
 REVERT_DESCRIPTION = """\
 Undo `clinic migrate contract`: add appointments.doctor_id and patient_id back,
 filled from each appointment's clinic memberships. Only the contract branch goes
@@ -172,20 +178,50 @@ def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
 
     async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
         async with _engine(settings) as engine:
-            return await run_backfill(create_session_factory(engine), options, on_progress)
+            try:
+                return await run_backfill(create_session_factory(engine), options, on_progress)
+            except DBAPIError as error:
+                if await _contracted_meanwhile(engine, error):
+                    raise _ContractedError from error
+                raise
 
-    if sys.stderr.isatty():
-        with tqdm(unit=" appointments", desc=options.direction.value) as bar:
+    action = "backfill" if options.direction is Direction.FORWARD else "reverse-backfill"
+    contracted = CONTRACTED_MESSAGE.format(action=action)
+    if not asyncio.run(_legacy_columns_present(settings)):
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
+    try:
+        if sys.stderr.isatty():
+            with tqdm(unit=" appointments", desc=options.direction.value) as bar:
 
-            def advance(progress: Progress) -> None:
-                bar.total = progress.total
-                bar.update(progress.done - bar.n)
+                def advance(progress: Progress) -> None:
+                    bar.total = progress.total
+                    bar.update(progress.done - bar.n)
 
-            summary = asyncio.run(run(advance))
-    else:
-        summary = asyncio.run(run(_plain_progress()))
+                summary = asyncio.run(run(advance))
+        else:
+            summary = asyncio.run(run(_plain_progress()))
+    except _ContractedError:
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
     print(json.dumps(summary.as_dict(), indent=2) if arguments.json else _describe(summary))
     return 0
+
+
+class _ContractedError(Exception):
+    """The legacy columns are gone: a backfill has nothing to copy from or to."""
+
+
+async def _legacy_columns_present(settings: Settings) -> bool:
+    async with _engine(settings) as engine:
+        return await migrations.legacy_columns_present(engine)
+
+
+async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
+    """Whether a backfill failed because the contract ran while it did."""
+    return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
+        engine
+    )
 
 
 def _plain_progress() -> Callable[[Progress], None]:

@@ -257,6 +257,28 @@ class TestAServiceRunningThroughTheContract:
 PATIENTS = "{ patients(first: 5) { edges { node { id dateOfBirth } } } }"
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("backfill",),
+        ("backfill", "--create-memberships", "--dry-run"),
+        ("reverse-backfill",),
+        ("reverse-backfill", "--dry-run", "--json"),
+    ],
+    ids=["backfill", "backfill-dry-run", "reverse-backfill", "reverse-backfill-dry-run"],
+)
+async def test_backfills_on_a_contracted_database_say_why_in_one_line(
+    contracted: int, cli: Cli, arguments: tuple[str, ...]
+) -> None:
+    code, out, err = await cli("migrate", *arguments)
+
+    assert code == 3
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert "legacy columns were dropped by the contract" in err
+    assert "Traceback" not in err
+
+
 async def test_revert_contract_restores_the_legacy_columns_and_keeps_the_service_branch(
     engine: AsyncEngine,
     database_url: str,
