@@ -30,6 +30,7 @@ from appointments.backfill import (
     run_backfill,
 )
 from appointments.db import create_engine, create_session_factory
+from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
 from server.app import open_flag_source
@@ -266,23 +267,32 @@ def _describe(summary: BackfillSummary) -> str:
 
 
 def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
-    async def run() -> list[ClinicReport]:
+    """The validation report, as GraphQL ``migrationReport`` gives it: on a contracted
+    database every clinic's stage is ``complete`` (what the service serves whatever
+    the flag says), so the readiness is the same too."""
+
+    async def run() -> tuple[list[ClinicReport], bool]:
         source = open_flag_source(settings)
         try:
-            stages = StageResolver(source, settings.default_stage, Viewer())
             async with _engine(settings) as engine:
                 legacy = await migrations.legacy_columns_present(engine)
-                async with create_session_factory(engine)() as session:
-                    return await clinic_reports(session, stages, arguments.clinic, legacy)
+                stages = StageResolver(
+                    source, settings.default_stage, Viewer(), contracted_stage(legacy)
+                )
+                async with create_session_factory(engine, legacy)() as session:
+                    reports = await clinic_reports(session, stages, arguments.clinic, legacy)
+                    return reports, legacy
         finally:
             source.close()
 
-    reports = asyncio.run(run())
+    reports, legacy = asyncio.run(run())
     if arguments.json:
         print(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
+        if not legacy:
+            print("legacy columns dropped (contracted): every clinic is served complete")
         for report in reports:
-            print(_report_lines(report))
+            print(_report_lines(report, legacy))
     asked = arguments.clinic is not None
     if asked and {report.clinic_id for report in reports} != set(arguments.clinic):
         print("error: some clinics asked about do not exist", file=sys.stderr)
@@ -290,7 +300,7 @@ def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
     return 1 if asked and not all(report.ready_for_next for report in reports) else 0
 
 
-def _report_lines(report: ClinicReport) -> str:
+def _report_lines(report: ClinicReport, legacy: bool) -> str:
     following = report.next_stage.value if report.next_stage else "none (last stage)"
     verdict = "ready" if report.ready_for_next else "NOT READY"
     lines = [
@@ -302,7 +312,8 @@ def _report_lines(report: ClinicReport) -> str:
     for name, side in (("doctor", report.doctor), ("patient", report.patient)):
         lines.append(
             f"  {name}: linked {side.linked}, linkable now {side.linkable},"
-            f" no membership {side.missing_membership}, legacy empty {side.legacy_missing}"
+            f" no membership {side.missing_membership}"
+            + (f", legacy empty {side.legacy_missing}" if legacy else "")
         )
     lines += [f"  blocked: {blocker}" for blocker in report.blockers]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from appointments.stages import Stage
 from server.cli import main
 from tests.conftest import World, open_api, set_stages
 from tests.test_backfill import book
-from tests.test_full_switch import CREATE, READ, REASSIGN, run_cli
+from tests.test_full_switch import CREATE, READ, REASSIGN, REPORT, run_cli
 
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
@@ -277,6 +277,48 @@ async def test_backfills_on_a_contracted_database_say_why_in_one_line(
     assert err.count("\n") == 1, err
     assert "legacy columns were dropped by the contract" in err
     assert "Traceback" not in err
+
+
+async def test_validate_agrees_with_the_migration_report_on_a_contracted_database(
+    database_url: str,
+    world: World,
+    flags_file: Path,
+    contracted: int,
+    cli: Cli,
+) -> None:
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW, world.clinic_b.id: Stage.LIVE})
+
+    code, out, _ = await cli("migrate", "validate", "--json")
+    asked, text, _ = await cli(
+        "migrate",
+        "validate",
+        "--clinic",
+        str(world.clinic_a.id),
+        "--clinic",
+        str(world.clinic_b.id),
+    )
+    async with open_api(database_url, flags_file) as api:
+        report = await api.data(REPORT)
+
+    assert (code, asked) == (0, 0)
+    from_cli = {entry["clinic_id"]: entry for entry in json.loads(out)}
+    from_api = {row["clinic"]["id"]: row for row in report["migrationReport"]}
+    assert from_cli.keys() == from_api.keys() == {str(world.clinic_a.id), str(world.clinic_b.id)}
+    for clinic, row in from_api.items():
+        entry = from_cli[clinic]
+        assert row["stage"] == row["servedStage"] == "COMPLETE"
+        assert entry["stage"] == "complete"
+        assert entry["next_stage"] is row["nextStage"] is None
+        assert entry["ready_for_next"] is row["readyForNextStage"] is True
+        assert entry["blockers"] == row["blockers"] == []
+        assert (entry["total"], entry["fully_linked"]) == (row["total"], row["fullyLinked"])
+        for side in ("doctor", "patient"):
+            assert entry[side]["unlinked"] == row[side]["unlinked"] == 0
+    assert from_cli[str(world.clinic_a.id)]["total"] == contracted
+    assert "stage complete" in text
+    assert "stage shadow" not in text
+    assert "legacy empty" not in text
+    assert "legacy columns dropped" in text
 
 
 async def test_revert_contract_restores_the_legacy_columns_and_keeps_the_service_branch(
