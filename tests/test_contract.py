@@ -230,6 +230,21 @@ class TestAServiceRunningThroughTheContract:
             assert api.services.legacy_columns is False
             assert_served_complete(await api.post(READ, {"clinic": clinic}), clinic, linked)
 
+    async def test_the_dashboard_reads_again_on_the_contracted_layout(
+        self, database_url: str, flags_file: Path, linked: int, cli: Cli
+    ) -> None:
+        async with open_api(database_url, flags_file) as api:
+            before = await api.client.get("/migration")
+            code, out, _ = await cli("migrate", "contract")
+            assert code == 0, out
+
+            after = await api.client.get("/migration")
+
+        assert before.status_code == after.status_code == 200
+        assert "legacy columns dropped" not in before.text
+        assert "legacy columns dropped: every clinic is served complete" in after.text
+        assert api.services.legacy_columns is False
+
     async def test_a_missing_column_while_the_legacy_columns_exist_is_an_internal_error(
         self,
         database_url: str,
