@@ -250,7 +250,7 @@ class TestAServiceRunningThroughTheContract:
         database_url: str,
         flags_file: Path,
         engine: AsyncEngine,
-        linked: int,
+        world: World,
     ) -> None:
         """Only the contract's dropped columns switch the layout; any other is a fault."""
         async with open_api(database_url, flags_file) as api:
