@@ -72,7 +72,12 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         ("backfill", Direction.FORWARD, "link appointments to clinic memberships"),
         ("reverse-backfill", Direction.REVERSE, "fill legacy columns from the new links"),
     ):
-        action = actions.add_parser(name, help=about)
+        action = actions.add_parser(
+            name,
+            help=about,
+            epilog="exit status: 0 done (also when nothing needed doing); 3 the database is"
+            " contracted: the legacy columns are gone, nothing to copy from or to",
+        )
         action.add_argument("--clinic", type=uuid.UUID, help="one clinic (default: all)")
         action.add_argument("--batch-size", type=int, default=1000)
         action.add_argument("--dry-run", action="store_true", help="report, write nothing")
@@ -92,7 +97,11 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     validate.set_defaults(handler=_validate)
 
     contract = actions.add_parser(
-        "contract", help="drop the legacy columns (refuses while any appointment is unlinked)"
+        "contract",
+        help="drop the legacy columns (refuses while any appointment is unlinked)",
+        epilog="Running services switch to the contracted layout by themselves; a request"
+        " caught by the switch is answered SCHEMA_CHANGED (retryable). Undo: revert-contract."
+        " exit status: 0 dropped; 1 refused, nothing changed (the message says what to run)",
     )
     contract.set_defaults(handler=_contract)
 
