@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
 from appointments.backfill import BackfillOptions, run_backfill
-from appointments.db import PSYCOPG_PREPARE_THRESHOLD
+from appointments.db import PSYCOPG_PREPARE_THRESHOLD, create_engine
 from appointments.models import Appointment, MigrationMismatch, MismatchField, utcnow
 from appointments.stages import Stage
 from server.cli import main
@@ -246,27 +246,29 @@ class TestAServiceRunningThroughTheContract:
         assert api.services.legacy_columns is False
 
     async def test_a_missing_column_while_the_legacy_columns_exist_is_an_internal_error(
-        self,
-        database_url: str,
-        flags_file: Path,
-        engine: AsyncEngine,
-        world: World,
+        self, database_url: str, flags_file: Path, world: World
     ) -> None:
         """Only the contract's dropped columns switch the layout; any other is a fault."""
         async with open_api(database_url, flags_file) as api:
-            async with engine.begin() as connection:
-                await connection.execute(text("ALTER TABLE patients DROP COLUMN date_of_birth"))
+            await _alter(database_url, "ALTER TABLE patients DROP COLUMN date_of_birth")
             try:
                 body = await api.post(PATIENTS)
             finally:
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        text("ALTER TABLE patients ADD COLUMN date_of_birth DATE")
-                    )
+                await _alter(database_url, "ALTER TABLE patients ADD COLUMN date_of_birth DATE")
             (error,) = body["errors"]
             assert error["extensions"]["code"] == "INTERNAL_ERROR"
             assert api.services.legacy_columns is True
             assert "errors" not in await api.post(PATIENTS)
+
+
+async def _alter(database_url: str, statement: str) -> None:
+    """On an engine of its own: a pooled connection of the shared one may hold a snapshot."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 PATIENTS = "{ patients(first: 5) { edges { node { id dateOfBirth } } } }"
