@@ -55,11 +55,8 @@ IDEMPOTENCY_PURGE_SECONDS = 3600
 
 @dataclass
 class Services:
-    """What every request shares: settings, engine, session factory, flags, readiness.
-
-    ``legacy_columns`` and ``sessions`` describe the schema's layout; both are read
-    when a request starts and change only in ``adopt_contracted_layout``.
-    """
+    """What requests share. ``legacy_columns`` and ``sessions`` (the schema's layout) are
+    read as a request starts and change only in ``adopt_contracted_layout``."""
 
     settings: Settings
     engine: AsyncEngine
@@ -111,18 +108,11 @@ class Services:
         return services
 
     async def adopt_contracted_layout(self) -> bool:
-        """After a statement failed on a missing column: switch to the contracted layout if
-        the contract has dropped the legacy columns meanwhile. True when the service now
-        serves the contracted layout (switched now or before), False when they are there.
-
-        The switch is what start-up does on a contracted database: sessions that leave
-        the legacy columns out, every clinic served ``complete``, readiness recounted.
-        Requests started after it use the new layout; one started before that fails on
-        the dropped columns is answered with a retryable error (schema.extensions).
-        Concurrent callers wait for one inspection of the schema. The way back (the
-        contract reverted) takes a restart: until then ``complete`` is served, which
-        the reverted schema accepts.
-        """
+        """After a missing-column failure: if the contract dropped the legacy columns, serve
+        as start-up does on a contracted database (sessions without them, every clinic
+        ``complete``, readiness recounted). True when contracted (now or before). Callers
+        wait for one inspection. A revert is picked up at restart only; ``complete`` is
+        valid on the reverted schema meanwhile."""
         async with self._inspecting:
             if not self.legacy_columns:
                 return True
@@ -143,11 +133,8 @@ class Services:
         return True
 
     async def refresh_readiness(self) -> None:
-        """Recount every clinic's readiness now (also done every few seconds in the background).
-
-        A count failing on the dropped legacy columns switches the layout
-        (``adopt_contracted_layout``), then counts again.
-        """
+        """Recount every clinic's readiness now (also done every few seconds in the background);
+        a count failing on the dropped legacy columns switches the layout and counts again."""
         if self.gate is None:
             return
         try:
@@ -182,8 +169,7 @@ class Services:
     def request_context(
         self, request: Request, response: Response | None, viewer: Viewer
     ) -> RequestContext:
-        """One request's context: its session, loaders, stages, access and ledger, on the
-        layout of the moment (``adopt_contracted_layout`` is its way to report a change)."""
+        """One request's context: its session, loaders, stages, access and ledger."""
         return RequestContext.build(
             request,
             response,
