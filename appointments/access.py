@@ -5,6 +5,13 @@ the clinics they belong to (``clinic_staff``, active ``clinic_doctors``), admin
 and QA in every clinic. Objects of a clinic the viewer does not belong to are
 reported as not found, never as forbidden, so ids of other clinics leak nothing.
 The API checks through an ``Access``; the CLI and the tests act as ``SYSTEM``.
+
+People (users and patients) belong to no single clinic. A viewer limited to
+some clinics sees a person who is a member of one of them (a doctor's
+membership, active or not, a staff membership, a patient's registration) or
+who is the doctor or patient stored on an appointment of one of them. Any id
+in an input is checked by the same rules as a read: a person, membership,
+appointment or clinic the viewer cannot see answers exactly like an unknown id.
 """
 
 from __future__ import annotations
@@ -13,11 +20,19 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.errors import DomainError, ErrorCode
-from appointments.models import Appointment, ClinicDoctor, ClinicStaff, UserRole
+from appointments.models import (
+    Appointment,
+    ClinicDoctor,
+    ClinicPatient,
+    ClinicStaff,
+    Patient,
+    User,
+    UserRole,
+)
 from appointments.sides import DOCTOR
 
 
@@ -89,6 +104,40 @@ class Access:
             raise DomainError(ErrorCode.NOT_FOUND, f"no {label} has this id", field)
         self.require(permission)
 
+    async def require_person(
+        self,
+        session: AsyncSession,
+        model: type[User] | type[Patient],
+        person_id: uuid.UUID,
+        field: str,
+        legacy_columns: bool = True,
+    ) -> User | Patient:
+        """The user or patient, if the viewer may see them; else the unknown id's error."""
+        person: User | Patient | None = await session.get(model, person_id)
+        if person is None or not await self.sees_person(session, model, person_id, legacy_columns):
+            label = "user" if model is User else "patient"
+            raise DomainError(ErrorCode.NOT_FOUND, f"no {label} has this id", field)
+        return person
+
+    async def sees_person(
+        self,
+        session: AsyncSession,
+        model: type[User] | type[Patient],
+        person_id: uuid.UUID,
+        legacy_columns: bool = True,
+    ) -> bool:
+        """Whether the viewer may see this person (module docstring); one query at most."""
+        if Permission.READ not in self.permissions:
+            return False
+        if self.clinics is None:
+            return True
+        if not self.clinics:
+            return False
+        found = await session.execute(
+            select(person_visible_in(model, person_id, self.clinics, legacy_columns))
+        )
+        return bool(found.scalar())
+
     async def require_appointment_change(
         self, session: AsyncSession, appointment: Appointment, own_suffices: bool
     ) -> None:
@@ -130,30 +179,75 @@ SYSTEM = Access(role=None, user_id=None, permissions=EVERY_PERMISSION, clinics=N
 NOBODY = Access(role=None, user_id=None, permissions=frozenset(), clinics=None)
 
 
+def role_access(role: UserRole, user_id: uuid.UUID | None = None) -> Access:
+    """A role's access in every clinic, with no stored user behind it (the dev-mode demo)."""
+    return Access(role, user_id, ROLE_PERMISSIONS[role], None)
+
+
 async def load_access(session: AsyncSession, user_id: str | None, role: str | None) -> Access:
-    """The viewer's access; one query for staff and doctors (their clinics), none otherwise."""
+    """The access of the user a verified token names; NOBODY unless the user exists, is
+    active and holds the role the token claims (a changed role refuses older tokens).
+
+    One query: the user's stored role and, for staff and doctors, their clinics.
+    """
     try:
-        known_role = UserRole(role) if role is not None else None
+        claimed = UserRole(role) if role is not None else None
         viewer_id = uuid.UUID(user_id) if user_id is not None else None
     except ValueError:
         return NOBODY
-    if known_role is None:
+    if claimed is None or viewer_id is None:
         return NOBODY
-    permissions = ROLE_PERMISSIONS[known_role]
-    if known_role in ROLES_ACROSS_CLINICS:
-        return Access(known_role, viewer_id, permissions, None)
-    if viewer_id is None:
-        return Access(known_role, None, permissions, frozenset())
-    return Access(known_role, viewer_id, permissions, await _clinics_of(session, viewer_id))
-
-
-async def _clinics_of(session: AsyncSession, user_id: uuid.UUID) -> frozenset[uuid.UUID]:
-    as_staff = select(ClinicStaff.clinic_id).where(ClinicStaff.user_id == user_id)
-    as_doctor = select(ClinicDoctor.clinic_id).where(
-        ClinicDoctor.user_id == user_id, ClinicDoctor.active.is_(True)
+    clinics = (
+        select(ClinicStaff.clinic_id.label("clinic_id"))
+        .where(ClinicStaff.user_id == viewer_id)
+        .union(
+            select(ClinicDoctor.clinic_id).where(
+                ClinicDoctor.user_id == viewer_id, ClinicDoctor.active.is_(True)
+            )
+        )
+        .subquery()
     )
-    rows = await session.execute(as_staff.union(as_doctor))
-    return frozenset(rows.scalars())
+    statement = (
+        select(User.role, clinics.c.clinic_id)
+        .outerjoin(clinics, true())
+        .where(User.id == viewer_id, User.active.is_(True))
+    )
+    rows = (await session.execute(statement)).all()
+    if not rows or rows[0].role != claimed.value:
+        return NOBODY
+    permissions = ROLE_PERMISSIONS[claimed]
+    if claimed in ROLES_ACROSS_CLINICS:
+        return Access(claimed, viewer_id, permissions, None)
+    member_of = frozenset(row.clinic_id for row in rows if row.clinic_id is not None)
+    return Access(claimed, viewer_id, permissions, member_of)
+
+
+def person_visible_in(
+    model: type[User] | type[Patient],
+    person_id: uuid.UUID,
+    clinics: frozenset[uuid.UUID],
+    legacy_columns: bool = True,
+) -> ColumnElement[bool]:
+    """True when the person belongs to, or is on an appointment of, one of ``clinics``."""
+    reasons: list[ColumnElement[bool]]
+    if model is User:
+        reasons = [
+            exists().where(ClinicDoctor.user_id == person_id, ClinicDoctor.clinic_id.in_(clinics)),
+            exists().where(ClinicStaff.user_id == person_id, ClinicStaff.clinic_id.in_(clinics)),
+        ]
+        legacy_column = Appointment.doctor_id
+    else:
+        reasons = [
+            exists().where(
+                ClinicPatient.patient_id == person_id, ClinicPatient.clinic_id.in_(clinics)
+            )
+        ]
+        legacy_column = Appointment.patient_id
+    if legacy_columns:
+        reasons.append(
+            exists().where(legacy_column == person_id, Appointment.clinic_id.in_(clinics))
+        )
+    return or_(*reasons)
 
 
 async def _doctor_of(session: AsyncSession, appointment: Appointment) -> uuid.UUID | None:

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from appointments import metrics
@@ -45,7 +45,9 @@ from appointments.stages import Origin, Stage, StagePolicy, policy_for
 logger = logging.getLogger("appointments.reads")
 
 StageLookup = Callable[[uuid.UUID], Stage]
+ClinicVisibility = Callable[[uuid.UUID], bool]
 T = TypeVar("T")
+MembershipT = TypeVar("MembershipT", bound="MembershipRecord | None")
 MembershipKey = tuple[uuid.UUID, uuid.UUID]
 LinkKey = tuple[int, str]
 
@@ -133,8 +135,23 @@ class MigrationView:
         return not self.differences
 
 
+def sees_every_clinic(_clinic_id: uuid.UUID) -> bool:
+    return True
+
+
+def sees_no_other_clinic(_clinic_id: uuid.UUID) -> bool:
+    return False
+
+
 class LinkResolver:
-    """Resolves and compares appointment links for one request; each (appointment, side) once."""
+    """Resolves and compares appointment links for one request; each (appointment, side) once.
+
+    ``sees`` says which clinics the viewer may see. A stored membership of another
+    clinic than its appointment's (a data error the ledger tracks) is served only to
+    a viewer who sees that clinic; to anyone else the side is served as unlinked, and
+    the ``migration`` view hides what the new origin holds. The comparison and the
+    ledger always see the stored rows.
+    """
 
     def __init__(
         self,
@@ -143,7 +160,9 @@ class LinkResolver:
         events: MigrationEventLog,
         recorder: MismatchRecorder | None = None,
         sample_ratio: float = 1.0,
+        sees: ClinicVisibility = sees_every_clinic,
     ) -> None:
+        self._sees = sees
         self._stage_for = stage_for
         self._lookups = lookups
         self._events = events
@@ -158,6 +177,10 @@ class LinkResolver:
         # the full comparison is built only if a field asks for it.
         self._compared_known: dict[LinkKey, tuple[StoredLink, MembershipRecord | None]] = {}
         self._sampled: dict[uuid.UUID, bool] = {}
+
+    def limit_to(self, sees: ClinicVisibility) -> None:
+        """Serve links as a viewer who sees these clinics (set once the viewer is known)."""
+        self._sees = sees
 
     def ready(self, side: Side, appointment: Appointment) -> ResolvedLink | None:
         """The link if ``prefetch`` resolved it already, else None (then use ``resolve``)."""
@@ -297,6 +320,7 @@ class LinkResolver:
             membership = _known_stored_membership(link, known)
             if isinstance(membership, Missing):
                 return None
+            membership = self._visible(link.clinic_id, membership)
             person_id = None if membership is None else side.person_of(membership)
         if isinstance(membership, Missing):
             return None
@@ -318,9 +342,10 @@ class LinkResolver:
         """Compare a served link whose memberships ``known`` holds; the outcome for the
         metric, None when the stored membership was not loaded (the field compares it)."""
         try:
-            # The served membership is the stored one when the new origin answered.
+            # The served membership is the stored one when the new origin answered (unless
+            # it was withheld from this viewer: then it is looked up like the legacy origin's).
             stored: MembershipRecord | Missing | None
-            if served.origin is Origin.NEW:
+            if served.origin is Origin.NEW and served.membership is not None:
                 stored = served.membership
             elif link.membership_id is None:
                 stored = None
@@ -368,8 +393,30 @@ class LinkResolver:
             stage,
             policy.authoritative,
             policy.compared,
-            SideView(doctor_link, doctor),
-            SideView(patient_link, patient),
+            SideView(doctor_link, self._as_seen(appointment.clinic_id, doctor)),
+            SideView(patient_link, self._as_seen(appointment.clinic_id, patient)),
+        )
+
+    def _visible(self, clinic_id: uuid.UUID, membership: MembershipT) -> MembershipT | None:
+        """The stored membership, or None where it is of a clinic the viewer cannot see."""
+        if (
+            membership is None
+            or membership.clinic_id.int == clinic_id.int
+            or self._sees(membership.clinic_id)
+        ):
+            return membership
+        return None
+
+    def _as_seen(self, clinic_id: uuid.UUID, comparison: SideComparison) -> SideComparison:
+        """The comparison without what the new origin holds in a clinic the viewer cannot see."""
+        clinic = comparison.new_clinic_id
+        if clinic is None or clinic.int == clinic_id.int or self._sees(clinic):
+            return comparison
+        return comparison._replace(
+            new_membership_id=None,
+            new_person_id=None,
+            new_clinic_id=None,
+            differences=tuple(replace(d, new_value=None) for d in comparison.differences),
         )
 
     def forget(self) -> None:
@@ -408,7 +455,9 @@ class LinkResolver:
                 )
             )
         else:
-            membership = await self._stored_membership(side, appointment)
+            membership = self._visible(
+                appointment.clinic_id, await self._stored_membership(side, appointment)
+            )
             person_id = None if membership is None else side.person_of(membership)
         metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(time.perf_counter() - started)
         return ResolvedLink(person_id, membership, stage, origin, fell_back)

@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import TypeVar, cast
 
 from sqlalchemy import and_, insert, inspect, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -26,6 +25,7 @@ from appointments.access import SYSTEM, Access, Permission
 from appointments.activity import RECENT
 from appointments.checks import check_moment, check_text
 from appointments.db import ContractedSession
+from appointments.directory import LABELS, check_role, has_legacy_columns
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
@@ -33,8 +33,6 @@ from appointments.models import (
     AppointmentStatus,
     Clinic,
     ClinicDoctor,
-    ClinicPatient,
-    ClinicStaff,
     Patient,
     User,
     UserRole,
@@ -46,7 +44,6 @@ from appointments.stages import Stage, StagePolicy, policy_for
 
 T = TypeVar("T")
 
-MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 2000
 
 
@@ -108,7 +105,7 @@ async def create_appointment(
             updated_at=now,
         )
         for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
-            await _link(session, policy, side, appointment, reference, events)
+            await _link(session, policy, side, appointment, reference, events, access)
         return await _insert_appointment(session, appointment)
 
 
@@ -147,7 +144,7 @@ async def reassign_appointment(
         )
         policy = policy_for(stage_for(appointment.clinic_id))
         meter.stage = policy.stage
-        await _link(session, policy, side, appointment, reference, events)
+        await _link(session, policy, side, appointment, reference, events, access)
         await session.flush()
         return appointment
 
@@ -222,88 +219,6 @@ def _input_style(references: tuple[PersonReference, ...]) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
-async def create_clinic(session: AsyncSession, name: str, access: Access = SYSTEM) -> Clinic:
-    access.require(Permission.MANAGE_DIRECTORY)
-    clinic = Clinic(id=uuid.uuid4(), name=_clean_name(name, "name"))
-    return await _insert_unique(session, clinic, "a clinic with this name exists", "name")
-
-
-async def create_user(
-    session: AsyncSession, name: str, email: str, role: UserRole, access: Access = SYSTEM
-) -> User:
-    access.require(Permission.MANAGE_DIRECTORY)
-    email = check_text(email, "email").strip().lower()
-    if "@" not in email or len(email) > 320:
-        raise DomainError(ErrorCode.INVALID_INPUT, "email must be an address like a@b.org", "email")
-    user = User(id=uuid.uuid4(), name=_clean_name(name, "name"), email=email, role=role.value)
-    return await _insert_unique(session, user, "a user with this email exists", "email")
-
-
-async def create_patient(
-    session: AsyncSession, full_name: str, date_of_birth: date | None, access: Access = SYSTEM
-) -> Patient:
-    access.require(Permission.CREATE_PATIENTS)
-    patient = Patient(
-        id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
-    )
-    session.add(patient)
-    await session.flush()
-    return patient
-
-
-async def add_clinic_doctor(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicDoctor:
-    await _require_clinic_member(session, clinic_id, user_id, UserRole.DOCTOR, access)
-    membership = ClinicDoctor(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id, active=True)
-    return await _insert_unique(
-        session, membership, "this doctor already works in this clinic", "userId"
-    )
-
-
-async def set_clinic_doctor_active(
-    session: AsyncSession, clinic_doctor_id: uuid.UUID, active: bool, access: Access = SYSTEM
-) -> ClinicDoctor:
-    membership = await _require(session, ClinicDoctor, clinic_doctor_id, "clinicDoctorId")
-    access.require_in_clinic(
-        Permission.MANAGE_MEMBERSHIPS, membership.clinic_id, "clinicDoctorId", "clinic doctor"
-    )
-    membership.active = active
-    await session.flush()
-    return membership
-
-
-async def add_clinic_patient(
-    session: AsyncSession, clinic_id: uuid.UUID, patient_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicPatient:
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    await _require(session, Patient, patient_id, "patientId")
-    membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
-    return await _insert_unique(
-        session, membership, "this patient is already registered in this clinic", "patientId"
-    )
-
-
-async def add_clinic_staff(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, access: Access = SYSTEM
-) -> ClinicStaff:
-    await _require_clinic_member(session, clinic_id, user_id, UserRole.STAFF, access)
-    membership = ClinicStaff(id=uuid.uuid4(), clinic_id=clinic_id, user_id=user_id)
-    return await _insert_unique(
-        session, membership, "this user is already staff of this clinic", "userId"
-    )
-
-
-async def _require_clinic_member(
-    session: AsyncSession, clinic_id: uuid.UUID, user_id: uuid.UUID, role: UserRole, access: Access
-) -> None:
-    """A user joining a clinic: the viewer manages its memberships, both exist, the role fits."""
-    access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
-    await _require(session, Clinic, clinic_id, "clinicId")
-    _check_role(await _require(session, User, user_id, "userId"), role, "userId")
-
-
 async def _link(
     session: AsyncSession,
     policy: StagePolicy,
@@ -311,6 +226,7 @@ async def _link(
     appointment: Appointment,
     reference: PersonReference,
     events: PendingEvents,
+    access: Access,
 ) -> None:
     """Write one side of an appointment as the stage says.
 
@@ -319,7 +235,7 @@ async def _link(
     an empty side is what backfills and read fallbacks know how to handle.
     """
     person_id, membership = await _resolve_reference(
-        session, policy, side, appointment.clinic_id, reference
+        session, policy, side, appointment.clinic_id, reference, access
     )
     if policy.writes_new and membership is None:
         events.add(
@@ -338,9 +254,12 @@ async def _resolve_reference(
     side: Side,
     clinic_id: uuid.UUID,
     reference: PersonReference,
+    access: Access,
 ) -> tuple[uuid.UUID, Membership | None]:
     if reference.membership_id is not None:
-        named = await _membership_from_new_input(session, policy, side, clinic_id, reference)
+        named = await _membership_from_new_input(
+            session, policy, side, clinic_id, reference, access
+        )
         return side.person_of(named), named
     if reference.person_id is None:
         raise DomainError(
@@ -349,9 +268,9 @@ async def _resolve_reference(
             side.legacy_input,
         )
     if not policy.writes_new:
-        await _require_person(session, side, reference.person_id)
+        await _require_person(session, side, reference.person_id, access)
         return reference.person_id, None
-    existing = await _person_and_membership(session, side, clinic_id, reference.person_id)
+    existing = await _person_and_membership(session, side, clinic_id, reference.person_id, access)
     if existing is None and policy.new_authoritative:
         raise DomainError(
             ErrorCode.MEMBERSHIP_MISSING,
@@ -371,6 +290,7 @@ async def _membership_from_new_input(
     side: Side,
     clinic_id: uuid.UUID,
     reference: PersonReference,
+    access: Access,
 ) -> Membership:
     assert reference.membership_id is not None
     if not policy.accepts_new_input:
@@ -384,7 +304,7 @@ async def _membership_from_new_input(
     membership = cast(
         "Membership | None", await session.get(side.membership_model, reference.membership_id)
     )
-    if membership is None:
+    if membership is None or not access.sees(membership.clinic_id):
         raise DomainError(ErrorCode.NOT_FOUND, f"no clinic {side.name} has this id", side.new_input)
     if membership.clinic_id != clinic_id:
         raise DomainError(
@@ -402,19 +322,23 @@ async def _membership_from_new_input(
     return membership
 
 
-async def _require_person(session: AsyncSession, side: Side, person_id: uuid.UUID) -> None:
-    if side is DOCTOR:
-        user = await _require(session, User, person_id, side.legacy_input)
-        _check_role(user, UserRole.DOCTOR, side.legacy_input)
-    else:
-        await _require(session, Patient, person_id, side.legacy_input)
+async def _require_person(
+    session: AsyncSession, side: Side, person_id: uuid.UUID, access: Access
+) -> None:
+    model: type[User] | type[Patient] = User if side is DOCTOR else Patient
+    person = await access.require_person(
+        session, model, person_id, side.legacy_input, has_legacy_columns(session)
+    )
+    if isinstance(person, User):
+        check_role(person, UserRole.DOCTOR, side.legacy_input)
 
 
 async def _person_and_membership(
-    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID
+    session: AsyncSession, side: Side, clinic_id: uuid.UUID, person_id: uuid.UUID, access: Access
 ) -> Membership | None:
-    """The person must exist (and be a doctor on the doctor side); their membership in the
-    clinic, if any. One statement: a stage writing both sides needs both on every write."""
+    """The person must exist, be visible to the viewer (and be a doctor on the doctor side);
+    their membership in the clinic, if any. One statement, and one more only when the
+    person has no membership there and the viewer is limited to some clinics."""
     person_model: type[User | Patient] = User if side is DOCTOR else Patient
     membership_model = side.membership_model
     statement = (
@@ -429,21 +353,20 @@ async def _person_and_membership(
         .where(person_model.id == person_id)
     )
     found = (await session.execute(statement)).one_or_none()
-    if found is None:
+    # A membership in the appointment's clinic (which the viewer sees) makes the person visible.
+    if found is None or (
+        found[1] is None
+        and not await access.sees_person(
+            session, person_model, person_id, has_legacy_columns(session)
+        )
+    ):
         raise DomainError(
-            ErrorCode.NOT_FOUND, f"no {_LABELS[person_model]} has this id", side.legacy_input
+            ErrorCode.NOT_FOUND, f"no {LABELS[person_model]} has this id", side.legacy_input
         )
     person, membership = found
     if isinstance(person, User):
-        _check_role(person, UserRole.DOCTOR, side.legacy_input)
+        check_role(person, UserRole.DOCTOR, side.legacy_input)
     return cast("Membership | None", membership)
-
-
-def _check_role(user: User, role: UserRole, field: str) -> None:
-    if user.role != role.value:
-        raise DomainError(
-            ErrorCode.WRONG_ROLE, f"user has role {user.role}, not {role.value}", field
-        )
 
 
 def _require_active(side: Side, membership: Membership, field: str) -> None:
@@ -476,50 +399,11 @@ async def _scheduled_appointment(
     return appointment
 
 
-ModelT = TypeVar("ModelT", Clinic, User, Patient, ClinicDoctor, ClinicPatient, ClinicStaff)
-
-
-_LABELS: dict[type, str] = {
-    Clinic: "clinic",
-    User: "user",
-    Patient: "patient",
-    ClinicDoctor: "clinic doctor",
-    ClinicPatient: "clinic patient",
-}
-
-
-async def _require(
-    session: AsyncSession, model: type[ModelT], key: uuid.UUID, field: str
-) -> ModelT:
-    row = await session.get(model, key)
-    if row is None:
-        raise DomainError(ErrorCode.NOT_FOUND, f"no {_LABELS[model]} has this id", field)
-    return row
-
-
-async def _insert_unique(session: AsyncSession, row: ModelT, message: str, field: str) -> ModelT:
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise DomainError(ErrorCode.ALREADY_EXISTS, message, field) from error
-    return row
-
-
 def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
     check_moment(starts_at, "startsAt")
     check_moment(ends_at, "endsAt")
     if ends_at <= starts_at:
         raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
-
-
-def _clean_name(value: str, field: str) -> str:
-    cleaned = check_text(value, field).strip()
-    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, f"{field} must be 1 to {MAX_NAME_LENGTH} characters", field
-        )
-    return cleaned
 
 
 def _clean_reason(value: str | None) -> str | None:

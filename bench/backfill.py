@@ -21,11 +21,12 @@ import time
 import uuid
 
 import psycopg
-from sqlalchemy import make_url
+from sqlalchemy import insert, make_url, select
 
 import migrations
 from appointments.backfill import BackfillOptions, run_backfill
 from appointments.db import create_engine, create_session_factory
+from appointments.models import User, UserRole, utcnow
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -139,6 +140,31 @@ def migrate(url: str) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+BENCH_ADMIN = uuid.UUID("5b1c0a7e-2d4f-4e8a-9c61-0be7c4a1d001")
+
+
+async def bench_admin(url: str) -> uuid.UUID:
+    """The stored admin the benchmarks' tokens name (a token's subject must be a stored user)."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            found = await connection.execute(select(User.id).where(User.id == BENCH_ADMIN))
+            if found.first() is None:
+                await connection.execute(
+                    insert(User).values(
+                        id=BENCH_ADMIN,
+                        name="Bench admin",
+                        email="bench-admin@example.org",
+                        role=UserRole.ADMIN.value,
+                        active=True,
+                        created_at=utcnow(),
+                    )
+                )
+    finally:
+        await engine.dispose()
+    return BENCH_ADMIN
 
 
 def seed(url: str, clinics: int, doctors: int, patients: int, rows: int) -> float:

@@ -1,6 +1,7 @@
-"""Chaos run: concurrent writers, random stage moves and killed connections, then an audit.
+"""Chaos run: concurrent writers, stage moves, killed connections and restarts, then an audit.
 
     .venv/bin/python -m bench.chaos [--writers 16] [--writes 60] [--kill-every 7]
+        [--restart-every 0] [--restarts 2] [--restart-command "pg_ctlcluster ... restart"]
 
 PostgreSQL only (it kills server backends). Creates and drops its own database
 on CHAOS_POSTGRES_URL (default: the local server). The real ASGI app serves
@@ -8,9 +9,17 @@ many concurrent writers (creates, reschedules, reassignments, cancels), each
 write under its own Idempotency-Key and retried with it until it is answered;
 meanwhile a driver moves clinics one stage at a time, forward and back, in a
 random walk over legacy .. complete, and a killer calls pg_terminate_backend on
-the app's busy connections. Afterwards it audits the database and reads every
-appointment through both field sets. Prints the figures; exits 1 if a write was
-lost or duplicated, a row is inconsistent, or a row cannot be read.
+the app's busy connections. With ``--restart-every N`` it also restarts, every N
+finished attempts (at most ``--restarts`` times): by default only its scratch
+database goes through what a restart does (it refuses connections, every
+connection to it is terminated, and a second later it accepts them again),
+which disturbs no one else; with ``--restart-command`` it runs that command
+(a real restart of the server, and of every other database on it).
+Afterwards it audits the database and reads every appointment through both field
+sets. Prints the figures, with the longest time a write waited for an answer
+once its first attempt failed, and after a restart, from the moment the server
+accepted connections again; exits 1 if a write was lost or duplicated, a row is
+inconsistent, or a row cannot be read.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import asyncio
 import logging
 import os
 import random
+import shlex
 import sys
 import tempfile
 import uuid
@@ -36,7 +46,7 @@ import psycopg
 from sqlalchemy import make_url, select
 
 import migrations
-from appointments import writes
+from appointments import directory
 from appointments.db import create_engine, create_session_factory
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, UserRole
 from appointments.stages import Stage
@@ -93,7 +103,11 @@ class ChaosOptions:
     clinics: int = 3
     kill_every: int = 7
     stage_every: int = 5
-    max_attempts: int = 60
+    restart_every: int = 0
+    restarts: int = 2
+    restart_command: str | None = None
+    outage_seconds: float = 1.0
+    max_wait_seconds: float = 180.0
     seed: int = 20261125
 
 
@@ -105,6 +119,11 @@ class ChaosReport:
     failed_cleanly: int = 0
     unresolved: int = 0
     kills: int = 0
+    restarts: int = 0
+    longest_outage: float = 0.0
+    longest_retry_delay: float = 0.0
+    longest_delay_after_restart: float = 0.0
+    restart_windows: list[tuple[float, float]] = field(default_factory=list)
     stage_moves: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -113,6 +132,15 @@ class ChaosReport:
     appointments: int = 0
     clean_failures: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+
+    def note_answer(self, blocked_since: float, answered_at: float) -> None:
+        """A write whose first failed attempt was at ``blocked_since`` is answered: how long it
+        waited, and how long after the end of each restart it was held up by."""
+        self.longest_retry_delay = max(self.longest_retry_delay, answered_at - blocked_since)
+        for _started, ended in self.restart_windows:
+            if blocked_since <= ended <= answered_at:
+                after = answered_at - ended
+                self.longest_delay_after_restart = max(self.longest_delay_after_restart, after)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +155,10 @@ class ChaosReport:
             f"failed cleanly       {self.failed_cleanly}" + (f" ({failures})" if failures else ""),
             f"unresolved           {self.unresolved}",
             f"connections killed   {self.kills}",
+            f"restarts             {self.restarts}"
+            + (f" (longest outage {self.longest_outage:.2f} s)" if self.restarts else ""),
+            f"longest retry delay  {self.longest_retry_delay:.2f} s",
+            f"  after a restart    {self.longest_delay_after_restart:.2f} s",
             f"stage moves          {self.stage_moves}",
             f"appointments         {self.appointments}",
             f"lost                 {self.lost}",
@@ -187,11 +219,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosReport:
         stages = dict.fromkeys(clinic_ids, Stage.LEGACY)
         _write_stages(flags_file, stages)
         settings = Settings(
-            database_url=url,
-            auto_migrate=False,
-            flags_file=flags_file,
-            idempotency_claim_seconds=2,
-            log_level="CRITICAL",
+            database_url=url, auto_migrate=False, flags_file=flags_file, log_level="CRITICAL"
         )
         app = create_app(settings)
         expected: dict[uuid.UUID, Expected] = {}
@@ -207,6 +235,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosReport:
                     _run_writers(writers, pacer),
                     _move_stages(flags_file, stages, options, rng, report, pacer),
                     _kill_connections(url, options, rng, report, pacer),
+                    _restart(url, options, report, pacer),
                 )
                 await _audit(client, url, clinic_ids, expected, report)
     return report
@@ -304,12 +333,19 @@ async def _send(
 ) -> dict[str, Any] | None:
     """Send one write until it is answered: the success payload, or None if never answered.
 
-    A typed error other than "still running" is a clean failure, returned as is.
+    A typed error other than "still running" is a clean failure, returned as is. Failed
+    attempts are retried with a backoff growing to half a second, for ``max_wait_seconds``.
     """
     report.attempted += 1
-    for attempt in range(options.max_attempts):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.max_wait_seconds
+    blocked_since: float | None = None
+    attempt = 0
+    while loop.time() < deadline:
         if attempt:
             report.retried += 1
+            await asyncio.sleep(min(0.05 * attempt, 0.5))
+        attempt += 1
         try:
             response = await client.post(
                 "/graphql",
@@ -322,16 +358,16 @@ async def _send(
         finally:
             await pacer.tick()
         result = next(iter((body.get("data") or {}).values()), None)
-        if result is None:
+        if result is None or result.get("code") in RETRYABLE_CODES:
+            # Not answered (the database is away), or the first attempt's claim is still held.
+            blocked_since = loop.time() if blocked_since is None else blocked_since
             continue
+        if blocked_since is not None:
+            report.note_answer(blocked_since, loop.time())
         if result["__typename"] == SUCCESS:
             report.acknowledged += 1
             payload: dict[str, Any] = result
             return payload
-        if result.get("code") in RETRYABLE_CODES:
-            # The first attempt's claim is still held: give it the time it takes to expire.
-            await asyncio.sleep(0.05 * attempt)
-            continue
         report.failed_cleanly += 1
         report.clean_failures[result.get("code", "?")] += 1
         return None if query is CREATE else result
@@ -365,23 +401,99 @@ async def _move_stages(
 async def _kill_connections(
     url: str, options: ChaosOptions, rng: random.Random, report: ChaosReport, pacer: Pacer
 ) -> None:
-    database = make_url(url).database
-    dsn = _admin_dsn(url)
+    if options.kill_every <= 0:
+        return
     moment = options.kill_every
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
-        while await pacer.wait_past(moment):
-            rows = await (
-                await admin.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s"
-                    " AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')",
-                    (database,),
+    while await pacer.wait_past(moment):
+        moment += options.kill_every
+        try:
+            async with await _admin(options) as admin:
+                victims = await _backends(admin, url, busy_only=True)
+                if victims:
+                    await _terminate(admin, [rng.choice(victims)])
+                    report.kills += 1
+        except psycopg.OperationalError:
+            continue  # the server is restarting
+
+
+async def _restart(url: str, options: ChaosOptions, report: ChaosReport, pacer: Pacer) -> None:
+    """Every ``restart_every`` attempts, up to ``restarts`` times, restart; the window it
+    records ends when the scratch database accepts connections again.
+
+    With ``restart_command`` that command restarts the server. Without, only the scratch
+    database goes through what a restart does: it refuses new connections, every
+    connection to it is terminated, and it accepts connections again ``outage_seconds`` later.
+    """
+    if options.restart_every <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    moment = options.restart_every
+    while report.restarts < options.restarts and await pacer.wait_past(moment):
+        moment += options.restart_every
+        started = loop.time()
+        if options.restart_command:
+            process = await asyncio.create_subprocess_exec(
+                *shlex.split(options.restart_command),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            if await process.wait() != 0:
+                # pg_ctlcluster gives up when the stop outlasts its wait (60 s), which happens
+                # when clients keep connecting during the shutdown; the server is then down.
+                raise RuntimeError(
+                    f"{options.restart_command!r} failed; the server may be down: start it"
                 )
-            ).fetchall()
-            if rows:
-                victim = rng.choice(rows)[0]
-                await admin.execute("SELECT pg_terminate_backend(%s)", (victim,))
-                report.kills += 1
-            moment += options.kill_every
+        else:
+            await _outage(url, options)
+        await _until_accepting(url)
+        ended = loop.time()
+        report.restarts += 1
+        report.longest_outage = max(report.longest_outage, ended - started)
+        report.restart_windows.append((started, ended))
+
+
+async def _outage(url: str, options: ChaosOptions) -> None:
+    database = make_url(url).database
+    async with await _admin(options) as admin:
+        await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        try:
+            await _terminate(admin, await _backends(admin, url, busy_only=False))
+            await asyncio.sleep(options.outage_seconds)
+        finally:
+            await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+
+
+async def _admin(options: ChaosOptions) -> psycopg.AsyncConnection[Any]:
+    """A connection to the server's own database (never the scratch one, which may refuse)."""
+    return await psycopg.AsyncConnection.connect(
+        _admin_dsn(options.database_url), autocommit=True, connect_timeout=2
+    )
+
+
+async def _backends(admin: psycopg.AsyncConnection[Any], url: str, busy_only: bool) -> list[int]:
+    """The app's connections to the scratch database (only those in a request if asked)."""
+    cursor = await admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        " AND (NOT %s OR state IN ('active', 'idle in transaction'))",
+        (make_url(url).database, busy_only),
+    )
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def _terminate(admin: psycopg.AsyncConnection[Any], pids: list[int]) -> None:
+    """Terminate backends and wait (up to 5 s each) until they are gone."""
+    for pid in pids:
+        await admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
+async def _until_accepting(url: str) -> None:
+    for _ in range(1200):
+        try:
+            async with await psycopg.AsyncConnection.connect(_admin_dsn(url), connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the database did not accept connections within a minute")
 
 
 async def _audit(
@@ -496,17 +608,17 @@ async def _seed(url: str, clinics: int) -> tuple[People, list[uuid.UUID]]:
         patients: dict[uuid.UUID, list[uuid.UUID]] = {}
         async with sessions() as session, session.begin():
             for n in range(clinics):
-                clinic = await writes.create_clinic(session, f"Chaos clinic {n}")
+                clinic = await directory.create_clinic(session, f"Chaos clinic {n}")
                 doctors[clinic.id], patients[clinic.id] = [], []
                 for k in range(3):
-                    user = await writes.create_user(
+                    user = await directory.create_user(
                         session, f"Doctor {n}-{k}", f"doctor{n}-{k}@chaos.test", UserRole.DOCTOR
                     )
-                    await writes.add_clinic_doctor(session, clinic.id, user.id)
+                    await directory.add_clinic_doctor(session, clinic.id, user.id)
                     doctors[clinic.id].append(user.id)
                 for k in range(5):
-                    patient = await writes.create_patient(session, f"Patient {n}-{k}", None)
-                    await writes.add_clinic_patient(session, clinic.id, patient.id)
+                    patient = await directory.create_patient(session, f"Patient {n}-{k}", None)
+                    await directory.add_clinic_patient(session, clinic.id, patient.id)
                     patients[clinic.id].append(patient.id)
         return People(doctors, patients), list(doctors)
     finally:
@@ -550,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clinics", type=int, default=defaults.clinics)
     parser.add_argument("--kill-every", type=int, default=defaults.kill_every)
     parser.add_argument("--stage-every", type=int, default=defaults.stage_every)
+    parser.add_argument("--restart-every", type=int, default=defaults.restart_every)
+    parser.add_argument("--restarts", type=int, default=defaults.restarts)
+    parser.add_argument("--restart-command", default=defaults.restart_command)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     arguments = parser.parse_args(argv)
     # Killed connections make every failed attempt log a traceback; the figures say enough.
@@ -563,6 +678,9 @@ def main(argv: list[str] | None = None) -> int:
                 clinics=arguments.clinics,
                 kill_every=arguments.kill_every,
                 stage_every=arguments.stage_every,
+                restart_every=arguments.restart_every,
+                restarts=arguments.restarts,
+                restart_command=arguments.restart_command,
                 seed=arguments.seed,
             )
         )

@@ -62,7 +62,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,7 +76,15 @@ from sqlalchemy import event, make_url
 from appointments.db import PSYCOPG_PREPARE_THRESHOLD
 from appointments.models import UserRole
 from appointments.stages import Stage
-from bench.backfill import SINGLE_UPDATE, create_database, drop_database, dsn, migrate, seed
+from bench.backfill import (
+    SINGLE_UPDATE,
+    bench_admin,
+    create_database,
+    drop_database,
+    dsn,
+    migrate,
+    seed,
+)
 from flags.document import build_document, write_document
 from flags.stages import StageResolver
 from server.app import create_app
@@ -1411,7 +1418,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deleted {deleted:,} rows inserted by an earlier run", flush=True)
     fixture = load_fixture(url)
     secret = secrets.token_urlsafe(32)
-    token = mint_token(Settings(jwt_secret=secret), uuid.uuid4(), UserRole.ADMIN, hours=24)
+    token = mint_token(
+        Settings(jwt_secret=secret), asyncio.run(bench_admin(url)), UserRole.ADMIN, hours=24
+    )
     processes: list[Process] = []
     with tempfile.TemporaryDirectory(prefix="clinic-bench-") as temporary:
         directory = Path(temporary)

@@ -32,7 +32,6 @@ import secrets
 import sys
 import sysconfig
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -45,6 +44,7 @@ import httpx
 
 from appointments.models import UserRole
 from appointments.stages import Stage
+from bench.backfill import bench_admin
 from bench.executor import HOT_QUERY
 from bench.graphql import (
     DEFAULT_URL,
@@ -115,7 +115,7 @@ async def hot_list_app(
     flags_file = directory / f"flags-{stage.value}.json"
     settings = in_process_settings(database_url, flags_file, secrets.token_urlsafe(32))
     set_stage(flags_file, clinic_id, stage)
-    token = mint_token(settings, uuid.uuid4(), UserRole.ADMIN, hours=1)
+    token = mint_token(settings, await bench_admin(database_url), UserRole.ADMIN, hours=1)
     app = create_app(settings)
     payload = {"query": HOT_QUERY, "variables": {"clinicId": clinic_id}}
     async with (

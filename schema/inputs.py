@@ -101,6 +101,13 @@ class CreateUserInput:
 class CreatePatientInput:
     full_name: str
     date_of_birth: date | None = None
+    clinic_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "Register the new patient in this clinic. Required for staff, who see only "
+            "the patients of their clinics"
+        ),
+    )
 
 
 @strawberry.input(

@@ -6,17 +6,19 @@ transaction is rolled back, so the database is unchanged.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import ledger, models, writes
-from appointments.access import Access
+from appointments import directory, ledger, models, replays, writes
+from appointments.access import Access, Permission
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
 from appointments.idempotency import KEY_FIELD, IdempotentRequest
+from appointments.replays import ReplayCheck
 from appointments.sides import DOCTOR, PATIENT, Side
 from schema.errors import (
     AnyUserError,
@@ -79,16 +81,21 @@ async def _mutate(
     arguments: dict[str, object],
     prepare: Prepare[RowT],
     success: Callable[[RowT], SuccessT],
+    replay: ReplayCheck[RowT],
 ) -> SuccessT | AnyUserError:
     """Parse the input (``prepare``), run the write once, and wrap the row or the error.
 
     With an ``Idempotency-Key`` header the write is keyed by the viewer, the
     key, and the mutation's response key (its alias or name); ``arguments``
-    fingerprint the input so a reused key with other input is refused.
+    fingerprint the input so a reused key with other input is refused. A retry
+    gets the stored row only if ``replay`` (the write's authorization step, see
+    ``appointments.replays``) passes for the viewer's access now; otherwise it
+    gets the error a fresh request would.
     """
     context = info.context
     try:
-        operation = prepare(await context.access())
+        access = await context.access()
+        operation = prepare(access)
         key = context.request.headers.get(KEY_FIELD)
         if key is None:
             row = await context.write(operation)
@@ -99,7 +106,9 @@ async def _mutate(
                 operation=str(info.path.key),
                 arguments={"mutation": info.field_name, **arguments},
             )
-            row = await context.write_once(request, operation)
+            row = await context.write_once(
+                request, operation, lambda session, stored: replay(session, access, stored)
+            )
     except DomainError as error:
         return user_error(error)
     return success(row)
@@ -122,7 +131,13 @@ class Mutation:
             stages = info.context.stages
             return lambda s, events: writes.create_appointment(s, stages, command, events, access)
 
-        return await _mutate(info, {"input": input}, prepare, _appointment_success)
+        return await _mutate(
+            info,
+            {"input": input},
+            prepare,
+            _appointment_success,
+            replays.in_clinic(Permission.BOOK, "clinicId", "clinic"),
+        )
 
     @strawberry.mutation
     async def reschedule_appointment(
@@ -134,7 +149,9 @@ class Mutation:
                 s, appointment_id, input.starts_at, input.ends_at, access=access
             )
 
-        return await _mutate(info, {"input": input}, prepare, _appointment_success)
+        return await _mutate(
+            info, {"input": input}, prepare, _appointment_success, replays.appointment_change(True)
+        )
 
     @strawberry.mutation
     async def reassign_doctor(
@@ -156,15 +173,22 @@ class Mutation:
             parsed = parse_id(appointment_id, "appointmentId")
             return lambda s, _events: writes.cancel_appointment(s, parsed, access=access)
 
-        return await _mutate(info, {"appointmentId": appointment_id}, prepare, _appointment_success)
+        return await _mutate(
+            info,
+            {"appointmentId": appointment_id},
+            prepare,
+            _appointment_success,
+            replays.appointment_change(True),
+        )
 
     @strawberry.mutation
     async def create_clinic(self, info: ContextInfo, name: str) -> ClinicResult:
         return await _mutate(
             info,
             {"name": name},
-            lambda access: _without_events(lambda s: writes.create_clinic(s, name, access)),
+            lambda access: _without_events(lambda s: directory.create_clinic(s, name, access)),
             lambda row: ClinicSuccess(clinic=Clinic.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
         )
 
     @strawberry.mutation
@@ -173,20 +197,52 @@ class Mutation:
             info,
             {"input": input},
             lambda access: _without_events(
-                lambda s: writes.create_user(s, input.name, input.email, input.role, access)
+                lambda s: directory.create_user(s, input.name, input.email, input.role, access)
             ),
             lambda row: UserSuccess(user=User.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
+        )
+
+    @strawberry.mutation(
+        description="Deactivate or reactivate a user; an inactive user's tokens are refused"
+    )
+    async def set_user_active(
+        self, info: ContextInfo, user_id: strawberry.ID, active: bool
+    ) -> UserResult:
+        def prepare(access: Access) -> WriteOperation[models.User]:
+            user = parse_id(user_id, "userId")
+            return _without_events(lambda s: directory.set_user_active(s, user, active, access))
+
+        return await _mutate(
+            info,
+            {"userId": user_id, "active": active},
+            prepare,
+            lambda row: UserSuccess(user=User.from_model(row)),
+            replays.anywhere(Permission.MANAGE_DIRECTORY),
         )
 
     @strawberry.mutation
     async def create_patient(self, info: ContextInfo, input: CreatePatientInput) -> PatientResult:
+        clinic: uuid.UUID | None = None
+
+        def prepare(access: Access) -> WriteOperation[models.Patient]:
+            nonlocal clinic
+            clinic = None if input.clinic_id is None else parse_id(input.clinic_id, "clinicId")
+            return _without_events(
+                lambda s: directory.create_patient(
+                    s, input.full_name, input.date_of_birth, access, clinic
+                )
+            )
+
+        async def replay(_session: AsyncSession, access: Access, _row: models.Patient) -> None:
+            directory.authorize_patient_creation(access, clinic)
+
         return await _mutate(
             info,
             {"input": input},
-            lambda access: _without_events(
-                lambda s: writes.create_patient(s, input.full_name, input.date_of_birth, access)
-            ),
+            prepare,
             lambda row: PatientSuccess(patient=Patient.from_model(row)),
+            replay,
         )
 
     @strawberry.mutation(description="Make a doctor (a user with role doctor) a member of a clinic")
@@ -195,13 +251,14 @@ class Mutation:
     ) -> ClinicDoctorResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
-            return _without_events(lambda s: writes.add_clinic_doctor(s, clinic, user, access))
+            return _without_events(lambda s: directory.add_clinic_doctor(s, clinic, user, access))
 
         return await _mutate(
             info,
             {"clinicId": clinic_id, "userId": user_id},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Mark a doctor's membership active or inactive")
@@ -211,7 +268,7 @@ class Mutation:
         def prepare(access: Access) -> WriteOperation[models.ClinicDoctor]:
             membership = parse_id(clinic_doctor_id, "clinicDoctorId")
             return _without_events(
-                lambda s: writes.set_clinic_doctor_active(s, membership, active, access)
+                lambda s: directory.set_clinic_doctor_active(s, membership, active, access)
             )
 
         return await _mutate(
@@ -219,6 +276,7 @@ class Mutation:
             {"clinicDoctorId": clinic_doctor_id, "active": active},
             prepare,
             lambda row: ClinicDoctorSuccess(clinic_doctor=ClinicDoctor.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicDoctorId", "clinic doctor"),
         )
 
     @strawberry.mutation(description="Register a patient in a clinic")
@@ -227,13 +285,16 @@ class Mutation:
     ) -> ClinicPatientResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicPatient]:
             clinic, patient = parse_id(clinic_id, "clinicId"), parse_id(patient_id, "patientId")
-            return _without_events(lambda s: writes.add_clinic_patient(s, clinic, patient, access))
+            return _without_events(
+                lambda s: directory.add_clinic_patient(s, clinic, patient, access)
+            )
 
         return await _mutate(
             info,
             {"clinicId": clinic_id, "patientId": patient_id},
             prepare,
             lambda row: ClinicPatientSuccess(clinic_patient=ClinicPatient.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Make a staff user a member of a clinic's staff")
@@ -242,13 +303,14 @@ class Mutation:
     ) -> ClinicStaffResult:
         def prepare(access: Access) -> WriteOperation[models.ClinicStaff]:
             clinic, user = parse_id(clinic_id, "clinicId"), parse_id(user_id, "userId")
-            return _without_events(lambda s: writes.add_clinic_staff(s, clinic, user, access))
+            return _without_events(lambda s: directory.add_clinic_staff(s, clinic, user, access))
 
         return await _mutate(
             info,
             {"clinicId": clinic_id, "userId": user_id},
             prepare,
             lambda row: ClinicStaffSuccess(clinic_staff=ClinicStaff.from_model(row)),
+            replays.in_clinic(Permission.MANAGE_MEMBERSHIPS, "clinicId", "clinic"),
         )
 
     @strawberry.mutation(description="Triage a mismatch-ledger entry (open, ignored, fixed)")
@@ -269,6 +331,7 @@ class Mutation:
             {"input": input},
             prepare,
             lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row)),
+            replays.anywhere(Permission.TRIAGE_LEDGER),
         )
 
 
@@ -283,7 +346,9 @@ async def _reassign(
             s, stages, side, appointment_id, reference, events, access
         )
 
-    return await _mutate(info, {"input": input}, prepare, _appointment_success)
+    return await _mutate(
+        info, {"input": input}, prepare, _appointment_success, replays.appointment_change(False)
+    )
 
 
 def _without_events(

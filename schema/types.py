@@ -58,6 +58,10 @@ class User:
     def id(self) -> strawberry.ID:
         return _id(self.row)
 
+    @strawberry.field(description="False once deactivated: the user's tokens are refused")
+    def active(self) -> bool:
+        return self.row.active
+
     @classmethod
     def from_model(cls, row: models.User) -> User:
         return cls(name=row.name, email=row.email, role=models.UserRole(row.role), row=row)

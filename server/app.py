@@ -36,6 +36,7 @@ from strawberry.asgi import GraphQL
 
 import migrations
 from appointments import idempotency
+from appointments.access import Access
 from appointments.db import create_engine, create_session_factory
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
@@ -48,6 +49,7 @@ from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.logs import request_id
 from server.settings import Settings
+from server.viewers import RequireKnownUser
 
 logger = logging.getLogger("server")
 IDEMPOTENCY_PURGE_SECONDS = 3600
@@ -167,9 +169,17 @@ class Services:
             await self.purge_idempotency_keys()
 
     def request_context(
-        self, request: Request, response: Response | None, viewer: Viewer
+        self,
+        request: Request,
+        response: Response | None,
+        viewer: Viewer,
+        access: Access | None = None,
     ) -> RequestContext:
-        """One request's context: its session, loaders, stages, access and ledger."""
+        """One request's context: its session, loaders, stages, access and ledger.
+
+        ``access`` is the viewer's, when checked already (server.viewers); else the
+        context loads it on first use.
+        """
         return RequestContext.build(
             request,
             response,
@@ -181,6 +191,7 @@ class Services:
             self.settings.idempotency,
             self.open_clinics,
             self.settings.fast_list_reads,
+            access,
             self.adopt_contracted_layout,
         )
 
@@ -240,7 +251,10 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         services: Services = request.app.state.services
         viewer = getattr(request.state, "viewer", None) or Viewer()
         return services.request_context(
-            request, response if isinstance(response, Response) else None, viewer
+            request,
+            response if isinstance(response, Response) else None,
+            viewer,
+            getattr(request.state, "access", None),
         )
 
 
@@ -390,8 +404,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", prometheus_metrics),
-        Route("/migration", RequireViewer(request_response(migration_dashboard), authenticator)),
-        Route("/graphql", RequireViewer(graphql, authenticator, serves_ide=True)),
+        Route(
+            "/migration",
+            RequireViewer(RequireKnownUser(request_response(migration_dashboard)), authenticator),
+        ),
+        Route("/graphql", RequireViewer(RequireKnownUser(graphql), authenticator, serves_ide=True)),
     ]
     return Starlette(
         routes=routes,

@@ -15,9 +15,14 @@ from appointments import metrics
 from appointments.access import Access, load_access
 from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
-from appointments.idempotency import IdempotencyPolicy, IdempotentRequest, run_once
+from appointments.idempotency import (
+    AuthorizeReplay,
+    IdempotencyPolicy,
+    IdempotentRequest,
+    run_once,
+)
 from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
-from appointments.reads import LinkResolver
+from appointments.reads import LinkResolver, sees_no_other_clinic
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
@@ -63,12 +68,21 @@ class RequestContext:
         idempotency: IdempotencyPolicy | None = None,
         open_clinics: OpenClinics | None = None,
         fast_list_reads: bool = True,
+        access: Access | None = None,
         layout_changed: Callable[[], Awaitable[bool]] | None = None,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         loaders = Loaders(db)
         events = MigrationEventLog()
         recorder = MismatchRecorder()
+        links = LinkResolver(
+            stages,
+            loaders,
+            events,
+            recorder,
+            compare_sample_ratio,
+            sees_no_other_clinic if access is None else access.sees,
+        )
         return cls(
             request=request,
             response=response,
@@ -76,7 +90,7 @@ class RequestContext:
             db=db,
             stages=stages,
             loaders=loaders,
-            links=LinkResolver(stages, loaders, events, recorder, compare_sample_ratio),
+            links=links,
             recorder=recorder,
             viewer=viewer,
             legacy_columns=legacy_columns,
@@ -84,6 +98,7 @@ class RequestContext:
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
             open_clinics=open_clinics,
+            _access=access,
             layout_changed=layout_changed,
         )
 
@@ -92,6 +107,7 @@ class RequestContext:
         if self._access is None:
             viewer = self.viewer
             self._access = await self.db.run(lambda s: load_access(s, viewer.user_id, viewer.role))
+            self.links.limit_to(self._access.sees)
         return self._access
 
     async def write(self, operation: WriteOperation[T]) -> T:
@@ -102,11 +118,17 @@ class RequestContext:
             self.loaders.clear_all()
             self.links.forget()
 
-    async def write_once(self, request: IdempotentRequest, operation: WriteOperation[T]) -> T:
-        """``write`` under an idempotency key: a replay returns the first result, marked so."""
+    async def write_once(
+        self,
+        request: IdempotentRequest,
+        operation: WriteOperation[T],
+        authorize_replay: AuthorizeReplay[T],
+    ) -> T:
+        """``write`` under an idempotency key: a replay returns the first result, marked so,
+        if ``authorize_replay`` finds the viewer may still be given it (else its error)."""
         try:
             outcome = await run_once(
-                self.sessions, self.events, request, operation, self.idempotency
+                self.sessions, self.events, request, operation, self.idempotency, authorize_replay
             )
         finally:
             self.loaders.clear_all()

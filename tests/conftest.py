@@ -24,7 +24,7 @@ from sqlalchemy import delete, event, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
-from appointments import writes
+from appointments import directory
 from appointments.db import create_engine, create_session_factory
 from appointments.models import (
     Appointment,
@@ -43,6 +43,7 @@ from appointments.models import (
 from appointments.stages import Stage
 from flags.document import build_document, write_document
 from server.app import Services, create_app
+from server.auth import mint_token
 from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -214,38 +215,51 @@ class World:
 @pytest_asyncio.fixture
 async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
     async with sessions() as session, session.begin():
-        clinic_a = await writes.create_clinic(session, "Clinic A")
-        clinic_b = await writes.create_clinic(session, "Clinic B")
+        clinic_a = await directory.create_clinic(session, "Clinic A")
+        clinic_b = await directory.create_clinic(session, "Clinic B")
         doctors = [
-            await writes.create_user(
+            await directory.create_user(
                 session, f"Doctor {n}", f"doctor{n}@example.org", UserRole.DOCTOR
             )
             for n in range(4)
         ]
-        staff = await writes.create_user(session, "Staff", "staff@example.org", UserRole.STAFF)
+        staff = await directory.create_user(session, "Staff", "staff@example.org", UserRole.STAFF)
         patients = [
-            await writes.create_patient(session, f"Patient {n}", date(1980, 1, n + 1))
+            await directory.create_patient(session, f"Patient {n}", date(1980, 1, n + 1))
             for n in range(3)
         ]
         return World(
             clinic_a=clinic_a,
             clinic_b=clinic_b,
             doctor=doctors[0],
-            clinic_doctor=await writes.add_clinic_doctor(session, clinic_a.id, doctors[0].id),
+            clinic_doctor=await directory.add_clinic_doctor(session, clinic_a.id, doctors[0].id),
             other_doctor=doctors[1],
-            other_clinic_doctor=await writes.add_clinic_doctor(session, clinic_a.id, doctors[1].id),
+            other_clinic_doctor=await directory.add_clinic_doctor(
+                session, clinic_a.id, doctors[1].id
+            ),
             doctor_of_b=doctors[2],
-            clinic_doctor_of_b=await writes.add_clinic_doctor(session, clinic_b.id, doctors[2].id),
+            clinic_doctor_of_b=await directory.add_clinic_doctor(
+                session, clinic_b.id, doctors[2].id
+            ),
             doctor_without_membership=doctors[3],
             patient=patients[0],
-            clinic_patient=await writes.add_clinic_patient(session, clinic_a.id, patients[0].id),
+            clinic_patient=await directory.add_clinic_patient(session, clinic_a.id, patients[0].id),
             other_patient=patients[1],
-            other_clinic_patient=await writes.add_clinic_patient(
+            other_clinic_patient=await directory.add_clinic_patient(
                 session, clinic_a.id, patients[1].id
             ),
             patient_without_membership=patients[2],
             staff=staff,
         )
+
+
+async def add_user(sessions: async_sessionmaker[AsyncSession], role: UserRole) -> uuid.UUID:
+    """A stored user with ``role`` (a token's subject must be one), in no clinic."""
+    async with sessions() as session, session.begin():
+        user = await directory.create_user(
+            session, f"{role.value} user", f"{role.value}-{uuid.uuid4().hex}@example.org", role
+        )
+    return user.id
 
 
 async def table_snapshot(
@@ -322,7 +336,7 @@ def consistent_links(world: World) -> dict[str, uuid.UUID]:
 @pytest.fixture
 async def mess(sessions: async_sessionmaker[AsyncSession], world: World) -> Mess:
     async with sessions() as session, session.begin():
-        in_b = await writes.add_clinic_patient(session, world.clinic_b.id, world.patient.id)
+        in_b = await directory.add_clinic_patient(session, world.clinic_b.id, world.patient.id)
         links = consistent_links(world)
         return Mess(
             wrong_person=await insert_appointment(
@@ -352,3 +366,101 @@ async def ledger_rows(
 
 def nodes_by_id(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {edge["node"]["id"]: edge["node"] for edge in data["appointments"]["edges"]}
+
+
+CALLERS_SECRET = "authorization-secret-0123456789-0123"
+
+
+@dataclass
+class Caller:
+    api: Api
+    token: str
+
+    async def post(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.api.client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = await self.post(query, **variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@dataclass
+class Clinics:
+    """Clinic A with the callers' memberships; clinic B, which only admin and qa may see."""
+
+    world: World
+    in_a: uuid.UUID
+    colleague_in_a: uuid.UUID
+    in_b: uuid.UUID
+    patient_of_b: uuid.UUID
+    callers: dict[str, Caller]
+
+
+@pytest_asyncio.fixture
+async def clinics(
+    database_url: str,
+    flags_file: Path,
+    world: World,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Clinics]:
+    async with sessions() as session, session.begin():
+        await directory.add_clinic_staff(session, world.clinic_a.id, world.staff.id)
+        patient_of_b = await directory.create_patient(session, "Patient of B", None)
+        await directory.add_clinic_patient(session, world.clinic_b.id, patient_of_b.id)
+        doctor_links = {"doctor_id": world.doctor.id, "clinic_doctor_id": world.clinic_doctor.id}
+        colleague_links = {
+            "doctor_id": world.other_doctor.id,
+            "clinic_doctor_id": world.other_clinic_doctor.id,
+        }
+        patient_links = {
+            "patient_id": world.patient.id,
+            "clinic_patient_id": world.clinic_patient.id,
+        }
+        in_a = await insert_appointment(session, world, 9, **doctor_links, **patient_links)
+        colleague_in_a = await insert_appointment(
+            session, world, 10, **colleague_links, **patient_links
+        )
+        in_b = await insert_appointment(
+            session,
+            world,
+            11,
+            doctor_id=world.doctor_of_b.id,
+            clinic_doctor_id=world.clinic_doctor_of_b.id,
+            patient_id=patient_of_b.id,
+        )
+        moved = await session.get(Appointment, in_b)
+        assert moved is not None
+        moved.clinic_id = world.clinic_b.id
+    set_stages(
+        flags_file, {world.clinic_a.id: Stage.DUAL_WRITE, world.clinic_b.id: Stage.DUAL_WRITE}
+    )
+    settings = Settings(jwt_secret=CALLERS_SECRET)
+    users = {
+        "admin": (await add_user(sessions, UserRole.ADMIN), UserRole.ADMIN),
+        "qa": (await add_user(sessions, UserRole.QA), UserRole.QA),
+        "staff": (world.staff.id, UserRole.STAFF),
+        "doctor": (world.doctor.id, UserRole.DOCTOR),
+    }
+    async with open_api(
+        database_url, flags_file, production=True, jwt_secret=CALLERS_SECRET
+    ) as api:
+        yield Clinics(
+            world=world,
+            in_a=in_a,
+            colleague_in_a=colleague_in_a,
+            in_b=in_b,
+            patient_of_b=patient_of_b.id,
+            callers={
+                name: Caller(api, mint_token(settings, user_id, role, hours=1))
+                for name, (user_id, role) in users.items()
+            },
+        )

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments import writes
-from appointments.models import UserRole
+from appointments import directory
+from appointments.models import User, UserRole
 from appointments.seed import DEMO_USERS
 from appointments.stages import Stage
 from flags.document import build_document, write_document
@@ -22,7 +23,7 @@ from server.app import create_app
 from server.auth import mint_token
 from server.cli import main
 from server.settings import Settings, SettingsError
-from tests.conftest import READ_CLINIC, World, insert_appointment, open_api
+from tests.conftest import READ_CLINIC, World, add_user, insert_appointment, open_api
 
 SECRET = "test-secret-0123456789-0123456789"
 QUERY = "query($c: ID!) { migrationReport(clinicId: $c) { servedStage } }"
@@ -38,10 +39,10 @@ def test_production_mode_refuses_to_start_without_auth_settings(tmp_path: Path) 
 
 
 async def test_production_requests_need_a_valid_token(
-    database_url: str, flags_file: Path, world: World
+    database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     settings = Settings(jwt_secret=SECRET)
-    good = mint_token(settings, uuid.uuid4(), UserRole.QA, hours=1)
+    good = mint_token(settings, await add_user(sessions, UserRole.QA), UserRole.QA, hours=1)
     expired = jwt.encode(
         {
             "sub": str(world.staff.id),
@@ -103,7 +104,7 @@ async def test_production_requests_need_a_valid_token(
 async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
     database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    qa_user = uuid.uuid4()
+    qa_user = await add_user(sessions, UserRole.QA)
     document = build_document({}, [])
     document["features"][0]["strategies"] = [
         {
@@ -130,7 +131,7 @@ async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
     ]
     write_document(flags_file, document)
     async with sessions() as session, session.begin():
-        await writes.add_clinic_staff(session, world.clinic_a.id, world.staff.id)
+        await directory.add_clinic_staff(session, world.clinic_a.id, world.staff.id)
         await insert_appointment(
             session, world, 9, doctor_id=world.doctor.id, patient_id=world.patient.id
         )
@@ -215,3 +216,56 @@ async def test_the_dashboard_page_needs_a_viewer_even_when_a_browser_asks_for_it
     assert anonymous.status_code == 401
     assert demo_admin.status_code == 200
     assert "<table" in demo_admin.text
+
+
+async def test_a_token_counts_only_for_its_stored_active_user_and_role(
+    database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = Settings(jwt_secret=SECRET)
+    qa, admin = await add_user(sessions, UserRole.QA), await add_user(sessions, UserRole.ADMIN)
+    tokens = {
+        "ghost admin": mint_token(settings, uuid.uuid4(), UserRole.ADMIN, hours=1),
+        "staff claiming qa": mint_token(settings, world.staff.id, UserRole.QA, hours=1),
+        "qa": mint_token(settings, qa, UserRole.QA, hours=1),
+        "admin": mint_token(settings, admin, UserRole.ADMIN, hours=1),
+    }
+    set_active = """
+    mutation($id: ID!, $active: Boolean!) {
+      setUserActive(userId: $id, active: $active) {
+        __typename
+        ... on UserSuccess { user { active } }
+      }
+    }
+    """
+
+    async with open_api(database_url, flags_file, **production()) as api:
+
+        async def ask(name: str, query: str = QUERY, **variables: Any) -> httpx.Response:
+            return await api.client.post(
+                "/graphql",
+                json={"query": query, "variables": variables or {"c": str(world.clinic_a.id)}},
+                headers={"Authorization": f"Bearer {tokens[name]}"},
+            )
+
+        ghost, impostor, first = (
+            await ask("ghost admin"),
+            await ask("staff claiming qa"),
+            await ask("qa"),
+        )
+        deactivated = await ask("admin", set_active, id=str(qa), active=False)
+        while_inactive = await ask("qa")
+        await ask("admin", set_active, id=str(qa), active=True)
+        reactivated = await ask("qa")
+        async with sessions() as session, session.begin():
+            await session.execute(update(User).where(User.id == qa).values(role="staff"))
+        role_changed = await ask("qa")
+        async with sessions() as session, session.begin():
+            await session.execute(delete(User).where(User.id == qa))
+        deleted = await ask("qa")
+
+    assert (first.status_code, reactivated.status_code) == (200, 200)
+    assert deactivated.json()["data"]["setUserActive"]["user"] == {"active": False}
+    refused = [ghost, impostor, while_inactive, role_changed, deleted]
+    assert [response.status_code for response in refused] == [401] * 5
+    assert len({response.content for response in refused}) == 1
+    assert refused[0].json()["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments import writes
+from appointments import directory
 from appointments.stages import Stage
 from tests.conftest import READ_CLINIC, Api, World, set_stages
 from tests.test_backfill import book
@@ -122,7 +122,7 @@ async def test_each_clinic_has_a_row_with_its_stages_coverage_and_blockers(
 ) -> None:
     await book(sessions, world, Stage.DUAL_WRITE, 6)
     async with sessions() as session, session.begin():
-        markup = await writes.create_clinic(session, "<b>x</b>")
+        markup = await directory.create_clinic(session, "<b>x</b>")
     set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW, world.clinic_b.id: Stage.LIVE})
     await api.data(READ_CLINIC, {"clinicId": str(world.clinic_a.id)})
 

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, make_url, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments import idempotency
-from appointments.models import Appointment, IdempotencyKey, IdempotencyState, utcnow
+from appointments import directory, idempotency, snapshots
+from appointments.errors import DomainError, ErrorCode
+from appointments.events import MigrationEventLog, PendingEvents
+from appointments.idempotency import IdempotentRequest
+from appointments.models import (
+    Appointment,
+    IdempotencyKey,
+    IdempotencyState,
+    Patient,
+    utcnow,
+)
 from appointments.stages import Stage
 from tests.conftest import Api, World, set_stages, table_snapshot
 
@@ -95,16 +108,146 @@ async def test_the_same_key_with_other_input_is_refused_and_writes_nothing(
 
 
 async def test_a_retry_while_the_first_attempt_runs_gets_a_conflict(
-    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+    database_url: str, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    stuck = StuckWrite()
+    first = asyncio.create_task(run_once(sessions, stuck))
+    await stuck.inside.wait()
+
+    try:
+        with pytest.raises(DomainError) as refused:
+            await run_once(sessions, create_patient)
+    finally:
+        stuck.go.set()
+    done = await first
+    again = await run_once(sessions, create_patient)
+
+    assert refused.value.code is ErrorCode.IDEMPOTENCY_KEY_IN_USE
+    assert (done.replayed, again.replayed) == (False, True)
+    assert again.row.id == done.row.id
+    assert await patients_named(sessions, RETRIED) == 1
+    assert await advisory_locks_held(database_url, sessions) == 0
+
+
+async def test_an_abandoned_claim_is_taken_over_at_once_on_postgresql_only(
+    api: Api, database_url: str, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A ``running`` claim left behind (on PostgreSQL only an earlier version commits one):
+    PostgreSQL sees no transaction holding the key and runs the retry; SQLite cannot tell
+    (several processes may share its file) and refuses it until the claim timeout."""
     value = booking(world)
-    await create(api, "booking-3", value)
+    await create(api, "booking-8", value)
     await pretend_in_flight(sessions, claimed_at=utcnow())
 
-    in_flight, _ = await create(api, "booking-3", value)
+    retried, replayed = await create(api, "booking-8", value)
 
-    assert in_flight["code"] == "IDEMPOTENCY_KEY_IN_USE"
-    assert await appointment_count(sessions) == 0
+    if database_url.startswith("postgresql"):
+        assert retried["__typename"] == "AppointmentSuccess"
+        assert replayed is False
+        assert await appointment_count(sessions) == 1
+    else:
+        assert retried["code"] == "IDEMPOTENCY_KEY_IN_USE"
+        assert await appointment_count(sessions) == 0
+
+
+async def test_a_write_whose_backend_was_terminated_does_not_hold_up_its_retry(
+    database_url: str, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """What a PostgreSQL restart does to a write in flight: its backend ends mid-transaction.
+    The retry runs at once (it used to wait for the 60 s claim timeout), and writes once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating a backend is PostgreSQL's")
+    stuck = StuckWrite()
+    first = asyncio.create_task(run_once(sessions, stuck))
+    await stuck.inside.wait()
+    async with await psycopg.AsyncConnection.connect(
+        admin_dsn(database_url), autocommit=True
+    ) as admin:
+        cursor = await admin.execute("SELECT pg_terminate_backend(%s, 10000)", (stuck.backend,))
+        terminated = await cursor.fetchone()
+    async with sessions() as session:
+        left_behind = (await session.execute(select(IdempotencyKey))).scalars().all()
+    loop = asyncio.get_running_loop()
+    retry_started = loop.time()
+
+    try:
+        retried = await run_once(sessions, create_patient)
+        retry_took = loop.time() - retry_started
+    finally:
+        stuck.go.set()
+        (first_outcome,) = await asyncio.gather(first, return_exceptions=True)
+    async with sessions() as session:
+        key = (await session.execute(select(IdempotencyKey))).scalar_one()
+
+    assert terminated == (True,)
+    assert left_behind == [], "the key is held by the write's transaction, not a stored claim"
+    assert isinstance(first_outcome, DBAPIError), "the first attempt's connection was cut"
+    assert retried.replayed is False
+    assert retry_took < 5, "taken over at once, not after the 60 s claim timeout"
+    stored = snapshots.restore(key.result or "")
+    assert key.state == IdempotencyState.DONE.value
+    assert isinstance(stored, Patient)
+    assert stored.id == retried.row.id
+    assert await patients_named(sessions, RETRIED) == 1
+    assert await advisory_locks_held(database_url, sessions) == 0
+
+
+RETRIED = "Retried Patient"
+REQUEST = IdempotentRequest.build("tester", "in-flight", "createPatient", {"name": RETRIED})
+
+
+async def create_patient(session: AsyncSession, _pending: PendingEvents) -> Patient:
+    return await directory.create_patient(session, RETRIED, None)
+
+
+@dataclass
+class StuckWrite:
+    """A write that stops inside its transaction until let go; notes its PostgreSQL backend."""
+
+    inside: asyncio.Event = field(default_factory=asyncio.Event)
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    backend: int | None = None
+
+    async def __call__(self, session: AsyncSession, pending: PendingEvents) -> Patient:
+        if session.get_bind().dialect.name == "postgresql":
+            self.backend = await session.scalar(select(func.pg_backend_pid()))
+        self.inside.set()
+        await self.go.wait()
+        return await create_patient(session, pending)
+
+
+async def run_once(
+    sessions: async_sessionmaker[AsyncSession],
+    operation: Callable[[AsyncSession, PendingEvents], Awaitable[Patient]],
+) -> idempotency.Outcome[Patient]:
+    async def anyone(_session: AsyncSession, _row: Patient) -> None:
+        return None
+
+    return await idempotency.run_once(
+        sessions, MigrationEventLog(), REQUEST, operation, idempotency.IdempotencyPolicy(), anyone
+    )
+
+
+async def patients_named(sessions: async_sessionmaker[AsyncSession], name: str) -> int:
+    async with sessions() as session:
+        statement = select(func.count()).select_from(Patient).where(Patient.full_name == name)
+        return await session.scalar(statement) or 0
+
+
+async def advisory_locks_held(database_url: str, sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Advisory locks held in this database (PostgreSQL); none may outlive a request."""
+    if not database_url.startswith("postgresql"):
+        return 0
+    async with sessions() as session:
+        statement = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return int(await session.scalar(statement) or 0)
+
+
+def admin_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def pretend_in_flight(sessions: async_sessionmaker[AsyncSession], claimed_at: Any) -> None:

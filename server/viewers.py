@@ -1,0 +1,86 @@
+"""The stored user behind a request's token: it must exist, be active and hold the role
+the token claims, checked on every request so that a deleted, deactivated or changed
+user takes effect on the next one.
+
+Wraps an app that ``server.auth.RequireViewer`` authenticates. One query per request
+(the user's role and clinics), whose ``Access`` the request's context then uses.
+The dev-mode demo admin (an anonymous request from this machine) has no stored user.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appointments.access import NOBODY, Access, load_access, role_access
+from appointments.models import UserRole
+from flags.stages import Viewer
+from server.auth import DEMO_ADMIN
+
+logger = logging.getLogger("server.viewers")
+
+
+class RequireKnownUser:
+    """401 unless the token's user exists, is active and has the claimed role; 503 when the
+    database cannot tell. Puts the viewer's ``Access`` in ``scope["state"]["access"]``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.setdefault("state", {})
+        viewer: Viewer | None = state.get("viewer")
+        if scope["type"] != "http" or viewer is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            access = await _access_of(scope, viewer)
+        except Exception:
+            logger.warning("cannot look up the token's user", exc_info=True)
+            unavailable = JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": "the service cannot check credentials now; retry",
+                            "extensions": {"code": "UNAVAILABLE"},
+                        }
+                    ]
+                },
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await unavailable(scope, receive, send)
+            return
+        if access is NOBODY:
+            logger.info(
+                "token refused: its user is unknown, inactive or holds another role",
+                extra={"user_id": viewer.user_id, "claimed_role": viewer.role},
+            )
+            refused = JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": "invalid or expired credentials",
+                            "extensions": {"code": "UNAUTHENTICATED"},
+                        }
+                    ]
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+            await refused(scope, receive, send)
+            return
+        state["access"] = access
+        await self.app(scope, receive, send)
+
+
+async def _access_of(scope: Scope, viewer: Viewer) -> Access:
+    if viewer is DEMO_ADMIN:
+        assert DEMO_ADMIN.user_id is not None
+        return role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
+    sessions = scope["app"].state.services.sessions
+    async with sessions() as session:
+        return await load_access(session, viewer.user_id, viewer.role)
