@@ -31,8 +31,31 @@ def check_moment(value: datetime, field: str) -> datetime:
     return value
 
 
+def is_unicode_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text, i.e. encodes as UTF-8: no lone surrogate.
+
+    JSON can carry a lone surrogate (``"\\ud800"``) that no database driver can
+    encode. The one rule for it: the request body check (server/request_body.py)
+    refuses any such string anywhere in a request, and ``check_text`` refuses it
+    from any other caller.
+    """
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(value: str, field: str) -> str:
-    """Text PostgreSQL can store: no NUL character."""
+    """Text the databases can store: Unicode text (``is_unicode_text``), no NUL character."""
+    if not is_unicode_text(value):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"{field} must be Unicode text (it holds a lone surrogate escape)",
+            field,
+        )
     if "\x00" in value:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"{field} must not contain NUL characters", field

@@ -150,7 +150,7 @@ class KeysetOrder:
                 _from_json(column, value)
                 for column, value in zip(self.columns, values, strict=True)
             ]
-        except (ValueError, binascii.Error, TypeError, DomainError) as error:
+        except (ValueError, binascii.Error, TypeError, RecursionError, DomainError) as error:
             raise DomainError(
                 ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after"
             ) from error

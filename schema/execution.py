@@ -69,10 +69,11 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import to_nodes
 from graphql.pyutils import AwaitableOrValue, Path, Undefined, gather_with_cancel
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 from strawberry.types.info import Info
+
+from schema.suggestions import SuggestionlessExecutor
 
 __all__ = [
     "FastExecutor",
@@ -245,7 +246,7 @@ class Completed:
     value: Any
 
 
-class ReleasingExecutor(StrawberryGraphQLCoreExecutionContext):
+class ReleasingExecutor(SuggestionlessExecutor):
     """Strawberry's executor, letting go of the request's context once the response is built.
 
     graphql-core's executor refers to itself (its async helpers are its own bound

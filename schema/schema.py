@@ -16,14 +16,15 @@ from strawberry.extensions import (
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from schema.execution import FastExecutor, ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
+from schema.operations import OneOperationSchema
 from schema.queries import Query
+from schema.suggestions import SuggestionlessValidation
 from server.logs import request_id
 
 
@@ -81,6 +82,9 @@ def build_schema(
     classes (a fresh ``QueryDepthLimiter`` per request would make new classes and
     never hit the cache), and a cached result is the result of the limits too. The
     token limit is a parser option, part of the parser cache's key.
+
+    Suggestions ("Did you mean ...?") are off everywhere (schema/suggestions.py), and
+    a document with several operations needs an operation name (schema/operations.py).
     """
     limits = limits or QueryLimits()
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
@@ -96,9 +100,9 @@ def build_schema(
         extensions.append(DisableIntrospection)
     extensions += [
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: SuggestionlessValidation(maxsize=DOCUMENT_CACHE_SIZE),
     ]
-    return strawberry.Schema(
+    return OneOperationSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

@@ -8,13 +8,10 @@ import contextlib
 import gc
 import logging
 import os
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,14 +22,10 @@ from prometheus_client import (
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, request_response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 
 import migrations
 from appointments import idempotency
@@ -47,7 +40,9 @@ from schema.schema import QueryLimits, build_schema
 from server.auth import Authenticator, RequireViewer
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
-from server.logs import request_id
+from server.graphql_view import ClinicGraphQL
+from server.logs import configure_logging_once
+from server.middleware import BodySizeLimitMiddleware, ContainErrorsMiddleware, RequestIdMiddleware
 from server.settings import Settings
 from server.viewers import RequireKnownUser
 
@@ -230,50 +225,41 @@ def open_flag_source(settings: Settings) -> FlagSource:
     return LocalFileFlagSource(settings.flags_file, settings.unleash_app_name)
 
 
-class ClinicGraphQL(GraphQL[RequestContext, None]):
-    def encode_json(self, data: object) -> bytes:
-        """Response bodies with orjson: same JSON, several times faster than json.dumps.
-
-        orjson writes non-ASCII characters as UTF-8 where json.dumps escaped them
-        (equal JSON). A value orjson refuses (an integer beyond 64 bits, a non-string
-        key) is encoded as before rather than failing the response.
-        """
-        try:
-            return orjson.dumps(data)
-        except orjson.JSONEncodeError:
-            encoded = super().encode_json(data)
-            return encoded.encode() if isinstance(encoded, str) else encoded
-
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket
-    ) -> RequestContext:
-        assert isinstance(request, Request), "subscriptions are not served"
-        services: Services = request.app.state.services
-        viewer = getattr(request.state, "viewer", None) or Viewer()
-        return services.request_context(
-            request,
-            response if isinstance(response, Response) else None,
-            viewer,
-            getattr(request.state, "access", None),
-        )
-
-
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    services: Services = request.app.state.services
-    flags = services.flags.describe()
-    try:
-        async with services.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as error:
-        logger.warning("readiness check failed: database unreachable", extra={"error": repr(error)})
-        return JSONResponse(
-            {"status": "unavailable", "database": "unreachable", "flags": flags}, status_code=503
-        )
-    return JSONResponse({"status": "ready", "database": "ok", "flags": flags})
+class Readiness:
+    """/readyz: 200 when the database answers, 503 when not, with what the flag source reports.
+
+    It needs no token (orchestrators probe it). In production mode it tells only
+    ``PUBLIC_FLAG_FIELDS`` of the flag source, to anyone: no file path, Unleash URL or
+    error text (operators find those in the log and with `clinic flags`). In dev mode
+    it gives the source's full description.
+    """
+
+    PUBLIC_FLAG_FIELDS = ("source", "loaded", "reachable")
+
+    def __init__(self, production: bool) -> None:
+        self.production = production
+
+    async def respond(self, request: Request) -> Response:
+        services: Services = request.app.state.services
+        flags = services.flags.describe()
+        if self.production:
+            flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
+        try:
+            async with services.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            logger.warning(
+                "readiness check failed: database unreachable", extra={"error": repr(error)}
+            )
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable", "flags": flags},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "database": "ok", "flags": flags})
 
 
 async def prometheus_metrics(_request: Request) -> Response:
@@ -283,76 +269,6 @@ async def prometheus_metrics(_request: Request) -> Response:
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class RequestIdMiddleware:
-    """Takes the request id from X-Request-ID (or makes one), logs with it, and returns it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = Headers(scope=scope).get("x-request-id", "")
-        current = given if _ACCEPTABLE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        token = request_id.set(current)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-ID"] = current
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
-
-
-_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-class BodySizeLimitMiddleware:
-    """Answers 413 to a request body larger than ``max_bytes`` (declared or as it streams)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(self.max_bytes)(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLargeError
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLargeError:
-            await _too_large(self.max_bytes)(scope, receive, send)
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-def _too_large(max_bytes: int) -> Response:
-    return JSONResponse(
-        {"errors": [{"message": f"request body larger than {max_bytes} bytes"}]}, status_code=413
-    )
 
 
 async def home(_request: Request) -> Response:
@@ -375,7 +291,17 @@ def tune_garbage_collector(threshold: int) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or Settings.from_environment()
+    """The application, with ``settings`` or, as uvicorn's ``--factory`` target, from the
+    environment.
+
+    Called as the factory (no settings), it configures logging as ``clinic serve``
+    does (JSON lines with the request id, server/logs.py) unless something configured
+    it already (``clinic serve`` has). A caller giving settings (tests, benchmarks,
+    an embedding application) keeps its own logging.
+    """
+    if settings is None:
+        settings = Settings.from_environment()
+        configure_logging_once(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -402,7 +328,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/", home),
         Route("/healthz", healthz),
-        Route("/readyz", readyz),
+        Route("/readyz", Readiness(settings.production).respond),
         Route("/metrics", prometheus_metrics),
         Route(
             "/migration",
@@ -415,6 +341,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(ContainErrorsMiddleware),
             Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
     )

@@ -30,8 +30,23 @@ logger = logging.getLogger("server.auth")
 DEMO_ADMIN = Viewer(user_id=str(demo_id("user", 0)), role=UserRole.ADMIN.value)
 
 
+# What a 401 says (messages, not credentials).
+NO_TOKEN = "authentication required: send 'Authorization: Bearer <token>'"  # noqa: S105
+TOKEN_REJECTED = "invalid or expired credentials"  # noqa: S105
+
+
 class AuthenticationError(Exception):
-    """The request's credentials are missing or not acceptable; the message says which."""
+    """The request's credentials are missing or not acceptable.
+
+    ``str(error)`` is what the client is told: ``NO_TOKEN`` when it sent no bearer
+    token, ``TOKEN_REJECTED`` for any token that is not accepted, whatever the
+    reason (signature, expiry, audience, issuer, claims), so the answer reveals
+    nothing about the token or the keys. ``reason`` is the specific cause, for the log.
+    """
+
+    def __init__(self, public: str, reason: str) -> None:
+        super().__init__(public)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +72,10 @@ class Authenticator:
         if header is None:
             if not self.settings.production and _from_loopback(scope):
                 return DEMO_ADMIN
-            raise AuthenticationError("a bearer token is required")
+            raise AuthenticationError(NO_TOKEN, "no Authorization header")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise AuthenticationError("use 'Authorization: Bearer <token>'")
+            raise AuthenticationError(NO_TOKEN, "the Authorization header is not a bearer token")
         return self._decode(token.strip())
 
     def _decode(self, token: str) -> Viewer:
@@ -75,14 +90,14 @@ class Authenticator:
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except jwt.PyJWTError as error:
-            raise AuthenticationError(f"token rejected: {error}") from None
+            raise AuthenticationError(TOKEN_REJECTED, f"token rejected: {error}") from None
         role = claims.get("role")
         if role not in {member.value for member in UserRole}:
-            raise AuthenticationError("token has no known role")
+            raise AuthenticationError(TOKEN_REJECTED, "token has no known role")
         try:
             user_id = str(uuid.UUID(str(claims["sub"])))
         except ValueError:
-            raise AuthenticationError("token subject is not a user id") from None
+            raise AuthenticationError(TOKEN_REJECTED, "token subject is not a user id") from None
         return Viewer(user_id=user_id, role=role)
 
     def _key(self) -> tuple[str, str]:
@@ -90,7 +105,9 @@ class Authenticator:
             return self.settings.jwt_public_key, "RS256"
         if self.settings.jwt_secret is not None:
             return self.settings.jwt_secret, "HS256"
-        raise AuthenticationError("this service accepts no tokens (no key configured)")
+        raise AuthenticationError(
+            TOKEN_REJECTED, "this service accepts no tokens (no key configured)"
+        )
 
 
 def mint_token(settings: Settings, user_id: uuid.UUID, role: UserRole, hours: float) -> str:
@@ -120,7 +137,11 @@ def _from_loopback(scope: Scope) -> bool:
 
 
 class RequireViewer:
-    """Authenticates every request to the wrapped app; 401 with a JSON reason otherwise.
+    """Authenticates every request to the wrapped app; 401 with a generic JSON error otherwise.
+
+    The 401 says only whether a token was missing or rejected (``AuthenticationError``),
+    the latter with RFC 6750's ``error="invalid_token"``; the specific reason is logged
+    at info level with the request id.
 
     With ``serves_ide``, the GraphiQL page itself (a GET asking for HTML) is
     served without a token: it holds no data, and its requests carry their own.
@@ -140,15 +161,22 @@ class RequireViewer:
         try:
             viewer = self.authenticator.viewer(scope)
         except AuthenticationError as error:
+            logger.info(
+                "request not authenticated", extra={"path": scope["path"], "reason": error.reason}
+            )
             response = JSONResponse(
                 {"errors": [{"message": str(error), "extensions": {"code": "UNAUTHENTICATED"}}]},
                 status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": _challenge(error)},
             )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["viewer"] = viewer
         await self.app(scope, receive, send)
+
+
+def _challenge(error: AuthenticationError) -> str:
+    return 'Bearer error="invalid_token"' if str(error) == TOKEN_REJECTED else "Bearer"
 
 
 def _asks_for_the_ide(scope: Scope) -> bool:

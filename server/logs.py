@@ -87,3 +87,18 @@ def logging_config(level: str, log_format: str = "auto") -> dict[str, Any]:
 
 def configure_logging(level: str, log_format: str = "auto") -> None:
     logging.config.dictConfig(logging_config(level, log_format))
+
+
+def configure_logging_once(level: str, log_format: str = "auto") -> bool:
+    """``configure_logging``, unless logging is configured already; whether it configured.
+
+    Configured means the root logger has a handler: ``clinic serve`` (and the
+    ``log_config`` it gives uvicorn's workers), a ``--log-config`` of uvicorn's that
+    sets one up, or a test runner capturing logs. Plain ``uvicorn ... --factory``
+    configures only its own loggers, so the application's lines would otherwise go
+    out as bare text without the request id; here they, and uvicorn's, become ours.
+    """
+    if logging.getLogger().handlers:
+        return False
+    configure_logging(level, log_format)
+    return True

@@ -101,6 +101,65 @@ async def test_production_requests_need_a_valid_token(
     }
 
 
+def signed(claims: dict[str, Any], secret: str = SECRET) -> str:
+    settings = Settings()
+    defaults = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience}
+    return jwt.encode(
+        {**defaults, "exp": int(time.time()) + 600, **claims}, secret, algorithm="HS256"
+    )
+
+
+async def test_a_401_says_only_that_a_token_is_missing_or_rejected_and_the_log_says_why(
+    database_url: str, flags_file: Path, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    staff = {"sub": str(world.staff.id), "role": "staff"}
+    rejected = {
+        "expired": signed({**staff, "exp": int(time.time()) - 10}),
+        "audience": signed({**staff, "aud": "someone-else"}),
+        "forged": signed(staff, secret="another-secret-0123456789-012345"),
+        "garbage": "not-a-jwt",
+        "no-role": signed({"sub": str(world.staff.id)}),
+        "subject": signed({"sub": "someone", "role": "staff"}),
+    }
+    missing = {"no-header": None, "basic": "Basic dXNlcjpwYXNz"}
+    answers: dict[str, httpx.Response] = {}
+    with caplog.at_level(logging.INFO, logger="server.auth"):
+        async with open_api(database_url, flags_file, **production()) as api:
+            for name, token in rejected.items():
+                answers[name] = await api.client.post(
+                    "/graphql",
+                    json={"query": "{ __typename }"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            for name, header in missing.items():
+                headers = {} if header is None else {"Authorization": header}
+                answers[name] = await api.client.post(
+                    "/graphql", json={"query": "{ __typename }"}, headers=headers
+                )
+
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 401)
+    messages = {name: r.json()["errors"][0]["message"] for name, r in answers.items()}
+    assert {messages[name] for name in rejected} == {"invalid or expired credentials"}
+    assert {messages[name] for name in missing} == {
+        "authentication required: send 'Authorization: Bearer <token>'"
+    }
+    challenges = {name: r.headers["WWW-Authenticate"] for name, r in answers.items()}
+    assert {challenges[name] for name in rejected} == {'Bearer error="invalid_token"'}
+    assert {challenges[name] for name in missing} == {"Bearer"}
+    for answer in answers.values():
+        assert answer.json()["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
+        for detail in ("Signature", "audience", "segments", "role", "subject", "Basic"):
+            assert detail not in answer.text
+    logged = [record for record in caplog.records if record.name == "server.auth"]
+    reasons = [getattr(record, "reason", "") for record in logged]
+    assert any("Signature has expired" in reason for reason in reasons), reasons
+    assert any("audience" in reason.lower() for reason in reasons), reasons
+    assert any("known role" in reason for reason in reasons), reasons
+    assert len(logged) == len(answers)
+    assert {record.levelno for record in logged} == {logging.INFO}
+    assert not any(token in caplog.text for token in rejected.values())
+
+
 async def test_the_flag_context_carries_the_viewer_so_a_qa_user_can_get_a_stage(
     database_url: str, flags_file: Path, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

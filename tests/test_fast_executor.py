@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import json
 import weakref
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
@@ -68,9 +69,11 @@ class Pair:
     async def both(
         self, query: str, variables: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        payload = {"query": query, "variables": variables or {}}
-        stock = await self.stock.client.post("/graphql", json=payload, headers=REQUEST_ID)
-        fast = await self.fast.client.post("/graphql", json=payload, headers=REQUEST_ID)
+        # Escaped JSON: generated strings may hold lone surrogates, which httpx cannot encode.
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        headers = {"Content-Type": "application/json", **REQUEST_ID}
+        stock = await self.stock.client.post("/graphql", content=body, headers=headers)
+        fast = await self.fast.client.post("/graphql", content=body, headers=headers)
         assert stock.status_code == fast.status_code
         stock_body: dict[str, Any] = stock.json()
         fast_body: dict[str, Any] = fast.json()

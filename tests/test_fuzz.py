@@ -9,6 +9,12 @@ are then often pointed at a real row of that kind, so writes get past the
 look-ups and into the stage-dependent write path. The two clinics of the world
 get stages drawn per example.
 
+Strings also carry lone surrogates (``"\\ud800"`` escapes, which JSON allows and
+no database driver can encode), in arguments and inside crafted cursors. A second
+test posts arbitrary bodies: JSON that is not an object, objects with members of
+the wrong type, bytes that are not UTF-8, integers too long for Python to convert,
+nesting deeper than the decoder recurses, compressed bodies.
+
 Every document goes through the real ASGI app. Each answer must be a GraphQL
 answer: HTTP 200 (or 400 for a request the server refuses), JSON with ``data``
 and/or ``errors``, every error either a validation/coercion error (no ``path``:
@@ -23,6 +29,7 @@ The bugs it found have explicit reproductions at the end of this file.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import uuid
@@ -99,6 +106,9 @@ EDGE_TIMES = [
     "2200-01-01T00:30:00+01:00",
 ]
 NUL = "\x00"
+LONE_SURROGATES = ["\ud800", "\udfff", "a\udbffb"]
+# Codes of requests refused before execution (server/graphql_view.py), with a 4xx.
+REQUEST_CODES = frozenset({"BAD_REQUEST", "UNSUPPORTED_MEDIA_TYPE"})
 
 
 # Root fields that write; one branch of the documents asks only for these.
@@ -163,8 +173,11 @@ def encode_cursor(values: list[Any]) -> str:
 
 def scalar_values(real: RealIds) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
     """Argument values per scalar type: real ids, near misses, garbage; plausible times."""
-    # Any character JSON can carry (no lone surrogates), NUL often: PostgreSQL refuses it.
-    text = st.text(st.characters(codec="utf-8")) | st.text(st.sampled_from(["a", NUL]))
+    # Any character JSON can carry: NUL often (PostgreSQL refuses it), and now and then
+    # a lone surrogate (no driver can encode one).
+    utf8 = st.text(st.characters(codec="utf-8"))
+    with_nul = st.text(st.sampled_from(["a", NUL]))
+    text = st.one_of(utf8, utf8, with_nul, with_nul, st.sampled_from(LONE_SURROGATES))
     ids = st.one_of(
         st.sampled_from(real.all()),
         st.sampled_from(real.all()),
@@ -468,9 +481,11 @@ def leaked_markers(response_text: str, document: str) -> list[str]:
     return [m for m in LEAK_MARKERS if m.lower() in text and m.lower() not in sent]
 
 
-def check_answer(status: int, text: str, document: str) -> None:
+def check_answer(
+    status: int, text: str, document: str, statuses: frozenset[int] = frozenset({200, 400})
+) -> None:
     """A GraphQL answer: no crash, no leaked exception, only expected kinds of error."""
-    assert status in {200, 400}, f"HTTP {status}: {text}"
+    assert status in statuses, f"HTTP {status}: {text}"
     assert not leaked_markers(text, document), f"leaked {leaked_markers(text, document)}: {text}"
     body = json.loads(text)
     assert isinstance(body, dict), text
@@ -480,8 +495,21 @@ def check_answer(status: int, text: str, document: str) -> None:
         code = (error.get("extensions") or {}).get("code")
         if code is None and error.get("path") is None:
             continue  # validation or coercion: the document was rejected before execution
+        if status != 200 and code in REQUEST_CODES:
+            continue  # the request was refused before execution
         # INTERNAL_ERROR is how the service masks an unexpected exception.
         assert code in ERROR_CODES, f"not a typed error: {error}"
+
+
+def as_json(payload: object) -> bytes:
+    """JSON with non-ASCII characters escaped, as httpx cannot encode a lone surrogate."""
+    return json.dumps(payload).encode()
+
+
+async def post_body(api: Api, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    return await api.client.post(
+        "/graphql", content=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 @settings(
@@ -509,7 +537,7 @@ async def test_generated_documents_get_graphql_answers_and_keep_the_invariants(
     document = graphql.print_ast(steer(generated, data, fuzz.real))
     note(f"document:\n{document}")
 
-    response = await fuzz.api.client.post("/graphql", json={"query": document})
+    response = await post_body(fuzz.api, as_json({"query": document}))
 
     note(f"HTTP {response.status_code}: {response.text}")
     check_answer(response.status_code, response.text, document)
@@ -517,6 +545,91 @@ async def test_generated_documents_get_graphql_answers_and_keep_the_invariants(
     new = violations - fuzz.violations_seen
     fuzz.violations_seen |= violations  # blame only the request that broke them
     assert not new, f"the request broke invariants: {sorted(new)}"
+
+
+# Arbitrary bodies: whatever arrives, the answer is JSON with a 2xx or 4xx status, and no
+# exception leaves the app (httpx's transport would raise it here).
+
+BODY_EXAMPLES = int(os.environ.get("FUZZ_BODY_EXAMPLES", "150"))
+BODY_STATUSES = frozenset({200, 400, 413, 415})
+RUNNABLE = [
+    "{ clinics { edges { node { name } } } }",
+    "query($n: Int) { clinics(first: $n) { edges { cursor } } }",
+    "query($after: String) { appointments(after: $after) { edges { cursor } } }",
+    "mutation($name: String!) { createClinic(name: $name) { __typename } }",
+    "query A { __typename } query B { __typename }",
+]
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=12)
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        ANY_TEXT,
+    ),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(ANY_TEXT, children, max_size=3)
+    ),
+    max_leaves=8,
+)
+REQUEST_OBJECTS = st.fixed_dictionaries(
+    {"query": st.sampled_from(RUNNABLE) | JSON_VALUES},
+    optional={
+        "variables": st.dictionaries(st.sampled_from(["n", "after", "name"]), JSON_VALUES)
+        | JSON_VALUES,
+        "operationName": st.sampled_from(["A", "B"]) | JSON_VALUES,
+        "extensions": JSON_VALUES,
+    },
+)
+
+
+def _with_long_integer(digits: int) -> bytes:
+    return b'{"query": "' + RUNNABLE[1].encode() + b'", "variables": {"n": ' + b"7" * digits + b"}}"
+
+
+BODIES = st.one_of(
+    REQUEST_OBJECTS.map(as_json),
+    REQUEST_OBJECTS.map(as_json),
+    JSON_VALUES.map(as_json),
+    st.binary(max_size=64),
+    st.integers(4290, 4400).map(_with_long_integer),
+    st.integers(900, 60_000).map(lambda depth: b"[" * depth),
+    REQUEST_OBJECTS.map(lambda request: gzip.compress(as_json(request))),
+)
+BODY_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Content-Encoding": st.sampled_from(["gzip", "br", "identity", "deflate, gzip"]),
+        "Content-Type": st.sampled_from(
+            ["application/json", "application/json; charset=utf-8", "text/plain"]
+        ),
+    },
+)
+
+
+@settings(
+    max_examples=BODY_EXAMPLES,
+    derandomize=DERANDOMIZE,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=BODIES, headers=BODY_HEADERS)
+async def test_any_body_gets_a_json_answer_and_the_client_is_answered_after(
+    api: Api, world: World, body: bytes, headers: dict[str, str]
+) -> None:
+    note(f"body: {body[:200]!r}")
+
+    response = await post_body(api, body, headers)
+
+    note(f"HTTP {response.status_code}: {response.text[:500]}")
+    check_answer(response.status_code, response.text, body.decode(errors="replace"), BODY_STATUSES)
+    if response.status_code != 200:
+        assert response.json().get("data") is None, response.text
+    follow_up = await post_body(api, as_json({"query": RUNNABLE[0]}))
+    assert follow_up.status_code == 200, follow_up.text
+    assert len(follow_up.json()["data"]["clinics"]["edges"]) >= 2
 
 
 # Reproductions of the bugs this fuzzer found: each request answered INTERNAL_ERROR (an
@@ -601,7 +714,7 @@ NUL_IN_TEXT = [
 
 
 async def check_typed_answer(api: Api, document: str) -> None:
-    response = await api.client.post("/graphql", json={"query": document})
+    response = await post_body(api, as_json({"query": document}))
     check_answer(response.status_code, response.text, document)
     result = (response.json().get("data") or {}).get("result", "no mutation")
     assert result is not None, response.text

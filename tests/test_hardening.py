@@ -102,11 +102,79 @@ async def test_a_document_cached_under_looser_limits_is_refused_under_stricter_o
     assert any("exceeds maximum operation depth" in m for m in error_messages(body))
 
 
-async def test_field_suggestions_are_off(api: Api) -> None:
-    body = await api.post("{ clinicz { edges { node { id } } } }")
+EDGES = "{ edges { cursor } }"
+# Each misspelling, what the error must still say, and the name graphql-core would suggest.
+MISSPELT = [
+    pytest.param("{ clinicz { edges { node { id } } } }", {}, "Cannot query field", id="field"),
+    pytest.param(f"{{ appointments(frist: 1) {EDGES} }}", {}, "Unknown argument", id="argument"),
+    pytest.param(
+        "fragment F on Appointmnt { id } { appointments { edges { node { ...F } } } }",
+        {},
+        "Unknown type",
+        id="type-of-a-fragment",
+    ),
+    pytest.param(
+        f"query($f: AppointmentFiltrInput) {{ appointments(filter: $f) {EDGES} }}",
+        {},
+        "Unknown type",
+        id="type-of-a-variable",
+    ),
+    pytest.param(
+        f"{{ appointments(filter: {{status: SCHEDULD}}) {EDGES} }}",
+        {},
+        "SCHEDULD",
+        id="enum-value",
+    ),
+    pytest.param(
+        f'{{ appointments(filter: {{clinicID: "x"}}) {EDGES} }}',
+        {},
+        "clinicID",
+        id="input-field",
+    ),
+    pytest.param(
+        f"{{ clinics @include(iff: true) {EDGES} }}",
+        {},
+        "Unknown argument",
+        id="directive-argument",
+    ),
+    pytest.param(
+        f"query($f: AppointmentFilterInput) {{ appointments(filter: $f) {EDGES} }}",
+        {"f": {"clinicID": "x"}},
+        "clinicID",
+        id="input-field-of-a-variable",
+    ),
+    pytest.param(
+        f"query($s: AppointmentStatus) {{ appointments(filter: {{status: $s}}) {EDGES} }}",
+        {"s": "SCHEDULD"},
+        "SCHEDULD",
+        id="enum-value-of-a-variable",
+    ),
+]
 
-    assert error_messages(body)
-    assert not any("Did you mean" in m for m in error_messages(body))
+
+class TestSuggestions:
+    """With introspection off, no error may hint at what the schema holds."""
+
+    @pytest.fixture
+    def app_settings(self) -> dict[str, Any]:
+        return {"introspection": False}
+
+    @pytest.mark.parametrize(("document", "variables", "said"), MISSPELT)
+    async def test_a_misspelt_name_gets_no_suggestion(
+        self, api: Api, document: str, variables: dict[str, Any], said: str
+    ) -> None:
+        body = await api.post(document, variables)
+
+        assert body.get("data") is None
+        assert any(said in m for m in error_messages(body)), error_messages(body)
+        assert "Did you mean" not in str(body)
+        for suggestion in ("'first'", "'Appointment'", "SCHEDULED", "clinicId", "'if'"):
+            assert suggestion not in str(body)
+
+    async def test_the_answer_is_the_same_when_the_document_is_cached(self, api: Api) -> None:
+        document = f"{{ appointments(frist: 1) {EDGES} }}"
+
+        assert await api.post(document) == await api.post(document)
 
 
 async def test_an_unexpected_database_error_is_masked_and_names_the_request_id(

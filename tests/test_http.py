@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments.models import UserRole
 from server.app import create_app
+from server.auth import mint_token
 from server.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, add_user, open_api
 
 
 async def test_healthz_answers_ok(api: Api) -> None:
@@ -26,6 +29,52 @@ async def test_readyz_checks_the_database_and_reports_the_flag_source(api: Api) 
     assert body["status"] == "ready"
     assert body["database"] == "ok"
     assert body["flags"]["source"] == "file"
+    assert "path" in body["flags"], "dev mode, from loopback: the details"
+
+
+SECRET = "test-secret-0123456789-0123456789"
+
+
+async def test_readyz_in_production_shows_no_path_to_anyone(
+    database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    admin = await add_user(sessions, UserRole.ADMIN)
+    token = mint_token(Settings(jwt_secret=SECRET), admin, UserRole.ADMIN, hours=1)
+    async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+        anonymous = await api.client.get("/readyz")
+        rejected = await api.client.get("/readyz", headers={"Authorization": "Bearer nonsense"})
+        admin_asks = await api.client.get("/readyz", headers={"Authorization": f"Bearer {token}"})
+
+    for answer in (anonymous, rejected, admin_asks):
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "status": "ready",
+            "database": "ok",
+            "flags": {"source": "file", "loaded": False},
+        }
+        assert flags_file.parent.name not in answer.text
+
+
+async def test_readyz_in_production_hides_paths_when_the_database_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        auto_migrate=False,
+        flags_file=tmp_path / "flags.json",
+        production=True,
+        jwt_secret=SECRET,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["flags"] == {"source": "file", "loaded": False}
+    assert tmp_path.name not in response.text
+    assert "nowhere" not in response.text
 
 
 async def test_readyz_is_unavailable_when_the_database_is_unreachable(tmp_path: Path) -> None:

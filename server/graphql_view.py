@@ -1,0 +1,102 @@
+"""The GraphQL endpoint: Strawberry's ASGI view, with our body checks and JSON refusals."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+
+from flags.stages import Viewer
+from server.context import RequestContext
+from server.request_body import RequestRefusedError, check_content_encoding, decode_body
+
+if TYPE_CHECKING:
+    from server.app import Services
+
+
+class ClinicGraphQL(GraphQL[RequestContext, None]):
+    """Strawberry's view over HTTP, refusing what it cannot run with a JSON ``errors`` body.
+
+    Every request the view will not run (its body fails server/request_body.py,
+    or Strawberry refuses it: wrong method or content type, an unknown or missing
+    operation name) is answered ``{"errors": [{"message", "extensions": {"code"}}]}``
+    with its 4xx status. The code is ``INVALID_INPUT`` for a body whose content is
+    at fault (with ``field`` when one string is), otherwise the HTTP status's name
+    (``BAD_REQUEST``, ``UNSUPPORTED_MEDIA_TYPE``, ``METHOD_NOT_ALLOWED``...).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response: Response
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except RequestRefusedError as refused:
+            response = refusal(refused.status, refused.message, refused.code, refused.field)
+        except HTTPException as error:
+            status = HTTPStatus(error.status_code)
+            response = refusal(status, error.reason, status.name)
+        await response(scope, receive, send)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's parsing, after the Content-Encoding check, and then ``operationName``
+        must be a string or null (as Strawberry already requires of the other members)."""
+        check_content_encoding(request.headers.get("content-encoding"))
+        data = await super().parse_http_body(request)
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item.operation_name, str | None):
+                raise RequestRefusedError(
+                    "operationName must be a string or null", field="operationName"
+                )
+        return data
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The body (the only JSON Strawberry parses here): see server/request_body.py."""
+        return decode_body(data)
+
+    def encode_json(self, data: object) -> bytes:
+        """Response bodies with orjson: same JSON, several times faster than json.dumps.
+
+        orjson writes non-ASCII characters as UTF-8 where json.dumps escaped them
+        (equal JSON). A value orjson refuses (an integer beyond 64 bits, a non-string
+        key) is encoded as before rather than failing the response.
+        """
+        try:
+            return orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            encoded = super().encode_json(data)
+            return encoded.encode() if isinstance(encoded, str) else encoded
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
+        assert isinstance(request, Request), "subscriptions are not served"
+        services: Services = request.app.state.services
+        viewer = getattr(request.state, "viewer", None) or Viewer()
+        return services.request_context(
+            request,
+            response if isinstance(response, Response) else None,
+            viewer,
+            getattr(request.state, "access", None),
+        )
+
+
+def refusal(status: HTTPStatus, message: str, code: str, field: str | None = None) -> Response:
+    """A request refused before any execution, as a GraphQL ``errors`` body."""
+    extensions: dict[str, str] = {"code": code}
+    if field is not None:
+        extensions["field"] = field
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": extensions}]}, status_code=status
+    )
