@@ -315,6 +315,18 @@ def _missing_memberships(side: Side, in_window: ColumnElement[bool]) -> Any:
     return statement
 
 
+def _linked_by_creating(side: Side, in_window: ColumnElement[bool]) -> Any:
+    """How many appointments of the window only the memberships a run creates would link:
+    those still unlinked whose (clinic, person) is a pair ``_missing_memberships`` gives."""
+    legacy = getattr(Appointment, side.legacy_column)
+    pairs = _missing_memberships(side, in_window).correlate(None)
+    return select(func.count()).where(
+        in_window,
+        getattr(Appointment, side.new_column).is_(None),
+        tuple_(Appointment.clinic_id, legacy).in_(pairs),
+    )
+
+
 async def _create_memberships(
     session: AsyncSession, side: Side, in_window: ColumnElement[bool], now: Any
 ) -> int:
@@ -421,7 +433,12 @@ def _remaining(
 async def _preview(
     sessions: async_sessionmaker[AsyncSession], options: BackfillOptions, summary: BackfillSummary
 ) -> None:
-    """A dry run: what a real run would link and create, from the same SQL, writing nothing."""
+    """A dry run: what a real run would link and create, from the same SQL, writing nothing.
+
+    Forward, a run links the rows whose membership exists (``linkable``) and, creating
+    memberships, the rows those it creates link.
+    """
+    by_creating = dict.fromkeys(summary.linked, 0)
     async with sessions() as session:
         counts = await clinic_counts(session, _clinics(options))
         if options.direction is Direction.FORWARD and options.create_memberships:
@@ -429,10 +446,12 @@ async def _preview(
                 pairs = _missing_memberships(side, _scope(options)).subquery()
                 created = await session.scalar(select(func.count()).select_from(pairs))
                 summary.created_memberships[side.name] = int(created or 0)
+                linked = await session.scalar(_linked_by_creating(side, _scope(options)))
+                by_creating[side.name] = int(linked or 0)
     for side in SIDES:
         sides = [getattr(clinic, side.name) for clinic in counts.values()]
         if options.direction is Direction.FORWARD:
-            summary.linked[side.name] = sum(s.linkable for s in sides)
+            summary.linked[side.name] = sum(s.linkable for s in sides) + by_creating[side.name]
         else:
             summary.linked[side.name] = sum(s.legacy_missing for s in sides)
     summary.remaining = _remaining(counts, options.direction)

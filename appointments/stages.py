@@ -65,3 +65,9 @@ STAGE_POLICIES: dict[Stage, StagePolicy] = {
 
 def policy_for(stage: Stage) -> StagePolicy:
     return STAGE_POLICIES[stage]
+
+
+def contracted_stage(legacy_columns: bool) -> Stage | None:
+    """The stage every clinic is served whatever its flag: ``complete`` once the contract
+    dropped the legacy columns (no other stage can be served without them), else none."""
+    return None if legacy_columns else Stage.COMPLETE

@@ -9,13 +9,16 @@ continue the ``service`` branch, so a contracted database still takes them.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 SCRIPT_LOCATION = Path(__file__).parent
 
@@ -46,13 +49,49 @@ async def current_heads(engine: AsyncEngine) -> set[str]:
         return await connection.run_sync(read)
 
 
+@asynccontextmanager
+async def migration_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction to run revisions on.
+
+    On SQLite foreign keys are off while the revisions run, as Alembic's batch mode
+    needs: it recreates a table (copy, drop, rename), and dropping ``appointments``
+    while ledger rows reference it fails with foreign keys on. The rows keep their
+    ids, so every reference holds again afterwards. Foreign keys are turned back on
+    before the connection returns to the pool (it is discarded if that fails).
+    """
+    async with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            async with connection.begin():
+                yield connection
+            return
+        try:
+            await _sqlite_foreign_keys(connection, on=False)
+            async with connection.begin():
+                yield connection
+        finally:
+            try:
+                await _sqlite_foreign_keys(connection, on=True)
+            except Exception:
+                await connection.invalidate()
+
+
+async def _sqlite_foreign_keys(connection: AsyncConnection, on: bool) -> None:
+    """Set and check SQLite's foreign keys (pysqlite opens no transaction for a PRAGMA,
+    inside which SQLite would ignore it)."""
+    await connection.exec_driver_sql(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    state = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
+    await connection.commit()
+    if bool(state) is not on:
+        raise RuntimeError(f"could not turn SQLite's foreign keys {'on' if on else 'off'}")
+
+
 async def upgrade(engine: AsyncEngine, revision: str = SERVICE_HEAD) -> None:
     """Upgrade to ``revision``; the service head leaves a contracted database contracted."""
 
     def run(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
-    async with engine.begin() as connection:
+    async with migration_connection(engine) as connection:
         await connection.run_sync(run)
 
 
@@ -60,13 +99,22 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
     def run(connection: Connection) -> None:
         command.downgrade(alembic_config(connection), revision)
 
-    async with engine.begin() as connection:
+    async with migration_connection(engine) as connection:
         await connection.run_sync(run)
 
 
-async def revert_contract(engine: AsyncEngine) -> None:
-    """Run the contract's downgrade: restore the legacy columns, filled from the memberships."""
+async def revert_contract(engine: AsyncEngine) -> bool:
+    """Undo the contract: restore the legacy columns, filled from the memberships.
+
+    Downgrades the ``contract`` branch by one revision (``contract@-1``) and nothing
+    else: the ``service`` branch (0006 and later) stays. A plain ``downgrade
+    0005_contract_legacy_columns-1`` would take 0006 down too, as 0004 is below both.
+    False, changing nothing, when the contract has not been applied.
+    """
+    if CONTRACT_REVISION not in await current_heads(engine):
+        return False
     await downgrade(engine, "contract@-1")
+    return True
 
 
 async def legacy_columns_present(engine: AsyncEngine) -> bool:
@@ -78,3 +126,23 @@ async def legacy_columns_present(engine: AsyncEngine) -> bool:
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
+
+
+UNDEFINED_COLUMN = "42703"
+SQLITE_MISSING_COLUMN = ("no such column", "has no column named")
+
+
+def is_missing_column(error: BaseException | None) -> bool:
+    """Whether ``error`` is the database refusing a statement naming a column it lacks.
+
+    PostgreSQL's UndefinedColumn (SQLSTATE 42703), SQLite's "no such column" (reads,
+    updates) or "has no column named" (inserts): what a statement written for the
+    legacy columns fails with once the contract dropped them. Which column is not
+    told apart here; ``legacy_columns_present`` says whether the contract ran.
+    """
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) == UNDEFINED_COLUMN:
+        return True
+    message = str(error.orig)
+    return any(text in message for text in SQLITE_MISSING_COLUMN)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from appointments.db import create_engine
 from appointments.models import Base
+from migrations import migration_connection
 from server.settings import Settings
 
 target_metadata = Base.metadata
@@ -35,9 +36,11 @@ async def run_from_settings() -> None:
     engine = create_engine(
         settings.database_url, prepare_threshold=settings.database_prepare_threshold
     )
-    async with engine.begin() as connection:
-        await connection.run_sync(run_with_connection)
-    await engine.dispose()
+    try:
+        async with migration_connection(engine) as connection:
+            await connection.run_sync(run_with_connection)
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():

@@ -5,22 +5,69 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 
+import migrations
 from server.context import RequestContext
+
+SCHEMA_CHANGED = "SCHEMA_CHANGED"
 
 
 class MigrationExtension(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
         try:
             yield
         finally:
-            context = self.execution_context.context
             if isinstance(context, RequestContext):
                 await context.close()
+        result = self.execution_context.result
+        if (
+            isinstance(context, RequestContext)
+            and isinstance(result, ExecutionResult)
+            and result.errors
+            and context.legacy_columns
+        ):
+            await _answer_the_contract(context, result)
 
     def get_results(self) -> dict[str, Any]:
         context = self.execution_context.context
         if not isinstance(context, RequestContext):
             return {}
         return {"migration": context.migration_summary()}
+
+
+async def _answer_the_contract(context: RequestContext, result: ExecutionResult) -> None:
+    """Errors of a request the contract caught become retryable, and the service switches.
+
+    A request that started on the legacy layout and failed on a missing column asks
+    the service to check the schema (``RequestContext.layout_changed``). When the
+    contract has dropped the legacy columns, each such error is answered with code
+    ``SCHEMA_CHANGED`` and ``retryable: true`` instead of ``INTERNAL_ERROR``: the
+    failed field wrote nothing (its transaction rolled back, an idempotency key it
+    claimed is released), and the same request sent again runs on the contracted
+    layout. It is not retried here, as other fields of a mutation may have written.
+    Any other error, or a missing column while the legacy columns exist, is left as it is.
+    """
+    assert result.errors is not None
+    caught = [migrations.is_missing_column(error.original_error) for error in result.errors]
+    if not any(caught) or context.layout_changed is None or not await context.layout_changed():
+        return
+    result.errors = [
+        _retryable(error) if is_caught else error
+        for error, is_caught in zip(result.errors, caught, strict=True)
+    ]
+
+
+def _retryable(error: GraphQLError) -> GraphQLError:
+    return GraphQLError(
+        "The database schema changed under this request: the contract dropped the legacy"
+        " columns, and the service now serves without them. Nothing was written for this"
+        " field; retry the request.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": SCHEMA_CHANGED, "retryable": True},
+    )

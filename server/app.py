@@ -32,7 +32,7 @@ from appointments import idempotency
 from appointments.access import Access
 from appointments.db import create_engine, create_session_factory
 from appointments.ledger import OpenClinics
-from appointments.stages import Stage
+from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
@@ -52,6 +52,9 @@ IDEMPOTENCY_PURGE_SECONDS = 3600
 
 @dataclass
 class Services:
+    """What requests share. ``legacy_columns`` and ``sessions`` (the schema's layout) are
+    read as a request starts and change only in ``adopt_contracted_layout``."""
+
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -61,6 +64,7 @@ class Services:
     open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
+    _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -100,14 +104,43 @@ class Services:
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         return services
 
+    async def adopt_contracted_layout(self) -> bool:
+        """After a missing-column failure: if the contract dropped the legacy columns, serve
+        as start-up does on a contracted database (sessions without them, every clinic
+        ``complete``, readiness recounted). True when contracted (now or before). Callers
+        wait for one inspection. A revert is picked up at restart only; ``complete`` is
+        valid on the reverted schema meanwhile."""
+        async with self._inspecting:
+            if not self.legacy_columns:
+                return True
+            try:
+                present = await migrations.legacy_columns_present(self.engine)
+            except Exception:
+                logger.exception("cannot inspect the schema after a missing column")
+                return False
+            if present:
+                return False
+            self.sessions = create_session_factory(self.engine, legacy_columns=False)
+            self.legacy_columns = False
+            logger.warning(
+                "legacy columns dropped while serving (contract): switched to the contracted"
+                " layout; every clinic is served complete"
+            )
+        await self.refresh_readiness()
+        return True
+
     async def refresh_readiness(self) -> None:
-        """Recount every clinic's readiness now (also done every few seconds in the background)."""
+        """Recount every clinic's readiness now (also done every few seconds in the background);
+        a count failing on the dropped legacy columns switches the layout and counts again."""
         if self.gate is None:
             return
         try:
             async with self.sessions() as session:
                 await self.gate.refresh(session, self.legacy_columns)
-        except Exception:
+        except Exception as error:
+            contracted = self.legacy_columns and migrations.is_missing_column(error)
+            if contracted and await self.adopt_contracted_layout():
+                return
             logger.exception("readiness refresh failed; keeping the previous counts")
 
     async def _refresh_readiness_forever(self) -> None:
@@ -154,6 +187,7 @@ class Services:
             self.open_clinics,
             self.settings.fast_list_reads,
             access,
+            self.adopt_contracted_layout,
             self.settings.sql_reads,
         )
 
@@ -163,7 +197,7 @@ class Services:
             self.flags,
             self.settings.default_stage,
             viewer,
-            forced_stage=None if self.legacy_columns else Stage.COMPLETE,
+            forced_stage=contracted_stage(self.legacy_columns),
             gate=self.gate,
         )
 

@@ -55,6 +55,9 @@ class RequestContext:
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
     open_clinics: OpenClinics | None = None
+    layout_changed: Callable[[], Awaitable[bool]] | None = None
+    """Called after a statement failed on a missing column: True when the service has
+    switched to the contracted layout since (``Services.adopt_contracted_layout``)."""
     _access: Access | None = None
 
     @classmethod
@@ -71,6 +74,7 @@ class RequestContext:
         open_clinics: OpenClinics | None = None,
         fast_list_reads: bool = True,
         access: Access | None = None,
+        layout_changed: Callable[[], Awaitable[bool]] | None = None,
         sql_reads: bool = False,
     ) -> RequestContext:
         db = SerializedSession(sessions)
@@ -106,6 +110,7 @@ class RequestContext:
                 else None
             ),
             _access=access,
+            layout_changed=layout_changed,
         )
 
     async def access(self) -> Access:

@@ -12,15 +12,17 @@ from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+import migrations
 from appointments import validation
 from appointments.access import Permission, role_allows
 from appointments.activity import RECENT
 from appointments.stages import Stage
 from appointments.validation import ClinicReport
-from flags.stages import GatedStage, Viewer
+from flags.stages import GatedStage, StageResolver, Viewer
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -63,16 +65,33 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
             " admin and qa roles.</p>",
             status_code=403,
         )
-    stages = services.stage_resolver(viewer)
-    async with services.sessions() as session:
-        reports = await validation.clinic_reports(
-            session, stages.requested, None, services.legacy_columns
-        )
+    legacy = services.legacy_columns
+    try:
+        stages, reports = await _reports(services, viewer)
+    except DBAPIError as error:
+        # The contract dropped the legacy columns while this service ran: a read-only
+        # page is simply read again on the contracted layout.
+        if not (
+            legacy
+            and migrations.is_missing_column(error)
+            and await services.adopt_contracted_layout()
+        ):
+            raise
+        stages, reports = await _reports(services, viewer)
     served = {report.clinic_id: stages(report.clinic_id) for report in reports}
     gated = stages.gated
     rows = [_clinic_row(r, served[r.clinic_id], gated.get(r.clinic_id)) for r in reports]
     page = _page(rows, services.settings.readiness_gates, not services.legacy_columns)
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+async def _reports(services: Services, viewer: Viewer) -> tuple[StageResolver, list[ClinicReport]]:
+    stages = services.stage_resolver(viewer)
+    async with services.sessions() as session:
+        reports = await validation.clinic_reports(
+            session, stages.requested, None, services.legacy_columns
+        )
+    return stages, reports
 
 
 def _stage(stage: Stage | None) -> str:

@@ -1,4 +1,10 @@
-"""`clinic migrate ...`: schema upgrades, backfills, the validation report, the contract."""
+"""`clinic migrate ...`: schema upgrades, backfills, the validation report, the contract.
+
+Exit status: 0 done (also: nothing to do); 1 refused or not ready (the contract
+refused, a clinic asked about is not ready, the revert failed); 2 a clinic asked
+about does not exist; 3 (``EXIT_CONTRACTED``) a backfill on a contracted database,
+which has no legacy columns to copy from or to.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
@@ -23,12 +30,31 @@ from appointments.backfill import (
     run_backfill,
 )
 from appointments.db import create_engine, create_session_factory
+from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
 from server.app import open_flag_source
 from server.settings import Settings
 
 PLAIN_PROGRESS_EVERY_SECONDS = 2.0
+EXIT_CONTRACTED = 3
+CONTRACTED_MESSAGE = (
+    "the legacy columns were dropped by the contract; nothing to {action}"
+    " (`clinic migrate revert-contract` restores them)"
+)
+REVERT_DESCRIPTION = """\
+Undo `clinic migrate contract`: add appointments.doctor_id and patient_id back,
+filled from each appointment's clinic memberships. Only the contract branch goes
+down (Alembic `downgrade contract@-1`); the service branch (0006 and later:
+clinic_staff, idempotency_keys) stays.
+
+A running service keeps serving every clinic `complete` until it is restarted;
+rows it writes meanwhile have empty legacy columns. Restart it, then run
+`clinic migrate reverse-backfill`.
+
+exit status: 0 the legacy columns are restored, or the contract was not applied
+(nothing to revert); 1 the database refused the revert (the message says why).
+"""
 
 
 def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +72,12 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         ("backfill", Direction.FORWARD, "link appointments to clinic memberships"),
         ("reverse-backfill", Direction.REVERSE, "fill legacy columns from the new links"),
     ):
-        action = actions.add_parser(name, help=about)
+        action = actions.add_parser(
+            name,
+            help=about,
+            epilog="exit status: 0 done (also when nothing needed doing); 3 the database is"
+            " contracted: the legacy columns are gone, nothing to copy from or to",
+        )
         action.add_argument("--clinic", type=uuid.UUID, help="one clinic (default: all)")
         action.add_argument("--batch-size", type=int, default=1000)
         action.add_argument("--dry-run", action="store_true", help="report, write nothing")
@@ -66,9 +97,21 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     validate.set_defaults(handler=_validate)
 
     contract = actions.add_parser(
-        "contract", help="drop the legacy columns (refuses while any appointment is unlinked)"
+        "contract",
+        help="drop the legacy columns (refuses while any appointment is unlinked)",
+        epilog="Running services switch to the contracted layout by themselves; a request"
+        " caught by the switch is answered SCHEMA_CHANGED (retryable). Undo: revert-contract."
+        " exit status: 0 dropped; 1 refused, nothing changed (the message says what to run)",
     )
     contract.set_defaults(handler=_contract)
+
+    revert = actions.add_parser(
+        "revert-contract",
+        help="undo the contract: restore the legacy columns, filled from the memberships",
+        description=REVERT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    revert.set_defaults(handler=_revert_contract)
 
 
 @asynccontextmanager
@@ -106,6 +149,33 @@ def _contract(settings: Settings, _arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _revert_contract(settings: Settings, _arguments: argparse.Namespace) -> int:
+    """``revert-contract``: see ``REVERT_DESCRIPTION`` for what it does and its exit status."""
+
+    async def run() -> bool:
+        async with _engine(settings) as engine:
+            return await migrations.revert_contract(engine)
+
+    try:
+        reverted = asyncio.run(run())
+    except SQLAlchemyError as error:
+        print(f"revert-contract failed: {_first_line(error)}", file=sys.stderr)
+        return 1
+    if not reverted:
+        print("the contract has not been applied; nothing to revert")
+        return 0
+    print(
+        "legacy columns restored and filled from the memberships; restart running services,"
+        " then run `clinic migrate reverse-backfill` for rows they wrote meanwhile"
+    )
+    return 0
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0]
+
+
 def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
     options = BackfillOptions(
         direction=arguments.direction,
@@ -118,20 +188,50 @@ def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
 
     async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
         async with _engine(settings) as engine:
-            return await run_backfill(create_session_factory(engine), options, on_progress)
+            try:
+                return await run_backfill(create_session_factory(engine), options, on_progress)
+            except DBAPIError as error:
+                if await _contracted_meanwhile(engine, error):
+                    raise _ContractedError from error
+                raise
 
-    if sys.stderr.isatty():
-        with tqdm(unit=" appointments", desc=options.direction.value) as bar:
+    action = "backfill" if options.direction is Direction.FORWARD else "reverse-backfill"
+    contracted = CONTRACTED_MESSAGE.format(action=action)
+    if not asyncio.run(_legacy_columns_present(settings)):
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
+    try:
+        if sys.stderr.isatty():
+            with tqdm(unit=" appointments", desc=options.direction.value) as bar:
 
-            def advance(progress: Progress) -> None:
-                bar.total = progress.total
-                bar.update(progress.done - bar.n)
+                def advance(progress: Progress) -> None:
+                    bar.total = progress.total
+                    bar.update(progress.done - bar.n)
 
-            summary = asyncio.run(run(advance))
-    else:
-        summary = asyncio.run(run(_plain_progress()))
+                summary = asyncio.run(run(advance))
+        else:
+            summary = asyncio.run(run(_plain_progress()))
+    except _ContractedError:
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
     print(json.dumps(summary.as_dict(), indent=2) if arguments.json else _describe(summary))
     return 0
+
+
+class _ContractedError(Exception):
+    """The legacy columns are gone: a backfill has nothing to copy from or to."""
+
+
+async def _legacy_columns_present(settings: Settings) -> bool:
+    async with _engine(settings) as engine:
+        return await migrations.legacy_columns_present(engine)
+
+
+async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
+    """Whether a backfill failed because the contract ran while it did."""
+    return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
+        engine
+    )
 
 
 def _plain_progress() -> Callable[[Progress], None]:
@@ -176,23 +276,32 @@ def _describe(summary: BackfillSummary) -> str:
 
 
 def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
-    async def run() -> list[ClinicReport]:
+    """The validation report, as GraphQL ``migrationReport`` gives it: on a contracted
+    database every clinic's stage is ``complete`` (what the service serves whatever
+    the flag says), so the readiness is the same too."""
+
+    async def run() -> tuple[list[ClinicReport], bool]:
         source = open_flag_source(settings)
         try:
-            stages = StageResolver(source, settings.default_stage, Viewer())
             async with _engine(settings) as engine:
                 legacy = await migrations.legacy_columns_present(engine)
-                async with create_session_factory(engine)() as session:
-                    return await clinic_reports(session, stages, arguments.clinic, legacy)
+                stages = StageResolver(
+                    source, settings.default_stage, Viewer(), contracted_stage(legacy)
+                )
+                async with create_session_factory(engine, legacy)() as session:
+                    reports = await clinic_reports(session, stages, arguments.clinic, legacy)
+                    return reports, legacy
         finally:
             source.close()
 
-    reports = asyncio.run(run())
+    reports, legacy = asyncio.run(run())
     if arguments.json:
         print(json.dumps([report.as_dict() for report in reports], indent=2))
     else:
+        if not legacy:
+            print("legacy columns dropped (contracted): every clinic is served complete")
         for report in reports:
-            print(_report_lines(report))
+            print(_report_lines(report, legacy))
     asked = arguments.clinic is not None
     if asked and {report.clinic_id for report in reports} != set(arguments.clinic):
         print("error: some clinics asked about do not exist", file=sys.stderr)
@@ -200,7 +309,7 @@ def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
     return 1 if asked and not all(report.ready_for_next for report in reports) else 0
 
 
-def _report_lines(report: ClinicReport) -> str:
+def _report_lines(report: ClinicReport, legacy: bool) -> str:
     following = report.next_stage.value if report.next_stage else "none (last stage)"
     verdict = "ready" if report.ready_for_next else "NOT READY"
     lines = [
@@ -212,7 +321,8 @@ def _report_lines(report: ClinicReport) -> str:
     for name, side in (("doctor", report.doctor), ("patient", report.patient)):
         lines.append(
             f"  {name}: linked {side.linked}, linkable now {side.linkable},"
-            f" no membership {side.missing_membership}, legacy empty {side.legacy_missing}"
+            f" no membership {side.missing_membership}"
+            + (f", legacy empty {side.legacy_missing}" if legacy else "")
         )
     lines += [f"  blocked: {blocker}" for blocker in report.blockers]
     return "\n".join(lines)

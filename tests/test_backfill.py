@@ -23,7 +23,7 @@ from appointments.reads import fixed_stage
 from appointments.sides import DOCTOR, PATIENT
 from appointments.stages import Stage
 from appointments.validation import ClinicReport, clinic_reports
-from tests.conftest import World, table_snapshot
+from tests.conftest import World, insert_appointment, table_snapshot
 
 START = datetime(2026, 12, 1, 8, tzinfo=UTC)
 
@@ -131,12 +131,33 @@ async def test_a_dry_run_writes_nothing_and_predicts_the_real_run(
     await book(sessions, world, Stage.LEGACY, 9)
     before = await table_snapshot(sessions)
 
+    preview = await run_backfill(sessions, BackfillOptions(dry_run=True))
+
+    assert await table_snapshot(sessions) == before
+    real = await run_backfill(sessions, BackfillOptions(batch_size=4))
+    assert preview.linked == real.linked == {"doctor": 6, "patient": 5}
+    assert preview.created_memberships == real.created_memberships == {"doctor": 0, "patient": 0}
+
+
+async def test_a_dry_run_creating_memberships_counts_the_rows_they_would_link(
+    sessions: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    """The rows linked through memberships the run creates count too; a legacy doctor who
+    is not a doctor gets no membership, so neither the run nor its estimate links the row."""
+    await book(sessions, world, Stage.LEGACY, 9)
+    async with sessions() as session, session.begin():
+        await insert_appointment(
+            session, world, 20, doctor_id=world.staff.id, patient_id=world.patient.id
+        )
+    before = await table_snapshot(sessions)
+
     preview = await run_backfill(sessions, BackfillOptions(dry_run=True, create_memberships=True))
 
     assert await table_snapshot(sessions) == before
-    real = await run_backfill(sessions, BackfillOptions(create_memberships=False))
+    real = await run_backfill(sessions, BackfillOptions(batch_size=4, create_memberships=True))
+    assert real.linked == {"doctor": 9, "patient": 10}
     assert preview.linked == real.linked
-    assert preview.created_memberships == {"doctor": 1, "patient": 1}
+    assert preview.created_memberships == real.created_memberships == {"doctor": 1, "patient": 1}
 
 
 async def test_concurrent_writes_during_a_backfill_all_end_consistent(

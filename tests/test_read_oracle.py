@@ -59,7 +59,8 @@ PEOPLE = 3
 async def oracle_api(
     database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Api]:
-    async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+    settings = {"production": True, "jwt_secret": SECRET, "sql_reads": True}
+    async with open_api(database_url, flags_file, **settings) as api:
         yield api
 
 
