@@ -142,6 +142,10 @@ class KeysetOrder:
         return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
     def after(self, cursor: str) -> Any:
+        return self.after_values(self.decode(cursor))
+
+    def decode(self, cursor: str) -> list[Any]:
+        """The order's values in ``cursor``; ``INVALID_INPUT`` when it is not one of its."""
         try:
             values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
             if not isinstance(values, list) or len(values) != len(self.columns):
@@ -154,6 +158,10 @@ class KeysetOrder:
             raise DomainError(
                 ErrorCode.INVALID_INPUT, "after is not a cursor of this list", "after"
             ) from error
+        return decoded
+
+    def after_values(self, decoded: Sequence[Any]) -> Any:
+        """The rows after these order values (values or bound parameters)."""
         condition = self.columns[-1] > decoded[-1]
         for column, value in zip(reversed(self.columns[:-1]), reversed(decoded[:-1]), strict=True):
             condition = or_(column > value, and_(column == value, condition))
@@ -196,11 +204,7 @@ def page_statement(
 ) -> tuple[SelectT, int]:
     """``statement`` limited to the page after ``after`` and one more row (which says
     whether a next page exists), in the order's order; and the page size."""
-    size = DEFAULT_PAGE_SIZE if first is None else first
-    if not 0 <= size <= MAX_PAGE_SIZE:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, f"first must be between 0 and {MAX_PAGE_SIZE}", "first"
-        )
+    size = page_size(first)
     if after is not None:
         statement = statement.where(order.after(after))
     # The limit is written into the statement, not sent as a parameter: PostgreSQL
@@ -209,6 +213,16 @@ def page_statement(
     # index look-ups). At most 101 texts, one per page size.
     limit = literal(size + 1, literal_execute=True)
     return statement.order_by(*order.columns).limit(limit), size
+
+
+def page_size(first: int | None) -> int:
+    """The page size ``first`` asks for; ``INVALID_INPUT`` outside 0 to ``MAX_PAGE_SIZE``."""
+    size = DEFAULT_PAGE_SIZE if first is None else first
+    if not 0 <= size <= MAX_PAGE_SIZE:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"first must be between 0 and {MAX_PAGE_SIZE}", "first"
+        )
+    return size
 
 
 ClinicScope = frozenset[uuid.UUID] | None
@@ -261,9 +275,9 @@ def appointment_filter_statement(
         (PATIENT, where.patient_id, where.clinic_patient_id),
     ):
         if person_id is not None:
-            statement = statement.where(_names_person(side, person_id, legacy_columns))
+            statement = statement.where(names_person(side, person_id, legacy_columns))
         if membership_id is not None:
-            statement = statement.where(_names_membership(side, membership_id, legacy_columns))
+            statement = statement.where(names_membership(side, membership_id, legacy_columns))
     if where.starts_from is not None:
         statement = statement.where(Appointment.starts_at >= where.starts_from)
     if where.starts_before is not None:
@@ -273,7 +287,8 @@ def appointment_filter_statement(
     return statement
 
 
-def _names_person(side: Side, person_id: uuid.UUID, legacy_columns: bool) -> ColumnElement[bool]:
+def names_person(side: Side, person_id: Any, legacy_columns: bool) -> ColumnElement[bool]:
+    """Either origin of ``side`` names the person (a value or a bound parameter)."""
     model = side.membership_model
     memberships_of_person = select(model.id).where(getattr(model, side.person_column) == person_id)
     by_new = getattr(Appointment, side.new_column).in_(memberships_of_person)
@@ -282,9 +297,8 @@ def _names_person(side: Side, person_id: uuid.UUID, legacy_columns: bool) -> Col
     return or_(getattr(Appointment, side.legacy_column) == person_id, by_new)
 
 
-def _names_membership(
-    side: Side, membership_id: uuid.UUID, legacy_columns: bool
-) -> ColumnElement[bool]:
+def names_membership(side: Side, membership_id: Any, legacy_columns: bool) -> ColumnElement[bool]:
+    """Either origin of ``side`` names the membership (a value or a bound parameter)."""
     by_new: ColumnElement[bool] = getattr(Appointment, side.new_column) == membership_id
     if not legacy_columns:
         return by_new

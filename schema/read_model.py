@@ -9,10 +9,11 @@ response encoder copies its bytes.
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from graphql import GraphQLObjectType, GraphQLResolveInfo, get_named_type
+from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, get_named_type
 
 from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
@@ -21,9 +22,11 @@ from schema.selection import SelectedField, Selection, UnsupportedSelectionError
 from server.context import RequestContext
 
 
-def _child_types(info: GraphQLResolveInfo[Any]) -> dict[tuple[str, str], str]:
+@lru_cache(maxsize=8)
+def _child_types(schema: GraphQLSchema) -> dict[tuple[str, str], str]:
+    """The object type each object field returns, by (parent type, field name)."""
     found: dict[tuple[str, str], str] = {}
-    for type_ in info.schema.type_map.values():
+    for type_ in schema.type_map.values():
         if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__"):
             for name, field in type_.fields.items():
                 child = get_named_type(field.type)
@@ -34,7 +37,9 @@ def _child_types(info: GraphQLResolveInfo[Any]) -> dict[tuple[str, str], str]:
 
 def selection_below(info: GraphQLResolveInfo[Any], type_name: str) -> Selection:
     variables: dict[str, Any] = info.variable_values  # type: ignore[assignment]
-    return collect(info.field_nodes, type_name, info.fragments, variables, _child_types(info))
+    return collect(
+        info.field_nodes, type_name, info.fragments, variables, _child_types(info.schema)
+    )
 
 
 async def appointment_list(

@@ -49,7 +49,7 @@ class Settings:
     max_body_bytes: int = 100_000
     fast_execution: bool = True
     fast_list_reads: bool = True
-    sql_reads: bool = False
+    sql_reads: bool = True
     gc_threshold: int = 50_000
     database_pool_size: int = 5
     database_max_overflow: int = 10

@@ -14,9 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, literal, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
@@ -24,20 +25,18 @@ from appointments.events import MigrationEventLog
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment
 from appointments.queries import (
-    APPOINTMENT_ORDER,
     AppointmentFilter,
-    appointments_matching,
-    page_statement,
 )
-from appointments.read_model import bookkeeping
-from appointments.read_model.compiler import compile_read
+from appointments.read_model import bookkeeping, rows
+from appointments.read_model.compiler import CompiledRead, compile_read
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import stage_parameters
-from appointments.sides import SIDES
 from appointments.stages import Stage
 from schema.selection import Selection
 
 StageLookup = Callable[[uuid.UUID], Stage]
+COMPILED_READS = 512
+"""Distinct read shapes (selection, stage set, rows) whose statements are kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,31 +80,19 @@ class ReadModel:
         first: int | None,
         after: str | None,
     ) -> ServedPage:
-        matching = appointments_matching(where, self._legacy_columns, access.visible_clinics)
-        statement, size = page_statement(matching, APPOINTMENT_ORDER, first, after)
-        statement = statement.with_only_columns(*self._columns())
+        source, size = rows.page(where, first, after, access.visible_clinics)
         if where.clinic_id is not None:
             if not access.sees(where.clinic_id):
                 return ServedPage([], False)  # nothing to read, and no stage to reveal
             stages = {where.clinic_id: self._stage_for(where.clinic_id)}
-            rows = await self._serve(session, selection, access, statement.subquery(), stages)
-        else:
-            located = statement.with_only_columns(Appointment.id, Appointment.clinic_id)
-            found = (await session.execute(located)).all()
-            ids = [row.id for row in found[:size]]
-            stages = {
-                clinic: self._stage_for(clinic)
-                for clinic in {row.clinic_id for row in found[:size]}
-            }
-            rows = await self._serve(
-                session,
-                selection,
-                access,
-                select(*self._columns()).where(Appointment.id.in_(ids)).subquery() if ids else None,
-                stages,
-            )
-            return ServedPage(rows, len(found) > size)
-        return ServedPage(rows[:size], len(rows) > size)
+            served = await self._serve(session, selection, access, source, stages)
+            return ServedPage(served[:size], len(served) > size)
+        located = select(rows.from_clause(source.key, self._legacy_columns))
+        found = (await session.execute(located, source.parameters)).all()
+        ids = [row.id for row in found[:size]]
+        stages = {row.clinic_id: self._stage_for(row.clinic_id) for row in found[:size]}
+        served = await self._serve(session, selection, access, rows.by_ids(ids), stages)
+        return ServedPage(served, len(found) > size)
 
     async def one(
         self,
@@ -124,10 +111,8 @@ class ReadModel:
                 return None
         if not access.sees(clinic_id):
             return None
-        rows = select(*self._columns()).where(Appointment.id == appointment_id).subquery()
-        served = await self._serve(
-            session, selection, access, rows, {clinic_id: self._stage_for(clinic_id)}
-        )
+        stages = {clinic_id: self._stage_for(clinic_id)}
+        served = await self._serve(session, selection, access, rows.by_id(appointment_id), stages)
         return served[0].node if served else None
 
     async def snapshot(
@@ -135,56 +120,36 @@ class ReadModel:
     ) -> str | None:
         """A stored appointment (an idempotent replay's) served as it was stored: its own
         columns from the snapshot, what it links to as the database has it now."""
-        values = [
-            literal(getattr(row, column.key), column.type).label(column.key)
-            for column in self._columns()
-        ]
-        served = await self._serve(
-            session,
-            selection,
-            access,
-            select(*values).subquery(),
-            {row.clinic_id: self._stage_for(row.clinic_id)},
-        )
+        source = rows.snapshot(row, self._legacy_columns)
+        stages = {row.clinic_id: self._stage_for(row.clinic_id)}
+        served = await self._serve(session, selection, access, source, stages)
         return served[0].node if served else None
-
-    def _columns(self) -> list[Any]:
-        """The appointment columns the database has (no legacy ones once contracted)."""
-        legacy = {side.legacy_column for side in SIDES}
-        return [
-            column
-            for column in Appointment.__table__.c
-            if self._legacy_columns or column.key not in legacy
-        ]
 
     async def _serve(
         self,
         session: AsyncSession,
         selection: Selection,
         access: Access,
-        rows: Any,
+        source: rows.RowSource,
         stages: dict[uuid.UUID, Stage],
     ) -> list[ServedRow]:
-        if rows is None or not stages:
+        if not stages:
             return []
         bind = session.bind
-        dialect = (
-            "postgresql" if bind is not None and bind.dialect.name == "postgresql" else "sqlite"
-        )
-        compiled = compile_read(
-            JsonSql(dialect),
+        postgres = bind is not None and bind.dialect.name == "postgresql"
+        compiled = _compiled(
+            "postgresql" if postgres else "sqlite",
             selection,
-            rows,
-            sorted(set(stages.values())),
+            tuple(sorted(set(stages.values()))),
             self._legacy_columns,
             access.clinics is None,
+            source.key,
         )
-        parameters: dict[str, Any] = stage_parameters(stages)
+        parameters = {**source.parameters, **stage_parameters(stages)}
         if access.clinics is not None:
             parameters["viewer_clinics"] = sorted(access.clinics)
         started = time.perf_counter()
-        statement: Select[Any] = compiled.statement
-        result = (await session.execute(statement, parameters)).all()
+        result = (await session.execute(compiled.statement, parameters)).all()
         bookkeeping.report(
             result,
             compiled.sides,
@@ -195,3 +160,24 @@ class ReadModel:
             time.perf_counter() - started,
         )
         return [ServedRow(row[0], row[2], row[3]) for row in result]
+
+
+@lru_cache(maxsize=COMPILED_READS)
+def _compiled(
+    dialect: str,
+    selection: Selection,
+    stages: tuple[Stage, ...],
+    legacy_columns: bool,
+    sees_every_clinic: bool,
+    key: rows.RowKey,
+) -> CompiledRead:
+    """The statement for one shape of read, built once (building it costs far more than
+    running it)."""
+    return compile_read(
+        JsonSql(dialect),
+        selection,
+        rows.from_clause(key, legacy_columns),
+        stages,
+        legacy_columns,
+        sees_every_clinic,
+    )

@@ -1,0 +1,158 @@
+"""Which appointment rows a read model statement serves, with their values as parameters.
+
+A ``RowSource`` is a cache key (the shape of the rows: a page with these filters,
+one appointment by id, ids, a stored snapshot) and the parameters a request
+binds to it. The FROM clause is built from the key alone, so a compiled
+statement is reused by every request of the same shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, Select, bindparam, literal, select
+
+from appointments.models import Appointment
+from appointments.queries import (
+    APPOINTMENT_ORDER,
+    AppointmentFilter,
+    names_membership,
+    names_person,
+    page_size,
+)
+from appointments.sides import DOCTOR, PATIENT, SIDES
+
+RowKey = tuple[Any, ...]
+
+_FILTERS = (
+    "clinic_id",
+    "doctor_id",
+    "patient_id",
+    "clinic_doctor_id",
+    "clinic_patient_id",
+    "starts_from",
+    "starts_before",
+    "status",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowSource:
+    key: RowKey
+    parameters: dict[str, Any]
+
+
+def by_id(appointment_id: uuid.UUID) -> RowSource:
+    return RowSource(("id",), {"appointment_id": appointment_id})
+
+
+def by_ids(ids: list[uuid.UUID]) -> RowSource:
+    return RowSource(("ids",), {"ids": ids})
+
+
+def snapshot(row: Appointment, legacy_columns: bool) -> RowSource:
+    values = {f"snapshot_{c.key}": getattr(row, c.key) for c in columns(legacy_columns)}
+    return RowSource(("snapshot",), values)
+
+
+def page(
+    where: AppointmentFilter,
+    first: int | None,
+    after: str | None,
+    clinics: frozenset[uuid.UUID] | None,
+) -> tuple[RowSource, int]:
+    """A page (and one row more), within ``clinics`` when given; and the page size."""
+    size = page_size(first)
+    parameters: dict[str, Any] = {}
+    filters = []
+    for name in _FILTERS:
+        value = getattr(where, name)
+        if value is not None:
+            filters.append(name)
+            parameters[f"filter_{name}"] = value.value if name == "status" else value
+    if after is not None:
+        for n, value in enumerate(APPOINTMENT_ORDER.decode(after)):
+            parameters[f"after_{n}"] = value
+    if clinics is not None:
+        parameters["scope"] = sorted(clinics)
+    key = ("page", tuple(filters), after is not None, size, clinics is not None)
+    return RowSource(key, parameters), size
+
+
+def columns(legacy_columns: bool) -> list[Any]:
+    """The appointment columns the database has (no legacy ones once contracted)."""
+    legacy = {side.legacy_column for side in SIDES}
+    return [c for c in Appointment.__table__.c if legacy_columns or c.key not in legacy]
+
+
+def from_clause(key: RowKey, legacy_columns: bool) -> FromClause:
+    kind = key[0]
+    table = Appointment.__table__
+    if kind == "id":
+        return (
+            select(*columns(legacy_columns))
+            .where(table.c.id == bindparam("appointment_id"))
+            .subquery("rows")
+        )
+    if kind == "ids":
+        return (
+            select(*columns(legacy_columns))
+            .where(table.c.id.in_(bindparam("ids", expanding=True)))
+            .subquery("rows")
+        )
+    if kind == "snapshot":
+        values = [
+            bindparam(f"snapshot_{c.key}", type_=c.type).label(c.key)
+            for c in columns(legacy_columns)
+        ]
+        return select(*values).subquery("rows")
+    return _page(key, legacy_columns).subquery("rows")
+
+
+def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
+    _, filters, has_after, size, scoped = key
+    table = Appointment.__table__
+    statement = select(*columns(legacy_columns))
+    for name in filters:
+        statement = statement.where(_filter(name, legacy_columns))
+    if scoped:
+        statement = statement.where(table.c.clinic_id.in_(bindparam("scope", expanding=True)))
+    if has_after:
+        order = APPOINTMENT_ORDER.columns
+        statement = statement.where(
+            APPOINTMENT_ORDER.after_values(
+                [bindparam(f"after_{n}", type_=column.type) for n, column in enumerate(order)]
+            )
+        )
+    limit = literal(size + 1, literal_execute=True)
+    return statement.order_by(*APPOINTMENT_ORDER.columns).limit(limit)
+
+
+def _filter(name: str, legacy_columns: bool) -> ColumnElement[bool]:
+    value = bindparam(f"filter_{name}", type_=_TYPES[name])
+    if name == "clinic_id":
+        return Appointment.clinic_id == value
+    if name == "starts_from":
+        return Appointment.starts_at >= value
+    if name == "starts_before":
+        return Appointment.starts_at < value
+    if name == "status":
+        return Appointment.status == value
+    side = DOCTOR if name in ("doctor_id", "clinic_doctor_id") else PATIENT
+    if name.startswith("clinic_"):
+        return names_membership(side, value, legacy_columns)
+    return names_person(side, value, legacy_columns)
+
+
+_TYPES = {
+    "clinic_id": Appointment.clinic_id.type,
+    "doctor_id": Appointment.clinic_id.type,
+    "patient_id": Appointment.clinic_id.type,
+    "clinic_doctor_id": Appointment.clinic_id.type,
+    "clinic_patient_id": Appointment.clinic_id.type,
+    "starts_from": Appointment.starts_at.type,
+    "starts_before": Appointment.starts_at.type,
+    "status": Appointment.status.type,
+}
