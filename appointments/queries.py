@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -40,7 +40,7 @@ from appointments.models import (
     User,
     UserRole,
 )
-from appointments.sides import DOCTOR, PATIENT, Membership, Person, Side
+from appointments.sides import Side
 
 RowT = TypeVar("RowT", bound=Base)
 ListedT = TypeVar("ListedT")
@@ -71,47 +71,6 @@ async def rows_by_ids(
     statement = select(model).where(one_of(session, id_column, set(ids)))
     rows = (await session.execute(statement)).scalars()
     return {row.id: row for row in rows}  # type: ignore[attr-defined]
-
-
-async def memberships_by_clinic_and_person(
-    session: AsyncSession, side: Side, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], Membership]:
-    model = side.membership_model
-    person_column: InstrumentedAttribute[uuid.UUID] = getattr(model, side.person_column)
-    statement = select(model).where(
-        one_of(session, model.clinic_id, {clinic_id for clinic_id, _ in keys}),
-        one_of(session, person_column, {person_id for _, person_id in keys}),
-    )
-    rows = cast("Sequence[Membership]", (await session.execute(statement)).scalars().all())
-    return {(row.clinic_id, side.person_of(row)): row for row in rows}
-
-
-async def memberships_with_people(
-    session: AsyncSession,
-    side: Side,
-    ids: Collection[uuid.UUID] = (),
-    keys: Collection[tuple[uuid.UUID, uuid.UUID]] = (),
-) -> list[tuple[Membership, Person]]:
-    """Memberships by id or by (clinic, person), each with its person: one statement
-    where a membership look-up and a person look-up would take two."""
-    model = side.membership_model
-    person = side.person_model
-    person_column: InstrumentedAttribute[uuid.UUID] = getattr(model, side.person_column)
-    wanted: list[ColumnElement[bool]] = []
-    if ids:
-        wanted.append(one_of(session, model.id, set(ids)))
-    if keys:
-        wanted.append(
-            and_(
-                one_of(session, model.clinic_id, {clinic_id for clinic_id, _ in keys}),
-                one_of(session, person_column, {person_id for _, person_id in keys}),
-            )
-        )
-    if not wanted:
-        return []
-    statement = select(model, person).join(person, person.id == person_column).where(or_(*wanted))
-    result = await session.execute(statement)
-    return [(cast("Membership", member), cast("Person", person)) for member, person in result]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,34 +218,6 @@ MEMBERSHIP_ORDERS = {
 }
 
 
-def appointment_filter_statement(
-    where: AppointmentFilter, legacy_columns: bool = True
-) -> Select[Appointment]:
-    """Appointments matching the filter.
-
-    A doctor or patient filter matches a row when either origin names that
-    person, so results do not depend on how far the row's clinic has migrated.
-    """
-    statement = select(Appointment)
-    if where.clinic_id is not None:
-        statement = statement.where(Appointment.clinic_id == where.clinic_id)
-    for side, person_id, membership_id in (
-        (DOCTOR, where.doctor_id, where.clinic_doctor_id),
-        (PATIENT, where.patient_id, where.clinic_patient_id),
-    ):
-        if person_id is not None:
-            statement = statement.where(names_person(side, person_id, legacy_columns))
-        if membership_id is not None:
-            statement = statement.where(names_membership(side, membership_id, legacy_columns))
-    if where.starts_from is not None:
-        statement = statement.where(Appointment.starts_at >= where.starts_from)
-    if where.starts_before is not None:
-        statement = statement.where(Appointment.starts_at < where.starts_before)
-    if where.status is not None:
-        statement = statement.where(Appointment.status == where.status.value)
-    return statement
-
-
 def names_person(side: Side, person_id: Any, legacy_columns: bool) -> ColumnElement[bool]:
     """Either origin of ``side`` names the person (a value or a bound parameter)."""
     model = side.membership_model
@@ -309,27 +240,6 @@ def names_membership(side: Side, membership_id: Any, legacy_columns: bool) -> Co
         getattr(model, side.person_column) == getattr(Appointment, side.legacy_column),
     )
     return or_(by_new, derived_from_legacy)
-
-
-def appointments_matching(
-    where: AppointmentFilter, legacy_columns: bool = True, clinics: ClinicScope = None
-) -> Select[Appointment]:
-    """The appointments a list shows: the filter, within the viewer's clinics."""
-    return _within(
-        appointment_filter_statement(where, legacy_columns), Appointment.clinic_id, clinics
-    )
-
-
-async def list_appointments(
-    session: AsyncSession,
-    where: AppointmentFilter,
-    first: int | None,
-    after: str | None,
-    legacy_columns: bool = True,
-    clinics: ClinicScope = None,
-) -> Page[Appointment]:
-    statement = appointments_matching(where, legacy_columns, clinics)
-    return await paginate(session, statement, APPOINTMENT_ORDER, first, after)
 
 
 async def list_clinics(

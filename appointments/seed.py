@@ -27,8 +27,7 @@ from appointments.models import (
     User,
     UserRole,
 )
-from appointments.reads import fixed_stage
-from appointments.stages import Stage
+from appointments.stages import Stage, fixed_stage
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1f0e-3c1a-4d4c-9a8e-2f6f7c0d5b10")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -27,19 +26,7 @@ Membership = ClinicDoctor | ClinicPatient
 Person = User | Patient
 
 
-class MembershipRecord(Protocol):
-    """A membership as the read path needs it: an ORM row, or a plain record of a joined
-    read (appointments.listing); its person is the attribute ``Side.person_column`` names."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-
-    @property
-    def clinic_id(self) -> uuid.UUID: ...
-
-
-# Identity equality: there are two sides, and they key dicts on the read path, where a
-# generated hash over every field would be computed for each link.
+# Identity equality: there are two sides.
 @dataclass(frozen=True, slots=True, eq=False)
 class Side:
     name: str
@@ -93,31 +80,9 @@ class Side:
         for column in columns:
             flag_modified(appointment, column)
 
-    def person_of(self, membership: MembershipRecord) -> uuid.UUID:
+    def person_of(self, membership: Membership) -> uuid.UUID:
         value: uuid.UUID = getattr(membership, self.person_column)
         return value
-
-    def stored(
-        self, appointment: Appointment, appointment_id: uuid.UUID, clinic_id: uuid.UUID
-    ) -> StoredLink:
-        """This side of ``appointment`` as stored (its id and clinic passed in, read once)."""
-        loaded = self.has_legacy_column(appointment)
-        legacy_id: uuid.UUID | None = getattr(appointment, self.legacy_column) if loaded else None
-        membership_id: uuid.UUID | None = getattr(appointment, self.new_column)
-        return StoredLink(self, appointment_id, clinic_id, legacy_id, loaded, membership_id)
-
-
-@dataclass(slots=True)
-class StoredLink:
-    """One side of one appointment as its row stores it, read once: a list reads and
-    compares a few hundred of these, and each read of a mapped attribute costs."""
-
-    side: Side
-    appointment_id: uuid.UUID
-    clinic_id: uuid.UUID
-    legacy_id: uuid.UUID | None
-    has_legacy_column: bool
-    membership_id: uuid.UUID | None
 
 
 DOCTOR = Side(

@@ -7,6 +7,8 @@ The table below is the single source of truth: write and read paths look up a
 from __future__ import annotations
 
 import enum
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -71,3 +73,12 @@ def contracted_stage(legacy_columns: bool) -> Stage | None:
     """The stage every clinic is served whatever its flag: ``complete`` once the contract
     dropped the legacy columns (no other stage can be served without them), else none."""
     return None if legacy_columns else Stage.COMPLETE
+
+
+StageLookup = Callable[[uuid.UUID], Stage]
+"""The stage a request serves a clinic in (the flag, evaluated once per request and clinic)."""
+
+
+def fixed_stage(stage: Stage) -> StageLookup:
+    """A stage lookup answering one stage for every clinic (CLI tools, seeding, tests)."""
+    return lambda _clinic_id: stage

@@ -25,8 +25,7 @@ from appointments.models import (
     MigrationMismatch,
     MismatchStatus,
 )
-from appointments.reads import StageLookup
-from appointments.stages import STAGE_POLICIES, Stage
+from appointments.stages import STAGE_POLICIES, Stage, StageLookup
 
 STAGE_ORDER = tuple(Stage)
 

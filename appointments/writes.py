@@ -38,9 +38,8 @@ from appointments.models import (
     UserRole,
     utcnow,
 )
-from appointments.reads import StageLookup
 from appointments.sides import DOCTOR, PATIENT, Membership, Side
-from appointments.stages import Stage, StagePolicy, policy_for
+from appointments.stages import Stage, StageLookup, StagePolicy, policy_for
 
 T = TypeVar("T")
 

@@ -45,7 +45,6 @@ import httpx
 from appointments.models import UserRole
 from appointments.stages import Stage
 from bench.backfill import bench_admin
-from bench.executor import HOT_QUERY
 from bench.graphql import (
     DEFAULT_URL,
     QUICK_DATABASE,
@@ -57,6 +56,23 @@ from bench.graphql import (
 )
 from server.app import create_app
 from server.auth import mint_token
+
+HOT_QUERY = """
+query Hot($clinicId: ID!) {
+  appointments(first: 100, filter: {clinicId: $clinicId}) {
+    edges {
+      node {
+        id startsAt status
+        doctor { name }
+        patient { fullName }
+        clinicDoctor { active user { name } }
+        clinicPatient { patient { fullName } }
+      }
+    }
+  }
+}
+"""
+"""The hot list: a clinic's first 100 appointments with both field sets."""
 
 WARM_UP = 10
 

@@ -10,15 +10,12 @@ import orjson
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import ledger, listing, models, queries, validation
+from appointments import ledger, models, queries, validation
 from appointments.access import Permission
 from appointments.errors import DomainError
 from schema import read_model
 from schema.errors import parse_id, query_error
-from schema.execution import Completed
-from schema.fast_lists import compile_list
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
-from schema.prefetch import preload_appointments, selected_paths
 from schema.types import (
     Appointment,
     Clinic,
@@ -78,19 +75,8 @@ async def _page(
 @strawberry.type
 class Query:
     @strawberry.field(graphql_type=Appointment | None)
-    async def appointment(
-        self, info: ContextInfo, id: strawberry.ID
-    ) -> Appointment | orjson.Fragment | None:
-        if info.context.reads is not None:
-            return await read_model.appointment_by_id(
-                info.context, info._raw_info, _parse(id, "id")
-            )
-        row = await info.context.loaders.appointment_by_id.load(_parse(id, "id"))
-        if row is None or not (await info.context.access()).sees(row.clinic_id):
-            return None
-        selected = selected_paths(info.selected_fields[0].selections)
-        await preload_appointments(info.context, [row], selected)
-        return Appointment.from_model(row)
+    async def appointment(self, info: ContextInfo, id: strawberry.ID) -> orjson.Fragment | None:
+        return await read_model.appointment_by_id(info.context, info._raw_info, _parse(id, "id"))
 
     @strawberry.field(
         description="Appointments ordered by start time, then id",
@@ -102,48 +88,14 @@ class Query:
         filter: AppointmentFilterInput | None = None,
         first: PageSize = None,
         after: str | None = None,
-    ) -> Connection[Appointment] | Completed | orjson.Fragment:
+    ) -> orjson.Fragment:
         try:
             where = (filter or AppointmentFilterInput()).to_filter()
+            return await read_model.appointment_list(
+                info.context, info._raw_info, where, first, after
+            )
         except DomainError as error:
             raise query_error(error) from None
-        if info.context.reads is not None:
-            try:
-                served = await read_model.appointment_list(
-                    info.context, info._raw_info, where, first, after
-                )
-            except DomainError as error:
-                raise query_error(error) from None
-            if served is not None:
-                return served
-        legacy = info.context.legacy_columns
-        scope = await _scope(info)
-        context = info.context
-        compiled = (
-            compile_list(info._raw_info)
-            if context.fast_list_reads and context.completed_results
-            else None
-        )
-        if compiled is not None:
-            links = context.links if compiled.serves_links else None
-            joined = await _page(
-                info,
-                lambda s: listing.list_appointments_joined(
-                    s, links, where, first, after, legacy, scope
-                ),
-            )
-            return Completed(compiled.render(joined))
-        page = await _page(
-            info, lambda s: queries.list_appointments(s, where, first, after, legacy, scope)
-        )
-        selected = selected_paths(info.selected_fields[0].selections)
-        node = "edges.node."
-        await preload_appointments(
-            info.context,
-            page.rows,
-            {path.removeprefix(node) for path in selected if path.startswith(node)},
-        )
-        return Connection.from_page(page, Appointment.from_model)
 
     @strawberry.field
     async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:

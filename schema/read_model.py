@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, get_named_type
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.errors import DomainError, ErrorCode
 from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
 from appointments.read_model.runner import ServedPage
@@ -48,29 +50,32 @@ async def appointment_list(
     where: AppointmentFilter,
     first: int | None,
     after: str | None,
-) -> orjson.Fragment | None:
-    """The connection's JSON; None when the selection asks for what this does not serve."""
-    assert context.reads is not None
+) -> orjson.Fragment:
+    """The connection's JSON: one page, read once for each distinct node selection (one,
+    unless aliases of ``edges`` select different fields of the node)."""
     try:
         connection = selection_below(info, "AppointmentConnection")
-    except UnsupportedSelectionError:
-        return None
+    except UnsupportedSelectionError as error:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"appointments cannot be read with {error}"
+        ) from None
     nodes = {
         node.children
         for edges in connection
         if edges.name == "edges"
         for node in edges.children
         if node.name == "node"
-    }
-    if len(nodes) > 1:
-        return None
-    node_selection = next(iter(nodes), (_TYPENAME,))
+    } or {(_TYPENAME,)}
     access = await context.access()
     reads = context.reads
-    page = await context.db.run(
-        lambda s: reads.page(s, node_selection, access, where, first, after)
-    )
-    return orjson.Fragment(orjson.dumps(_connection(connection, page)))
+    pages: dict[Selection, ServedPage] = {}
+    for node_selection in nodes:
+
+        async def read(session: AsyncSession, node: Selection = node_selection) -> ServedPage:
+            return await reads.page(session, node, access, where, first, after)
+
+        pages[node_selection] = await context.db.run(read)
+    return orjson.Fragment(orjson.dumps(_connection(connection, pages)))
 
 
 async def appointment_by_id(
@@ -79,7 +84,6 @@ async def appointment_by_id(
     appointment_id: uuid.UUID,
     clinic_id: uuid.UUID | None = None,
 ) -> orjson.Fragment | None:
-    assert context.reads is not None
     selection = selection_below(info, "Appointment")
     access = await context.access()
     reads = context.reads
@@ -93,7 +97,6 @@ async def appointment_snapshot(
     context: RequestContext, info: GraphQLResolveInfo[Any], row: Appointment
 ) -> orjson.Fragment | None:
     """A replayed appointment, as its idempotency key stored it."""
-    assert context.reads is not None
     selection = selection_below(info, "Appointment")
     access = await context.access()
     reads = context.reads
@@ -101,13 +104,14 @@ async def appointment_snapshot(
     return None if node is None else orjson.Fragment(node)
 
 
-def _connection(selection: Selection, page: ServedPage) -> dict[str, Any]:
+def _connection(selection: Selection, pages: dict[Selection, ServedPage]) -> dict[str, Any]:
+    page = next(iter(pages.values()))
     answer: dict[str, Any] = {}
     for field in selection:
         if field.name == "__typename":
             answer[field.key] = "AppointmentConnection"
         elif field.name == "edges":
-            answer[field.key] = [_edge(field.children, row) for row in page.rows]
+            answer[field.key] = [_edge(field.children, row, pages) for row in range(len(page.rows))]
         elif field.name == "pageInfo":
             end = APPOINTMENT_ORDER.encode(page.rows[-1]) if page.rows else None
             answer[field.key] = {
@@ -123,15 +127,18 @@ def _connection(selection: Selection, page: ServedPage) -> dict[str, Any]:
     return answer
 
 
-def _edge(selection: Selection, row: Any) -> dict[str, Any]:
+def _edge(
+    selection: Selection, position: int, pages: dict[Selection, ServedPage]
+) -> dict[str, Any]:
     edge: dict[str, Any] = {}
     for field in selection:
         if field.name == "__typename":
             edge[field.key] = "AppointmentEdge"
         elif field.name == "cursor":
-            edge[field.key] = APPOINTMENT_ORDER.encode(row)
+            edge[field.key] = APPOINTMENT_ORDER.encode(next(iter(pages.values())).rows[position])
         else:
-            edge[field.key] = orjson.Fragment(row.node)
+            rows = pages[field.children].rows
+            edge[field.key] = orjson.Fragment(rows[position].node) if position < len(rows) else None
     return edge
 
 

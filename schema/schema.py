@@ -19,7 +19,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.execution import FastExecutor, ReleasingExecutor
+from schema.execution import ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
@@ -67,14 +67,11 @@ def _is_unexpected(error: GraphQLError) -> bool:
 DOCUMENT_CACHE_SIZE = 256
 
 
-def build_schema(
-    limits: QueryLimits | None = None, fast_execution: bool = True
-) -> strawberry.Schema:
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     """The service's schema.
 
-    ``fast_execution`` selects the executor that completes plain leaf fields directly
-    (schema/execution.py); False runs graphql-core's stock completion (Strawberry's
-    executor, releasing the request's context once the response is built).
+    The executor (schema/execution.py) takes an appointment's JSON from the read model
+    as it is, and releases the request's context once the response is built.
 
     Parsed documents and validation results are cached across requests. The
     validation cache is keyed by document and rule classes, and the limits are rule
@@ -106,7 +103,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        execution_context_class=FastExecutor if fast_execution else ReleasingExecutor,
+        execution_context_class=ReleasingExecutor,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

@@ -14,12 +14,10 @@ from strawberry.types import Info
 
 from appointments import models
 from appointments.queries import Page
-from appointments.reads import MigrationView, Missing, ResolvedLink, SideView
-from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Origin, Stage
 from appointments.validation import ClinicReport, SideCounts
 from schema import read_model
-from schema.dataloaders import peek
+from schema.dataloaders import Missing, peek
 from server.context import RequestContext
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
@@ -155,6 +153,9 @@ class ClinicStaff:
     )
 )
 class Appointment:
+    """Served only by the read model (``schema.read_model``): a field answering an
+    appointment returns its JSON, and these fields declare the type."""
+
     id: strawberry.ID
     starts_at: datetime
     ends_at: datetime
@@ -162,117 +163,18 @@ class Appointment:
     reason: str | None
     created_at: datetime
     updated_at: datetime
-    row: strawberry.Private[models.Appointment]
-
-    @classmethod
-    def from_model(cls, row: models.Appointment) -> Appointment:
-        return cls(
-            id=_id(row),
-            starts_at=row.starts_at,
-            ends_at=row.ends_at,
-            status=models.AppointmentStatus(row.status),
-            reason=row.reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            row=row,
-        )
-
-    @strawberry.field(graphql_type=Clinic)
-    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
-        return _clinic(info, self.row.clinic_id)
-
-    @strawberry.field(deprecation_reason="Use clinicDoctor.user", graphql_type=User | None)
-    def doctor(self, info: ContextInfo) -> User | Awaitable[User | None] | None:
-        link = info.context.links.ready(DOCTOR, self.row)
-        if link is None:
-            return self._doctor(info)
-        if link.person_id is None:
-            return None
-        known = peek(info.context.loaders.known_users, link.person_id)
-        if isinstance(known, Missing):
-            return self._doctor(info)
-        return None if known is None else User.from_model(known)
-
-    @strawberry.field(deprecation_reason="Use clinicPatient.patient", graphql_type=Patient | None)
-    def patient(self, info: ContextInfo) -> Patient | Awaitable[Patient | None] | None:
-        link = info.context.links.ready(PATIENT, self.row)
-        if link is None:
-            return self._patient(info)
-        if link.person_id is None:
-            return None
-        known = peek(info.context.loaders.known_patients, link.person_id)
-        if isinstance(known, Missing):
-            return self._patient(info)
-        return None if known is None else Patient.from_model(known)
-
-    @strawberry.field(
-        description="Null while the doctor has no membership in this clinic",
-        graphql_type=ClinicDoctor | None,
+    clinic: Clinic
+    doctor: User | None = strawberry.field(deprecation_reason="Use clinicDoctor.user")
+    patient: Patient | None = strawberry.field(deprecation_reason="Use clinicPatient.patient")
+    clinic_doctor: ClinicDoctor | None = strawberry.field(
+        description="Null while the doctor has no membership in this clinic"
     )
-    def clinic_doctor(
-        self, info: ContextInfo
-    ) -> ClinicDoctor | Awaitable[ClinicDoctor | None] | None:
-        link = info.context.links.ready(DOCTOR, self.row)
-        if link is None:
-            return self._clinic_doctor(info)
-        return _clinic_doctor(link)
-
-    @strawberry.field(
-        description="Null while the patient is not registered in this clinic",
-        graphql_type=ClinicPatient | None,
+    clinic_patient: ClinicPatient | None = strawberry.field(
+        description="Null while the patient is not registered in this clinic"
     )
-    def clinic_patient(
-        self, info: ContextInfo
-    ) -> ClinicPatient | Awaitable[ClinicPatient | None] | None:
-        link = info.context.links.ready(PATIENT, self.row)
-        if link is None:
-            return self._clinic_patient(info)
-        return _clinic_patient(link)
-
-    @strawberry.field(
+    migration: AppointmentMigration = strawberry.field(
         description="QA: the stage that served this appointment, both origins, and differences"
     )
-    async def migration(self, info: ContextInfo) -> AppointmentMigration:
-        return AppointmentMigration.from_view(await info.context.links.migration(self.row))
-
-    async def _doctor(self, info: ContextInfo) -> User | None:
-        link = await self._link(info, DOCTOR)
-        if link.person_id is None:
-            return None
-        user = await info.context.loaders.user_by_id.load(link.person_id)
-        return None if user is None else User.from_model(user)
-
-    async def _patient(self, info: ContextInfo) -> Patient | None:
-        link = await self._link(info, PATIENT)
-        if link.person_id is None:
-            return None
-        patient = await info.context.loaders.patient_by_id.load(link.person_id)
-        return None if patient is None else Patient.from_model(patient)
-
-    async def _clinic_doctor(self, info: ContextInfo) -> ClinicDoctor | None:
-        return _clinic_doctor(await self._link(info, DOCTOR))
-
-    async def _clinic_patient(self, info: ContextInfo) -> ClinicPatient | None:
-        return _clinic_patient(await self._link(info, PATIENT))
-
-    async def _link(self, info: ContextInfo, side: Side) -> ResolvedLink:
-        return await info.context.links.resolve(side, self.row)
-
-
-# The resolvers below answer from rows the request has already loaded (a list
-# preloads its page) and only return an awaitable when a row is not loaded yet.
-
-
-def _clinic_doctor(link: ResolvedLink) -> ClinicDoctor | None:
-    membership = link.membership
-    assert membership is None or isinstance(membership, models.ClinicDoctor)
-    return None if membership is None else ClinicDoctor.from_model(membership)
-
-
-def _clinic_patient(link: ResolvedLink) -> ClinicPatient | None:
-    membership = link.membership
-    assert membership is None or isinstance(membership, models.ClinicPatient)
-    return None if membership is None else ClinicPatient.from_model(membership)
 
 
 def _clinic(info: ContextInfo, clinic_id: uuid.UUID) -> Clinic | Awaitable[Clinic]:
@@ -352,19 +254,13 @@ class AppointmentSuccess:
     row: strawberry.Private[models.Appointment]
 
     @strawberry.field(graphql_type=Appointment)
-    async def appointment(self, info: ContextInfo) -> Appointment | orjson.Fragment:
+    async def appointment(self, info: ContextInfo) -> orjson.Fragment | None:
         context = info.context
-        if context.reads is not None:
-            served = (
-                await read_model.appointment_snapshot(context, info._raw_info, self.row)
-                if id(self.row) in context.replayed
-                else await read_model.appointment_by_id(
-                    context, info._raw_info, self.row.id, self.row.clinic_id
-                )
-            )
-            if served is not None:
-                return served
-        return Appointment.from_model(self.row)
+        if id(self.row) in context.replayed:
+            return await read_model.appointment_snapshot(context, info._raw_info, self.row)
+        return await read_model.appointment_by_id(
+            context, info._raw_info, self.row.id, self.row.clinic_id
+        )
 
 
 @strawberry.type
@@ -422,19 +318,6 @@ class SideOrigins:
     new_clinic_id: strawberry.ID | None = strawberry.field(description="That membership's clinic")
     consistent: bool
 
-    @classmethod
-    def from_view(cls, view: SideView) -> SideOrigins:
-        comparison = view.comparison
-        return cls(
-            served_origin=view.link.origin,
-            fell_back=view.link.fell_back,
-            legacy_person_id=_optional_id(comparison.legacy_person_id),
-            new_membership_id=_optional_id(comparison.new_membership_id),
-            new_person_id=_optional_id(comparison.new_person_id),
-            new_clinic_id=_optional_id(comparison.new_clinic_id),
-            consistent=comparison.consistent,
-        )
-
 
 @strawberry.type
 class MigrationDifference:
@@ -454,25 +337,6 @@ class AppointmentMigration:
     doctor: SideOrigins
     patient: SideOrigins
     differences: list[MigrationDifference]
-
-    @classmethod
-    def from_view(cls, view: MigrationView) -> AppointmentMigration:
-        return cls(
-            stage=view.stage,
-            authoritative_origin=view.authoritative,
-            compared_stage=view.compared_stage,
-            consistent=view.consistent,
-            doctor=SideOrigins.from_view(view.doctor),
-            patient=SideOrigins.from_view(view.patient),
-            differences=[
-                MigrationDifference(
-                    field=difference.field,
-                    legacy_value=_optional_id(difference.legacy_value),
-                    new_value=_optional_id(difference.new_value),
-                )
-                for difference in view.differences
-            ],
-        )
 
 
 @strawberry.type(
@@ -516,16 +380,10 @@ class MigrationMismatch:
         return _clinic(info, self.row.clinic_id)
 
     @strawberry.field(graphql_type=Appointment)
-    async def appointment(self, info: ContextInfo) -> Appointment | orjson.Fragment:
-        if info.context.reads is not None:
-            served = await read_model.appointment_by_id(
-                info.context, info._raw_info, self.row.appointment_id, self.row.clinic_id
-            )
-            if served is not None:
-                return served
-        appointment = await info.context.loaders.appointment_by_id.load(self.row.appointment_id)
-        assert appointment is not None, "foreign key guarantees the appointment"
-        return Appointment.from_model(appointment)
+    async def appointment(self, info: ContextInfo) -> orjson.Fragment | None:
+        return await read_model.appointment_by_id(
+            info.context, info._raw_info, self.row.appointment_id, self.row.clinic_id
+        )
 
 
 @strawberry.type

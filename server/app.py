@@ -185,10 +185,8 @@ class Services:
             self.legacy_columns,
             self.settings.idempotency,
             self.open_clinics,
-            self.settings.fast_list_reads,
             access,
             self.adopt_contracted_layout,
-            self.settings.sql_reads,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
@@ -322,7 +320,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         introspection=settings.introspection,
     )
     graphql = ClinicGraphQL(
-        build_schema(limits, fast_execution=settings.fast_execution),
+        build_schema(limits),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=False,
     )

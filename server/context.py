@@ -23,7 +23,6 @@ from appointments.idempotency import (
 )
 from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
 from appointments.read_model.runner import ReadModel
-from appointments.reads import LinkResolver, sees_no_other_clinic
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
@@ -41,17 +40,12 @@ class RequestContext:
     db: SerializedSession
     stages: StageResolver
     loaders: Loaders
-    links: LinkResolver
+    reads: ReadModel
     recorder: MismatchRecorder
     viewer: Viewer
     legacy_columns: bool
-    fast_list_reads: bool = True
-    reads: ReadModel | None = None
     replayed: set[int] = field(default_factory=set)
     """The ``id()`` of rows this request replayed from an idempotency key (stored snapshots)."""
-    """Set when appointments are read through the read model (``CLINIC_SQL_READS``)."""
-    completed_results: bool = False
-    """Set by the executor when it takes a resolver's ``Completed`` result (schema.execution)."""
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
     open_clinics: OpenClinics | None = None
@@ -72,43 +66,26 @@ class RequestContext:
         legacy_columns: bool = True,
         idempotency: IdempotencyPolicy | None = None,
         open_clinics: OpenClinics | None = None,
-        fast_list_reads: bool = True,
         access: Access | None = None,
         layout_changed: Callable[[], Awaitable[bool]] | None = None,
-        sql_reads: bool = False,
     ) -> RequestContext:
         db = SerializedSession(sessions)
-        loaders = Loaders(db)
         events = MigrationEventLog()
         recorder = MismatchRecorder()
-        links = LinkResolver(
-            stages,
-            loaders,
-            events,
-            recorder,
-            compare_sample_ratio,
-            sees_no_other_clinic if access is None else access.sees,
-        )
         return cls(
             request=request,
             response=response,
             sessions=sessions,
             db=db,
             stages=stages,
-            loaders=loaders,
-            links=links,
+            loaders=Loaders(db),
+            reads=ReadModel(stages, events, recorder, compare_sample_ratio, legacy_columns),
             recorder=recorder,
             viewer=viewer,
             legacy_columns=legacy_columns,
-            fast_list_reads=fast_list_reads,
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
             open_clinics=open_clinics,
-            reads=(
-                ReadModel(stages, events, recorder, compare_sample_ratio, legacy_columns)
-                if sql_reads
-                else None
-            ),
             _access=access,
             layout_changed=layout_changed,
         )
@@ -118,7 +95,6 @@ class RequestContext:
         if self._access is None:
             viewer = self.viewer
             self._access = await self.db.run(lambda s: load_access(s, viewer.user_id, viewer.role))
-            self.links.limit_to(self._access.sees)
         return self._access
 
     async def write(self, operation: WriteOperation[T]) -> T:
@@ -127,7 +103,6 @@ class RequestContext:
             return await run_in_transaction(self.sessions, self.events, operation)
         finally:
             self.loaders.clear_all()
-            self.links.forget()
 
     async def write_once(
         self,
@@ -143,7 +118,6 @@ class RequestContext:
             )
         finally:
             self.loaders.clear_all()
-            self.links.forget()
         if outcome.replayed:
             self.replayed.add(id(outcome.row))
             if self.response is not None:

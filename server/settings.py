@@ -47,9 +47,6 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
-    fast_execution: bool = True
-    fast_list_reads: bool = True
-    sql_reads: bool = True
     gc_threshold: int = 50_000
     database_pool_size: int = 5
     database_max_overflow: int = 10
@@ -113,9 +110,6 @@ class Settings:
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
-            fast_execution=_flag(env, "CLINIC_FAST_EXECUTION", defaults.fast_execution),
-            fast_list_reads=_flag(env, "CLINIC_FAST_LIST_READS", defaults.fast_list_reads),
-            sql_reads=_flag(env, "CLINIC_SQL_READS", defaults.sql_reads),
             gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold, minimum=0),
             database_pool_size=_integer(
                 env, "CLINIC_DATABASE_POOL_SIZE", defaults.database_pool_size

@@ -19,9 +19,8 @@ from appointments.backfill import (
 )
 from appointments.events import PendingEvents
 from appointments.models import Appointment, BackfillCheckpoint
-from appointments.reads import fixed_stage
 from appointments.sides import DOCTOR, PATIENT
-from appointments.stages import Stage
+from appointments.stages import Stage, fixed_stage
 from appointments.validation import ClinicReport, clinic_reports
 from tests.conftest import World, insert_appointment, table_snapshot
 

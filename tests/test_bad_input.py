@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
-from appointments.reads import fixed_stage
 from appointments.sides import DOCTOR, PATIENT, Side
-from appointments.stages import STAGE_POLICIES, Stage
+from appointments.stages import STAGE_POLICIES, Stage, fixed_stage
 from tests.conftest import Api, World, set_stages, stored_appointment, table_snapshot
 
 Variables = Callable[[World, str], dict[str, Any]]

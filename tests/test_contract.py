@@ -167,7 +167,7 @@ class TestAServiceRunningThroughTheContract:
         set_stages(flags_file, {world.clinic_a.id: Stage.LIVE})
         async with (
             open_api(database_url, flags_file) as reader,
-            open_api(database_url, flags_file, fast_list_reads=False) as writer,
+            open_api(database_url, flags_file) as writer,
         ):
             # Enough reads that psycopg has prepared the legacy statements server-side.
             for _ in range(PSYCOPG_PREPARE_THRESHOLD + 1):

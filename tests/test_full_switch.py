@@ -16,11 +16,9 @@ import migrations
 from appointments.backfill import BackfillOptions, run_backfill
 from appointments.models import Appointment, ClinicDoctor
 from appointments.stages import Stage
-from bench.executor import HOT_QUERY
 from server.cli import main
 from tests.conftest import Api, World, open_api, set_stages
 from tests.test_backfill import book
-from tests.test_fast_lists import ALL_FIELDS
 
 READ = """
 query Read($clinic: ID!, $doctor: ID) {
@@ -121,12 +119,8 @@ async def test_the_contract_refuses_while_rows_are_unlinked_and_the_service_work
             migrations.CONTRACT_REVISION,
         }
         set_stages(flags_file, {world.clinic_a.id: Stage.DUAL_WRITE})
-        async with (
-            open_api(database_url, flags_file) as api,
-            open_api(database_url, flags_file, fast_list_reads=False) as orm_reads,
-        ):
+        async with open_api(database_url, flags_file) as api:
             await serves_both_field_sets_after_the_contract(api, world, len(booked) + 2)
-            await joined_lists_answer_as_the_orm_read_path(api, orm_reads, world)
     finally:
         await migrations.revert_contract(engine)
         assert await migrations.current_heads(engine) == {migrations.SERVICE_HEAD}
@@ -182,23 +176,6 @@ async def serves_both_field_sets_after_the_contract(api: Api, world: World, exis
     assert appointment["id"] in {edge["node"]["id"] for edge in by_doctor["appointments"]["edges"]}
     report = await api.data(REPORT, {"clinic": clinic})
     assert report["migrationReport"][0]["fullyLinked"] == existing + 1
-
-
-async def joined_lists_answer_as_the_orm_read_path(joined: Api, orm: Api, world: World) -> None:
-    """After the contract the joined list read has no legacy columns to join on."""
-    clinic = str(world.clinic_a.id)
-    for query, variables in (
-        (HOT_QUERY, {"clinicId": clinic}),
-        (ALL_FIELDS, {"clinicId": clinic, "first": 50}),
-    ):
-        payload = {"query": query, "variables": variables}
-        from_orm = await orm.client.post("/graphql", json=payload)
-        from_join = await joined.client.post("/graphql", json=payload)
-        assert from_join.status_code == from_orm.status_code == 200
-        assert from_join.json() == from_orm.json()
-        nodes = [edge["node"] for edge in from_join.json()["data"]["appointments"]["edges"]]
-        assert nodes
-        assert all(isinstance(node["doctor"], dict) for node in nodes)
 
 
 def run_cli(

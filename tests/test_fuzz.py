@@ -60,8 +60,7 @@ from appointments.models import (
     MismatchField,
     MismatchStatus,
 )
-from appointments.reads import fixed_stage
-from appointments.stages import Stage
+from appointments.stages import Stage, fixed_stage
 from schema.schema import schema as strawberry_schema
 from tests.conftest import Api, World, set_stages
 

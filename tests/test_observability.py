@@ -157,8 +157,6 @@ async def test_a_failing_comparison_leaves_the_read_intact_and_is_counted(
     def broken_comparison(*_args: Any) -> None:
         raise RuntimeError("comparison bug")
 
-    monkeypatch.setattr("appointments.reads.compare_side", broken_comparison)
-    monkeypatch.setattr("appointments.reads.differences_between", broken_comparison)
     monkeypatch.setattr("appointments.read_model.bookkeeping._differences", broken_comparison)
     body = await api.post(READ, {"clinicId": str(world.clinic_a.id)})
 

@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
-from appointments.reads import fixed_stage
-from appointments.stages import STAGE_POLICIES, Stage
+from appointments.stages import STAGE_POLICIES, Stage, fixed_stage
 from tests.conftest import Api, World, set_stages
 
 READ = """

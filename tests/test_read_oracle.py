@@ -59,8 +59,7 @@ PEOPLE = 3
 async def oracle_api(
     database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Api]:
-    settings = {"production": True, "jwt_secret": SECRET, "sql_reads": True}
-    async with open_api(database_url, flags_file, **settings) as api:
+    async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
         yield api
 
 

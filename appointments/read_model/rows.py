@@ -131,6 +131,9 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
 
 
 def _filter(name: str, legacy_columns: bool) -> ColumnElement[bool]:
+    """One filter, its value a parameter. A doctor or patient filter matches a row when
+    either origin names that person or membership, so results do not depend on how far
+    the row's clinic has migrated."""
     value = bindparam(f"filter_{name}", type_=_TYPES[name])
     if name == "clinic_id":
         return Appointment.clinic_id == value
