@@ -34,6 +34,7 @@ from schema.inputs import (
     RescheduleAppointmentInput,
     SetMismatchStatusInput,
 )
+from schema.ledger_types import MigrationMismatch, MismatchSuccess
 from schema.types import (
     AppointmentSuccess,
     Clinic,
@@ -45,8 +46,6 @@ from schema.types import (
     ClinicStaffSuccess,
     ClinicSuccess,
     ContextInfo,
-    MigrationMismatch,
-    MismatchSuccess,
     Patient,
     PatientSuccess,
     User,

@@ -16,15 +16,14 @@ from appointments.errors import DomainError
 from schema import read_model
 from schema.errors import parse_id, query_error
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
+from schema.ledger_types import ClinicMigrationReport, MigrationMismatch
 from schema.types import (
     Appointment,
     Clinic,
     ClinicDoctor,
-    ClinicMigrationReport,
     ClinicPatient,
     Connection,
     ContextInfo,
-    MigrationMismatch,
     Patient,
     User,
 )
