@@ -23,6 +23,9 @@ T = TypeVar("T")
 logger = logging.getLogger("appointments.db")
 
 
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
+"""The embedded default: a SQLite file under var/ (``CLINIC_DATABASE_URL`` overrides it)."""
+
 PSYCOPG_PREPARE_THRESHOLD = 5
 
 

@@ -8,14 +8,14 @@ from ``CLINIC_DATABASE_URL``.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy import Connection
 
-from appointments.db import create_engine
+from appointments.db import DEFAULT_DATABASE_URL, create_engine
 from appointments.models import Base
 from migrations import migration_connection
-from server.settings import Settings
 
 target_metadata = Base.metadata
 
@@ -31,11 +31,8 @@ def run_with_connection(connection: Connection) -> None:
         context.run_migrations()
 
 
-async def run_from_settings() -> None:
-    settings = Settings.from_environment()
-    engine = create_engine(
-        settings.database_url, prepare_threshold=settings.database_prepare_threshold
-    )
+async def run_from_environment() -> None:
+    engine = create_engine(os.environ.get("CLINIC_DATABASE_URL", DEFAULT_DATABASE_URL))
     try:
         async with migration_connection(engine) as connection:
             await connection.run_sync(run_with_connection)
@@ -50,4 +47,4 @@ given_connection = context.config.attributes.get("connection")
 if given_connection is not None:
     run_with_connection(given_connection)
 else:
-    asyncio.run(run_from_settings())
+    asyncio.run(run_from_environment())

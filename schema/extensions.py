@@ -9,7 +9,7 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 
 import migrations
-from server.context import RequestContext
+from schema.context import RequestContext
 
 SCHEMA_CHANGED = "SCHEMA_CHANGED"
 

@@ -20,6 +20,7 @@ from appointments.events import PendingEvents
 from appointments.idempotency import KEY_FIELD, IdempotentRequest
 from appointments.replays import ReplayCheck
 from appointments.sides import DOCTOR, PATIENT, Side
+from schema.context import WriteOperation
 from schema.errors import (
     AnyUserError,
     parse_id,
@@ -51,7 +52,6 @@ from schema.types import (
     User,
     UserSuccess,
 )
-from server.context import WriteOperation
 
 ANONYMOUS_ACTOR = "anonymous"
 RowT = TypeVar("RowT")

@@ -20,8 +20,8 @@ from appointments.errors import DomainError, ErrorCode
 from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
 from appointments.read_model.runner import ServedPage
+from schema.context import RequestContext
 from schema.selection import SelectedField, Selection, UnsupportedSelectionError, collect
-from server.context import RequestContext
 
 
 @lru_cache(maxsize=8)

@@ -24,8 +24,8 @@ from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
 from schema.queries import Query
+from schema.request_id import request_id
 from schema.suggestions import SuggestionlessValidation
-from server.logs import request_id
 
 
 @dataclass(frozen=True, slots=True)

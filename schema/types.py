@@ -16,8 +16,8 @@ from appointments import models
 from appointments.queries import Page
 from appointments.stages import Origin, Stage
 from schema import read_model
+from schema.context import RequestContext
 from schema.dataloaders import Missing, peek
-from server.context import RequestContext
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
 strawberry.enum(models.UserRole, name="UserRole")

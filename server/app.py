@@ -36,9 +36,9 @@ from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
+from schema.context import RequestContext
 from schema.schema import QueryLimits, build_schema
 from server.auth import Authenticator, RequireViewer
-from server.context import RequestContext
 from server.dashboard import migration_dashboard
 from server.graphql_view import ClinicGraphQL
 from server.logs import configure_logging_once

@@ -15,7 +15,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
 
 from flags.stages import Viewer
-from server.context import RequestContext
+from schema.context import RequestContext
 from server.request_body import RequestRefusedError, check_content_encoding, decode_body
 
 if TYPE_CHECKING:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import logging.config
@@ -10,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+from schema.request_id import request_id
 
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {
     "message",

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from appointments.db import PSYCOPG_PREPARE_THRESHOLD
+from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
 from appointments.idempotency import IdempotencyPolicy
 from appointments.stages import Stage
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
 DEFAULT_FLAGS_FILE = "var/flags.json"
 LOG_FORMATS = ("auto", "json", "text")
 

@@ -11,7 +11,7 @@ import pytest
 
 from appointments.stages import Stage
 from bench.opcodes import HOT_QUERY
-from server.context import RequestContext
+from schema.context import RequestContext
 from tests.conftest import Mess, World, open_api, set_stages
 
 

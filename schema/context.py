@@ -27,7 +27,7 @@ from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
 
-logger = logging.getLogger("server.context")
+logger = logging.getLogger("schema.context")
 T = TypeVar("T")
 WriteOperation = Callable[[AsyncSession, PendingEvents], Awaitable[T]]
 
