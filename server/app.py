@@ -211,6 +211,9 @@ class Services:
 
 
 def open_flag_source(settings: Settings) -> FlagSource:
+    """The Unleash server source when ``UNLEASH_URL`` is set (with its client token, else
+    ``SettingsError``), the local flags file otherwise."""
+    settings.require_client_token()
     if settings.unleash_url is not None and settings.unleash_api_token is not None:
         logger.info("stages come from the Unleash server", extra={"url": settings.unleash_url})
         return UnleashServerFlagSource(
@@ -302,6 +305,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings is None:
         settings = Settings.from_environment()
         configure_logging_once(settings.log_level, settings.log_format)
+    settings.require_client_token()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         result: int = arguments.handler(settings, arguments)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     except (FlagsFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -101,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    settings.require_client_token()
     if arguments.demo:
         asyncio.run(_prepare_demo(settings, reset_flags=False, per_clinic=50))
     if arguments.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

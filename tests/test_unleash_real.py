@@ -260,8 +260,9 @@ async def test_export_writes_the_servers_flag_as_a_flags_file_that_evaluates_ali
         )
     )
     exported = tmp_path / "exported.json"
+    # An operator setting up the flag has the admin token, not the service's client token.
     monkeypatch.setenv("UNLEASH_URL", f"{unleash_server.url}/api")
-    monkeypatch.setenv("UNLEASH_API_TOKEN", CLIENT_TOKEN)
+    monkeypatch.delenv("UNLEASH_API_TOKEN", raising=False)
     monkeypatch.setenv("UNLEASH_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("CLINIC_LOG_FORMAT", "text")
     root = logging.getLogger()
