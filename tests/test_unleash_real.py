@@ -319,7 +319,9 @@ async def test_an_unleash_outage_changes_nothing_for_requests(
 
     async with service(database_url, flags_file, unleash_server, tmp_path / "empty") as fresh:
         assert await served_stage(fresh, world) == "dual_write"
-        ready = (await fresh.client.get("/readyz")).json()["flags"]
+        readyz = await fresh.client.get("/readyz")
+        assert readyz.status_code == 503, "no flag data: not ready"
+        ready = readyz.json()["flags"]
         assert ready["loaded"] is False
         assert "default stage" in ready["problem"]
         assert "clinic_flag_source_loaded 0.0" in (await fresh.client.get("/metrics")).text
