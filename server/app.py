@@ -37,6 +37,7 @@ from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
 from flags.stages import StageResolver, Viewer
 from schema.schema import QueryLimits, build_schema
+from server import graphiql
 from server.auth import Authenticator, RequireViewer
 from server.context import RequestContext
 from server.dashboard import migration_dashboard
@@ -350,6 +351,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         Route("/graphql", RequireViewer(RequireKnownUser(graphql), authenticator, serves_ide=True)),
     ]
+    if settings.graphiql:
+        routes.append(Route(f"{graphiql.ASSET_PATH}/{{name}}", graphiql.serve_asset))
     return Starlette(
         routes=routes,
         lifespan=lifespan,

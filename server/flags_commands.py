@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
 from sqlalchemy import select
 
 from appointments.db import create_engine, create_session_factory

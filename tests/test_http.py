@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -75,7 +76,7 @@ async def test_readyz_is_unavailable_when_unleash_is_unreachable_and_nothing_is_
 async def test_the_reachable_gauge_follows_the_flags_file(api: Api, flags_file: Path) -> None:
     set_stages(flags_file, {})
     healthy = (await api.client.get("/metrics")).text
-    flags_file.unlink()
+    await asyncio.to_thread(flags_file.unlink)
     deleted = (await api.client.get("/metrics")).text
 
     assert "clinic_flag_source_reachable 1.0" in healthy
