@@ -105,7 +105,7 @@ async def create_appointment(
             updated_at=now,
         )
         for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
-            await _link(session, policy, side, appointment, reference, events, access)
+            await link_side(session, policy, side, appointment, reference, events, access)
         return await _insert_appointment(session, appointment)
 
 
@@ -144,7 +144,7 @@ async def reassign_appointment(
         )
         policy = policy_for(stage_for(appointment.clinic_id))
         meter.stage = policy.stage
-        await _link(session, policy, side, appointment, reference, events, access)
+        await link_side(session, policy, side, appointment, reference, events, access)
         await session.flush()
         return appointment
 
@@ -219,7 +219,7 @@ def _input_style(references: tuple[PersonReference, ...]) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
-async def _link(
+async def link_side(
     session: AsyncSession,
     policy: StagePolicy,
     side: Side,
@@ -228,7 +228,10 @@ async def _link(
     events: PendingEvents,
     access: Access,
 ) -> None:
-    """Write one side of an appointment as the stage says.
+    """Write one side of an appointment as the stage says, after the checks of a write
+    (the person or membership exists, is visible to ``access``, belongs to the clinic,
+    is active; the stage accepts the input). Creates, reassignments and
+    ``appointments.relink`` all link through here.
 
     The side the stage does not write is cleared rather than left as it was,
     so the two sides of a row are always either consistent or one of them empty;

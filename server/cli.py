@@ -1,4 +1,4 @@
-"""The `clinic` command: serve, migrate, seed, flags, schema."""
+"""The `clinic` command: serve, migrate, seed, flags, ledger, token, schema."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from flags.document import (
 )
 from server.auth import mint_token
 from server.flags_commands import add_flags_commands
+from server.ledger_commands import add_ledger_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
 from server.settings import Settings, SettingsError
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     add_flags_commands(commands)
+    add_ledger_commands(commands)
 
     token = commands.add_parser(
         "token", help="mint a bearer token (HS256, CLINIC_JWT_SECRET) to try a role in GraphiQL"
