@@ -70,12 +70,15 @@ class PersonReference:
 
 @dataclass(frozen=True, slots=True)
 class NewAppointment:
+    """A booking. ``appointment_id`` is for the demo seed's fixed ids; None draws one."""
+
     clinic_id: uuid.UUID
     starts_at: datetime
     ends_at: datetime
     doctor: PersonReference
     patient: PersonReference
     reason: str | None = None
+    appointment_id: uuid.UUID | None = None
 
 
 async def create_appointment(
@@ -95,7 +98,7 @@ async def create_appointment(
         meter.stage = policy.stage
         now = utcnow()
         appointment = Appointment(
-            id=uuid.uuid4(),
+            id=command.appointment_id or uuid.uuid4(),
             clinic_id=command.clinic_id,
             starts_at=command.starts_at,
             ends_at=command.ends_at,
