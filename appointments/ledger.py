@@ -36,6 +36,13 @@ from appointments.stages import Stage
 
 AUTO_FIX_ACTOR = "system"
 MAX_COMMENT_LENGTH = 2000
+ENTRY_NAMESPACE = uuid.UUID("3b0c2f43-6f7e-4a53-9d2f-7f2b61f0c8e4")
+
+
+def entry_id(appointment_id: uuid.UUID, field: MismatchField) -> uuid.UUID:
+    """The id of the ledger entry of (appointment, field): one entry per pair, so its id is
+    derived from the pair and the same in every database (a guide's example can name it)."""
+    return uuid.uuid5(ENTRY_NAMESPACE, f"{appointment_id}/{field.value}")
 
 
 class Observation(NamedTuple):
@@ -160,7 +167,7 @@ def _consistent_fields(
 
 def _ledger_row(observation: Observation, difference: Difference, now: datetime) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
+        "id": entry_id(observation.appointment_id, difference.field),
         "appointment_id": observation.appointment_id,
         "clinic_id": observation.clinic_id,
         "field": difference.field.value,
