@@ -225,6 +225,36 @@ def test_every_document_states_its_examples_by_the_convention() -> None:
         assert len(operations) == 1, f"{example.where}: one operation per graphql block"
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#+\s+(.*)$", re.MULTILINE)
+CODE_BLOCK = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def anchor_of(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_is_short_and_every_link_resolves_inside_the_repository() -> None:
+    texts = {path: CODE_BLOCK.sub("", path.read_text(encoding="utf-8")) for path in DOCUMENTS}
+    anchors = {path: {anchor_of(h) for h in HEADING.findall(text)} for path, text in texts.items()}
+    broken = []
+    for path, text in texts.items():
+        assert "../shared" not in path.read_text(encoding="utf-8"), path
+        for link in LINK.findall(text):
+            if link.startswith(("http://", "https://")):
+                continue
+            target_name, _, anchor = link.partition("#")
+            target = (path.parent / target_name).resolve() if target_name else path
+            if not target.is_relative_to(ROOT) or not target.exists():
+                broken.append(f"{path.name}: {link}")
+            elif anchor and anchor not in anchors.get(target, set()):
+                broken.append(f"{path.name}: {link} (no such heading)")
+
+    assert broken == []
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
 async def test_the_documents_examples_answer_as_shown_on_the_demo_data(
     path: Path, demo_url: str, tmp_path: Path
