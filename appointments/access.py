@@ -46,13 +46,16 @@ class Permission(enum.StrEnum):
     MANAGE_DIRECTORY = "create clinics and users"
     READ_MIGRATION = "read migration reports and the mismatch ledger"
     TRIAGE_LEDGER = "triage the mismatch ledger"
+    RELINK = "relink an appointment from its authoritative side"
 
 
 EVERY_PERMISSION = frozenset(Permission)
 
 ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
     UserRole.ADMIN: EVERY_PERMISSION,
-    UserRole.QA: frozenset({Permission.READ, Permission.READ_MIGRATION, Permission.TRIAGE_LEDGER}),
+    UserRole.QA: frozenset(
+        {Permission.READ, Permission.READ_MIGRATION, Permission.TRIAGE_LEDGER, Permission.RELINK}
+    ),
     UserRole.STAFF: frozenset(
         {
             Permission.READ,

@@ -36,6 +36,13 @@ from appointments.stages import Stage
 
 AUTO_FIX_ACTOR = "system"
 MAX_COMMENT_LENGTH = 2000
+ENTRY_NAMESPACE = uuid.UUID("3b0c2f43-6f7e-4a53-9d2f-7f2b61f0c8e4")
+
+
+def entry_id(appointment_id: uuid.UUID, field: MismatchField) -> uuid.UUID:
+    """The id of the ledger entry of (appointment, field): one entry per pair, so its id is
+    derived from the pair and the same in every database (a guide's example can name it)."""
+    return uuid.uuid5(ENTRY_NAMESPACE, f"{appointment_id}/{field.value}")
 
 
 class Observation(NamedTuple):
@@ -160,7 +167,7 @@ def _consistent_fields(
 
 def _ledger_row(observation: Observation, difference: Difference, now: datetime) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
+        "id": entry_id(observation.appointment_id, difference.field),
         "appointment_id": observation.appointment_id,
         "clinic_id": observation.clinic_id,
         "field": difference.field.value,
@@ -255,6 +262,17 @@ async def list_mismatches(
     return await paginate(session, statement, MISMATCH_ORDER, first, after)
 
 
+async def get_mismatch(
+    session: AsyncSession, mismatch_id: uuid.UUID, access: Access = SYSTEM
+) -> MigrationMismatch:
+    """One entry, for a viewer who may read the ledger; ``NOT_FOUND`` when there is none."""
+    access.require(Permission.READ_MIGRATION)
+    entry = await session.get(MigrationMismatch, mismatch_id)
+    if entry is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "no mismatch has this id", "id")
+    return entry
+
+
 async def set_mismatch_status(
     session: AsyncSession,
     mismatch_id: uuid.UUID,
@@ -268,17 +286,50 @@ async def set_mismatch_status(
     entry = await session.get(MigrationMismatch, mismatch_id, with_for_update=True)
     if entry is None:
         raise DomainError(ErrorCode.NOT_FOUND, "no mismatch has this id", "id")
-    if comment is not None:
-        check_text(comment, "comment")
-    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+    cleaned = clean_comment(comment)
+    entry.status = status.value
+    entry.status_changed_by = actor
+    entry.status_changed_at = utcnow()
+    entry.status_comment = cleaned
+    await session.flush()
+    return entry
+
+
+def clean_comment(comment: str | None) -> str | None:
+    """A triage comment as stored: checked text of at most ``MAX_COMMENT_LENGTH``, stripped;
+    None for none."""
+    if comment is None:
+        return None
+    check_text(comment, "comment")
+    if len(comment) > MAX_COMMENT_LENGTH:
         raise DomainError(
             ErrorCode.INVALID_INPUT,
             f"comment must be at most {MAX_COMMENT_LENGTH} characters",
             "comment",
         )
-    entry.status = status.value
-    entry.status_changed_by = actor
-    entry.status_changed_at = utcnow()
-    entry.status_comment = comment.strip() if comment else None
-    await session.flush()
-    return entry
+    return comment.strip() if comment else None
+
+
+async def mark_fixed(
+    session: AsyncSession,
+    appointment_id: uuid.UUID,
+    fields: Iterable[MismatchField],
+    actor: str,
+    comment: str,
+) -> int:
+    """Mark the appointment's entries for ``fields`` fixed (open or ignored ones), by
+    ``actor`` with ``comment``, in the caller's transaction; how many changed."""
+    changed = await session.execute(
+        update(MigrationMismatch)
+        .where(MigrationMismatch.appointment_id == appointment_id)
+        .where(MigrationMismatch.field.in_([field.value for field in fields]))
+        .where(MigrationMismatch.status != MismatchStatus.FIXED.value)
+        .values(
+            status=MismatchStatus.FIXED.value,
+            status_changed_by=actor,
+            status_changed_at=utcnow(),
+            status_comment=comment,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(changed, "rowcount", 0) or 0)

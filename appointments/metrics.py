@@ -72,6 +72,7 @@ FLAG_SOURCE_LOADED = Gauge(
 )
 FLAG_SOURCE_REACHABLE = Gauge(
     "clinic_flag_source_reachable",
-    "0 while the Unleash server cannot be reached (stages then come from the last known data)",
+    "1 when the flag source can be read: the flags file exists, or the Unleash server"
+    " answered its last poll (0: stages come from the last loaded data, or the default)",
     multiprocess_mode="livemin",
 )

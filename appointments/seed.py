@@ -1,7 +1,9 @@
 """Demo data: clinics in every stage, and the realistic mess a migration meets.
 
-Deterministic (fixed ids and a seeded random generator), so the demo flags file
-can name the demo clinics and a re-run is recognised and skipped.
+Deterministic (every id from ``demo_id``, and a seeded random generator), so the
+demo flags file can name the demo clinics, the guides' examples can name any demo
+row, and a re-run is recognised and skipped. Only the moments depend on the day of
+seeding: appointments lie around it.
 """
 
 from __future__ import annotations
@@ -127,10 +129,12 @@ async def seed_demo(
         patients_by_clinic[clinic.id] = clinic_patients
         # The last doctor and the last three patients of each clinic have no
         # membership yet: their appointments are the unlinked rows a backfill meets.
-        session.add_all(_memberships(clinic.id, clinic_doctors[:-1], clinic_patients[:-3]))
+        session.add_all(_memberships(n, clinic.id, clinic_doctors[:-1], clinic_patients[:-3]))
     session.add_all(
-        ClinicStaff(id=uuid.uuid4(), clinic_id=clinic.id, user_id=DEMO_USERS[UserRole.STAFF])
-        for clinic in clinics[:DEMO_STAFF_CLINICS]
+        ClinicStaff(
+            id=demo_id("clinic-staff", n), clinic_id=clinic.id, user_id=DEMO_USERS[UserRole.STAFF]
+        )
+        for n, clinic in enumerate(clinics[:DEMO_STAFF_CLINICS])
     )
     await session.flush()
 
@@ -163,6 +167,7 @@ async def seed_demo(
                     doctor=writes.PersonReference(person_id=doctor.id),
                     patient=writes.PersonReference(person_id=patient.id),
                     reason=generator.choice(("Check-up", "Follow-up", "Vaccination", None)),
+                    appointment_id=demo_id("appointment", n * appointments_per_clinic + k),
                 ),
                 events,
             )
@@ -177,11 +182,19 @@ async def seed_demo(
 
 
 def _memberships(
-    clinic_id: uuid.UUID, doctors: Iterable[User], patients: Iterable[Patient]
+    number: int, clinic_id: uuid.UUID, doctors: Iterable[User], patients: Iterable[Patient]
 ) -> list[ClinicDoctor | ClinicPatient]:
+    """The clinic's memberships, with ids from ``demo_id`` (clinic number, then position)."""
     rows: list[ClinicDoctor | ClinicPatient] = [
-        ClinicDoctor(id=uuid.uuid4(), clinic_id=clinic_id, user_id=doctor.id, active=True)
-        for doctor in doctors
+        ClinicDoctor(
+            id=demo_id(f"clinic{number}-doctor", k), clinic_id=clinic_id, user_id=d.id, active=True
+        )
+        for k, d in enumerate(doctors)
     ]
-    rows += [ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=p.id) for p in patients]
+    rows += [
+        ClinicPatient(
+            id=demo_id(f"clinic{number}-patient", k), clinic_id=clinic_id, patient_id=p.id
+        )
+        for k, p in enumerate(patients)
+    ]
     return rows

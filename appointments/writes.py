@@ -69,12 +69,15 @@ class PersonReference:
 
 @dataclass(frozen=True, slots=True)
 class NewAppointment:
+    """A booking. ``appointment_id`` is for the demo seed's fixed ids; None draws one."""
+
     clinic_id: uuid.UUID
     starts_at: datetime
     ends_at: datetime
     doctor: PersonReference
     patient: PersonReference
     reason: str | None = None
+    appointment_id: uuid.UUID | None = None
 
 
 async def create_appointment(
@@ -94,7 +97,7 @@ async def create_appointment(
         meter.stage = policy.stage
         now = utcnow()
         appointment = Appointment(
-            id=uuid.uuid4(),
+            id=command.appointment_id or uuid.uuid4(),
             clinic_id=command.clinic_id,
             starts_at=command.starts_at,
             ends_at=command.ends_at,
@@ -104,7 +107,7 @@ async def create_appointment(
             updated_at=now,
         )
         for side, reference in ((DOCTOR, command.doctor), (PATIENT, command.patient)):
-            await _link(session, policy, side, appointment, reference, events, access)
+            await link_side(session, policy, side, appointment, reference, events, access)
         return await _insert_appointment(session, appointment)
 
 
@@ -143,7 +146,7 @@ async def reassign_appointment(
         )
         policy = policy_for(stage_for(appointment.clinic_id))
         meter.stage = policy.stage
-        await _link(session, policy, side, appointment, reference, events, access)
+        await link_side(session, policy, side, appointment, reference, events, access)
         await session.flush()
         return appointment
 
@@ -218,7 +221,7 @@ def _input_style(references: tuple[PersonReference, ...]) -> str:
     return styles.pop() if len(styles) == 1 else "mixed"
 
 
-async def _link(
+async def link_side(
     session: AsyncSession,
     policy: StagePolicy,
     side: Side,
@@ -227,7 +230,10 @@ async def _link(
     events: PendingEvents,
     access: Access,
 ) -> None:
-    """Write one side of an appointment as the stage says.
+    """Write one side of an appointment as the stage says, after the checks of a write
+    (the person or membership exists, is visible to ``access``, belongs to the clinic,
+    is active; the stage accepts the input). Creates, reassignments and
+    ``appointments.relink`` all link through here.
 
     The side the stage does not write is cleared rather than left as it was,
     so the two sides of a row are always either consistent or one of them empty;

@@ -104,10 +104,14 @@ class LocalFileFlagSource:
         return str(result["name"]) if result.get("enabled") else None
 
     def describe(self) -> dict[str, Any]:
+        """As of now (the file is checked first). ``reachable``: the file exists; ``loaded``:
+        some version of it was loaded (and is served, even after the file went away)."""
+        self._refresh()
         return {
             "source": "file",
             "path": str(self._path),
             "loaded": self._client is not None,
+            "reachable": self._signature is not None,
             "problem": self._problem,
         }
 
@@ -124,8 +128,14 @@ class LocalFileFlagSource:
             if signature == self._signature:
                 return
             self._signature = signature
+            metrics.FLAG_SOURCE_REACHABLE.set(0 if signature is None else 1)
             if signature is None:
-                self._report(f"flags file {self._path} does not exist; serving the default stage")
+                serving = (
+                    "the default stage"
+                    if self._client is None
+                    else "the stages last loaded from it until it is back"
+                )
+                self._report(f"flags file {self._path} does not exist; serving {serving}")
                 return
             try:
                 document = read_document(self._path)
@@ -336,7 +346,8 @@ class UnleashServerFlagSource:
 
     def _update_gauges(self) -> None:
         metrics.FLAG_SOURCE_LOADED.set(1 if self._loaded() else 0)
-        metrics.FLAG_SOURCE_REACHABLE.set(1 if self._outage_since is None else 0)
+        reachable = self._outage_since is None and self._last_success is not None
+        metrics.FLAG_SOURCE_REACHABLE.set(1 if reachable else 0)
 
 
 def _iso(moment: datetime | None) -> str | None:

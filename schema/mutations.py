@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments import directory, ledger, models, replays, writes
+from appointments import directory, ledger, models, relink, replays, writes
 from appointments.access import Access, Permission
 from appointments.errors import DomainError
 from appointments.events import PendingEvents
@@ -330,6 +330,32 @@ class Mutation:
             prepare,
             lambda row: MismatchSuccess(mismatch=MigrationMismatch.from_model(row)),
             replays.anywhere(Permission.TRIAGE_LEDGER),
+        )
+
+    @strawberry.mutation(
+        description=(
+            "Rewrite an appointment's derived side from its authoritative side, as the"
+            " clinic's stage says, with the checks of a write (qa, admin); its ledger entries"
+            " that are consistent again are marked fixed, by the viewer, with the comment"
+        )
+    )
+    async def relink_appointment(
+        self, info: ContextInfo, appointment_id: strawberry.ID, comment: str | None = None
+    ) -> AppointmentResult:
+        def prepare(access: Access) -> WriteOperation[models.Appointment]:
+            parsed = parse_id(appointment_id, "appointmentId")
+            actor = info.context.viewer.user_id or ANONYMOUS_ACTOR
+            stages = info.context.stages
+            return lambda s, events: relink.relink_appointment(
+                s, stages, parsed, actor, comment, events, access
+            )
+
+        return await _mutate(
+            info,
+            {"appointmentId": appointment_id, "comment": comment},
+            prepare,
+            _appointment_success,
+            replays.in_clinic(Permission.RELINK, "appointmentId", "appointment"),
         )
 
 

@@ -38,6 +38,7 @@ from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSourc
 from flags.stages import StageResolver, Viewer
 from schema.context import RequestContext
 from schema.schema import QueryLimits, build_schema
+from server import graphiql
 from server.auth import Authenticator, RequireViewer
 from server.dashboard import migration_dashboard
 from server.graphql_view import ClinicGraphQL
@@ -210,6 +211,9 @@ class Services:
 
 
 def open_flag_source(settings: Settings) -> FlagSource:
+    """The Unleash server source when ``UNLEASH_URL`` is set (with its client token, else
+    ``SettingsError``), the local flags file otherwise."""
+    settings.require_client_token()
     if settings.unleash_url is not None and settings.unleash_api_token is not None:
         logger.info("stages come from the Unleash server", extra={"url": settings.unleash_url})
         return UnleashServerFlagSource(
@@ -229,12 +233,14 @@ async def healthz(_request: Request) -> Response:
 
 
 class Readiness:
-    """/readyz: 200 when the database answers, 503 when not, with what the flag source reports.
+    """/readyz: 200 "ready" when the database answers and the flag source has loaded the
+    migration flag; else 503 "unavailable" with ``reason`` (no flag data means every
+    clinic would be served the default stage, whatever its flag says).
 
-    It needs no token (orchestrators probe it). In production mode it tells only
-    ``PUBLIC_FLAG_FIELDS`` of the flag source, to anyone: no file path, Unleash URL or
-    error text (operators find those in the log and with `clinic flags`). In dev mode
-    it gives the source's full description.
+    It needs no token (orchestrators probe it). ``reason`` names what is missing in
+    words that hold no path, URL or error text. In production mode it tells only
+    ``PUBLIC_FLAG_FIELDS`` of the flag source, to anyone (operators find the rest in
+    the log and with `clinic flags`). In dev mode it gives the source's full description.
     """
 
     PUBLIC_FLAG_FIELDS = ("source", "loaded", "reachable")
@@ -245,8 +251,8 @@ class Readiness:
     async def respond(self, request: Request) -> Response:
         services: Services = request.app.state.services
         flags = services.flags.describe()
-        if self.production:
-            flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
+        reasons: list[str] = []
+        database = "ok"
         try:
             async with services.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -254,14 +260,22 @@ class Readiness:
             logger.warning(
                 "readiness check failed: database unreachable", extra={"error": repr(error)}
             )
-            return JSONResponse(
-                {"status": "unavailable", "database": "unreachable", "flags": flags},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ready", "database": "ok", "flags": flags})
+            database = "unreachable"
+            reasons.append("database unreachable")
+        if not flags["loaded"]:
+            reasons.append("flags not loaded: every clinic would get the default stage")
+        if self.production:
+            flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
+        if not reasons:
+            return JSONResponse({"status": "ready", "database": database, "flags": flags})
+        body = {"status": "unavailable", "reason": "; ".join(reasons)}
+        return JSONResponse(body | {"database": database, "flags": flags}, status_code=503)
 
 
-async def prometheus_metrics(_request: Request) -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition; the flag source is looked at first, so its gauges are current."""
+    services: Services = request.app.state.services
+    services.flags.describe()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -301,6 +315,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings is None:
         settings = Settings.from_environment()
         configure_logging_once(settings.log_level, settings.log_format)
+    settings.require_client_token()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -335,6 +350,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         Route("/graphql", RequireViewer(RequireKnownUser(graphql), authenticator, serves_ide=True)),
     ]
+    if settings.graphiql:
+        routes.append(Route(f"{graphiql.ASSET_PATH}/{{name}}", graphiql.serve_asset))
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -1,4 +1,4 @@
-"""The `clinic` command: serve, migrate, seed, flags, schema."""
+"""The `clinic` command: serve, migrate, seed, flags, ledger, token, schema."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from flags.document import (
 )
 from server.auth import mint_token
 from server.flags_commands import add_flags_commands
+from server.ledger_commands import add_ledger_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
 from server.settings import Settings, SettingsError
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         result: int = arguments.handler(settings, arguments)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     except (FlagsFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     add_flags_commands(commands)
+    add_ledger_commands(commands)
 
     token = commands.add_parser(
         "token", help="mint a bearer token (HS256, CLINIC_JWT_SECRET) to try a role in GraphiQL"
@@ -101,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings: Settings, arguments: argparse.Namespace) -> int:
+    settings.require_client_token()
     if arguments.demo:
         asyncio.run(_prepare_demo(settings, reset_flags=False, per_clinic=50))
     if arguments.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

@@ -7,8 +7,11 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 
 from appointments.db import create_engine, create_session_factory
@@ -22,7 +25,7 @@ from flags.document import (
     write_document,
 )
 from flags.stages import StageResolver, Viewer
-from flags.unleash_admin import Description, UnleashAdmin
+from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
 from server.app import open_flag_source
 from server.settings import Settings, SettingsError
 
@@ -121,25 +124,31 @@ def _validate(settings: Settings, _arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(settings: Settings) -> UnleashAdmin:
+@contextmanager
+def _admin(settings: Settings) -> Iterator[UnleashAdmin]:
+    """The Admin API client: needs ``UNLEASH_URL`` and ``UNLEASH_ADMIN_TOKEN`` only (no client
+    token). A server that cannot be reached or refuses is reported as one ``ValueError``."""
     if settings.unleash_url is None or settings.unleash_admin_token is None:
         raise SettingsError("set UNLEASH_URL and UNLEASH_ADMIN_TOKEN to use the Unleash Admin API")
     base = settings.unleash_url.removesuffix("/").removesuffix("/api")
-    return UnleashAdmin(
+    admin = UnleashAdmin(
         base,
         settings.unleash_admin_token,
         settings.unleash_project,
         settings.unleash_admin_environment,
     )
+    try:
+        yield admin
+    except (httpx.HTTPError, UnleashAdminError) as error:
+        raise ValueError(f"Unleash at {base}: {error}") from error
+    finally:
+        admin.close()
 
 
 def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
     description = Description.parse(json.loads(arguments.description.read_text(encoding="utf-8")))
-    admin = _admin(settings)
-    try:
+    with _admin(settings) as admin:
         admin.apply(description)
-    finally:
-        admin.close()
     print(
         f"flag set up in Unleash: {len(description.clinics)} pinned clinics,"
         f" {len(description.rollouts)} rollouts"
@@ -148,11 +157,8 @@ def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _unleash_export(settings: Settings, arguments: argparse.Namespace) -> int:
-    admin = _admin(settings)
-    try:
+    with _admin(settings) as admin:
         document = admin.export()
-    finally:
-        admin.close()
     if arguments.output is None:
         json.dump(document, sys.stdout, indent=2)
         print()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -16,6 +16,7 @@ from strawberry.http import GraphQLRequestData
 
 from flags.stages import Viewer
 from schema.context import RequestContext
+from server import graphiql
 from server.request_body import RequestRefusedError, check_content_encoding, decode_body
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             status = HTTPStatus(error.status_code)
             response = refusal(status, error.reason, status.name)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        """Our GraphiQL page, whose files this service serves (server/graphiql.py), in place
+        of Strawberry's, which loads them from a CDN."""
+        return graphiql.page_response()
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter

@@ -66,14 +66,22 @@ class Settings:
             claim_timeout=timedelta(seconds=self.idempotency_claim_seconds),
         )
 
+    def require_client_token(self) -> None:
+        """Raise ``SettingsError`` when stages would come from Unleash (``UNLEASH_URL`` set)
+        without the client token that reads them. Only what reads stages (the service,
+        `clinic flags show`) calls this: the admin commands need only the admin token."""
+        if self.unleash_url is not None and self.unleash_api_token is None:
+            raise SettingsError(
+                "UNLEASH_URL is set but UNLEASH_API_TOKEN is not; both are needed to read"
+                " stages from Unleash"
+            )
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         unleash_url = env.get("UNLEASH_URL") or None
         token = env.get("UNLEASH_API_TOKEN") or None
-        if unleash_url is not None and token is None:
-            raise SettingsError("UNLEASH_URL is set but UNLEASH_API_TOKEN is not; both are needed")
         try:
             default_stage = Stage.parse(
                 env.get("CLINIC_DEFAULT_STAGE", defaults.default_stage.value)

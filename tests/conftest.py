@@ -68,6 +68,11 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def browser_skipped() -> bool:
+    """``CLINIC_SKIP_BROWSER`` set outside CI: a developer chose to skip the browser tests."""
+    return bool(os.environ.get("CLINIC_SKIP_BROWSER")) and not os.environ.get("CI")
+
+
 def _postgres_database(base_url: str) -> Iterator[str]:
     url = make_url(base_url)
     admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -7,8 +7,10 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from appointments.seed import DEMO_CLINICS, demo_clinic_stages
-from tests.conftest import unavailable
+from tests.conftest import browser_skipped, unavailable
 from tests.test_dashboard import parse_tables
 from tests.test_serve import running_demo
 
@@ -18,6 +20,9 @@ COVERAGE = re.compile(r"(\d+\.\d)% \((\d+) / (\d+)\)")
 
 
 def chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with a fresh profile, skipped with ``CLINIC_SKIP_BROWSER`` outside CI."""
+    if browser_skipped():
+        pytest.skip("CLINIC_SKIP_BROWSER is set (and CI is not)")
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} is missing; run scripts/install-browser")
     command = [

@@ -234,6 +234,25 @@ def test_a_missing_file_gives_no_variant_and_a_problem_until_it_appears(
     assert source.describe()["problem"] is None
 
 
+def test_a_deleted_file_keeps_its_last_stages_and_says_so(
+    path: Path, open_source: Callable[[], LocalFileFlagSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    write_document(path, build_document({CLINIC_A: Stage.LIVE}))
+    source = open_source()
+    assert source.variant(context_of(CLINIC_A)) == "live"
+
+    path.unlink()
+    with caplog.at_level(logging.ERROR, logger="flags"):
+        served = source.variant(context_of(CLINIC_A))
+
+    assert served == "live"
+    description = source.describe()
+    assert (description["loaded"], description["reachable"]) == (True, False)
+    assert "serving the stages last loaded from it" in description["problem"]
+    assert "default stage" not in description["problem"]
+    assert [r.getMessage() for r in caplog.records] == [description["problem"]]
+
+
 def test_set_clinic_stage_moves_one_clinic_and_leaves_the_others_alone(
     path: Path, open_source: Callable[[], LocalFileFlagSource]
 ) -> None:

@@ -1,13 +1,18 @@
-"""Settings that tune the process: pool size and the garbage collector."""
+"""Settings: what tunes the process (pool size, the garbage collector) and what each command
+needs (the Unleash tokens)."""
 
 from __future__ import annotations
 
 import gc
+import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from appointments.db import create_engine
-from server.app import tune_garbage_collector
+from server.app import create_app, tune_garbage_collector
+from server.cli import main
 from server.settings import Settings, SettingsError
 
 
@@ -49,3 +54,47 @@ def test_the_collector_threshold_is_set_once_and_zero_leaves_it_alone() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """`clinic` configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_the_unleash_admin_commands_need_only_the_admin_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UNLEASH_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("UNLEASH_ADMIN_TOKEN", "*:*.admin-token")
+    monkeypatch.delenv("UNLEASH_API_TOKEN", raising=False)
+
+    exported = main(["flags", "unleash-export"])
+
+    error = capsys.readouterr().err
+    assert "UNLEASH_API_TOKEN" not in error
+    assert exported == 1
+    assert "Unleash at http://127.0.0.1:9: " in error
+    assert "Connection refused" in error
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_what_reads_stages_from_unleash_still_needs_the_client_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("UNLEASH_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("UNLEASH_ADMIN_TOKEN", "*:*.admin-token")
+    monkeypatch.delenv("UNLEASH_API_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["serve", "--port", "9"]) == 2
+    assert "UNLEASH_API_TOKEN is not" in capsys.readouterr().err
+    assert main(["flags", "show"]) == 2
+    assert "UNLEASH_API_TOKEN is not" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match="UNLEASH_API_TOKEN"):
+        create_app(Settings.from_environment())

@@ -260,8 +260,9 @@ async def test_export_writes_the_servers_flag_as_a_flags_file_that_evaluates_ali
         )
     )
     exported = tmp_path / "exported.json"
+    # An operator setting up the flag has the admin token, not the service's client token.
     monkeypatch.setenv("UNLEASH_URL", f"{unleash_server.url}/api")
-    monkeypatch.setenv("UNLEASH_API_TOKEN", CLIENT_TOKEN)
+    monkeypatch.delenv("UNLEASH_API_TOKEN", raising=False)
     monkeypatch.setenv("UNLEASH_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("CLINIC_LOG_FORMAT", "text")
     root = logging.getLogger()
@@ -318,7 +319,9 @@ async def test_an_unleash_outage_changes_nothing_for_requests(
 
     async with service(database_url, flags_file, unleash_server, tmp_path / "empty") as fresh:
         assert await served_stage(fresh, world) == "dual_write"
-        ready = (await fresh.client.get("/readyz")).json()["flags"]
+        readyz = await fresh.client.get("/readyz")
+        assert readyz.status_code == 503, "no flag data: not ready"
+        ready = readyz.json()["flags"]
         assert ready["loaded"] is False
         assert "default stage" in ready["problem"]
         assert "clinic_flag_source_loaded 0.0" in (await fresh.client.get("/metrics")).text
