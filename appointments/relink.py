@@ -28,13 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger
 from appointments.access import SYSTEM, Access, Permission
-from appointments.comparison import differences_between
+from appointments.directory import has_legacy_columns
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import PendingEvents
 from appointments.models import Appointment, MismatchField
-from appointments.reads import StageLookup
+from appointments.read_model.differences import stored_differences
 from appointments.sides import SIDES, Membership, Side
-from appointments.stages import Origin, StagePolicy, policy_for
+from appointments.stages import Origin, StageLookup, StagePolicy, policy_for
 from appointments.writes import PersonReference, link_side
 
 
@@ -99,15 +99,10 @@ async def _consistent_fields(
     session: AsyncSession, appointment: Appointment
 ) -> list[MismatchField]:
     """The ledger fields on which the row's two origins now agree."""
-    consistent: list[MismatchField] = []
-    for side in SIDES:
-        link = side.stored(appointment, appointment.id, appointment.clinic_id)
-        membership_id = link.membership_id
-        membership = (
-            None
-            if membership_id is None
-            else cast("Membership | None", await session.get(side.membership_model, membership_id))
-        )
-        differing = {difference.field for difference in differences_between(link, membership)}
-        consistent += [f for f in (side.person_field, side.clinic_field) if f not in differing]
-    return consistent
+    differing = await stored_differences(session, appointment.id, has_legacy_columns(session))
+    return [
+        field
+        for side in SIDES
+        for field in (side.person_field, side.clinic_field)
+        if field not in differing
+    ]
