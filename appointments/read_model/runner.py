@@ -85,7 +85,7 @@ class ReadModel:
             if not access.sees(where.clinic_id):
                 return ServedPage([], False)  # nothing to read, and no stage to reveal
             stages = {where.clinic_id: self._stage_for(where.clinic_id)}
-            served = await self._serve(session, selection, access, source, stages)
+            served = await self._serve(session, selection, access, source, stages, size)
             return ServedPage(served[:size], len(served) > size)
         located = select(rows.from_clause(source.key, self._legacy_columns))
         found = (await session.execute(located, source.parameters)).all()
@@ -132,7 +132,11 @@ class ReadModel:
         access: Access,
         source: rows.RowSource,
         stages: dict[uuid.UUID, Stage],
+        shown: int | None = None,
     ) -> list[ServedRow]:
+        """The rows' JSON; the first ``shown`` (all by default) are the ones the response
+        shows, and only they are counted, compared and recorded (a page reads one more
+        row to learn whether another page follows)."""
         if not stages:
             return []
         bind = session.bind
@@ -151,7 +155,7 @@ class ReadModel:
         started = time.perf_counter()
         result = (await session.execute(compiled.statement, parameters)).all()
         bookkeeping.report(
-            result,
+            result if shown is None else result[:shown],
             compiled.sides,
             stages,
             self._events,
