@@ -84,7 +84,8 @@ SELECT gen_random_uuid(), c.id,
 FROM generate_series(0, {rows} - 1) g
 JOIN numbered_clinics c ON c.n = g % {clinics}
 JOIN numbered_doctors d ON d.n = (g * 7) % {doctors}
-JOIN numbered_patients p ON p.n = (g * 13) % {patients};
+JOIN numbered_patients p ON p.n = (g * 13) % {patients}
+ORDER BY g;
 INSERT INTO clinic_doctors (id, clinic_id, user_id, active, created_at)
 SELECT gen_random_uuid(), clinic_id, doctor_id, true, now()
 FROM (SELECT DISTINCT clinic_id, doctor_id FROM appointments) pairs;

@@ -35,6 +35,7 @@ def add_backfill_arguments(action: argparse.ArgumentParser, direction: Direction
         "--batch-size",
         type=_at_least(int, 1),
         default=DEFAULT_BATCH_SIZE,
+        metavar="N",
         help=f"the largest batch, in appointments (default {DEFAULT_BATCH_SIZE})",
     )
     action.add_argument(

@@ -43,8 +43,8 @@ async def run_backfill(
     Each batch is one transaction: the next window of appointments needing work,
     forward with ``create_memberships`` the memberships its rows lack, its links
     filled, and the checkpoint. A run resumes from an unfinished checkpoint of the
-    same direction and scope unless ``restart``; one that finds nothing to do
-    changes nothing. Between batches it waits while the throttle finds the database
+    same direction and scope unless ``restart``; a run that finds nothing to do
+    changes no appointment. Between batches it waits while the throttle finds the database
     busy. ``on_progress`` is called after every batch and when a pause starts; an
     exception it raises stops the run after a committed batch, as a crash would.
     """
