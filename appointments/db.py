@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -91,6 +92,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
+        # PostgreSQL's name and meaning, so set-based SQL that creates rows runs on both;
+        # a Uuid column stores the 32 hex digits on SQLite.
+        dbapi_connection.create_function("gen_random_uuid", 0, _random_uuid_hex)
+
+
+def _random_uuid_hex() -> str:
+    return uuid.uuid4().hex
 
 
 def create_session_factory(

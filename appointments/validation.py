@@ -13,18 +13,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, null, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, case, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from appointments.models import (
-    Appointment,
-    Clinic,
-    ClinicDoctor,
-    ClinicPatient,
-    MigrationMismatch,
-    MismatchStatus,
-)
+from appointments.membership_sql import membership_of, membership_table, person_of
+from appointments.models import Appointment, Clinic, MigrationMismatch, MismatchStatus
+from appointments.sides import SIDES, Side
 from appointments.stages import STAGE_POLICIES, Stage, StageLookup
 
 STAGE_ORDER = tuple(Stage)
@@ -112,30 +106,28 @@ def next_stage(stage: Stage) -> Stage | None:
     return STAGE_ORDER[position + 1] if position + 1 < len(STAGE_ORDER) else None
 
 
-def _side_columns(
-    prefix: str,
-    legacy: Any,
-    stored_id: Any,
-    stored: Any,
-    stored_person: Any,
-    derived: Any,
-) -> list[Any]:
-    def count(condition: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
+
+def _side_columns(side: Side, legacy: Any, stored: FromClause, derived: FromClause) -> list[Any]:
+    """One side's counts: ``stored`` is the membership the new column links, ``derived``
+    the membership of (appointment's clinic, legacy person); both outer-joined."""
+    stored_id = getattr(Appointment, side.new_column)
+    prefix = side.name
     return [
-        count(stored_id.is_not(None)).label(f"{prefix}_linked"),
-        count(and_(stored_id.is_(None), derived.id.is_not(None))).label(f"{prefix}_linkable"),
-        count(and_(stored_id.is_(None), legacy.is_not(None), derived.id.is_(None))).label(
+        _count(stored_id.is_not(None)).label(f"{prefix}_linked"),
+        _count(and_(stored_id.is_(None), derived.c.id.is_not(None))).label(f"{prefix}_linkable"),
+        _count(and_(stored_id.is_(None), legacy.is_not(None), derived.c.id.is_(None))).label(
             f"{prefix}_missing_membership"
         ),
-        count(and_(legacy.is_(None), stored_id.is_not(None))).label(f"{prefix}_legacy_missing"),
-        count(
+        _count(and_(legacy.is_(None), stored_id.is_not(None))).label(f"{prefix}_legacy_missing"),
+        _count(
             and_(
-                stored.id.is_not(None),
+                stored.c.id.is_not(None),
                 or_(
-                    stored.clinic_id != Appointment.clinic_id,
-                    and_(legacy.is_not(None), stored_person != legacy),
+                    stored.c.clinic_id != Appointment.clinic_id,
+                    and_(legacy.is_not(None), person_of(side, stored) != legacy),
                 ),
             )
         ).label(f"{prefix}_inconsistent"),
@@ -144,66 +136,24 @@ def _side_columns(
 
 def _counts_statement(clinic_ids: Sequence[uuid.UUID] | None, legacy_columns: bool) -> Any:
     """The grouped counts; after the contract revision the legacy columns read as NULL."""
-    doctor_id: Any = Appointment.doctor_id if legacy_columns else null()
-    patient_id: Any = Appointment.patient_id if legacy_columns else null()
-    stored_doctor = aliased(ClinicDoctor)
-    derived_doctor = aliased(ClinicDoctor)
-    stored_patient = aliased(ClinicPatient)
-    derived_patient = aliased(ClinicPatient)
-    statement = (
-        select(
-            Appointment.clinic_id,
-            func.count().label("total"),
-            func.coalesce(
-                func.sum(
-                    case(
-                        (
-                            and_(
-                                Appointment.clinic_doctor_id.is_not(None),
-                                Appointment.clinic_patient_id.is_not(None),
-                            ),
-                            1,
-                        ),
-                        else_=0,
-                    )
-                ),
-                0,
-            ).label("fully_linked"),
-            *_side_columns(
-                "doctor",
-                doctor_id,
-                Appointment.clinic_doctor_id,
-                stored_doctor,
-                stored_doctor.user_id,
-                derived_doctor,
-            ),
-            *_side_columns(
-                "patient",
-                patient_id,
-                Appointment.clinic_patient_id,
-                stored_patient,
-                stored_patient.patient_id,
-                derived_patient,
-            ),
-        )
-        .outerjoin(stored_doctor, stored_doctor.id == Appointment.clinic_doctor_id)
-        .outerjoin(
-            derived_doctor,
-            and_(
-                derived_doctor.clinic_id == Appointment.clinic_id,
-                derived_doctor.user_id == doctor_id,
-            ),
-        )
-        .outerjoin(stored_patient, stored_patient.id == Appointment.clinic_patient_id)
-        .outerjoin(
-            derived_patient,
-            and_(
-                derived_patient.clinic_id == Appointment.clinic_id,
-                derived_patient.patient_id == patient_id,
-            ),
-        )
-        .group_by(Appointment.clinic_id)
+    fully_linked = and_(
+        Appointment.clinic_doctor_id.is_not(None), Appointment.clinic_patient_id.is_not(None)
     )
+    columns: list[Any] = [
+        Appointment.clinic_id,
+        func.count().label("total"),
+        _count(fully_linked).label("fully_linked"),
+    ]
+    joined: FromClause = Appointment.__table__
+    for side in SIDES:
+        legacy: Any = getattr(Appointment, side.legacy_column) if legacy_columns else null()
+        stored = membership_table(side).alias(f"stored_{side.name}")
+        derived = membership_table(side).alias(f"derived_{side.name}")
+        columns += _side_columns(side, legacy, stored, derived)
+        joined = joined.outerjoin(
+            stored, stored.c.id == getattr(Appointment, side.new_column)
+        ).outerjoin(derived, membership_of(side, derived, Appointment.clinic_id, legacy))
+    statement = select(*columns).select_from(joined).group_by(Appointment.clinic_id)
     if clinic_ids is not None:
         statement = statement.where(Appointment.clinic_id.in_(clinic_ids))
     return statement

@@ -1,32 +1,61 @@
-"""Benchmark: the batched backfill against one set-based UPDATE ... FROM, on PostgreSQL.
+"""Benchmark: the batched backfill against one set-based UPDATE ... FROM, on PostgreSQL,
+and what it does to a concurrent writer.
 
-    .venv/bin/python -m bench.backfill [--rows 1000000] [--batch-size 10000]
+    .venv/bin/python -m bench.backfill [--rows 1000000] [--writer-rate 50]
+        [--batch-size N] [--batch-seconds S] [--writer-seconds 30]
 
 Creates (and drops) its own database on BENCH_POSTGRES_URL (default: the local
 server), seeds clinics, doctors, patients, memberships and appointments with
-SQL, then on the same data times (1) a single UPDATE ... FROM linking both
-sides and (2) `run_backfill`, which it runs in a child process so that its
-peak memory is its own. Prints the figures; asserts nothing.
+SQL, then on the same data:
+
+1. times a single UPDATE ... FROM linking both sides;
+2. runs ``run_backfill`` alone, with the CLI's defaults unless told otherwise,
+   in a child process so that its peak memory is its own, and records how long
+   each batch's transaction took (which bounds how long it held row locks);
+3. runs the concurrent writer (bench/backfill_writer.py) alone for
+   ``--writer-seconds``, then beside a backfill, for as long as that runs;
+4. times the single statement once more, so the figures show how much two
+   timings of the same statement differ on this machine.
+
+Each of the four starts from its own file copy of the seeded database (CREATE
+DATABASE ... TEMPLATE), so all start from the same pages, with the rows in the
+order they were written, as an appointments table mostly is. (Run one after
+another on one database, the single statement's hash join would rewrite the
+rows in another order, and the backfill's keyset order would then visit a
+different page for almost every row.)
+
+Prints the figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import psycopg
 from sqlalchemy import insert, make_url, select
 
 import migrations
-from appointments.backfill import BackfillOptions, run_backfill
+from appointments.backfill import (
+    DEFAULT_BATCH_SECONDS,
+    DEFAULT_BATCH_SIZE,
+    BackfillOptions,
+    Progress,
+    run_backfill,
+)
 from appointments.db import create_engine, create_session_factory
 from appointments.models import User, UserRole, utcnow
+from bench.backfill_writer import Latencies, write_while
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -55,7 +84,8 @@ SELECT gen_random_uuid(), c.id,
 FROM generate_series(0, {rows} - 1) g
 JOIN numbered_clinics c ON c.n = g % {clinics}
 JOIN numbered_doctors d ON d.n = (g * 7) % {doctors}
-JOIN numbered_patients p ON p.n = (g * 13) % {patients};
+JOIN numbered_patients p ON p.n = (g * 13) % {patients}
+ORDER BY g;
 INSERT INTO clinic_doctors (id, clinic_id, user_id, active, created_at)
 SELECT gen_random_uuid(), clinic_id, doctor_id, true, now()
 FROM (SELECT DISTINCT clinic_id, doctor_id FROM appointments) pairs;
@@ -73,8 +103,6 @@ WHERE a.clinic_doctor_id IS NULL AND a.clinic_patient_id IS NULL
   AND cp.clinic_id = a.clinic_id AND cp.patient_id = a.patient_id
 """
 
-UNLINK = "UPDATE appointments SET clinic_doctor_id = NULL, clinic_patient_id = NULL"
-
 
 def dsn(url: str) -> str:
     """The libpq connection string of a SQLAlchemy URL (for psycopg directly)."""
@@ -90,31 +118,100 @@ def _timed_sql(dsn: str, statement: str) -> float:
     return elapsed
 
 
-def _child(url: str, batch_size: int) -> None:
-    async def run() -> float:
+@dataclass(frozen=True, slots=True)
+class BackfillRun:
+    """What the child reports of one backfill run."""
+
+    seconds: float
+    batches: int
+    batch_p50: float
+    batch_p99: float
+    batch_max: float
+    paused_seconds: float
+    peak_mib: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.seconds:.2f} s, {self.batches} batches, batch transaction"
+            f" p50 {self.batch_p50:.3f} s p99 {self.batch_p99:.3f} s max {self.batch_max:.3f} s,"
+            f" paused {self.paused_seconds:.1f} s, peak memory {self.peak_mib:.1f} MiB"
+        )
+
+
+def _child(url: str, batch_size: int, batch_seconds: float) -> None:
+    """Run the backfill; print a BackfillRun as JSON (the last line of stdout)."""
+
+    async def run() -> BackfillRun:
         engine = create_engine(url)
+        durations: list[float] = []
+
+        def note(progress: Progress) -> None:
+            if progress.paused is None:
+                durations.append(progress.batch_seconds)
+
         try:
             started = time.perf_counter()
-            await run_backfill(
-                create_session_factory(engine), BackfillOptions(batch_size=batch_size, restart=True)
+            summary = await run_backfill(
+                create_session_factory(engine),
+                BackfillOptions(
+                    batch_size=batch_size, batch_seconds=batch_seconds or None, restart=True
+                ),
+                note,
             )
-            return time.perf_counter() - started
+            seconds = time.perf_counter() - started
         finally:
             await engine.dispose()
+        batches = Latencies(sorted(durations))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return BackfillRun(
+            seconds,
+            summary.batches,
+            batches.percentile(0.5),
+            batches.percentile(0.99),
+            batches.percentile(1.0),
+            summary.paused_seconds,
+            peak,
+        )
 
-    print(f"{asyncio.run(run()):.6f}")
+    print(json.dumps(asdict(asyncio.run(run()))))
 
 
-def _timed_backfill(url: str, batch_size: int) -> tuple[float, float]:
-    """Seconds the backfill took (measured in the child), and the child's peak memory in MiB."""
+def _child_command(url: str, batch_size: int, batch_seconds: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.backfill",
+        "--child",
+        url,
+        "--batch-size",
+        str(batch_size),
+        "--batch-seconds",
+        str(batch_seconds),
+    ]
+
+
+def _timed_backfill(url: str, batch_size: int, batch_seconds: float) -> BackfillRun:
     child = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.backfill", "--child", url, "--batch-size", str(batch_size)],
-        check=True,
-        capture_output=True,
-        text=True,
+        _child_command(url, batch_size, batch_seconds), check=True, capture_output=True, text=True
     )
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return float(child.stdout.strip().splitlines()[-1]), peak_kib / 1024
+    return BackfillRun(**json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+async def _backfill_beside_writer(
+    url: str, batch_size: int, batch_seconds: float, rate: float
+) -> tuple[BackfillRun, Latencies]:
+    """A backfill in a child process, and the writer in this one for as long as it runs."""
+    child = await asyncio.create_subprocess_exec(
+        *_child_command(url, batch_size, batch_seconds),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    finished = asyncio.ensure_future(child.communicate())
+    latencies = await write_while(url, rate, finished)
+    out, err = await finished
+    if child.returncode != 0:
+        raise RuntimeError(f"the backfill failed: {err.decode()}")
+    return BackfillRun(**json.loads(out.decode().strip().splitlines()[-1])), latencies
 
 
 def create_database(base_url: str, name: str) -> str:
@@ -178,42 +275,105 @@ def seed(url: str, clinics: int, doctors: int, patients: int, rows: int) -> floa
         return time.perf_counter() - started
 
 
-def measure(base_url: str, rows: int, batch_size: int) -> None:
-    name = f"clinic_bench_{uuid.uuid4().hex[:8]}"
-    url = create_database(base_url, name)
+@dataclass(frozen=True, slots=True)
+class Settings:
+    batch_size: int
+    batch_seconds: float
+    writer_rate: float
+    writer_seconds: float
+
+
+def _unlinked(url: str) -> int:
+    with psycopg.connect(dsn(url)) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM appointments WHERE clinic_doctor_id IS NULL"
+            " OR clinic_patient_id IS NULL"
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def copy_database(base_url: str, template: str, name: str) -> str:
+    """A new database ``name``, a file copy of ``template`` (same pages, statistics and
+    visibility map); its SQLAlchemy URL."""
+    with psycopg.connect(dsn(base_url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_copy(base_url: str, template: str) -> Iterator[str]:
+    """A copy of the seeded database for one measurement, dropped after it."""
+    name = f"{template}_{uuid.uuid4().hex[:6]}"
+    url = copy_database(base_url, template, name)
     try:
-        migrate(url)
-        seconds = seed(url, clinics=50, doctors=2000, patients=100_000, rows=rows)
-        print(f"seeded {rows:,} appointments in {seconds:.1f} s")
-        single = _timed_sql(dsn(url), SINGLE_UPDATE)
-        _timed_sql(dsn(url), UNLINK)
-        backfill, peak = _timed_backfill(url, batch_size)
-        with psycopg.connect(dsn(url)) as connection:
-            unlinked = connection.execute(
-                "SELECT count(*) FROM appointments WHERE clinic_doctor_id IS NULL"
-                " OR clinic_patient_id IS NULL"
-            ).fetchone()
-        print(f"rows                     {rows:>12,}")
-        print(f"single UPDATE ... FROM   {single:>10.2f} s")
-        print(f"backfill, batch {batch_size:<8} {backfill:>10.2f} s")
-        print(f"ratio backfill / single  {backfill / single:>10.2f}")
-        print(f"backfill peak memory     {peak:>10.1f} MiB")
-        print(f"left unlinked            {unlinked[0] if unlinked else '?':>10}")
+        yield url
     finally:
         drop_database(base_url, name)
 
 
+def measure(base_url: str, rows: int, settings: Settings) -> None:
+    """Seed once, then give each measurement its own copy of the seeded database: each
+    starts from the same pages, in the order the rows were written."""
+    template = f"clinic_bench_{uuid.uuid4().hex[:8]}"
+    url = create_database(base_url, template)
+    sized = (settings.batch_size, settings.batch_seconds)
+    try:
+        migrate(url)
+        seconds = seed(url, clinics=50, doctors=2000, patients=100_000, rows=rows)
+        print(f"seeded {rows:,} appointments in {seconds:.1f} s", flush=True)
+        with fresh_copy(base_url, template) as copy:
+            single = _timed_sql(dsn(copy), SINGLE_UPDATE)
+        with fresh_copy(base_url, template) as copy:
+            alone = _timed_backfill(copy, *sized)
+            left_alone = _unlinked(copy)
+        with fresh_copy(base_url, template) as copy:
+            quiet = asyncio.run(write_while(copy, settings.writer_rate, settings.writer_seconds))
+            beside, busy = asyncio.run(_backfill_beside_writer(copy, *sized, settings.writer_rate))
+            left_beside = _unlinked(copy)
+        with fresh_copy(base_url, template) as copy:
+            again = _timed_sql(dsn(copy), SINGLE_UPDATE)
+        ceiling = f"batch size at most {settings.batch_size:,}"
+        target = f"{settings.batch_seconds:g} s per batch" if settings.batch_seconds else "fixed"
+        print(f"rows                         {rows:>12,}")
+        print(f"batches                      {ceiling}, {target}")
+        print(f"single UPDATE ... FROM       {single:>10.2f} s (again, last: {again:.2f} s)")
+        print(f"backfill alone               {alone.describe()}")
+        print(f"ratio backfill / single      {alone.seconds / single:>10.2f}")
+        print(f"backfill beside the writer   {beside.describe()}")
+        print(f"ratio (beside) / single      {beside.seconds / single:>10.2f}")
+        print(f"writer at {settings.writer_rate:g}/s, no backfill  {quiet.describe()}")
+        print(f"writer at {settings.writer_rate:g}/s, backfill     {busy.describe()}")
+        ratio = busy.percentile(0.99) / quiet.percentile(0.99)
+        print(f"writer p99 with / without    {ratio:>10.2f}")
+        print(f"left unlinked                {left_alone:>10} (alone), {left_beside} (beside)")
+    finally:
+        drop_database(base_url, template)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, action="append", help="repeatable (default 1000000)")
-    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS, help="0: fixed batches"
+    )
+    parser.add_argument("--writer-rate", type=float, default=50.0, help="writes per second")
+    parser.add_argument("--writer-seconds", type=float, default=30.0, help="the writer alone")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        _child(arguments.child, arguments.batch_size)
+        _child(arguments.child, arguments.batch_size, arguments.batch_seconds)
         return
+    settings = Settings(
+        arguments.batch_size,
+        arguments.batch_seconds,
+        arguments.writer_rate,
+        arguments.writer_seconds,
+    )
     for rows in arguments.rows or [1_000_000]:
-        measure(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_URL), rows, arguments.batch_size)
+        measure(os.environ.get("BENCH_POSTGRES_URL", DEFAULT_URL), rows, settings)
 
 
 if __name__ == "__main__":

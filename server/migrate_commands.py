@@ -12,31 +12,23 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tqdm import tqdm
 
 import migrations
-from appointments.backfill import (
-    BackfillOptions,
-    BackfillSummary,
-    Direction,
-    Progress,
-    run_backfill,
-)
+from appointments.backfill import BackfillSummary, Direction, Progress, run_backfill
 from appointments.db import create_engine, create_session_factory
 from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
 from server.app import open_flag_source
+from server.backfill_cli import add_backfill_arguments, describe, options_from, progress_display
 from server.settings import Settings
 
-PLAIN_PROGRESS_EVERY_SECONDS = 2.0
 EXIT_CONTRACTED = 3
 CONTRACTED_MESSAGE = (
     "the legacy columns were dropped by the contract; nothing to {action}"
@@ -78,17 +70,7 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
             epilog="exit status: 0 done (also when nothing needed doing); 3 the database is"
             " contracted: the legacy columns are gone, nothing to copy from or to",
         )
-        action.add_argument("--clinic", type=uuid.UUID, help="one clinic (default: all)")
-        action.add_argument("--batch-size", type=int, default=1000)
-        action.add_argument("--dry-run", action="store_true", help="report, write nothing")
-        action.add_argument("--restart", action="store_true", help="ignore an unfinished run")
-        action.add_argument("--json", action="store_true", help="print the summary as JSON")
-        if direction is Direction.FORWARD:
-            action.add_argument(
-                "--create-memberships",
-                action="store_true",
-                help="create the missing clinic doctor/patient memberships",
-            )
+        add_backfill_arguments(action, direction)
         action.set_defaults(handler=_backfill, direction=direction)
 
     validate = actions.add_parser("validate", help="the validation report and readiness")
@@ -177,14 +159,7 @@ def _first_line(error: SQLAlchemyError) -> str:
 
 
 def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
-    options = BackfillOptions(
-        direction=arguments.direction,
-        clinic_id=arguments.clinic,
-        batch_size=arguments.batch_size,
-        create_memberships=getattr(arguments, "create_memberships", False),
-        dry_run=arguments.dry_run,
-        restart=arguments.restart,
-    )
+    options = options_from(arguments)
 
     async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
         async with _engine(settings) as engine:
@@ -201,20 +176,12 @@ def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
         print(contracted, file=sys.stderr)
         return EXIT_CONTRACTED
     try:
-        if sys.stderr.isatty():
-            with tqdm(unit=" appointments", desc=options.direction.value) as bar:
-
-                def advance(progress: Progress) -> None:
-                    bar.total = progress.total
-                    bar.update(progress.done - bar.n)
-
-                summary = asyncio.run(run(advance))
-        else:
-            summary = asyncio.run(run(_plain_progress()))
+        with progress_display(options.direction) as show:
+            summary = asyncio.run(run(show))
     except _ContractedError:
         print(contracted, file=sys.stderr)
         return EXIT_CONTRACTED
-    print(json.dumps(summary.as_dict(), indent=2) if arguments.json else _describe(summary))
+    print(json.dumps(summary.as_dict(), indent=2) if arguments.json else describe(summary))
     return 0
 
 
@@ -232,47 +199,6 @@ async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
     return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
         engine
     )
-
-
-def _plain_progress() -> Callable[[Progress], None]:
-    last = 0.0
-
-    def report(progress: Progress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= PLAIN_PROGRESS_EVERY_SECONDS or progress.done >= progress.total:
-            last = now
-            print(
-                f"batch {progress.batches}: {progress.done} of {progress.total} appointments",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    return report
-
-
-def _describe(summary: BackfillSummary) -> str:
-    verb = "would link" if summary.dry_run else "linked"
-    lines = [
-        f"{summary.direction.value} backfill of {summary.scope}"
-        + (" (dry run, nothing written)" if summary.dry_run else "")
-        + (" resumed from its checkpoint" if summary.resumed else "")
-        + f": {summary.batches} batches",
-    ]
-    for side in ("doctor", "patient"):
-        created = summary.created_memberships[side]
-        lines.append(
-            f"  {side}: {verb} {summary.linked[side]} appointments"
-            + (
-                f", {'would create' if summary.dry_run else 'created'} {created} memberships"
-                if created
-                else ""
-            )
-        )
-        for reason, count in summary.remaining.get(side, {}).items():
-            if count:
-                lines.append(f"    still unlinked, {reason.replace('_', ' ')}: {count}")
-    return "\n".join(lines)
 
 
 def _validate(settings: Settings, arguments: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.stages import Stage
 from bench import flag_cost
+from bench.backfill_writer import Latencies
 from bench.graphql import STARTS, Scenario, parse_wrk
 from bench.hot_list import Collections, measure, report, watching_collections
 from bench.opcodes import BytecodeCount, count_requests, counting_bytecodes
@@ -160,3 +161,12 @@ async def test_a_short_hot_list_run_reports_cpu_and_collections(
     assert len(figures.cpu_seconds) == 4
     assert min(figures.cpu_seconds) > 0
     assert report(figures).startswith("shadow ")
+
+
+def test_writer_latency_percentiles_are_nearest_rank() -> None:
+    latencies = Latencies([n / 1000 for n in range(1, 201)])
+
+    assert latencies.percentile(0.5) == 0.1
+    assert latencies.percentile(0.99) == 0.198
+    assert latencies.percentile(1.0) == 0.2
+    assert "200 writes, p50 100.0 ms, p99 198.0 ms" in latencies.describe()

@@ -30,6 +30,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from appointments.membership_sql import membership_of, membership_table, person_of
 from appointments.sides import Side
 from appointments.stages import Stage, policy_for
 
@@ -95,7 +96,7 @@ class ServedSide:
 
     @property
     def stored_person(self) -> Expression:
-        return self.stored_membership.c[self.side.person_column]
+        return person_of(self.side, self.stored_membership)
 
     @property
     def stored_clinic(self) -> Expression:
@@ -109,15 +110,7 @@ class ServedSide:
         ]
         if self.derived_membership is not None:
             derived = self.derived_membership
-            joins.append(
-                (
-                    derived,
-                    and_(
-                        derived.c.clinic_id == clinic,
-                        derived.c[self.side.person_column] == self.legacy,
-                    ),
-                )
-            )
+            joins.append((derived, membership_of(self.side, derived, clinic, self.legacy)))
         return joins
 
 
@@ -133,7 +126,7 @@ def served_side(
     A stored membership of another clinic than the row's is served only when the
     viewer sees that clinic (parameter ``viewer_clinics`` unless ``sees_every_clinic``).
     """
-    table = side.membership_model.__table__
+    table = membership_table(side)
     stored = table.alias(f"{side.name}_stored")
     derived = table.alias(f"{side.name}_derived") if legacy_columns else None
     clinic = row.c.clinic_id
@@ -155,7 +148,7 @@ def served_side(
             stored.c.clinic_id.in_(clinics_param("viewer_clinics")),
         )
     )
-    stored_person = stored.c[side.person_column]
+    stored_person = person_of(side, stored)
     derived_id = derived.c.id if derived is not None else null()
     membership_id = case((new_origin, case((visible, stored.c.id), else_=null())), else_=derived_id)
     person_id = case((new_origin, case((visible, stored_person), else_=null())), else_=legacy)
