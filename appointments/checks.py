@@ -8,6 +8,7 @@ from appointments.errors import DomainError, ErrorCode
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_REASON_LENGTH = 2000
 
 
 def check_moment(value: datetime, field: str) -> datetime:
@@ -61,3 +62,25 @@ def check_text(value: str, field: str) -> str:
             ErrorCode.INVALID_INPUT, f"{field} must not contain NUL characters", field
         )
     return value
+
+
+def check_time_range(starts_at: datetime, ends_at: datetime) -> None:
+    """Both moments in range, and the end after the start."""
+    check_moment(starts_at, "startsAt")
+    check_moment(ends_at, "endsAt")
+    if ends_at <= starts_at:
+        raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
+
+
+def clean_reason(value: str | None) -> str | None:
+    """The reason stripped, None when empty; at most ``MAX_REASON_LENGTH`` characters."""
+    if value is None:
+        return None
+    cleaned = check_text(value, "reason").strip()
+    if len(cleaned) > MAX_REASON_LENGTH:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"reason must be at most {MAX_REASON_LENGTH} characters",
+            "reason",
+        )
+    return cleaned or None

@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from appointments import metrics
 from appointments.access import SYSTEM, Access, Permission
 from appointments.activity import RECENT
-from appointments.checks import check_moment, check_text
+from appointments.checks import check_time_range, clean_reason
 from appointments.db import ContractedSession
 from appointments.directory import LABELS, check_role, has_legacy_columns
 from appointments.errors import DomainError, ErrorCode
@@ -42,8 +42,6 @@ from appointments.sides import DOCTOR, PATIENT, Membership, Side
 from appointments.stages import Stage, StageLookup, StagePolicy, policy_for
 
 T = TypeVar("T")
-
-MAX_REASON_LENGTH = 2000
 
 
 async def run_in_transaction(
@@ -89,8 +87,8 @@ async def create_appointment(
 ) -> Appointment:
     with _metered("create", command.doctor, command.patient) as meter:
         access.require_in_clinic(Permission.BOOK, command.clinic_id, "clinicId", "clinic")
-        _check_time_range(command.starts_at, command.ends_at)
-        reason = _clean_reason(command.reason)
+        check_time_range(command.starts_at, command.ends_at)
+        reason = clean_reason(command.reason)
         if await session.get(Clinic, command.clinic_id) is None:
             raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
         policy = policy_for(stage_for(command.clinic_id))
@@ -123,7 +121,7 @@ async def reschedule_appointment(
         appointment = await _scheduled_appointment(
             session, appointment_id, "reschedule", access, own_suffices=True
         )
-        _check_time_range(starts_at, ends_at)
+        check_time_range(starts_at, ends_at)
         meter.stage = None if stage_for is None else stage_for(appointment.clinic_id)
         appointment.starts_at = starts_at
         appointment.ends_at = ends_at
@@ -402,23 +400,3 @@ async def _scheduled_appointment(
             "appointmentId",
         )
     return appointment
-
-
-def _check_time_range(starts_at: datetime, ends_at: datetime) -> None:
-    check_moment(starts_at, "startsAt")
-    check_moment(ends_at, "endsAt")
-    if ends_at <= starts_at:
-        raise DomainError(ErrorCode.INVALID_TIME_RANGE, "endsAt must be after startsAt", "endsAt")
-
-
-def _clean_reason(value: str | None) -> str | None:
-    if value is None:
-        return None
-    cleaned = check_text(value, "reason").strip()
-    if len(cleaned) > MAX_REASON_LENGTH:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT,
-            f"reason must be at most {MAX_REASON_LENGTH} characters",
-            "reason",
-        )
-    return cleaned or None

@@ -40,17 +40,8 @@ class RequireKnownUser:
             access = await _access_of(scope, viewer)
         except Exception:
             logger.warning("cannot look up the token's user", exc_info=True)
-            unavailable = JSONResponse(
-                {
-                    "errors": [
-                        {
-                            "message": "the service cannot check credentials now; retry",
-                            "extensions": {"code": "UNAVAILABLE"},
-                        }
-                    ]
-                },
-                status_code=503,
-                headers={"Retry-After": "1"},
+            unavailable = _refusal(
+                503, "the service cannot check credentials now; retry", "UNAVAILABLE", "1"
             )
             await unavailable(scope, receive, send)
             return
@@ -59,18 +50,7 @@ class RequireKnownUser:
                 "token refused: its user is unknown, inactive or holds another role",
                 extra={"user_id": viewer.user_id, "claimed_role": viewer.role},
             )
-            refused = JSONResponse(
-                {
-                    "errors": [
-                        {
-                            "message": "invalid or expired credentials",
-                            "extensions": {"code": "UNAUTHENTICATED"},
-                        }
-                    ]
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            refused = _refusal(401, "invalid or expired credentials", "UNAUTHENTICATED")
             await refused(scope, receive, send)
             return
         state["access"] = access
@@ -84,3 +64,13 @@ async def _access_of(scope: Scope, viewer: Viewer) -> Access:
     sessions = scope["app"].state.services.sessions
     async with sessions() as session:
         return await load_access(session, viewer.user_id, viewer.role)
+
+
+def _refusal(status: int, message: str, code: str, retry_after: str | None = None) -> JSONResponse:
+    headers = (
+        {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        if retry_after is None
+        else {"Retry-After": retry_after}
+    )
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers)
