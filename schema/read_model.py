@@ -9,39 +9,24 @@ response encoder copies its bytes.
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, get_named_type
+from graphql import GraphQLResolveInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
 from appointments.read_model.runner import ServedPage
+from appointments.read_model.sources import SelectedField, Selection, TypeName
 from schema.context import RequestContext
-from schema.selection import SelectedField, Selection, UnsupportedSelectionError, collect
-
-
-@lru_cache(maxsize=8)
-def _child_types(schema: GraphQLSchema) -> dict[tuple[str, str], str]:
-    """The object type each object field returns, by (parent type, field name)."""
-    found: dict[tuple[str, str], str] = {}
-    for type_ in schema.type_map.values():
-        if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__"):
-            for name, field in type_.fields.items():
-                child = get_named_type(field.type)
-                if isinstance(child, GraphQLObjectType):
-                    found[(type_.name, name)] = child.name
-    return found
+from schema.selection import UnsupportedSelectionError, catalog, collect
 
 
 def selection_below(info: GraphQLResolveInfo[Any], type_name: str) -> Selection:
     variables: dict[str, Any] = info.variable_values  # type: ignore[assignment]
-    return collect(
-        info.field_nodes, type_name, info.fragments, variables, _child_types(info.schema)
-    )
+    return collect(info.field_nodes, type_name, info.fragments, variables, catalog(info.schema))
 
 
 async def appointment_list(
@@ -142,4 +127,4 @@ def _edge(
     return edge
 
 
-_TYPENAME = SelectedField("__typename", "__typename", ())
+_TYPENAME = SelectedField("__typename", "__typename", TypeName("Appointment"), ())

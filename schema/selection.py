@@ -5,13 +5,15 @@ A selection is collected once per (document, operation, variables that decide
 fragments and inline fragments flattened, aliases kept, fields with one
 response key merged, what ``@skip`` or ``@include`` leaves out left out. Only
 fragments on the selected object type itself are followed: the read model
-selects concrete types (``Appointment`` and the objects it reaches).
+selects concrete types (``Appointment`` and the objects it reaches). Each
+selected field carries the source its type declares (``read_model.sources``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -19,11 +21,27 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLField,
     GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     SelectionSetNode,
     Undefined,
+    get_named_type,
     value_from_ast,
+)
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+from appointments.read_model.sources import (
+    READ_SOURCE,
+    Column,
+    Format,
+    SelectedField,
+    Selection,
+    Source,
+    TypeName,
 )
 
 
@@ -32,15 +50,46 @@ class UnsupportedSelectionError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class SelectedField:
-    key: str
-    name: str
-    children: Selection
+class FieldSpec:
+    """What a field returns (the object type's name, None for a leaf) and its source."""
+
+    child_type: str | None
+    source: Source | None
 
 
-Selection = tuple[SelectedField, ...]
+Catalog = Mapping[tuple[str, str], FieldSpec]
 
 _CONDITION = GraphQLNonNull(GraphQLBoolean)
+_FORMATS = {
+    "ID": Format.UUID,
+    "DateTime": Format.MOMENT,
+    "Date": Format.DATE,
+    "Boolean": Format.BOOLEAN,
+}
+
+
+@lru_cache(maxsize=8)
+def catalog(schema: GraphQLSchema) -> Catalog:
+    """Every object field of the schema by (type name, field name)."""
+    found: dict[tuple[str, str], FieldSpec] = {}
+    for type_ in schema.type_map.values():
+        if isinstance(type_, GraphQLObjectType) and not type_.name.startswith("__"):
+            for name, field in type_.fields.items():
+                found[(type_.name, name)] = _spec(field)
+    return found
+
+
+def _spec(field: GraphQLField) -> FieldSpec:
+    definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    metadata = getattr(definition, "metadata", None) or {}
+    declared: Source | None = metadata.get(READ_SOURCE)
+    named = get_named_type(field.type)
+    if isinstance(named, GraphQLObjectType):
+        return FieldSpec(named.name, declared)
+    if declared is None and definition is not None:
+        format_ = Format.ENUM if isinstance(named, GraphQLEnumType) else Format.PLAIN
+        declared = Column(definition.python_name, _FORMATS.get(named.name, format_))
+    return FieldSpec(None, declared)
 
 
 def collect(
@@ -48,13 +97,9 @@ def collect(
     type_name: str,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: Mapping[str, Any],
-    child_types: Mapping[tuple[str, str], str],
+    fields: Catalog,
 ) -> Selection:
-    """The sub-selection of ``nodes`` (fields of one response key) on ``type_name``.
-
-    ``child_types`` names the object type each object field returns, by
-    (parent type, field name); a field missing there is a leaf.
-    """
+    """The sub-selection of ``nodes`` (fields of one response key) on ``type_name``."""
     grouped: dict[str, list[FieldNode]] = {}
     for node in nodes:
         if node.selection_set is not None:
@@ -62,13 +107,16 @@ def collect(
     selected: list[SelectedField] = []
     for key, same_key in grouped.items():
         name = same_key[0].name.value
-        child_type = child_types.get((type_name, name))
+        if name == "__typename":
+            selected.append(SelectedField(key, name, TypeName(type_name), ()))
+            continue
+        spec = fields[(type_name, name)]
         children = (
             ()
-            if child_type is None
-            else collect(same_key, child_type, fragments, variables, child_types)
+            if spec.child_type is None
+            else collect(same_key, spec.child_type, fragments, variables, fields)
         )
-        selected.append(SelectedField(key, name, children))
+        selected.append(SelectedField(key, name, spec.source, children))
     return tuple(selected)
 
 

@@ -1,4 +1,9 @@
-"""GraphQL object types, built from ORM rows (rows never leak into the schema)."""
+"""GraphQL object types, built from ORM rows (rows never leak into the schema).
+
+The types an appointment reaches also declare, beside each object field, where the
+read model finds its row (``reads(...)``); a scalar field reads the column named
+like it (``appointments.read_model.sources``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from strawberry.types import Info
 
 from appointments import models
 from appointments.queries import Page
+from appointments.read_model.sources import MigrationState, Reference, Served, reads
+from appointments.sides import DOCTOR, PATIENT
 from appointments.stages import Origin, Stage
 from schema import read_model
 from schema.context import RequestContext
@@ -95,11 +102,11 @@ class ClinicDoctor:
     def from_model(cls, row: models.ClinicDoctor) -> ClinicDoctor:
         return cls(active=row.active, created_at=row.created_at, row=row)
 
-    @strawberry.field(graphql_type=Clinic)
+    @strawberry.field(graphql_type=Clinic, metadata=reads(Reference(models.Clinic, "clinic_id")))
     def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
         return clinic_of(info, self.row.clinic_id)
 
-    @strawberry.field(graphql_type=User)
+    @strawberry.field(graphql_type=User, metadata=reads(Reference(models.User, "user_id")))
     def user(self, info: ContextInfo) -> User | Awaitable[User]:
         return _user(info, self.row.user_id)
 
@@ -117,11 +124,11 @@ class ClinicPatient:
     def from_model(cls, row: models.ClinicPatient) -> ClinicPatient:
         return cls(created_at=row.created_at, row=row)
 
-    @strawberry.field(graphql_type=Clinic)
+    @strawberry.field(graphql_type=Clinic, metadata=reads(Reference(models.Clinic, "clinic_id")))
     def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
         return clinic_of(info, self.row.clinic_id)
 
-    @strawberry.field(graphql_type=Patient)
+    @strawberry.field(graphql_type=Patient, metadata=reads(Reference(models.Patient, "patient_id")))
     def patient(self, info: ContextInfo) -> Patient | Awaitable[Patient]:
         return _patient(info, self.row.patient_id)
 
@@ -153,7 +160,7 @@ class ClinicStaff:
 )
 class Appointment:
     """Served only by the read model (``schema.read_model``): a field answering an
-    appointment returns its JSON, and these fields declare the type."""
+    appointment returns its JSON, built from the sources these fields declare."""
 
     id: strawberry.ID
     starts_at: datetime
@@ -162,17 +169,24 @@ class Appointment:
     reason: str | None
     created_at: datetime
     updated_at: datetime
-    clinic: Clinic
-    doctor: User | None = strawberry.field(deprecation_reason="Use clinicDoctor.user")
-    patient: Patient | None = strawberry.field(deprecation_reason="Use clinicPatient.patient")
+    clinic: Clinic = strawberry.field(metadata=reads(Reference(models.Clinic, "clinic_id")))
+    doctor: User | None = strawberry.field(
+        deprecation_reason="Use clinicDoctor.user", metadata=reads(Served(DOCTOR, "person"))
+    )
+    patient: Patient | None = strawberry.field(
+        deprecation_reason="Use clinicPatient.patient", metadata=reads(Served(PATIENT, "person"))
+    )
     clinic_doctor: ClinicDoctor | None = strawberry.field(
-        description="Null while the doctor has no membership in this clinic"
+        description="Null while the doctor has no membership in this clinic",
+        metadata=reads(Served(DOCTOR, "membership")),
     )
     clinic_patient: ClinicPatient | None = strawberry.field(
-        description="Null while the patient is not registered in this clinic"
+        description="Null while the patient is not registered in this clinic",
+        metadata=reads(Served(PATIENT, "membership")),
     )
     migration: AppointmentMigration = strawberry.field(
-        description="QA: the stage that served this appointment, both origins, and differences"
+        description="QA: the stage that served this appointment, both origins, and differences",
+        metadata=reads(MigrationState()),
     )
 
 

@@ -1,16 +1,17 @@
 """An appointment selection compiled into one statement whose rows carry each
 appointment's JSON, built by the database, and the columns the bookkeeping reads.
 
-``compile_read`` takes the collected selection (``schema.selection``) below an
-``Appointment``, the stages the rows are served in, and a FROM clause of the
-appointment rows to serve (a page, or rows by id). Joins are added only for
-objects the selection reaches. The JSON is formatted as the schema serialises
-each value (``formats``); the stage rules come from ``served``.
+``compile_read`` takes the collected selection below an ``Appointment`` (each
+field with the source its type declares, ``sources``), the stages the rows are
+served in, and a FROM clause of the appointment rows to serve (a page, or rows
+by id). Joins are added only for objects the selection reaches, once however
+often they are selected. The JSON is formatted as the schema serialises each
+value (``formats``); the stage rules come from ``served``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,20 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from appointments.models import Clinic, Patient, User
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import RowPolicy, ServedSide, served_side
+from appointments.read_model.sources import (
+    Column,
+    MigrationState,
+    Reference,
+    SelectedField,
+    Selection,
+    Served,
+    TypeName,
+    shows_links,
+)
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Stage
-from schema.selection import SelectedField, Selection
 
 Expression = ColumnElement[Any]
 
@@ -42,13 +51,16 @@ Expression = ColumnElement[Any]
 @dataclass
 class _Build:
     json: JsonSql
+    rows: FromClause
+    policy: RowPolicy
+    sides: dict[Side, ServedSide]
     joins: list[tuple[FromClause, Expression]] = field(default_factory=list)
-    joined: dict[str, FromClause] = field(default_factory=dict)
+    joined: dict[Hashable, FromClause] = field(default_factory=dict)
 
-    def join(self, name: str, table: Any, on: Callable[[FromClause], Expression]) -> FromClause:
-        found = self.joined.get(name)
+    def join(self, key: Hashable, table: Any, on: Callable[[FromClause], Expression]) -> FromClause:
+        found = self.joined.get(key)
         if found is None:
-            found = self.joined[name] = table.alias(name)
+            found = self.joined[key] = table.alias(f"read_{len(self.joined)}")
             self.joins.append((found, on(found)))
         return found
 
@@ -60,8 +72,6 @@ class CompiledRead:
     statement: Select[Any]
     sides: tuple[Side, ...]
 
-
-LINK_FIELDS = frozenset({"doctor", "patient", "clinicDoctor", "clinicPatient", "migration"})
 
 # Columns of every row, before the JSON: the bookkeeping reads them by position.
 ROW_COLUMNS = ("id", "clinic_id", "starts_at", "node")
@@ -85,17 +95,15 @@ def compile_read(
     legacy_columns: bool,
     sees_every_clinic: bool,
 ) -> CompiledRead:
-    build = _Build(json)
     policy = RowPolicy.of(rows.c.clinic_id, stages)
     # The links are served (and so counted and compared) only where the selection shows
     # them, as a read that shows none of them never looked at them.
-    shows_links = any(selected.name in LINK_FIELDS for selected in selection)
     sides = {
         side: served_side(side, rows, policy, legacy_columns, sees_every_clinic)
-        for side in ((DOCTOR, PATIENT) if shows_links else ())
+        for side in ((DOCTOR, PATIENT) if shows_links(selection) else ())
     }
-    appointment = _AppointmentSource(build, rows, policy, sides)
-    node = _object(build, "Appointment", selection, appointment.field)
+    build = _Build(json, rows, policy, sides)
+    node = _row_object(build, rows, selection)
     node_text = cast(node, Text) if json.postgres else type_coerce(node, Text)
     columns: list[Expression] = [
         rows.c.id,
@@ -131,148 +139,54 @@ def compile_read(
 FieldOf = Callable[[SelectedField], Expression]
 
 
-def _object(build: _Build, type_name: str, selection: Selection, field_of: FieldOf) -> Expression:
+def _object(build: _Build, selection: Selection, field_of: FieldOf) -> Expression:
     pairs = [
         (
             selected.key,
-            build.json.constant(type_name) if selected.name == "__typename" else field_of(selected),
+            build.json.constant(selected.source.name)
+            if isinstance(selected.source, TypeName)
+            else field_of(selected),
         )
         for selected in selection
     ]
     return build.json.object(pairs)
 
 
-@dataclass
-class _AppointmentSource:
-    build: _Build
-    rows: FromClause
-    policy: RowPolicy
-    sides: dict[Side, ServedSide]
-
-    def field(self, selected: SelectedField) -> Expression:
-        json, row = self.build.json, self.rows.c
-        name = selected.name
-        scalars: dict[str, Callable[[], Expression]] = {
-            "id": lambda: json.uuid(row.id),
-            "startsAt": lambda: json.moment(row.starts_at),
-            "endsAt": lambda: json.moment(row.ends_at),
-            "createdAt": lambda: json.moment(row.created_at),
-            "updatedAt": lambda: json.moment(row.updated_at),
-            "status": lambda: json.enum_name(row.status),
-            "reason": lambda: row.reason,
-        }
-        if name in scalars:
-            return scalars[name]()
-        if name == "clinic":
-            clinic = self.build.join(
-                "appointment_clinic", Clinic.__table__, lambda t: t.c.id == row.clinic_id
-            )
-            return _clinic(self.build, clinic, selected.children)
-        if name in ("doctor", "patient"):
-            side = DOCTOR if name == "doctor" else PATIENT
-            served = self.sides[side]
-            person = self.build.join(
-                f"{name}_person",
-                side.person_model.__table__,
-                lambda t: t.c.id == served.person_id,
-            )
-            return _person(self.build, side, person, selected.children)
-        if name in ("clinicDoctor", "clinicPatient"):
-            side = DOCTOR if name == "clinicDoctor" else PATIENT
-            served = self.sides[side]
-            membership = self.build.join(
-                f"{side.name}_served",
-                side.membership_model.__table__,
-                lambda t: t.c.id == served.membership_id,
-            )
-            return _membership(self.build, side, membership, selected.children)
-        if name == "migration":
-            return _migration(self.build, self.rows, self.policy, self.sides, selected.children)
-        raise KeyError(f"Appointment.{name} has no source in the read model")
+def _row_object(build: _Build, row: FromClause, selection: Selection) -> Expression:
+    """The object of ``row`` (a table, or the appointment rows) as ``selection`` shows it."""
+    return _object(build, selection, lambda selected: _value(build, row, selected))
 
 
-def _clinic(build: _Build, clinic: FromClause, selection: Selection) -> Expression:
-    json = build.json
-    sources: dict[str, Callable[[], Expression]] = {
-        "id": lambda: json.uuid(clinic.c.id),
-        "name": lambda: clinic.c.name,
-        "createdAt": lambda: json.moment(clinic.c.created_at),
-    }
-    return _object(build, "Clinic", selection, lambda selected: sources[selected.name]())
-
-
-def _person(build: _Build, side: Side, person: FromClause, selection: Selection) -> Expression:
-    json = build.json
-    sources: dict[str, Callable[[], Expression]]
-    if side is DOCTOR:
-        type_name = "User"
-        sources = {
-            "id": lambda: json.uuid(person.c.id),
-            "name": lambda: person.c.name,
-            "email": lambda: person.c.email,
-            "role": lambda: json.enum_name(person.c.role),
-            "active": lambda: json.boolean(person.c.active),
-        }
-    else:
-        type_name = "Patient"
-        sources = {
-            "id": lambda: json.uuid(person.c.id),
-            "fullName": lambda: person.c.full_name,
-            "dateOfBirth": lambda: json.date(person.c.date_of_birth),
-        }
-    value = _object(build, type_name, selection, lambda selected: sources[selected.name]())
-    return _or_null(person.c.id, value)
-
-
-def _or_null(key: Expression, value: Expression) -> Expression:
-    return case((key.isnot(None), value), else_=null())
-
-
-def _membership(
-    build: _Build, side: Side, membership: FromClause, selection: Selection
-) -> Expression:
-    json = build.json
-    prefix = f"{side.name}_served"
-
-    def field_of(selected: SelectedField) -> Expression:
-        name = selected.name
-        if name == "id":
-            return json.uuid(membership.c.id)
-        if name == "createdAt":
-            return json.moment(membership.c.created_at)
-        if name == "active" and side is DOCTOR:
-            return json.boolean(membership.c.active)
-        if name == "clinic":
-            clinic = build.join(
-                f"{prefix}_clinic", Clinic.__table__, lambda t: t.c.id == membership.c.clinic_id
-            )
-            return _clinic(build, clinic, selected.children)
-        if name in ("user", "patient"):
-            person_table = User.__table__ if side is DOCTOR else Patient.__table__
-            person = build.join(
-                f"{prefix}_person",
-                person_table,
-                lambda t: t.c.id == membership.c[side.person_column],
-            )
-            return _person(build, side, person, selected.children)
-        raise KeyError(f"{side.name} membership field {name} has no source")
-
-    type_name = "ClinicDoctor" if side is DOCTOR else "ClinicPatient"
-    return _or_null(membership.c.id, _object(build, type_name, selection, field_of))
+def _value(build: _Build, row: FromClause, selected: SelectedField) -> Expression:
+    source = selected.source
+    if isinstance(source, Column):
+        return build.json.formatted(row.c[source.name], source.format)
+    if isinstance(source, Reference):
+        key = row.c[source.key]
+        referenced = build.join(
+            (id(row), source), source.model.__table__, lambda table: table.c.id == key
+        )
+        return _row_object(build, referenced, selected.children)
+    if isinstance(source, Served):
+        side = source.side
+        served = build.sides[side]
+        person = source.part == "person"
+        model = side.person_model if person else side.membership_model
+        served_id = served.person_id if person else served.membership_id
+        joined = build.join(source, model.__table__, lambda table: table.c.id == served_id)
+        value = _row_object(build, joined, selected.children)
+        return case((joined.c.id.isnot(None), value), else_=null())
+    if isinstance(source, MigrationState):
+        return _migration(build, selected.children)
+    raise KeyError(f"{selected.name} has no source in the read model")
 
 
 def _origin_name(new_origin: Expression) -> Expression:
     return case((new_origin, literal("NEW")), else_=literal("LEGACY"))
 
 
-def _migration(
-    build: _Build,
-    rows: FromClause,
-    policy: RowPolicy,
-    sides: dict[Side, ServedSide],
-    selection: Selection,
-) -> Expression:
-    json = build.json
+def _migration(build: _Build, selection: Selection) -> Expression:
+    json, rows, policy, sides = build.json, build.rows, build.policy, build.sides
 
     def masked(served: ServedSide, value: Expression) -> Expression:
         return case((served.visible, value), else_=null())
@@ -290,7 +204,7 @@ def _migration(
             "newClinicId": lambda: masked(served, json.uuid(served.stored_clinic)),
             "consistent": lambda: json.boolean(not_(differs(served))),
         }
-        return _object(build, "SideOrigins", children, lambda s: sources[s.name]())
+        return _object(build, children, lambda s: sources[s.name]())
 
     def difference(
         children: Selection, served: ServedSide, kind: Any, legacy: Expression, new: Expression
@@ -302,7 +216,7 @@ def _migration(
                 return json.uuid(legacy)
             return masked(served, json.uuid(new))
 
-        return _object(build, "MigrationDifference", children, field_of)
+        return _object(build, children, field_of)
 
     def differences(children: Selection) -> Expression:
         items: list[Expression] = []
@@ -334,4 +248,4 @@ def _migration(
             return differences(selected.children)
         raise KeyError(f"AppointmentMigration.{name} has no source in the read model")
 
-    return _object(build, "AppointmentMigration", selection, field_of)
+    return _object(build, selection, field_of)

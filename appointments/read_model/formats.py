@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.types import JSON
 
+from appointments.read_model.sources import Format
+
 Expression = ColumnElement[Any]
 
 
@@ -47,6 +49,19 @@ class JsonSql:
         if self.postgres:
             return func.json_build_object(*arguments, type_=PG_JSON)
         return func.json_object(*arguments, type_=JSON)
+
+    def formatted(self, column: Expression, format_: Format) -> Expression:
+        """A column's value as the field's GraphQL type serialises it."""
+        if format_ is Format.PLAIN:
+            return column
+        formats = {
+            Format.UUID: self.uuid,
+            Format.MOMENT: self.moment,
+            Format.DATE: self.date,
+            Format.ENUM: self.enum_name,
+            Format.BOOLEAN: self.boolean,
+        }
+        return formats[format_](column)
 
     def constant(self, value: str) -> Expression:
         return literal(value, String)

@@ -31,8 +31,8 @@ from appointments.read_model import bookkeeping, rows
 from appointments.read_model.compiler import CompiledRead, compile_read
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import stage_parameters
+from appointments.read_model.sources import Selection
 from appointments.stages import Stage
-from schema.selection import Selection
 
 StageLookup = Callable[[uuid.UUID], Stage]
 COMPILED_READS = 512
