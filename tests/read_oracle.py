@@ -13,6 +13,7 @@ its clinic is not the row's.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -193,3 +194,36 @@ def ledger(
             served = serve(data, row, side, stage, lambda _clinic: True)
             entries |= {(row.id, field.lower()) for field, _, _ in served.differences}
     return entries
+
+
+def metric_changes(
+    data: Data,
+    stages: dict[uuid.UUID, Stage],
+    shown: list[Row],
+    sees: Callable[[uuid.UUID], bool],
+) -> Counter[tuple[str, ...]]:
+    """What a read showing the links of ``shown`` adds to the migration metrics, by
+    (metric, labels...): sides served, fallbacks, comparisons and mismatches."""
+    changes: Counter[tuple[str, ...]] = Counter()
+    for row in shown:
+        stage = stages[row.clinic_id]
+        compared = policy_for(stage).compared
+        for side in ("doctor", "patient"):
+            served = serve(data, row, side, stage, sees)
+            origin = "new" if served.new_origin else "legacy"
+            outcome = (
+                "empty"
+                if served.person is None
+                else "fallback"
+                if served.fell_back
+                else "authoritative"
+            )
+            changes[("reads", stage.value, side, origin, outcome)] += 1
+            if served.fell_back:
+                changes[("fallbacks", stage.value, side)] += 1
+            if compared:
+                verdict = "inconsistent" if served.differences else "consistent"
+                changes[("comparisons", stage.value, verdict)] += 1
+                for field, _, _ in served.differences:
+                    changes[("mismatches", stage.value, field.lower())] += 1
+    return changes

@@ -1,16 +1,21 @@
 """Property-based differential test: the service's reads against the reference model.
 
 Hypothesis draws data (consistent rows, one side only, disagreeing sides, links
-into another clinic), a stage per clinic, a viewer (an admin, or staff of clinic
-A only) and a selection (any part of the appointment's fields, nested objects
-included); the list the service answers, and the ledger entries the read leaves,
-must be the reference model's (``tests.read_oracle``), on both databases.
+into another clinic; or a contracted schema, without legacy columns), a stage per
+clinic, a viewer (an admin, or staff of clinic A only) and a read: any part of the
+appointment's fields, nested objects included, written with aliases (a field may
+be asked twice), inline or named fragments and ``@skip``/``@include``. The list
+the service answers, the ledger entries the read leaves and the changes of the
+migration metrics must be the reference model's (``tests.read_oracle``), on both
+databases.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +23,11 @@ from typing import Any
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import migrations
 from appointments.models import (
     Appointment,
     Clinic,
@@ -37,6 +44,7 @@ from server.auth import mint_token
 from server.settings import Settings
 from tests import read_oracle
 from tests.conftest import TABLES_CHILD_FIRST, Api, open_api, set_stages
+from tests.test_contract import revert_if_contracted
 
 SECRET = "read-oracle-secret-0123456789-012345"
 # What the reference model answers, as a tree of fields; a request selects a drawn part.
@@ -61,33 +69,104 @@ FIELDS: dict[str, Any] = {
 }
 
 
+# A drawn selection: response key -> (field name, its drawn selection or None for a leaf).
+Drawn = dict[str, tuple[str, Any]]
+
+
+ALIASES = 15
+"""The service refuses operations with more aliases (schema.operations)."""
+
+
 @st.composite
-def selections(draw: st.DrawFn, fields: dict[str, Any] = FIELDS) -> dict[str, Any]:
-    """A non-empty part of ``fields``, each object with a non-empty part of its own."""
+def selections(
+    draw: st.DrawFn, fields: dict[str, Any] = FIELDS, aliases: list[int] | None = None
+) -> Drawn:
+    """A non-empty part of ``fields``, each object with a non-empty part of its own; a
+    field may be asked under an alias, or twice (as itself and under an alias), as long
+    as the operation stays within the service's alias limit."""
+    left = [ALIASES] if aliases is None else aliases
     names = draw(st.sets(st.sampled_from(sorted(fields)), min_size=1))
-    return {
-        name: None if fields[name] is None else draw(selections(fields[name]))
-        for name in sorted(names)
-    }
+    chosen: Drawn = {}
+    for name in sorted(names):
+        options = [(name,), (f"{name}Alias",), (name, f"{name}Alias")] if left[0] > 0 else [(name,)]
+        keys = draw(st.sampled_from(options))
+        left[0] -= sum(key != name for key in keys)
+        for key in keys:
+            children = fields[name]
+            chosen[key] = (name, None if children is None else draw(selections(children, left)))
+    return chosen
 
 
-def query_text(selection: dict[str, Any]) -> str:
-    return " ".join(
-        name if children is None else f"{name} {{ {query_text(children)} }}"
-        for name, children in selection.items()
+STYLES = ("plain", "inline fragments", "named fragment")
+SKIP, INCLUDE = "@skip(if: $yes)", "@include(if: $yes)"
+
+
+def query_text(selection: Drawn, style: str, directives: dict[str, str] | None = None) -> str:
+    """The selection as a client writes it: objects' fields inside inline fragments in
+    the "inline fragments" style; ``directives`` by response key."""
+    parts = []
+    for key, (name, children) in selection.items():
+        text = name if key == name else f"{key}: {name}"
+        text += f" {(directives or {}).get(key, '')}"
+        if children is not None:
+            inner = query_text(children, style)
+            text += (
+                f" {{ ... {{ {inner} }} }}" if style == "inline fragments" else f" {{ {inner} }}"
+            )
+        parts.append(text)
+    return " ".join(parts)
+
+
+def list_query(selection: Drawn, style: str, directives: dict[str, str], arguments: str) -> str:
+    """The list query; in the "named fragment" style the node's later fields come from a
+    fragment spread beside the earlier ones."""
+    keys = list(selection)
+    split = len(keys) // 2 if style == "named fragment" else len(keys)
+    direct = {key: selection[key] for key in keys[:split]}
+    spread = {key: selection[key] for key in keys[split:]}
+    node = query_text(direct, style, directives)
+    fragment = ""
+    if spread:
+        node += " ...Node"
+        fragment = f" fragment Node on Appointment {{ {query_text(spread, style, directives)} }}"
+    variables = "($yes: Boolean!)" if any(directives.values()) else ""
+    return (
+        f"query Read{variables} {{ appointments({arguments}) "
+        f"{{ edges {{ node {{ {node} }} }} }} }}{fragment}"
     )
 
 
-def project(value: Any, selection: dict[str, Any]) -> Any:
+def project(value: Any, selection: Drawn) -> Any:
     """The part of the reference model's answer that ``selection`` asks for."""
     if value is None:
         return None
     if isinstance(value, list):
         return [project(item, selection) for item in value]
     return {
-        name: value[name] if children is None else project(value[name], children)
-        for name, children in selection.items()
+        key: value[name] if children is None else project(value[name], children)
+        for key, (name, children) in selection.items()
     }
+
+
+METRICS = {
+    "clinic_appointment_reads_total": ("reads", "stage", "side", "origin", "outcome"),
+    "clinic_read_fallbacks_total": ("fallbacks", "stage", "side"),
+    "clinic_comparisons_total": ("comparisons", "stage", "outcome"),
+    "clinic_mismatches_total": ("mismatches", "stage", "field"),
+}
+
+
+async def migration_metrics(api: Api) -> Counter[tuple[str, ...]]:
+    """The migration counters /metrics shows, keyed as ``read_oracle.metric_changes``."""
+    response = await api.client.get("/metrics")
+    found: Counter[tuple[str, ...]] = Counter()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            shape = METRICS.get(sample.name)
+            if shape is not None:
+                key = (shape[0], *(sample.labels[label] for label in shape[1:]))
+                found[key] += int(sample.value)
+    return found
 
 
 CLINICS = (uuid.UUID(int=1), uuid.UUID(int=2))
@@ -103,7 +182,11 @@ async def oracle_api(
 
 
 @st.composite
-def data_sets(draw: st.DrawFn) -> tuple[read_oracle.Data, dict[uuid.UUID, Stage], str]:
+def data_sets(
+    draw: st.DrawFn, contracted: bool = False
+) -> tuple[read_oracle.Data, dict[uuid.UUID, Stage], str]:
+    """Data, a flag stage per clinic and a viewer. A contracted schema has no legacy
+    columns, and every row names both memberships (the contract requires it)."""
     people = {
         side: {
             uuid.UUID(int=100 * (k + 1) + n): read_oracle.Person(
@@ -119,7 +202,7 @@ def data_sets(draw: st.DrawFn) -> tuple[read_oracle.Data, dict[uuid.UUID, Stage]
     for k, side in enumerate(("doctor", "patient")):
         for c, clinic in enumerate(CLINICS):
             for person in people[side]:
-                if draw(st.booleans()):
+                if draw(st.booleans()) or (contracted and person == min(people[side])):
                     membership_id = uuid.UUID(int=1000 * (k + 1) + 10 * c + person.int % 100)
                     memberships[side][membership_id] = read_oracle.Membership(
                         membership_id, clinic, person
@@ -130,15 +213,22 @@ def data_sets(draw: st.DrawFn) -> tuple[read_oracle.Data, dict[uuid.UUID, Stage]
         legacy: dict[str, uuid.UUID | None] = {}
         new: dict[str, uuid.UUID | None] = {}
         for side in ("doctor", "patient"):
-            legacy[side] = draw(st.none() | st.sampled_from(sorted(people[side])))
             choices = sorted(memberships[side])
+            if contracted:
+                legacy[side], new[side] = None, draw(st.sampled_from(choices))
+                continue
+            legacy[side] = draw(st.none() | st.sampled_from(sorted(people[side])))
             new[side] = draw(st.none() | st.sampled_from(choices)) if choices else None
             if legacy[side] is None and new[side] is None:
                 legacy[side] = sorted(people[side])[0]
         starts = datetime(2027, 1, 4, 8, tzinfo=UTC) + timedelta(minutes=30 * n)
         rows.append(read_oracle.Row(uuid.UUID(int=50_000 + n), clinic, starts, legacy, new))
     data = read_oracle.Data(
-        {CLINICS[0]: "Clinic A", CLINICS[1]: "Clinic B"}, people, memberships, rows
+        {CLINICS[0]: "Clinic A", CLINICS[1]: "Clinic B"},
+        people,
+        memberships,
+        rows,
+        legacy_columns=not contracted,
     )
     stages = {clinic: draw(st.sampled_from(list(Stage))) for clinic in CLINICS}
     return data, stages, draw(st.sampled_from(["admin", "staff"]))
@@ -196,8 +286,11 @@ async def store(
                     starts_at=row.starts_at,
                     ends_at=row.starts_at + timedelta(minutes=30),
                     status="scheduled",
-                    doctor_id=row.legacy["doctor"],
-                    patient_id=row.legacy["patient"],
+                    **(
+                        {"doctor_id": row.legacy["doctor"], "patient_id": row.legacy["patient"]}
+                        if data.legacy_columns
+                        else {}
+                    ),
                     clinic_doctor_id=row.new["doctor"],
                     clinic_patient_id=row.new["patient"],
                     created_at=now,
@@ -207,41 +300,65 @@ async def store(
     return viewers
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    drawn=data_sets(),
-    selection=selections(),
-    first=st.integers(1, 7),
-    of_clinic_a=st.booleans(),
-)
-async def test_reads_answer_as_the_reference_model(
-    oracle_api: Api,
+@dataclass(frozen=True)
+class Read:
+    """A drawn list read: its selection, how it is written, and what it asks for."""
+
+    selection: Drawn
+    style: str
+    directives: dict[str, str]
+    first: int
+    of_clinic_a: bool
+
+    def shown_selection(self) -> Drawn:
+        return {k: v for k, v in self.selection.items() if self.directives.get(k) != SKIP}
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> Read:
+    selection = draw(selections())
+    directives = {
+        key: draw(st.sampled_from(["", SKIP, INCLUDE])) for key in selection if len(selection) > 1
+    }
+    return Read(
+        selection,
+        draw(st.sampled_from(STYLES)),
+        directives,
+        draw(st.integers(1, 7)),
+        draw(st.booleans()),
+    )
+
+
+async def check_read(
+    api: Api,
     sessions: async_sessionmaker[AsyncSession],
     flags_file: Path,
     drawn: Any,
-    selection: dict[str, Any],
-    first: int,
-    of_clinic_a: bool,
+    read: Read,
+    served_stage: Stage | None = None,
 ) -> None:
-    data, stages, viewer = drawn
+    """Store the data, serve the flag stages and make the read: its answer, the ledger
+    entries and the metric changes must be the reference model's. ``served_stage``: the
+    stage every clinic is served in whatever its flag (a contracted schema's)."""
+    data, flag_stages, viewer = drawn
     viewers = await store(sessions, data)
-    set_stages(flags_file, stages)
+    set_stages(flags_file, flag_stages)
+    stages = {clinic: served_stage or stage for clinic, stage in flag_stages.items()}
     token = mint_token(Settings(jwt_secret=SECRET), viewers[viewer], UserRole(viewer), hours=1)
 
     arguments = (
-        f'first: {first}, filter: {{clinicId: "{CLINICS[0]}"}}'
-        if of_clinic_a
-        else f"first: {first}"
+        f'first: {read.first}, filter: {{clinicId: "{CLINICS[0]}"}}'
+        if read.of_clinic_a
+        else f"first: {read.first}"
     )
-    node = query_text(selection)
-    query = f"query {{ appointments({arguments}) {{ edges {{ node {{ {node} }} }} }} }}"
-    response = await oracle_api.client.post(
-        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+    query = list_query(read.selection, read.style, read.directives, arguments)
+    before = await migration_metrics(api)
+    response = await api.client.post(
+        "/graphql",
+        json={"query": query, "variables": {"yes": True}},
+        headers={"Authorization": f"Bearer {token}"},
     )
+    changes = await migration_metrics(api) - before
     body = response.json()
 
     def sees(clinic: uuid.UUID) -> bool:
@@ -251,12 +368,13 @@ async def test_reads_answer_as_the_reference_model(
         (
             row
             for row in data.rows
-            if sees(row.clinic_id) and (row.clinic_id == CLINICS[0] or not of_clinic_a)
+            if sees(row.clinic_id) and (row.clinic_id == CLINICS[0] or not read.of_clinic_a)
         ),
         key=lambda row: (row.starts_at, row.id),
-    )[:first]
+    )[: read.first]
+    shown = read.shown_selection()
     expected = [
-        project(read_oracle.appointment_json(data, row, stages[row.clinic_id], sees), selection)
+        project(read_oracle.appointment_json(data, row, stages[row.clinic_id], sees), shown)
         for row in shown_rows
     ]
     assert "errors" not in body, body["errors"]
@@ -266,7 +384,60 @@ async def test_reads_answer_as_the_reference_model(
             (row.appointment_id, row.field)
             for row in (await session.execute(select(MigrationMismatch))).scalars()
         }
-    # Comparisons are made (and recorded) only by reads that show a link or the migration.
-    shows_links = bool(selection.keys() - {"id", "startsAt"})
-    shown = {row.id for row in shown_rows} if shows_links else set()
-    assert entries == read_oracle.ledger(data, stages, shown)
+    # Comparisons are made (and counted, and recorded) only by reads that show a link or
+    # the migration state.
+    shows_links = any(name not in ("id", "startsAt") for name, _ in shown.values())
+    compared = shown_rows if shows_links else []
+    assert entries == read_oracle.ledger(data, stages, {row.id for row in compared})
+    assert changes == read_oracle.metric_changes(data, stages, compared, sees)
+
+
+EXAMPLES = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@EXAMPLES
+@given(drawn=data_sets(), read=reads())
+async def test_reads_answer_as_the_reference_model(
+    oracle_api: Api,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    drawn: Any,
+    read: Read,
+) -> None:
+    await check_read(oracle_api, sessions, flags_file, drawn, read)
+
+
+@pytest_asyncio.fixture
+async def contracted_api(
+    engine: AsyncEngine,
+    database_url: str,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Api]:
+    """The service on a contracted schema (emptied first, so the contract accepts it);
+    the contract is reverted after."""
+    async with sessions() as session, session.begin():
+        for model in TABLES_CHILD_FIRST:
+            await session.execute(delete(model))
+    await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
+    try:
+        async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+            yield api
+    finally:
+        await revert_if_contracted(engine)
+
+
+@settings(EXAMPLES, max_examples=15)
+@given(drawn=data_sets(contracted=True), read=reads())
+async def test_reads_on_a_contracted_schema_answer_as_the_reference_model(
+    contracted_api: Api,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    drawn: Any,
+    read: Read,
+) -> None:
+    await check_read(contracted_api, sessions, flags_file, drawn, read, Stage.COMPLETE)
