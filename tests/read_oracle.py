@@ -27,6 +27,7 @@ class Membership:
     id: uuid.UUID
     clinic_id: uuid.UUID
     person_id: uuid.UUID
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def appointment_json(
         person = data.people[side][found.person_id]
         return {
             "id": str(found.id),
+            "active": found.active,
             "clinic": {"name": data.clinics[found.clinic_id]},
             ("user" if side == "doctor" else "patient"): _person(person, side),
         }

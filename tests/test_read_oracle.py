@@ -1,8 +1,8 @@
 """Property-based differential test: the service's reads against the reference model.
 
 Hypothesis draws data (consistent rows, one side only, disagreeing sides, links
-into another clinic; or a contracted schema, without legacy columns), a stage per
-clinic, a viewer (an admin, or staff of clinic A only) and a read: any part of the
+into another clinic, inactive memberships; or a contracted schema, without legacy
+columns), a stage per clinic, a viewer (an admin, or staff of clinic A only) and a read: any part of the
 appointment's fields, nested objects included, written with aliases (a field may
 be asked twice), inline or named fragments and ``@skip``/``@include``. The list
 the service answers, the ledger entries the read leaves and the changes of the
@@ -53,7 +53,12 @@ FIELDS: dict[str, Any] = {
     "startsAt": None,
     "doctor": {"id": None, "name": None},
     "patient": {"id": None, "fullName": None, "dateOfBirth": None},
-    "clinicDoctor": {"id": None, "clinic": {"name": None}, "user": {"id": None, "name": None}},
+    "clinicDoctor": {
+        "id": None,
+        "active": None,
+        "clinic": {"name": None},
+        "user": {"id": None, "name": None},
+    },
     "clinicPatient": {
         "id": None,
         "clinic": {"name": None},
@@ -205,7 +210,7 @@ def data_sets(
                 if draw(st.booleans()) or (contracted and person == min(people[side])):
                     membership_id = uuid.UUID(int=1000 * (k + 1) + 10 * c + person.int % 100)
                     memberships[side][membership_id] = read_oracle.Membership(
-                        membership_id, clinic, person
+                        membership_id, clinic, person, active=draw(st.booleans())
                     )
     rows = []
     for n in range(draw(st.integers(1, 6))):
@@ -264,7 +269,7 @@ async def store(
                     id=membership.id,
                     clinic_id=membership.clinic_id,
                     user_id=membership.person_id,
-                    active=True,
+                    active=membership.active,
                     created_at=now,
                 )
             )
