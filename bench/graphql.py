@@ -29,14 +29,18 @@
    same 100 appointment ids for the list before measuring.
 4. For each round, for each stage (legacy, dual_write, shadow, live, complete,
    the order shifted by one stage each round; set in the flags file and awaited
-   through the response's ``extensions.migration.stages``): wrk on (a) the first 100 appointments of
-   a clinic with both field sets, (b) ``appointment(id)`` over those ids, (c)
-   ``createAppointment`` with a distinct start time per request (legacy ids,
-   new ids in ``complete``); in ``shadow`` PostGraphile's list and single item
-   too, so A and B alternate. Every response is checked in the wrk script;
-   ``bad`` counts the wrong ones. Figures are medians over the rounds.
-5. Prints one table with the figures, the ratios and their targets. It asserts
-   nothing and exits 0 (2 when something could not run at all).
+   through the response's ``extensions.migration.stages``): wrk on (a) the first
+   100 appointments of a clinic with both field sets (the hot list), (b)
+   ``appointment(id)`` over those ids, (c) ``createAppointment`` with a distinct
+   start time per request (legacy ids, new ids in ``complete``). In ``shadow``,
+   every shape of ``bench.shapes`` (the hot list, the list with clinic names, a
+   day view, ``appointment(id)`` plain and with rich leaves, a mutation with a
+   rich payload), each followed at once by PostGraphile's equivalent, so A and B
+   alternate. Every response is checked in the wrk script; ``bad`` counts the
+   wrong ones. Figures are medians over the rounds.
+5. Prints the figures, the ratios and their targets: per shape against
+   PostGraphile, time per row against the hot list, statements for 10 and 100
+   rows. It asserts nothing and exits 0 (2 when something could not run at all).
 
 ``--via-pgbouncer`` puts PgBouncer (Debian ``pgbouncer``) in transaction
 pooling mode between the service and PostgreSQL, with
@@ -62,9 +66,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,6 +90,7 @@ from bench.backfill import (
     migrate,
     seed,
 )
+from bench.shapes import CREATE, LIST, PG_LIST, SHAPES, Shape
 from flags.document import build_document, write_document
 from flags.stages import StageResolver
 from server.app import create_app
@@ -96,42 +102,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = (Stage.LEGACY, Stage.DUAL_WRITE, Stage.SHADOW, Stage.LIVE, Stage.COMPLETE)
 BENCH_REASON = "bench.graphql"
 T = TypeVar("T")
-
-FIELDS = """
-      id startsAt status
-      doctor { name }
-      patient { fullName }
-      clinicDoctor { user { name } }
-      clinicPatient { patient { fullName } }
-"""
-LIST = (
-    "query List($clinicId: ID!, $first: Int!) {\n"
-    "  appointments(first: $first, filter: {clinicId: $clinicId}) {\n"
-    "    edges { node {" + FIELDS + "    } }\n  }\n}"
-)
-SINGLE = "query One($id: ID!) {\n  appointment(id: $id) {" + FIELDS + "  }\n}"
-CREATE = """mutation Create($input: CreateAppointmentInput!) {
-  createAppointment(input: $input) {
-    __typename
-    ... on AppointmentSuccess { appointment { id } }
-  }
-}"""
-# PostGraphile's names for the same shape: relations are named after the foreign keys.
-PG_FIELDS = """
-      id startsAt status
-      userByDoctorId { name }
-      patientByPatientId { fullName }
-      clinicDoctorByClinicDoctorId { userByUserId { name } }
-      clinicPatientByClinicPatientId { patientByPatientId { fullName } }
-"""
-PG_LIST = (
-    "query List($clinicId: UUID!, $first: Int!) {\n"
-    "  allAppointments(first: $first, condition: {clinicId: $clinicId},"
-    " orderBy: [STARTS_AT_ASC, ID_ASC]) {\n"
-    "    nodes {" + PG_FIELDS + "    }\n  }\n}"
-)
-PG_SINGLE = "query One($id: UUID!) {\n  appointmentById(id: $id) {" + PG_FIELDS + "  }\n}"
-
 
 # --- wrk -------------------------------------------------------------------------------
 
@@ -201,6 +171,7 @@ local path = {path}
 local expect = {expect}
 local bodies = {{ {bodies} }}
 local create_parts = {create_parts}
+local create_slots = {create_slots}
 local base = {base}
 local stride = {stride}
 local threads = {{}}
@@ -220,10 +191,19 @@ end
 function request()
   counter = counter + 1
   if create_parts then
-    -- A start time no other request of this run uses: one minute apart per thread.
+    -- A start time no other request of this run uses: one minute apart per thread; the
+    -- id (for PostGraphile, which takes it from the client) is made of it.
     local starts = base + (tid * stride + counter) * 60
-    local body = create_parts[1] .. moment(starts) .. create_parts[2]
-      .. moment(starts + 1800) .. create_parts[3]
+    local values = {{
+      starts = moment(starts),
+      ends = moment(starts + 1800),
+      id = string.format("%08x-%04x-4000-8000-%012x", tid, starts % 65536,
+        math.floor(starts / 65536)),
+    }}
+    local body = create_parts[1]
+    for i, slot in ipairs(create_slots) do
+      body = body .. values[slot] .. create_parts[i + 1]
+    end
     return wrk.format(nil, path, nil, body)
   end
   return wrk.format(nil, path, nil, bodies[(counter % #bodies) + 1])
@@ -245,7 +225,22 @@ function done(summary, latency, requests)
 end
 """
 
-STARTS, ENDS = "@@STARTS@@", "@@ENDS@@"
+STARTS, ENDS, NEW_ID = "@@STARTS@@", "@@ENDS@@", "@@ID@@"
+_SLOTS = {STARTS: "starts", ENDS: "ends", NEW_ID: "id"}
+_SLOT = re.compile("|".join(re.escape(marker) for marker in _SLOTS))
+
+
+def _split_template(template: str) -> tuple[list[str], list[str]]:
+    """The template's text between its slots, and the slots' names in order."""
+    parts: list[str] = []
+    slots: list[str] = []
+    position = 0
+    for match in _SLOT.finditer(template):
+        parts.append(template[position : match.start()])
+        slots.append(_SLOTS[match.group()])
+        position = match.end()
+    parts.append(template[position:])
+    return parts, slots
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,17 +254,18 @@ class Scenario:
     create_template: str | None = None
 
     def lua(self, token: str, base_epoch: int, stride: int) -> str:
-        parts = "nil"
+        parts, slots = "nil", "{}"
         if self.create_template is not None:
-            before, rest = self.create_template.split(STARTS)
-            middle, after = rest.split(ENDS)
-            parts = "{ " + ", ".join(_lua_string(p) for p in (before, middle, after)) + " }"
+            texts, names = _split_template(self.create_template)
+            parts = "{ " + ", ".join(_lua_string(text) for text in texts) + " }"
+            slots = "{ " + ", ".join(f'"{name}"' for name in names) + " }"
         return LUA_TEMPLATE.format(
             authorization=_lua_string(f"Bearer {token}"),
             path=_lua_string(httpx.URL(self.url).raw_path.decode()),
             expect=_lua_string(self.expect),
             bodies=", ".join(_lua_string(body) for body in self.bodies) or '""',
             create_parts=parts,
+            create_slots=slots,
             base=base_epoch,
             stride=stride,
         )
@@ -451,6 +447,9 @@ class Fixture:
     patient_id: str
     clinic_doctor_id: str
     clinic_patient_id: str
+    day_from: str = ""
+    day_before: str = ""
+    day_rows: int = 0
 
 
 def load_fixture(url: str) -> Fixture:
@@ -468,7 +467,37 @@ def load_fixture(url: str) -> Fixture:
             (clinic[0],),
         ).fetchone()
         assert pair is not None, "the bench clinic has no linked appointment"
-    return Fixture(str(clinic[0]), tuple(str(row[0]) for row in ids), *(str(v) for v in pair))
+        # The day view: the calendar day (UTC) of the clinic's 1,000th appointment.
+        day = connection.execute(
+            "SELECT date_trunc('day', starts_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+            " FROM appointments WHERE clinic_id = %s ORDER BY starts_at, id OFFSET 999 LIMIT 1",
+            (clinic[0],),
+        ).fetchone()
+        if day is None:
+            day = connection.execute(
+                "SELECT date_trunc('day', min(starts_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+                " FROM appointments WHERE clinic_id = %s",
+                (clinic[0],),
+            ).fetchone()
+        assert day is not None
+        day_from, day_before = day[0], day[0] + timedelta(days=1)
+        counted = connection.execute(
+            "SELECT count(*) FROM appointments WHERE clinic_id = %s"
+            " AND starts_at >= %s AND starts_at < %s",
+            (clinic[0], day_from, day_before),
+        ).fetchone()
+    doctor_id, patient_id, clinic_doctor_id, clinic_patient_id = (str(v) for v in pair)
+    return Fixture(
+        str(clinic[0]),
+        tuple(str(row[0]) for row in ids),
+        doctor_id,
+        patient_id,
+        clinic_doctor_id,
+        clinic_patient_id,
+        day_from=day_from.isoformat(),
+        day_before=day_before.isoformat(),
+        day_rows=min(100, counted[0] if counted else 0),
+    )
 
 
 def delete_bench_rows(url: str) -> int:
@@ -501,41 +530,64 @@ def create_input(fixture: Fixture, stage: Stage) -> dict[str, Any]:
     }
 
 
-def _read_scenarios(
-    url: str, prefix: str, list_query: str, single_query: str, fixture: Fixture
-) -> list[Scenario]:
-    """The list of a clinic's first 100 appointments, and ``appointment(id)`` over them."""
-    return [
-        Scenario(
-            f"{prefix}list",
-            url,
-            "startsAt",
-            bodies=(body(list_query, {"clinicId": fixture.clinic_id, "first": 100}),),
-        ),
-        Scenario(
-            f"{prefix}single",
-            url,
-            "startsAt",
-            bodies=tuple(body(single_query, {"id": id_}) for id_ in fixture.ids),
-        ),
-    ]
+def shape_variables(shape: Shape, fixture: Fixture, first: int = 100) -> list[dict[str, Any]]:
+    """The variables of a read shape's requests (wrk rotates them)."""
+    if shape.kind == "list":
+        return [{"clinicId": fixture.clinic_id, "first": first}]
+    if shape.kind == "day":
+        window = {"from": fixture.day_from, "before": fixture.day_before}
+        return [{"clinicId": fixture.clinic_id, **window, "first": first}]
+    return [{"id": id_} for id_ in fixture.ids]
+
+
+def shape_bodies(shape: Shape, fixture: Fixture, theirs: bool) -> tuple[str, ...]:
+    query = shape.theirs if theirs else shape.ours
+    return tuple(body(query, variables) for variables in shape_variables(shape, fixture))
+
+
+def pg_create_input(fixture: Fixture) -> dict[str, Any]:
+    """What our dual write stores, as PostGraphile's create takes it (every column)."""
+    return {
+        "appointment": {
+            "id": NEW_ID,
+            "clinicId": fixture.clinic_id,
+            "startsAt": STARTS,
+            "endsAt": ENDS,
+            "status": "scheduled",
+            "reason": BENCH_REASON,
+            "doctorId": fixture.doctor_id,
+            "patientId": fixture.patient_id,
+            "clinicDoctorId": fixture.clinic_doctor_id,
+            "clinicPatientId": fixture.clinic_patient_id,
+            "createdAt": STARTS,
+            "updatedAt": STARTS,
+        }
+    }
+
+
+def shape_scenario(base: str, shape: Shape, fixture: Fixture, theirs: bool) -> Scenario:
+    name = f"pg-{shape.name}" if theirs else shape.name
+    url = f"{base}/graphql"
+    if shape.kind == "payload":
+        query = shape.theirs if theirs else shape.ours
+        made = pg_create_input(fixture) if theirs else create_input(fixture, Stage.SHADOW)
+        variables = {"input": made}
+        return Scenario(name, url, "startsAt", create_template=body(query, variables))
+    return Scenario(name, url, "startsAt", bodies=shape_bodies(shape, fixture, theirs))
 
 
 def our_scenarios(base: str, fixture: Fixture, stage: Stage) -> list[Scenario]:
-    url = f"{base}/graphql"
+    """In every stage: the hot list, appointment(id) and createAppointment."""
+    reads = [shape for shape in SHAPES if shape.name in ("list", "single")]
     return [
-        *_read_scenarios(url, "", LIST, SINGLE, fixture),
+        *(shape_scenario(base, shape, fixture, theirs=False) for shape in reads),
         Scenario(
             "create",
-            url,
+            f"{base}/graphql",
             "AppointmentSuccess",
             create_template=body(CREATE, {"input": create_input(fixture, stage)}),
         ),
     ]
-
-
-def postgraphile_scenarios(base: str, fixture: Fixture) -> list[Scenario]:
-    return _read_scenarios(f"{base}/graphql", "pg-", PG_LIST, PG_SINGLE, fixture)
 
 
 def post(url: str, payload: str, token: str) -> dict[str, Any]:
@@ -556,8 +608,10 @@ def check_scenario(scenario: Scenario, token: str) -> None:
     payload = scenario.bodies[0] if scenario.bodies else scenario.create_template
     assert payload is not None
     if scenario.create_template is not None:
-        payload = payload.replace(STARTS, "2029-06-01T08:00:00Z").replace(
-            ENDS, "2029-06-01T08:30:00Z"
+        payload = (
+            payload.replace(STARTS, "2029-06-01T08:00:00Z")
+            .replace(ENDS, "2029-06-01T08:30:00Z")
+            .replace(NEW_ID, str(uuid.uuid4()))
         )
     answer = post(scenario.url, payload, token)
     text = json.dumps(answer)
@@ -627,6 +681,8 @@ class StageFigures:
 @dataclass
 class InProcessFigures:
     stages: dict[Stage, StageFigures] = field(default_factory=dict)
+    # SQL statements of each list shape in shadow, for 10 and for 100 rows asked.
+    shape_statements: dict[str, tuple[int, int]] = field(default_factory=dict)
     phases_ms: dict[str, float] = field(default_factory=dict)
     requests: int = 0
     profile: Path | None = None
@@ -800,6 +856,20 @@ async def measure_in_process(
 
             set_stage(flags_file, fixture.clinic_id, Stage.SHADOW)
             await ask(1)
+            for shape in SHAPES:
+                if shape.kind not in ("list", "day"):
+                    continue
+                counts = []
+                for first in (10, 100):
+                    variables = shape_variables(shape, fixture, first)[0]
+                    timings.reset()
+                    response = await client.post(
+                        "/graphql", json={"query": shape.ours, "variables": variables}
+                    )
+                    if response.status_code != 200 or "errors" in response.json():
+                        raise RuntimeError(f"in-process {shape.name}: {response.text[:500]}")
+                    counts.append(timings.counts.get("sql", 0))
+                figures.shape_statements[shape.name] = (counts[0], counts[1])
             figures.phases_ms = await _phases(app, ask, timings, requests)
             captured: list[tuple[str, Any]] = []
 
@@ -1009,6 +1079,8 @@ def start_postgraphile(url: str, secret: str, workers: int, directory: Path) -> 
         "omit",
         "--legacy-relations",
         "omit",
+        "--append-plugins",
+        "postgraphile-plugin-connection-filter",
         # The same token as ours, verified the same way (HS256, issuer, audience); no role
         # switch (our tokens' role is an application role, not a PostgreSQL one).
         "--jwt-secret",
@@ -1022,7 +1094,9 @@ def start_postgraphile(url: str, secret: str, workers: int, directory: Path) -> 
         "--jwt-role",
         "pg_role",
     ]
-    env = {**os.environ, "NODE_ENV": "production"}
+    # The plugin is found where install-postgraphile put it.
+    modules = str(ROOT / ".postgraphile" / "node_modules")
+    env = {**os.environ, "NODE_ENV": "production", "NODE_PATH": modules}
     process = Process.start("postgraphile", command, directory / "postgraphile.log", env)
     base = f"http://127.0.0.1:{port}"
 
@@ -1279,8 +1353,12 @@ def report(
         figures = results.median(scenario, stage)
         return None if figures is None else figures.p50_ms
 
+    out(shape_table(results, inproc, fixture_day_rows(arguments)))
+    out("")
     shadow = inproc.stages.get(Stage.SHADOW)
-    equal_statements = all(f.statements_10 == f.statements_100 for f in inproc.stages.values())
+    equal_statements = all(
+        f.statements_10 == f.statements_100 for f in inproc.stages.values()
+    ) and all(ten == hundred for ten, hundred in inproc.shape_statements.values())
     in_process_flag_share = _ratio(shadow.flag_ms, shadow.request_ms) if shadow else None
     over_http = sequential.get(OUR_SEQUENTIAL)
     flag_share = _ratio(over_http.flag_ms, over_http.mean_ms) if over_http is not None else None
@@ -1333,13 +1411,58 @@ def report(
         f"{'yes' if equal_statements else 'NO':>8}  {'equal':<8} "
         f"{'holds' if equal_statements else 'MISSES'}"
     )
-    extra = [
-        ("appointment(id) req/s: shadow / PostGraphile", rps("single", "shadow"), "pg-single"),
+    return "\n".join(lines)
+
+
+SHAPE_TARGETS = {"list": 1.3, "day": 1.3, "single": 1.2}
+"""Ours / PostGraphile req/s each kind of shape must reach (payloads have no target)."""
+PER_ROW_SLOWER = 1.15
+"""A list shape's time per row may be at most this times the hot list's."""
+
+
+def fixture_day_rows(arguments: argparse.Namespace) -> int:
+    rows: int = getattr(arguments, "day_rows", 0)
+    return rows
+
+
+def shape_table(results: Results, inproc: InProcessFigures, day_rows: int) -> str:
+    """Every shape in shadow against PostGraphile: req/s, ratio and its target, time per
+    row against the hot list's (list shapes), statements for 10 and 100 rows."""
+    lines = [
+        "shapes in shadow, ours then PostGraphile's equivalent (median req/s of rounds)",
+        f"{'shape':<36} {'rows':>4} {'ours':>8} {'PG':>8} {'ratio':>6} {'target':>7}"
+        f" {'verdict':>7} {'ms/row':>7} {'vs hot':>7} {'SQL 10/100':>10}",
     ]
-    for label, ours, theirs in extra:
-        value = _ratio(ours, rps(theirs, "-"))
-        if value is not None:
-            out(f"{label:<44} {value:>8.2f}  (no target)")
+    lines.append("-" * len(lines[1]))
+    hot = results.median("list", "shadow")
+    hot_per_row = None if hot is None else 1000 / hot.requests_per_second / 100
+    for shape in SHAPES:
+        mine = results.median(shape.name, "shadow")
+        if mine is None:
+            continue
+        other = results.median(f"pg-{shape.name}", "-")
+        rows = day_rows if shape.kind == "day" else shape.rows
+        ratio = _ratio(mine.requests_per_second, other.requests_per_second if other else None)
+        target = SHAPE_TARGETS.get("list" if shape.kind == "day" else shape.kind)
+        verdict = "-" if target is None else _verdict(ratio, target, at_least=True)
+        per_row = 1000 / mine.requests_per_second / rows if rows else None
+        versus = ""
+        if per_row is not None and hot_per_row and shape.kind in ("list", "day"):
+            slower = per_row / hot_per_row
+            versus = f"{slower:.2f}" + ("" if slower <= PER_ROW_SLOWER else "!")
+        statements = inproc.shape_statements.get(shape.name)
+        lines.append(
+            f"{shape.label:<36} {rows:>4} {mine.requests_per_second:>8.1f}"
+            f" {other.requests_per_second if other else float('nan'):>8.1f}"
+            f" {'n/a' if ratio is None else f'{ratio:.2f}':>6}"
+            f" {'-' if target is None else f'>={target}':>7} {verdict:>7}"
+            f" {'' if per_row is None else f'{per_row:.3f}':>7} {versus:>7}"
+            f" {'' if statements is None else f'{statements[0]}/{statements[1]}':>10}"
+        )
+    lines.append(
+        f"(ms/row: one worker-second per row at the measured rate; 'vs hot' is that against"
+        f" the hot list's, target <= {PER_ROW_SLOWER}, '!' where it misses)"
+    )
     return "\n".join(lines)
 
 
@@ -1417,6 +1540,12 @@ def main(argv: list[str] | None = None) -> int:
     if deleted:
         print(f"deleted {deleted:,} rows inserted by an earlier run", flush=True)
     fixture = load_fixture(url)
+    arguments.day_rows = fixture.day_rows
+    print(
+        f"day view: {fixture.day_rows} appointments from {fixture.day_from}"
+        f" to {fixture.day_before}",
+        flush=True,
+    )
     secret = secrets.token_urlsafe(32)
     token = mint_token(
         Settings(jwt_secret=secret), asyncio.run(bench_admin(url)), UserRole.ADMIN, hours=24
@@ -1510,14 +1639,35 @@ def run_rounds(
     token: str,
     directory: Path,
 ) -> tuple[Results, dict[str, OneAtATime]]:
+    """Every stage measures the hot list, appointment(id) and createAppointment; ``shadow``
+    measures every shape, each followed at once by PostGraphile's equivalent (A then B,
+    so their ratio sees the same noise)."""
     runner = WrkRunner(directory, token, arguments.threads, arguments.connections)
     results = Results()
-    theirs_scenarios = postgraphile_scenarios(theirs, fixture) if theirs else []
-    for scenario in theirs_scenarios:
-        check_scenario(scenario, token)
+    pairs = [
+        (
+            shape_scenario(ours, shape, fixture, theirs=False),
+            shape_scenario(theirs, shape, fixture, theirs=True) if theirs else None,
+        )
+        for shape in SHAPES
+    ]
+    for _, other in pairs:
+        if other is not None:
+            check_scenario(other, token)
     sequential: dict[str, OneAtATime] = {}
     warmed = False
     stages = list(arguments.stage_list)
+
+    def measure(scenario: Scenario, round_number: int, stage: str) -> None:
+        result = runner.run(scenario, arguments.duration)
+        results.add(scenario.name, stage, result)
+        print(
+            f"round {round_number} {stage:<10} {scenario.name:<14}"
+            f" {result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.1f} ms"
+            f"  p99 {result.p99_ms:6.1f} ms  bad {result.bad}",
+            flush=True,
+        )
+
     for round_number in range(1, arguments.rounds + 1):
         # Each round starts one stage later, so that no stage always runs right after
         # PostGraphile's load (or first, on a cold machine).
@@ -1525,39 +1675,31 @@ def run_rounds(
         for stage in stages[shift:] + stages[:shift]:
             switch_stage(flags_file, ours, token, fixture, stage)
             scenarios = our_scenarios(ours, fixture, stage)
+            if stage is Stage.SHADOW:
+                scenarios = [
+                    *(mine for mine, _ in pairs),
+                    *(s for s in scenarios if s.name == "create"),
+                ]
             for scenario in scenarios:
                 check_scenario(scenario, token)
             if not warmed:
-                for scenario in scenarios + theirs_scenarios:
+                everything = scenarios + [other for _, other in pairs if other is not None]
+                for scenario in everything:
                     runner.run(scenario, arguments.warmup)
                 warmed = True
+            theirs_after = {mine.name: other for mine, other in pairs}
             for scenario in scenarios:
-                result = runner.run(scenario, arguments.duration)
-                results.add(scenario.name, stage.value, result)
-                print(
-                    f"round {round_number} {stage.value:<10} {scenario.name:<9}"
-                    f" {result.requests_per_second:8.0f} req/s  p50 {result.p50_ms:6.1f} ms"
-                    f"  p99 {result.p99_ms:6.1f} ms  bad {result.bad}",
-                    flush=True,
-                )
-                if stage is Stage.SHADOW and scenario.name == "list":
-                    # B right after A, on the same list, so the ratio sees the same noise.
-                    for other in theirs_scenarios:
-                        theirs_result = runner.run(other, arguments.duration)
-                        results.add(other.name, "-", theirs_result)
-                        print(
-                            f"round {round_number} {'':<10} {other.name:<9}"
-                            f" {theirs_result.requests_per_second:8.0f} req/s"
-                            f"  p50 {theirs_result.p50_ms:6.1f} ms"
-                            f"  p99 {theirs_result.p99_ms:6.1f} ms  bad {theirs_result.bad}",
-                            flush=True,
-                        )
+                measure(scenario, round_number, stage.value)
+                other = theirs_after.get(scenario.name) if stage is Stage.SHADOW else None
+                if other is not None:
+                    measure(other, round_number, "-")
             if stage is Stage.SHADOW and round_number == 1:
                 payload = scenarios[0].bodies[0]
                 sequential[OUR_SEQUENTIAL] = one_at_a_time(ours, payload, token, 100, ours=True)
-                if theirs:
+                first_theirs = pairs[0][1]
+                if theirs and first_theirs is not None:
                     sequential["HTTP, one at a time, PostGraphile (p50)"] = one_at_a_time(
-                        theirs, theirs_scenarios[0].bodies[0], token, 100, ours=False
+                        theirs, first_theirs.bodies[0], token, 100, ours=False
                     )
     return results, sequential
 

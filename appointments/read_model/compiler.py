@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     FromClause,
     Select,
     Text,
-    case,
     cast,
-    literal,
     not_,
     null,
     or_,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 )
 
 from appointments.read_model.formats import JsonSql
-from appointments.read_model.served import RowPolicy, ServedSide, served_side
+from appointments.read_model.served import RowPolicy, SideValues, served_side
 from appointments.read_model.sources import (
     Column,
     MigrationState,
@@ -42,6 +41,7 @@ from appointments.read_model.sources import (
     TypeName,
     shows_links,
 )
+from appointments.read_model.sql import text_constant, when
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Stage
 
@@ -53,7 +53,7 @@ class _Build:
     json: JsonSql
     rows: FromClause
     policy: RowPolicy
-    sides: dict[Side, ServedSide]
+    sides: dict[Side, SideValues]
     joins: list[tuple[FromClause, Expression]] = field(default_factory=list)
     joined: dict[Hashable, FromClause] = field(default_factory=dict)
 
@@ -95,44 +95,54 @@ def compile_read(
     legacy_columns: bool,
     sees_every_clinic: bool,
 ) -> CompiledRead:
-    policy = RowPolicy.of(rows.c.clinic_id, stages)
     # The links are served (and so counted and compared) only where the selection shows
     # them, as a read that shows none of them never looked at them.
-    sides = {
-        side: served_side(side, rows, policy, legacy_columns, sees_every_clinic)
-        for side in ((DOCTOR, PATIENT) if shows_links(selection) else ())
-    }
-    build = _Build(json, rows, policy, sides)
-    node = _row_object(build, rows, selection)
+    shown_sides = (DOCTOR, PATIENT) if shows_links(selection) else ()
+    served = [
+        served_side(
+            side, rows, RowPolicy.of(rows.c.clinic_id, stages), legacy_columns, sees_every_clinic
+        )
+        for side in shown_sides
+    ]
+    # The served values are computed once, in an inner select, and the JSON refers to
+    # them by name (the statement stays short however often a value is used).
+    inner: FromClause = rows
+    if served:
+        source: Any = rows
+        for side in served:
+            for table, on in side.joins:
+                source = source.outerjoin(table, on)
+        labelled = [column for side in served for column in side.values.labelled()]
+        inner = select(*rows.c, *labelled).select_from(source).subquery("served")
+    sides = {side.values.side: side.values.named(inner) for side in served}
+    build = _Build(json, inner, RowPolicy.of(inner.c.clinic_id, stages), sides)
+    node = _row_object(build, inner, selection)
     node_text = cast(node, Text) if json.postgres else type_coerce(node, Text)
     columns: list[Expression] = [
-        rows.c.id,
-        rows.c.clinic_id,
-        rows.c.starts_at,
+        inner.c.id,
+        inner.c.clinic_id,
+        inner.c.starts_at,
         node_text.label("node"),
     ]
-    for served in sides.values():
-        values = (
-            served.fell_back,
-            served.new_origin,
-            type_coerce(served.person_id.is_(None), served.fell_back.type),
-            served.person_differs,
-            served.clinic_differs,
-            served.legacy,
-            served.stored_person,
-            served.stored_clinic,
+    for values in sides.values():
+        bookkeeping = (
+            values.fell_back,
+            values.new_origin,
+            type_coerce(values.person_id.is_(None), Boolean),
+            values.person_differs,
+            values.clinic_differs,
+            values.legacy,
+            values.stored_person,
+            values.stored_clinic,
         )
         columns += [
-            value.label(f"{served.side.name}_{name}")
-            for name, value in zip(SIDE_COLUMNS, values, strict=True)
+            value.label(f"{values.side.name}_{name}")
+            for name, value in zip(SIDE_COLUMNS, bookkeeping, strict=True)
         ]
-    source: Any = rows
-    for served in sides.values():
-        for table, on in served.joins(rows, rows.c.clinic_id):
-            source = source.outerjoin(table, on)
+    joined: Any = inner
     for table, on in build.joins:
-        source = source.outerjoin(table, on)
-    statement = select(*columns).select_from(source).order_by(rows.c.starts_at, rows.c.id)
+        joined = joined.outerjoin(table, on)
+    statement = select(*columns).select_from(joined).order_by(inner.c.starts_at, inner.c.id)
     return CompiledRead(statement, tuple(sides))
 
 
@@ -175,31 +185,31 @@ def _value(build: _Build, row: FromClause, selected: SelectedField) -> Expressio
         served_id = served.person_id if person else served.membership_id
         joined = build.join(source, model.__table__, lambda table: table.c.id == served_id)
         value = _row_object(build, joined, selected.children)
-        return case((joined.c.id.isnot(None), value), else_=null())
+        return when(joined.c.id.isnot(None), value, null())
     if isinstance(source, MigrationState):
         return _migration(build, selected.children)
     raise KeyError(f"{selected.name} has no source in the read model")
 
 
 def _origin_name(new_origin: Expression) -> Expression:
-    return case((new_origin, literal("NEW")), else_=literal("LEGACY"))
+    return when(new_origin, text_constant("NEW"), text_constant("LEGACY"))
 
 
 def _migration(build: _Build, selection: Selection) -> Expression:
     json, rows, policy, sides = build.json, build.rows, build.policy, build.sides
 
-    def masked(served: ServedSide, value: Expression) -> Expression:
-        return case((served.visible, value), else_=null())
+    def masked(served: SideValues, value: Expression) -> Expression:
+        return when(served.visible, value, null())
 
-    def differs(served: ServedSide) -> Expression:
+    def differs(served: SideValues) -> Expression:
         return or_(served.person_differs, served.clinic_differs)
 
-    def side_origins(served: ServedSide, children: Selection) -> Expression:
+    def side_origins(served: SideValues, children: Selection) -> Expression:
         sources: dict[str, Callable[[], Expression]] = {
             "servedOrigin": lambda: _origin_name(served.new_origin),
             "fellBack": lambda: json.boolean(served.fell_back),
             "legacyPersonId": lambda: json.uuid(served.legacy),
-            "newMembershipId": lambda: masked(served, json.uuid(rows.c[served.side.new_column])),
+            "newMembershipId": lambda: masked(served, json.uuid(served.new_membership)),
             "newPersonId": lambda: masked(served, json.uuid(served.stored_person)),
             "newClinicId": lambda: masked(served, json.uuid(served.stored_clinic)),
             "consistent": lambda: json.boolean(not_(differs(served))),
@@ -207,11 +217,11 @@ def _migration(build: _Build, selection: Selection) -> Expression:
         return _object(build, children, lambda s: sources[s.name]())
 
     def difference(
-        children: Selection, served: ServedSide, kind: Any, legacy: Expression, new: Expression
+        children: Selection, served: SideValues, kind: Any, legacy: Expression, new: Expression
     ) -> Expression:
         def field_of(selected: SelectedField) -> Expression:
             if selected.name == "field":
-                return literal(kind.name)
+                return text_constant(kind.name)
             if selected.name == "legacyValue":
                 return json.uuid(legacy)
             return masked(served, json.uuid(new))
@@ -227,7 +237,7 @@ def _migration(build: _Build, selection: Selection) -> Expression:
                 (served.clinic_differs, side.clinic_field, rows.c.clinic_id, served.stored_clinic),
             ):
                 item = difference(children, served, kind, legacy_value, new_value)
-                items.append(case((flag, item), else_=null()))
+                items.append(when(flag, item, null()))
         return json.array(items)
 
     doctor, patient = sides[DOCTOR], sides[PATIENT]

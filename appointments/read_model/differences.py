@@ -30,9 +30,9 @@ async def stored_differences(
     source: Any = row
     columns = []
     for served in sides:
-        for table, on in served.joins(row, row.c.clinic_id):
+        for table, on in served.joins:
             source = source.outerjoin(table, on)
-        columns += [served.person_differs, served.clinic_differs]
+        columns += [served.values.person_differs, served.values.clinic_differs]
     found = (
         await session.execute(
             select(*columns).select_from(source), {"appointment_id": appointment_id}

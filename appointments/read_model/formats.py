@@ -20,7 +20,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
     null,
     type_coerce,
 )
@@ -28,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.types import JSON
 
 from appointments.read_model.sources import Format
+from appointments.read_model.sql import text_constant
 
 Expression = ColumnElement[Any]
 
@@ -45,7 +45,7 @@ class JsonSql:
     def object(self, pairs: Sequence[tuple[str, Expression]]) -> Expression:
         arguments: list[Any] = []
         for key, value in pairs:
-            arguments += [literal(key, String), value]
+            arguments += [text_constant(key), value]
         if self.postgres:
             return func.json_build_object(*arguments, type_=PG_JSON)
         return func.json_object(*arguments, type_=JSON)
@@ -64,7 +64,7 @@ class JsonSql:
         return formats[format_](column)
 
     def constant(self, value: str) -> Expression:
-        return literal(value, String)
+        return text_constant(value)
 
     def uuid(self, column: Expression) -> Expression:
         if self.postgres:
@@ -73,24 +73,23 @@ class JsonSql:
         parts = [func.substr(hex_text, start, length) for start, length in _UUID_PARTS]
         joined: Expression = parts[0]
         for part in parts[1:]:
-            joined = joined + "-" + part
+            joined = joined + text_constant("-") + part
         return case((column.is_(None), null()), else_=joined)
 
     def moment(self, column: Expression) -> Expression:
         if self.postgres:
-            utc = func.timezone("UTC", column)
-            whole = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
-            fraction = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US')
-            text = case((func.date_trunc("second", utc) == utc, whole), else_=fraction)
-            return text + "+00:00"
+            utc = func.timezone(text_constant("UTC"), column)
+            # Microseconds always, then dropped where they are zero.
+            text = func.to_char(utc, text_constant('YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+            return func.replace(text, text_constant(".000000+"), text_constant("+"))
         stored = type_coerce(column, String)
         whole = func.substr(stored, 1, 19)
-        text = case((func.substr(stored, 21) == "000000", whole), else_=stored)
-        return func.replace(text, " ", "T") + "+00:00"
+        shown = case((func.substr(stored, 21) == text_constant("000000"), whole), else_=stored)
+        return func.replace(shown, text_constant(" "), text_constant("T")) + text_constant("+00:00")
 
     def date(self, column: Expression) -> Expression:
         if self.postgres:
-            return func.to_char(column, "YYYY-MM-DD")
+            return func.to_char(column, text_constant("YYYY-MM-DD"))
         return type_coerce(column, String)
 
     def enum_name(self, column: Expression) -> Expression:
@@ -101,16 +100,17 @@ class JsonSql:
             return type_coerce(condition, Boolean)
         return case(
             (condition.is_(None), null()),
-            (condition, func.json("true")),
-            else_=func.json("false"),
+            (condition, func.json(text_constant("true"))),
+            else_=func.json(text_constant("false")),
         )
 
     def array(self, items: Sequence[Expression]) -> Expression:
         """A JSON array of the items that are not NULL, in order."""
-        joined: Expression = literal("", String)
+        joined: Expression = text_constant("")
+        comma = text_constant(",")
         for item in items:
-            joined = joined + func.coalesce(self._as_text(item) + ",", "")
-        text = "[" + func.rtrim(joined, ",") + "]"
+            joined = joined + func.coalesce(self._as_text(item) + comma, text_constant(""))
+        text = text_constant("[") + func.rtrim(joined, comma) + text_constant("]")
         if self.postgres:
             return cast(text, PG_JSON)
         return func.json(text, type_=JSON)

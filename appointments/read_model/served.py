@@ -22,15 +22,15 @@ from sqlalchemy import (
     bindparam,
     case,
     false,
-    literal,
-    not_,
     null,
     or_,
     true,
     type_coerce,
 )
+from sqlalchemy.sql.elements import False_, True_
 
 from appointments.membership_sql import membership_of, membership_table, person_of
+from appointments.read_model.sql import all_of, any_of, constant, negate, text_constant, when
 from appointments.sides import Side
 from appointments.stages import Stage, policy_for
 
@@ -68,24 +68,19 @@ class RowPolicy:
             return case(*whens, else_=null())
 
         return cls(
-            stage=pick(lambda stage: stage.value, lambda value: literal(value)),
-            new_authoritative=pick(lambda stage: policy_for(stage).new_authoritative, _boolean),
-            compared=pick(lambda stage: policy_for(stage).compared, _boolean),
+            stage=pick(lambda stage: stage.value, text_constant),
+            new_authoritative=pick(lambda stage: policy_for(stage).new_authoritative, constant),
+            compared=pick(lambda stage: policy_for(stage).compared, constant),
         )
 
 
-def _boolean(value: bool) -> Expression:
-    return true() if value else false()
-
-
 @dataclass(frozen=True, slots=True)
-class ServedSide:
-    """One side of the row: the stored origins, what is served, and the differences."""
+class SideValues:
+    """What one side (doctor or patient) of a row serves, and how its origins compare."""
 
     side: Side
     legacy: Expression
-    stored_membership: FromClause
-    derived_membership: FromClause | None
+    new_membership: Expression
     fell_back: Expression
     new_origin: Expression
     visible: Expression
@@ -93,25 +88,54 @@ class ServedSide:
     person_id: Expression
     person_differs: Expression
     clinic_differs: Expression
+    stored_person: Expression
+    stored_clinic: Expression
 
-    @property
-    def stored_person(self) -> Expression:
-        return person_of(self.side, self.stored_membership)
-
-    @property
-    def stored_clinic(self) -> Expression:
-        return self.stored_membership.c.clinic_id
-
-    def joins(self, row: FromClause, clinic: Expression) -> list[tuple[FromClause, Expression]]:
-        """Outer joins bringing the stored membership, and the one the legacy person has
-        in the row's clinic."""
-        joins = [
-            (self.stored_membership, self.stored_membership.c.id == row.c[self.side.new_column])
+    def labelled(self) -> list[Expression]:
+        """The values as columns named ``<side>_<value>`` (constants stay out)."""
+        return [
+            value.label(f"{self.side.name}_{name}")
+            for name, value in self._values()
+            if not isinstance(value, True_ | False_)
         ]
-        if self.derived_membership is not None:
-            derived = self.derived_membership
-            joins.append((derived, membership_of(self.side, derived, clinic, self.legacy)))
-        return joins
+
+    def named(self, columns: FromClause) -> SideValues:
+        """The same values read from ``columns``, a FROM that selected ``labelled()``."""
+        return SideValues(
+            self.side,
+            *(
+                value
+                if isinstance(value, True_ | False_)
+                else columns.c[f"{self.side.name}_{name}"]
+                for name, value in self._values()
+            ),
+        )
+
+    def _values(self) -> list[tuple[str, Expression]]:
+        return [(name, getattr(self, name)) for name in _VALUES]
+
+
+_VALUES = (
+    "legacy",
+    "new_membership",
+    "fell_back",
+    "new_origin",
+    "visible",
+    "membership_id",
+    "person_id",
+    "person_differs",
+    "clinic_differs",
+    "stored_person",
+    "stored_clinic",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedSide:
+    """One side of the row: the values it serves, and the joins they need."""
+
+    values: SideValues
+    joins: Sequence[tuple[FromClause, Expression]]
 
 
 def served_side(
@@ -121,7 +145,9 @@ def served_side(
     legacy_columns: bool,
     sees_every_clinic: bool,
 ) -> ServedSide:
-    """The SQL of ``side`` for the rows of ``row`` (a FROM with the appointment's columns).
+    """The SQL of ``side`` for the rows of ``row`` (a FROM with the appointment's columns):
+    its values, and the outer joins bringing the stored membership and the one the
+    legacy person has in the row's clinic.
 
     A stored membership of another clinic than the row's is served only when the
     viewer sees that clinic (parameter ``viewer_clinics`` unless ``sees_every_clinic``).
@@ -132,12 +158,13 @@ def served_side(
     clinic = row.c.clinic_id
     legacy: Expression = row.c[side.legacy_column] if legacy_columns else null()
     new = row.c[side.new_column]
-    authoritative_empty = case((policy.new_authoritative, new.is_(None)), else_=legacy.is_(None))
-    other_present = case((policy.new_authoritative, legacy.isnot(None)), else_=new.isnot(None))
-    fell_back = and_(authoritative_empty, other_present)
-    new_origin = or_(
-        and_(policy.new_authoritative, not_(fell_back)),
-        and_(not_(policy.new_authoritative), fell_back),
+    new_authoritative = policy.new_authoritative
+    authoritative_empty = when(new_authoritative, new.is_(None), legacy.is_(None))
+    other_present = when(new_authoritative, legacy.isnot(None), new.isnot(None))
+    fell_back = all_of(authoritative_empty, other_present)
+    new_origin = any_of(
+        all_of(new_authoritative, negate(fell_back)),
+        all_of(negate(new_authoritative), fell_back),
     )
     visible = (
         true()
@@ -150,8 +177,8 @@ def served_side(
     )
     stored_person = person_of(side, stored)
     derived_id = derived.c.id if derived is not None else null()
-    membership_id = case((new_origin, case((visible, stored.c.id), else_=null())), else_=derived_id)
-    person_id = case((new_origin, case((visible, stored_person), else_=null())), else_=legacy)
+    membership_id = when(new_origin, when(visible, stored.c.id, null()), derived_id)
+    person_id = when(new_origin, when(visible, stored_person, null()), legacy)
     person_differs: Expression
     if legacy_columns:
         person_differs = case(
@@ -161,19 +188,31 @@ def served_side(
     else:
         person_differs = false()
     clinic_differs = and_(stored.c.id.isnot(None), stored.c.clinic_id != clinic)
-    return ServedSide(
+    values = SideValues(
         side,
         legacy,
-        stored,
-        derived,
-        type_coerce(fell_back, Boolean),
-        type_coerce(new_origin, Boolean),
+        new,
+        _boolean(fell_back),
+        _boolean(new_origin),
         visible,
         membership_id,
         person_id,
-        type_coerce(person_differs, Boolean),
-        type_coerce(clinic_differs, Boolean),
+        _boolean(person_differs),
+        _boolean(clinic_differs),
+        stored_person,
+        stored.c.clinic_id,
     )
+    joins: list[tuple[FromClause, Expression]] = [(stored, stored.c.id == new)]
+    if derived is not None:
+        joins.append((derived, membership_of(side, derived, clinic, legacy)))
+    return ServedSide(values, joins)
+
+
+def _boolean(condition: Expression) -> Expression:
+    """A condition read back as a bool (SQLite returns integers), constants as they are."""
+    if isinstance(condition, True_ | False_):
+        return condition
+    return type_coerce(condition, Boolean)
 
 
 def stage_parameters(stages_by_clinic: Mapping[Any, Stage]) -> dict[str, list[Any]]:
