@@ -34,6 +34,7 @@ from appointments.models import (
     ClinicDoctor,
     ClinicPatient,
     ClinicStaff,
+    FieldUsageDaily,
     IdempotencyKey,
     MigrationMismatch,
     Patient,
@@ -48,6 +49,7 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    FieldUsageDaily,
     IdempotencyKey,
     BackfillCheckpoint,
     MigrationMismatch,
