@@ -104,6 +104,10 @@ def report_json(report: UsageReport) -> dict[str, Any]:
                         "operations": client.operations,
                         "firstSeenAt": client.first_seen_at.isoformat(),
                         "lastSeenAt": client.last_seen_at.isoformat(),
+                        "daily": [
+                            {"day": day.isoformat(), "operations": operations}
+                            for day, operations in client.daily
+                        ],
                     }
                     for client in field.clients
                 ],
