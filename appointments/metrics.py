@@ -76,3 +76,14 @@ FLAG_SOURCE_REACHABLE = Gauge(
     " answered its last poll (0: stages come from the last loaded data, or the default)",
     multiprocess_mode="livemin",
 )
+DEPRECATED_FIELD_OPERATIONS = Counter(
+    "clinic_deprecated_field_operations",
+    "Operations selecting a deprecated field, by client (apollographql-client-name: unknown"
+    " when missing, other beyond the limit) and field (schema coordinate)",
+    ["client", "field"],
+)
+USAGE_FLUSHES = Counter(
+    "clinic_usage_flushes",
+    "Writes of the buffered deprecated field usage to the daily table, by outcome",
+    ["outcome"],
+)

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -288,3 +289,21 @@ class BackfillCheckpoint(Base):
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class FieldUsageDaily(Base):
+    """Operations that selected a deprecated field, per UTC day, client and field.
+
+    Written in batches by ``appointments.field_usage`` (an upsert adding each
+    process's buffered counts); read by `clinic usage` and the dashboard.
+    """
+
+    __tablename__ = "field_usage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    client_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    operations: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]

@@ -15,6 +15,7 @@ from appointments import metrics
 from appointments.access import Access, load_access
 from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
+from appointments.field_usage import UsageRecorder
 from appointments.idempotency import (
     AuthorizeReplay,
     IdempotencyPolicy,
@@ -52,6 +53,8 @@ class RequestContext:
     layout_changed: Callable[[], Awaitable[bool]] | None = None
     """Called after a statement failed on a missing column: True when the service has
     switched to the contracted layout since (``Services.adopt_contracted_layout``)."""
+    usage: UsageRecorder | None = None
+    """Where operations selecting deprecated fields are counted (the process's recorder)."""
     _access: Access | None = None
 
     @classmethod
@@ -68,6 +71,7 @@ class RequestContext:
         open_clinics: OpenClinics | None = None,
         access: Access | None = None,
         layout_changed: Callable[[], Awaitable[bool]] | None = None,
+        usage: UsageRecorder | None = None,
     ) -> RequestContext:
         db = SerializedSession(sessions)
         events = MigrationEventLog()
@@ -88,6 +92,7 @@ class RequestContext:
             open_clinics=open_clinics,
             _access=access,
             layout_changed=layout_changed,
+            usage=usage,
         )
 
     async def access(self) -> Access:

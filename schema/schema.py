@@ -19,6 +19,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
 from schema.execution import ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
@@ -82,12 +83,17 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
 
     Suggestions ("Did you mean ...?") are off everywhere (schema/suggestions.py), and
     a document with several operations needs an operation name (schema/operations.py).
+
+    Each executed operation selecting a deprecated field is counted for its client
+    (schema/deprecated_fields.py), the fields found once per document and operation.
     """
     limits = limits or QueryLimits()
+    selections = DeprecatedSelections(maxsize=DOCUMENT_CACHE_SIZE)
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
     alias_rules = MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         MigrationExtension,
+        lambda: DeprecatedFieldUsage(selections),
         lambda: AddValidationRules(depth_rules),
         lambda: AddValidationRules(alias_rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),

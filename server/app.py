@@ -31,6 +31,7 @@ import migrations
 from appointments import idempotency
 from appointments.access import Access
 from appointments.db import create_engine, create_session_factory
+from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
@@ -60,11 +61,13 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     flags: FlagSource
+    usage: UsageRecorder
     legacy_columns: bool = True
     gate: ReadinessGate | None = None
     open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
+    _usage_flusher: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -96,13 +99,19 @@ class Services:
             legacy = True
         if not legacy:
             logger.warning("legacy columns are gone (contracted): every clinic is served complete")
-        services = cls(settings, engine, create_session_factory(engine, legacy), flags, legacy)
+        sessions = create_session_factory(engine, legacy)
+        usage = UsageRecorder(settings.usage_max_clients)
+        services = cls(settings, engine, sessions, flags, usage, legacy)
         if settings.readiness_gates:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
         await services.purge_idempotency_keys()
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
+        await usage.admit_recent_clients(sessions)
+        services._usage_flusher = asyncio.create_task(
+            usage.flush_forever(lambda: services.sessions, settings.usage_flush_seconds)
+        )
         return services
 
     async def adopt_contracted_layout(self) -> bool:
@@ -188,6 +197,7 @@ class Services:
             self.open_clinics,
             access,
             self.adopt_contracted_layout,
+            self.usage,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
@@ -201,11 +211,14 @@ class Services:
         )
 
     async def stop(self) -> None:
-        for task in (self._refresher, self._purger):
+        """Stop the background tasks, write the field usage counted since the last flush,
+        and close the flag source and the engine."""
+        for task in (self._refresher, self._purger, self._usage_flusher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.usage.flush_logged(self.sessions)
         self.flags.close()
         await self.engine.dispose()
 

@@ -2,7 +2,8 @@
 
 The data comes from the same domain functions as GraphQL's ``migrationReport``
 (``validation.clinic_reports`` with the request's StageResolver); recent
-activity is this process's own (``activity.RECENT``).
+activity is this process's own (``activity.RECENT``); the deprecated field usage
+panel is server/dashboard_usage.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from appointments.activity import RECENT
 from appointments.stages import Stage
 from appointments.validation import ClinicReport
 from flags.stages import GatedStage, StageResolver, Viewer
+from server.dashboard_usage import usage_panel
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -53,6 +55,7 @@ td.gated { background: #fff1f2; }
 .zero { color: #9aa5b1; } .bad { color: #b91c1c; font-weight: 600; }
 .ready { color: #15803d; font-weight: 600; }
 ul.blockers { margin: 0; padding-left: 18px; color: #b91c1c; }
+td.field code { white-space: normal; }
 """
 
 
@@ -81,7 +84,8 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
     served = {report.clinic_id: stages(report.clinic_id) for report in reports}
     gated = stages.gated
     rows = [_clinic_row(r, served[r.clinic_id], gated.get(r.clinic_id)) for r in reports]
-    page = _page(rows, services.settings.readiness_gates, not services.legacy_columns)
+    usage = await usage_panel(services)
+    page = _page(rows, services.settings.readiness_gates, not services.legacy_columns, usage)
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -160,7 +164,7 @@ def _activity_rows() -> str:
     return f'{rows}<tr><th>total</th><th class="num">{reads}</th><th class="num">{writes}</th></tr>'
 
 
-def _page(rows: list[str], gates: bool, contracted: bool) -> str:
+def _page(rows: list[str], gates: bool, contracted: bool, usage: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     notes = [f"Generated {generated}", f"readiness gates {'on' if gates else 'off'}"]
     if contracted:
@@ -192,6 +196,6 @@ its flag. Readiness is for the next stage.</p>
 <thead><tr><th>Stage</th><th class="num">Reads</th><th class="num">Writes</th></tr></thead>
 <tbody>{_activity_rows()}</tbody>
 </table>
-</body>
+{usage}</body>
 </html>
 """

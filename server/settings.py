@@ -56,6 +56,8 @@ class Settings:
     readiness_refresh_seconds: int = 30
     idempotency_retention_hours: int = 24
     idempotency_claim_seconds: int = 60
+    usage_max_clients: int = 50
+    usage_flush_seconds: int = 60
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -142,6 +144,12 @@ class Settings:
             ),
             idempotency_claim_seconds=_integer(
                 env, "CLINIC_IDEMPOTENCY_CLAIM_SECONDS", defaults.idempotency_claim_seconds
+            ),
+            usage_max_clients=_integer(
+                env, "CLINIC_USAGE_MAX_CLIENTS", defaults.usage_max_clients, minimum=0
+            ),
+            usage_flush_seconds=_integer(
+                env, "CLINIC_USAGE_FLUSH_SECONDS", defaults.usage_flush_seconds
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),

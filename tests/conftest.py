@@ -7,6 +7,8 @@ be reached the PostgreSQL half is skipped, unless ``CI`` is set: then it fails.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +36,7 @@ from appointments.models import (
     ClinicDoctor,
     ClinicPatient,
     ClinicStaff,
+    FieldUsageDaily,
     IdempotencyKey,
     MigrationMismatch,
     Patient,
@@ -44,10 +47,12 @@ from appointments.stages import Stage
 from flags.document import build_document, write_document
 from server.app import Services, create_app
 from server.auth import mint_token
+from server.cli import main
 from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    FieldUsageDaily,
     IdempotencyKey,
     BackfillCheckpoint,
     MigrationMismatch,
@@ -469,3 +474,23 @@ async def clinics(
                 for name, (user_id, role) in users.items()
             },
         )
+
+
+@pytest.fixture
+def clinic_command(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Any]:
+    """Runs `clinic ARGS...` on the test database; answers (exit status, stdout, stderr)."""
+    monkeypatch.setenv("CLINIC_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLINIC_LOG_FORMAT", "text")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    async def run(*arguments: str) -> tuple[int, str, str]:
+        status = await asyncio.to_thread(main, list(arguments))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    yield run
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -7,6 +7,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from appointments.seed import DEMO_CLINICS, demo_clinic_stages
@@ -77,3 +78,45 @@ def test_chromium_renders_every_demo_clinic_with_its_stage_and_coverage(tmp_path
     width, height = struct.unpack(">II", image[16:24])
     assert (width, height) == (1400, 900)
     assert len(image) > 10_000
+
+
+def test_chromium_shows_which_clients_still_read_the_deprecated_fields(tmp_path: Path) -> None:
+    server = tmp_path / "server"
+    server.mkdir()
+    legacy = "{ appointments(first: 5) { edges { node { id doctor { name } } } } }"
+    current = "{ appointments(first: 5) { edges { node { id clinicDoctor { id } } } } }"
+    with running_demo(server) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for name, version, query in (
+            ("web", "1.4.0", legacy),
+            ("web", "1.5.0", legacy),
+            ("ios", "3.1", legacy),
+            ("android", "2.0", current),
+        ):
+            response = client.post(
+                "/graphql",
+                json={"query": query},
+                headers={
+                    "apollographql-client-name": name,
+                    "apollographql-client-version": version,
+                },
+            )
+            assert response.status_code == 200
+            assert "errors" not in response.json()
+        client.post("/graphql", json={"query": legacy}).raise_for_status()
+        dom = chromium(tmp_path / "profile", "--dump-dom", f"{url}/migration").stdout
+
+    usage = parse_tables(dom)["usage"]
+    rows = {(row.attrs["data-field"], row.attrs["data-client"]): row for row in usage.rows}
+    assert set(rows) == {
+        ("Appointment.doctor", "web"),
+        ("Appointment.doctor", "ios"),
+        ("Appointment.doctor", "unknown"),
+        ("Appointment.patient", ""),
+    }
+    web = rows[("Appointment.doctor", "web")]
+    assert usage.column(web, "Versions").text == "1.4.0, 1.5.0"
+    assert usage.column(web, "Today").text == "2"
+    assert usage.column(rows[("Appointment.doctor", "unknown")], "Last 30 days").text == "1"
+    assert usage.column(rows[("Appointment.patient", "")], "Client").text == (
+        "no client has read Appointment.patient in the last 30 days"
+    )

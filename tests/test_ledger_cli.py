@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.stages import Stage
-from server.cli import main
 from tests.conftest import READ_CLINIC, Api, Mess, World, ledger_rows, set_stages
 
 OPEN_IN_CLINIC = """
@@ -24,26 +20,6 @@ query($clinic: ID) {
   }
 }
 """
-
-
-@pytest.fixture
-def clinic_command(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Any]:
-    """Runs `clinic ARGS...` on the test database; answers (exit status, stdout, stderr)."""
-    monkeypatch.setenv("CLINIC_DATABASE_URL", database_url)
-    monkeypatch.setenv("CLINIC_LOG_FORMAT", "text")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    async def run(*arguments: str) -> tuple[int, str, str]:
-        status = await asyncio.to_thread(main, list(arguments))
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
