@@ -2,9 +2,10 @@
 
 Hypothesis draws data (consistent rows, one side only, disagreeing sides, links
 into another clinic, inactive memberships; or a contracted schema, without legacy
-columns), a stage per clinic, a viewer (an admin, or staff of clinic A only) and a read: any part of the
-appointment's fields, nested objects included, written with aliases (a field may
-be asked twice), inline or named fragments and ``@skip``/``@include``. The list
+columns), a stage per clinic, a viewer (an admin, or staff of clinic A only) and a
+read: any part of the appointment's fields, nested objects included, written with
+aliases (a field may be asked twice), inline or named fragments and
+``@skip``/``@include``. The list
 the service answers, the ledger entries the read leaves and the changes of the
 migration metrics must be the reference model's (``tests.read_oracle``), on both
 databases.
