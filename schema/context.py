@@ -72,8 +72,9 @@ class RequestContext:
         access: Access | None = None,
         layout_changed: Callable[[], Awaitable[bool]] | None = None,
         usage: UsageRecorder | None = None,
+        db: SerializedSession | None = None,
     ) -> RequestContext:
-        db = SerializedSession(sessions)
+        db = db or SerializedSession(sessions)
         events = MigrationEventLog()
         recorder = MismatchRecorder()
         return cls(

@@ -30,7 +30,7 @@ from starlette.routing import Route, request_response
 import migrations
 from appointments import idempotency
 from appointments.access import Access
-from appointments.db import create_engine, create_session_factory
+from appointments.db import SerializedSession, create_engine, create_session_factory
 from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
@@ -179,11 +179,13 @@ class Services:
         response: Response | None,
         viewer: Viewer,
         access: Access | None = None,
+        db: SerializedSession | None = None,
     ) -> RequestContext:
         """One request's context: its session, loaders, stages, access and ledger.
 
-        ``access`` is the viewer's, when checked already (server.viewers); else the
-        context loads it on first use.
+        ``access`` is the viewer's and ``db`` the request's session, when the viewer was
+        checked already (server.viewers); else the context loads the access on first use,
+        in a session of its own.
         """
         return RequestContext.build(
             request,
@@ -198,6 +200,7 @@ class Services:
             access,
             self.adopt_contracted_layout,
             self.usage,
+            db,
         )
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:

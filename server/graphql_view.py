@@ -95,6 +95,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             response if isinstance(response, Response) else None,
             viewer,
             getattr(request.state, "access", None),
+            getattr(request.state, "db", None),
         )
 
 

@@ -4,7 +4,12 @@ user takes effect on the next one.
 
 Wraps an app that ``server.auth.RequireViewer`` authenticates. One query per request
 (the user's role and clinics), whose ``Access`` the request's context then uses.
-The dev-mode demo admin (an anonymous request from this machine) has no stored user.
+The query opens the request's session (``scope["state"]["db"]``), which the rest
+of the request uses too: one connection, one transaction, and a read-only one
+ends in a commit, which keeps the connection's prepared statements (a second
+session of its own would roll back, and psycopg forgets every prepared statement
+of a connection that rolls back). The dev-mode demo admin (an anonymous request
+from this machine) has no stored user.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import uuid
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from appointments.access import NOBODY, Access, load_access, role_access
+from appointments.access import NOBODY, load_access, role_access
+from appointments.db import SerializedSession
 from appointments.models import UserRole
 from flags.stages import Viewer
 from server.auth import DEMO_ADMIN
@@ -25,7 +31,9 @@ logger = logging.getLogger("server.viewers")
 
 class RequireKnownUser:
     """401 unless the token's user exists, is active and has the claimed role; 503 when the
-    database cannot tell. Puts the viewer's ``Access`` in ``scope["state"]["access"]``."""
+    database cannot tell. Puts the viewer's ``Access`` in ``scope["state"]["access"]`` and
+    the request's session in ``scope["state"]["db"]``, and ends that session when the
+    request is answered (if nothing ended it before)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,8 +44,22 @@ class RequireKnownUser:
         if scope["type"] != "http" or viewer is None:
             await self.app(scope, receive, send)
             return
+        if viewer is DEMO_ADMIN:
+            assert DEMO_ADMIN.user_id is not None
+            state["access"] = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
+            await self.app(scope, receive, send)
+            return
+        db = SerializedSession(scope["app"].state.services.sessions)
         try:
-            access = await _access_of(scope, viewer)
+            await self._checked(db, viewer, scope, receive, send)
+        finally:
+            await db.close()
+
+    async def _checked(
+        self, db: SerializedSession, viewer: Viewer, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            access = await db.run(lambda session: load_access(session, viewer.user_id, viewer.role))
         except Exception:
             logger.warning("cannot look up the token's user", exc_info=True)
             unavailable = _refusal(
@@ -53,17 +75,9 @@ class RequireKnownUser:
             refused = _refusal(401, "invalid or expired credentials", "UNAUTHENTICATED")
             await refused(scope, receive, send)
             return
-        state["access"] = access
+        scope["state"]["access"] = access
+        scope["state"]["db"] = db
         await self.app(scope, receive, send)
-
-
-async def _access_of(scope: Scope, viewer: Viewer) -> Access:
-    if viewer is DEMO_ADMIN:
-        assert DEMO_ADMIN.user_id is not None
-        return role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
-    sessions = scope["app"].state.services.sessions
-    async with sessions() as session:
-        return await load_access(session, viewer.user_id, viewer.role)
 
 
 def _refusal(status: int, message: str, code: str, retry_after: str | None = None) -> JSONResponse:

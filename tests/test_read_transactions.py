@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.db import SerializedSession
-from appointments.models import Clinic
-from tests.conftest import Api, World
+from appointments.models import Clinic, UserRole
+from server.auth import mint_token
+from server.settings import Settings
+from tests.conftest import Api, World, add_user, open_api
 
 LIST = """
 query List($clinicId: ID) {
@@ -42,6 +45,38 @@ async def test_a_list_read_again_and_again_stays_prepared_on_postgresql(
         )
 
     assert any("appointments" in statement for statement in prepared), prepared
+
+
+async def test_requests_with_tokens_keep_their_statements_prepared_on_postgresql(
+    database_url: str,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    world: World,
+) -> None:
+    """The token's user is checked in the request's own session: nothing in the request
+    rolls back, so what psycopg prepared on the connection stays prepared."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server-side prepared statements")
+    secret = "prepared-statements-secret-0123456789"
+    admin = await add_user(sessions, UserRole.ADMIN)
+    token = mint_token(Settings(jwt_secret=secret), admin, UserRole.ADMIN, hours=1)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with open_api(database_url, flags_file, production=True, jwt_secret=secret) as api:
+        variables = {"clinicId": str(world.clinic_a.id)}
+        for _ in range(12):  # psycopg prepares on the 5th execution on one connection
+            response = await api.client.post(
+                "/graphql", json={"query": LIST, "variables": variables}, headers=headers
+            )
+            assert "errors" not in response.json()
+        async with api.services.engine.connect() as connection:
+            prepared = (
+                (await connection.execute(text("SELECT statement FROM pg_prepared_statements")))
+                .scalars()
+                .all()
+            )
+
+    assert any("json_build_object" in statement for statement in prepared), prepared
+    assert any("FROM users" in statement for statement in prepared), prepared
 
 
 async def test_postgresql_sessions_run_in_utc_so_moments_come_with_the_fixed_utc_zone(
