@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
+from appointments.models import Appointment
+from appointments.read_model.runner import known_clinics
 from appointments.stages import Stage, fixed_stage
 from tests.conftest import Api, World, set_stages
 
@@ -83,3 +86,51 @@ async def test_statement_count_is_the_same_for_10_and_100_rows(
 
     assert for_ten == for_hundred
     assert for_hundred <= 12
+
+
+ONE = "query One($id: ID!) { appointment(id: $id) { id doctor { name } } }"
+
+
+async def test_an_appointment_by_id_is_one_statement_once_its_clinic_is_known(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Read by id, an appointment first needs a statement to learn its clinic (whose stage
+    decides how it is served); one a list has shown needs only its read."""
+    await seed_appointments(sessions, world, 4)
+    listed = await api.data(LIST, {"clinicId": str(world.clinic_a.id), "first": 2})
+    shown = [edge["node"]["id"] for edge in listed["appointments"]["edges"]]
+    async with sessions() as session:
+        # The last by start: the list read its first two and one more (to learn that a
+        # next page follows), not this one.
+        never_shown = await session.scalar(
+            select(Appointment.id).order_by(Appointment.starts_at.desc()).limit(1)
+        )
+    assert never_shown is not None
+
+    async def statements(appointment_id: str) -> int:
+        before = api.statements.count
+        data = await api.data(ONE, {"id": appointment_id})
+        assert data["appointment"]["id"] == appointment_id
+        return api.statements.count - before
+
+    assert await statements(str(never_shown)) == 2
+    assert await statements(str(never_shown)) == 1
+    assert await statements(shown[0]) == 1
+
+
+async def test_a_wrongly_remembered_clinic_is_learnt_again(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The read checks the remembered clinic in its statement: an appointment not found
+    there is looked up again, and served by its own clinic's stage."""
+    await seed_appointments(sessions, world, 1)
+    async with sessions() as session:
+        appointment_id = await session.scalar(select(Appointment.id))
+    assert appointment_id is not None
+    known_clinics.forget(appointment_id)
+    known_clinics.remember(appointment_id, world.clinic_b.id)
+
+    data = await api.data(ONE, {"id": str(appointment_id)})
+
+    assert data["appointment"]["id"] == str(appointment_id)
+    assert known_clinics.get(appointment_id) == world.clinic_a.id

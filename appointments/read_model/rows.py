@@ -44,8 +44,9 @@ class RowSource:
     parameters: dict[str, Any]
 
 
-def by_id(appointment_id: uuid.UUID) -> RowSource:
-    return RowSource(("id",), {"appointment_id": appointment_id})
+def by_id(appointment_id: uuid.UUID, clinic_id: uuid.UUID) -> RowSource:
+    """The appointment, if it is in ``clinic_id`` (the clinic whose stage serves it)."""
+    return RowSource(("id",), {"appointment_id": appointment_id, "clinic_id": clinic_id})
 
 
 def by_ids(ids: list[uuid.UUID]) -> RowSource:
@@ -93,7 +94,10 @@ def from_clause(key: RowKey, legacy_columns: bool) -> FromClause:
     if kind == "id":
         return (
             select(*columns(legacy_columns))
-            .where(table.c.id == bindparam("appointment_id"))
+            .where(
+                table.c.id == bindparam("appointment_id"),
+                table.c.clinic_id == bindparam("clinic_id"),
+            )
             .subquery("rows")
         )
     if kind == "ids":

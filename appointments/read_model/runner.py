@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
@@ -37,6 +37,38 @@ from appointments.stages import Stage
 StageLookup = Callable[[uuid.UUID], Stage]
 COMPILED_READS = 512
 """Distinct read shapes (selection, stage set, rows) whose statements are kept."""
+KNOWN_CLINICS = 50_000
+"""Appointments whose clinic the process remembers (see ``KnownClinics``)."""
+
+
+class KnownClinics:
+    """The clinic of the appointments this process read lately.
+
+    An appointment's clinic is set when it is booked and never changes, so what is
+    remembered stays true: a read of an appointment by id whose clinic is known (it
+    was on a page the process served, or read before) needs no statement to learn
+    it. The oldest entries are forgotten beyond ``capacity``.
+    """
+
+    def __init__(self, capacity: int = KNOWN_CLINICS) -> None:
+        self._capacity = capacity
+        self._clinics: dict[uuid.UUID, uuid.UUID] = {}
+
+    def get(self, appointment_id: uuid.UUID) -> uuid.UUID | None:
+        return self._clinics.get(appointment_id)
+
+    def forget(self, appointment_id: uuid.UUID) -> None:
+        self._clinics.pop(appointment_id, None)
+
+    def remember(self, appointment_id: uuid.UUID, clinic_id: uuid.UUID) -> None:
+        clinics = self._clinics
+        if appointment_id not in clinics:
+            clinics[appointment_id] = clinic_id
+            if len(clinics) > self._capacity:
+                del clinics[next(iter(clinics))]
+
+
+known_clinics = KnownClinics()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +134,35 @@ class ReadModel:
         appointment_id: uuid.UUID,
         clinic_id: uuid.UUID | None = None,
     ) -> str | None:
-        """The appointment's JSON, or None when it does not exist or is not the viewer's."""
+        """The appointment's JSON, or None when it does not exist or is not the viewer's.
+
+        ``clinic_id``, when given, must be the appointment's (a payload's row)."""
         if clinic_id is None:
-            clinic_id = await session.scalar(
-                select(Appointment.clinic_id).where(Appointment.id == appointment_id)
-            )
+            remembered = known_clinics.get(appointment_id)
+            if remembered is not None:
+                found = await self._one_in(session, selection, access, appointment_id, remembered)
+                if found is not None:
+                    return found
+                # Nothing remembered is taken on trust: learn the clinic again.
+                known_clinics.forget(appointment_id)
+            clinic_id = await session.scalar(_CLINIC_OF, {"appointment_id": appointment_id})
             if clinic_id is None:
                 return None
+        return await self._one_in(session, selection, access, appointment_id, clinic_id)
+
+    async def _one_in(
+        self,
+        session: AsyncSession,
+        selection: Selection,
+        access: Access,
+        appointment_id: uuid.UUID,
+        clinic_id: uuid.UUID,
+    ) -> str | None:
         if not access.sees(clinic_id):
             return None
         stages = {clinic_id: self._stage_for(clinic_id)}
-        served = await self._serve(session, selection, access, rows.by_id(appointment_id), stages)
+        source = rows.by_id(appointment_id, clinic_id)
+        served = await self._serve(session, selection, access, source, stages)
         return served[0].node if served else None
 
     async def snapshot(
@@ -163,7 +213,12 @@ class ReadModel:
             self._sampled,
             time.perf_counter() - started,
         )
+        for row in result:
+            known_clinics.remember(row[0], row[1])
         return [ServedRow(row[0], row[2], row[3]) for row in result]
+
+
+_CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))
 
 
 @lru_cache(maxsize=COMPILED_READS)
