@@ -96,7 +96,7 @@ def _connection(selection: Selection, pages: dict[Selection, ServedPage]) -> dic
         if field.name == "__typename":
             answer[field.key] = "AppointmentConnection"
         elif field.name == "edges":
-            answer[field.key] = [_edge(field.children, row, pages) for row in range(len(page.rows))]
+            answer[field.key] = _edges(field.children, pages)
         elif field.name == "pageInfo":
             end = APPOINTMENT_ORDER.encode(page.rows[-1]) if page.rows else None
             answer[field.key] = {
@@ -112,19 +112,24 @@ def _connection(selection: Selection, pages: dict[Selection, ServedPage]) -> dic
     return answer
 
 
-def _edge(
-    selection: Selection, position: int, pages: dict[Selection, ServedPage]
-) -> dict[str, Any]:
-    edge: dict[str, Any] = {}
-    for field in selection:
-        if field.name == "__typename":
-            edge[field.key] = "AppointmentEdge"
-        elif field.name == "cursor":
-            edge[field.key] = APPOINTMENT_ORDER.encode(next(iter(pages.values())).rows[position])
-        else:
-            rows = pages[field.children].rows
-            edge[field.key] = orjson.Fragment(rows[position].node) if position < len(rows) else None
-    return edge
+def _edges(selection: Selection, pages: dict[Selection, ServedPage]) -> list[dict[str, Any]]:
+    rows = next(iter(pages.values())).rows
+    fields = [
+        (field.key, field.name, None if field.name != "node" else pages[field.children].rows)
+        for field in selection
+    ]
+    edges: list[dict[str, Any]] = []
+    for position, row in enumerate(rows):
+        edge: dict[str, Any] = {}
+        for key, name, nodes in fields:
+            if name == "__typename":
+                edge[key] = "AppointmentEdge"
+            elif name == "cursor":
+                edge[key] = APPOINTMENT_ORDER.encode(row)
+            elif nodes is not None:
+                edge[key] = orjson.Fragment(nodes[position].node) if position < len(nodes) else None
+        edges.append(edge)
+    return edges
 
 
 _TYPENAME = SelectedField("__typename", "__typename", TypeName("Appointment"), ())

@@ -59,14 +59,17 @@ def report(
     observations: list[tuple[ObservationKey, Observation]] = []
     origins: set[Origin] = set()
     width = len(SIDE_COLUMNS)
+    positions = [(side, len(ROW_COLUMNS) + n * width) for n, side in enumerate(sides)]
+    # Most reads serve one stage: then no row needs its clinic's looked up.
+    served_stages = set(stages.values())
+    only_stage = next(iter(served_stages)) if len(served_stages) == 1 else None
     for row in rows:
         appointment_id, clinic_id = row[0], row[1]
-        stage = stages[clinic_id]
+        stage = only_stage or stages[clinic_id]
         compared = policy_for(stage).compared
         recorded = compared and sampled(appointment_id)
-        for position, side in enumerate(sides):
-            start = len(ROW_COLUMNS) + position * width
-            fell_back, new_origin, empty = row[start : start + 3]
+        for side, start in positions:
+            fell_back, new_origin, empty = row[start], row[start + 1], row[start + 2]
             origin = Origin.NEW if new_origin else Origin.LEGACY
             origins.add(origin)
             outcome = "empty" if empty else "fallback" if fell_back else "authoritative"

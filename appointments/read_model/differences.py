@@ -23,7 +23,7 @@ async def stored_differences(
     session: AsyncSession, appointment_id: uuid.UUID, legacy_columns: bool
 ) -> set[MismatchField]:
     """The ledger fields on which the appointment's two origins differ now."""
-    row = rows.from_clause(("id",), legacy_columns)
+    row = rows.from_clause(rows.by_ids([]).key, legacy_columns)
     # What the origins hold does not depend on the stage: any stage's policy will do.
     policy = RowPolicy.of(row.c.clinic_id, list(Stage)[:1])
     sides = [served_side(side, row, policy, legacy_columns, True) for side in SIDES]
@@ -35,7 +35,7 @@ async def stored_differences(
         columns += [served.values.person_differs, served.values.clinic_differs]
     found = (
         await session.execute(
-            select(*columns).select_from(source), {"appointment_id": appointment_id}
+            select(*columns).select_from(source), {"ids": [appointment_id]}
         )
     ).one_or_none()
     if found is None:

@@ -203,7 +203,10 @@ class ReadModel:
         if access.clinics is not None:
             parameters["viewer_clinics"] = sorted(access.clinics)
         started = time.perf_counter()
-        result = (await session.execute(compiled.statement, parameters)).all()
+        # A Core statement, run on the session's connection: its rows need none of the
+        # ORM's loading.
+        connection = await session.connection()
+        result = (await connection.execute(compiled.statement, parameters)).all()
         bookkeeping.report(
             result if shown is None else result[:shown],
             compiled.sides,

@@ -17,7 +17,7 @@ Python name) of its object's row, formatted as its GraphQL type serialises it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
@@ -79,12 +79,22 @@ def reads(source: Reference | Served | MigrationState) -> Mapping[str, Any]:
 class SelectedField:
     """A field an operation selects: its response key, its name, where its value comes
     from (None for fields the read model does not serve, such as a connection's), and
-    what it selects below it."""
+    what it selects below it.
+
+    Selections key the compiled statements and a page's reads: the hash of a field
+    (of its whole tree) is computed once."""
 
     key: str
     name: str
     source: Source | None
     children: Selection
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.key, self.name, self.source, self.children)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 Selection = tuple[SelectedField, ...]
