@@ -34,9 +34,7 @@ async def stored_differences(
             source = source.outerjoin(table, on)
         columns += [served.values.person_differs, served.values.clinic_differs]
     found = (
-        await session.execute(
-            select(*columns).select_from(source), {"ids": [appointment_id]}
-        )
+        await session.execute(select(*columns).select_from(source), {"ids": [appointment_id]})
     ).one_or_none()
     if found is None:
         return set()
