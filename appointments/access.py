@@ -20,7 +20,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.errors import DomainError, ErrorCode
@@ -187,6 +187,30 @@ def role_access(role: UserRole, user_id: uuid.UUID | None = None) -> Access:
     return Access(role, user_id, ROLE_PERMISSIONS[role], None)
 
 
+def _viewer_statement() -> Select[tuple[str, uuid.UUID | None]]:
+    """The stored role of user ``:viewer_id`` when active, with each clinic they belong to
+    (staff, or an active doctor), built once for every request."""
+    viewer_id = bindparam("viewer_id", type_=User.id.type)
+    clinics = (
+        select(ClinicStaff.clinic_id.label("clinic_id"))
+        .where(ClinicStaff.user_id == viewer_id)
+        .union(
+            select(ClinicDoctor.clinic_id).where(
+                ClinicDoctor.user_id == viewer_id, ClinicDoctor.active.is_(True)
+            )
+        )
+        .subquery()
+    )
+    return (
+        select(User.role, clinics.c.clinic_id)
+        .outerjoin(clinics, true())
+        .where(User.id == viewer_id, User.active.is_(True))
+    )
+
+
+_VIEWER = _viewer_statement()
+
+
 async def load_access(session: AsyncSession, user_id: str | None, role: str | None) -> Access:
     """The access of the user a verified token names; NOBODY unless the user exists, is
     active and holds the role the token claims (a changed role refuses older tokens).
@@ -200,22 +224,7 @@ async def load_access(session: AsyncSession, user_id: str | None, role: str | No
         return NOBODY
     if claimed is None or viewer_id is None:
         return NOBODY
-    clinics = (
-        select(ClinicStaff.clinic_id.label("clinic_id"))
-        .where(ClinicStaff.user_id == viewer_id)
-        .union(
-            select(ClinicDoctor.clinic_id).where(
-                ClinicDoctor.user_id == viewer_id, ClinicDoctor.active.is_(True)
-            )
-        )
-        .subquery()
-    )
-    statement = (
-        select(User.role, clinics.c.clinic_id)
-        .outerjoin(clinics, true())
-        .where(User.id == viewer_id, User.active.is_(True))
-    )
-    rows = (await session.execute(statement)).all()
+    rows = (await session.execute(_VIEWER, {"viewer_id": viewer_id})).all()
     if not rows or rows[0].role != claimed.value:
         return NOBODY
     permissions = ROLE_PERMISSIONS[claimed]
