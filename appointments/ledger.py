@@ -120,15 +120,23 @@ class MismatchRecorder:
     async def flush(
         self, session: AsyncSession, open_clinics: OpenClinics | None = None
     ) -> FlushResult:
-        """Write what was observed, in ``session``'s transaction (the caller commits).
+        """Write what was observed, in ``session``'s transaction (the caller commits)."""
+        writes = await self.pending_writes(session, open_clinics)
+        if writes is None:
+            return FlushResult(0, 0)
+        return await self.write(session, writes, open_clinics)
 
-        With ``open_clinics``, open entries are looked for only in clinics known
-        to have some.
-        """
+    async def pending_writes(
+        self, session: AsyncSession, open_clinics: OpenClinics | None = None
+    ) -> LedgerWrites | None:
+        """What the observations change in the ledger, read through ``session`` (no write):
+        the entries to record, and the open ones found consistent again. None when nothing
+        changes. With ``open_clinics``, open entries are looked for only in clinics known
+        to have some."""
         observations = list(self._observations.values())
         self._observations.clear()
         if not observations:
-            return FlushResult(0, 0)
+            return None
         now = utcnow()
         rows = [
             _ledger_row(observation, difference, now)
@@ -137,12 +145,30 @@ class MismatchRecorder:
         ]
         with_open = None if open_clinics is None else await open_clinics.current(session)
         consistent = _consistent_fields(observations, with_open)
-        fixed = await _fix_consistent(session, consistent, now)
-        if rows:
-            await session.execute(_upsert(session, rows, now))
+        to_fix = await _entries_to_fix(session, consistent)
+        if not rows and not to_fix:
+            return None
+        return LedgerWrites(rows, to_fix, now)
+
+    async def write(
+        self, session: AsyncSession, writes: LedgerWrites, open_clinics: OpenClinics | None = None
+    ) -> FlushResult:
+        """Apply ``writes`` in ``session``'s transaction (the caller commits)."""
+        fixed = await _fix(session, writes.to_fix, writes.now)
+        if writes.rows:
+            await session.execute(_upsert(session, writes.rows, writes.now))
             if open_clinics is not None:
-                open_clinics.opened({row["clinic_id"] for row in rows})
-        return FlushResult(len(rows), fixed)
+                open_clinics.opened({row["clinic_id"] for row in writes.rows})
+        return FlushResult(len(writes.rows), fixed)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWrites:
+    """Entries to record (one row each) and open entries to mark fixed (by id)."""
+
+    rows: list[dict[str, Any]]
+    to_fix: list[uuid.UUID]
+    now: datetime
 
 
 def _consistent_fields(
@@ -181,25 +207,28 @@ def _ledger_row(observation: Observation, difference: Difference, now: datetime)
     }
 
 
-async def _fix_consistent(
-    session: AsyncSession, consistent: set[tuple[uuid.UUID, str]], now: datetime
-) -> int:
+async def _entries_to_fix(
+    session: AsyncSession, consistent: set[tuple[uuid.UUID, str]]
+) -> list[uuid.UUID]:
+    """The open entries of (appointment, field) pairs now found consistent."""
     if not consistent:
-        return 0
+        return []
     appointment_ids = {appointment_id for appointment_id, _ in consistent}
     open_entries = await session.execute(
         select(MigrationMismatch.id, MigrationMismatch.appointment_id, MigrationMismatch.field)
         .where(MigrationMismatch.appointment_id.in_(appointment_ids))
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
     )
-    to_fix = [
-        entry.id for entry in open_entries if (entry.appointment_id, entry.field) in consistent
-    ]
-    if not to_fix:
+    return [entry.id for entry in open_entries if (entry.appointment_id, entry.field) in consistent]
+
+
+async def _fix(session: AsyncSession, entry_ids: list[uuid.UUID], now: datetime) -> int:
+    """Mark the entries fixed, those still open; how many were."""
+    if not entry_ids:
         return 0
-    await session.execute(
+    result = await session.execute(
         update(MigrationMismatch)
-        .where(MigrationMismatch.id.in_(to_fix))
+        .where(MigrationMismatch.id.in_(entry_ids))
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
         .values(
             status=MismatchStatus.FIXED.value,
@@ -208,7 +237,8 @@ async def _fix_consistent(
             status_comment="consistent again when read",
         )
     )
-    return len(to_fix)
+    fixed: int = getattr(result, "rowcount", len(entry_ids))
+    return fixed
 
 
 def _upsert(session: AsyncSession, rows: list[dict[str, Any]], now: datetime) -> Any:

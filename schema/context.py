@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from appointments import metrics
 from appointments.access import Access, load_access
-from appointments.db import SerializedSession, dialect_of
+from appointments.db import SerializedSession
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.field_usage import UsageRecorder
 from appointments.idempotency import (
@@ -22,7 +22,7 @@ from appointments.idempotency import (
     IdempotentRequest,
     run_once,
 )
-from appointments.ledger import FlushResult, MismatchRecorder, OpenClinics
+from appointments.ledger import MismatchRecorder, OpenClinics
 from appointments.read_model.runner import ReadModel
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -149,30 +149,23 @@ class RequestContext:
         }
 
     async def close(self) -> None:
-        """Write what the request's comparisons saw to the ledger, then release the session.
+        """Write what the request's comparisons changed in the ledger, then release the
+        session.
 
-        On PostgreSQL the ledger is written in the request's own session (no second
-        connection). SQLite gets a session of its own: a read transaction upgraded
-        to a write can fail at once when another connection is writing. A ledger
-        failure is logged and counted; the response is not failed for it.
+        What changes is found through the request's (read) session; only when something
+        does is the ledger written, in a transaction of its own. A ledger failure is
+        logged and counted; the response is not failed for it.
         """
         try:
             if self.recorder.pending:
-                if dialect_of(self.sessions) == "postgresql":
-                    result = await self.db.run(self._flush_ledger)
-                else:
+                recorder, open_clinics = self.recorder, self.open_clinics
+                writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
+                if writes is not None:
                     async with self.sessions() as session, session.begin():
-                        result = await self.recorder.flush(session, self.open_clinics)
-                if result.recorded or result.fixed:
+                        await recorder.write(session, writes, open_clinics)
                     metrics.LEDGER_FLUSHES.labels("ok").inc()
         except Exception:
             metrics.LEDGER_FLUSHES.labels("error").inc()
             logger.exception("could not record mismatches in the ledger")
         finally:
             await self.db.close()
-
-    async def _flush_ledger(self, session: AsyncSession) -> FlushResult:
-        result = await self.recorder.flush(session, self.open_clinics)
-        if result.recorded or result.fixed:
-            await session.commit()
-        return result
