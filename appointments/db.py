@@ -111,6 +111,18 @@ def create_session_factory(
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ContractedSession)
 
 
+def create_read_session_factory(
+    engine: AsyncEngine, legacy_columns: bool = True
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a request's reads: on PostgreSQL in autocommit, so a read costs no
+    ``BEGIN`` and ``COMMIT`` round trips (each statement sees what was committed before
+    it; writes always run in sessions of ``create_session_factory``, in transactions of
+    their own). SQLite starts no transaction for a read anyway."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return create_session_factory(engine, legacy_columns)
+
+
 class ContractedSession(Session):
     """A session for a database whose appointments have no legacy columns."""
 

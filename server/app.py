@@ -30,7 +30,12 @@ from starlette.routing import Route, request_response
 import migrations
 from appointments import idempotency
 from appointments.access import Access
-from appointments.db import SerializedSession, create_engine, create_session_factory
+from appointments.db import (
+    SerializedSession,
+    create_engine,
+    create_read_session_factory,
+    create_session_factory,
+)
 from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
@@ -54,8 +59,9 @@ IDEMPOTENCY_PURGE_SECONDS = 3600
 
 @dataclass
 class Services:
-    """What requests share. ``legacy_columns`` and ``sessions`` (the schema's layout) are
-    read as a request starts and change only in ``adopt_contracted_layout``."""
+    """What requests share. ``legacy_columns``, ``sessions`` (for writes) and
+    ``read_sessions`` (for a request's reads) follow the schema's layout: read as a request
+    starts, they change only in ``adopt_contracted_layout``."""
 
     settings: Settings
     engine: AsyncEngine
@@ -63,6 +69,7 @@ class Services:
     flags: FlagSource
     usage: UsageRecorder
     legacy_columns: bool = True
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
     gate: ReadinessGate | None = None
     open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
@@ -101,7 +108,15 @@ class Services:
             logger.warning("legacy columns are gone (contracted): every clinic is served complete")
         sessions = create_session_factory(engine, legacy)
         usage = UsageRecorder(settings.usage_max_clients)
-        services = cls(settings, engine, sessions, flags, usage, legacy)
+        services = cls(
+            settings,
+            engine,
+            sessions,
+            flags,
+            usage,
+            legacy,
+            create_read_session_factory(engine, legacy),
+        )
         if settings.readiness_gates:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
@@ -131,6 +146,7 @@ class Services:
             if present:
                 return False
             self.sessions = create_session_factory(self.engine, legacy_columns=False)
+            self.read_sessions = create_read_session_factory(self.engine, legacy_columns=False)
             self.legacy_columns = False
             logger.warning(
                 "legacy columns dropped while serving (contract): switched to the contracted"
@@ -200,8 +216,12 @@ class Services:
             access,
             self.adopt_contracted_layout,
             self.usage,
-            db,
+            db if db is not None else self.request_session(),
         )
+
+    def request_session(self) -> SerializedSession:
+        """A request's session, for its reads (writes run in transactions of their own)."""
+        return SerializedSession(self.read_sessions or self.sessions)
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""

@@ -49,7 +49,7 @@ class RequireKnownUser:
             state["access"] = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
             await self.app(scope, receive, send)
             return
-        db = SerializedSession(scope["app"].state.services.sessions)
+        db = scope["app"].state.services.request_session()
         try:
             await self._checked(db, viewer, scope, receive, send)
         finally:
