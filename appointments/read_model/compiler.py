@@ -4,15 +4,16 @@ appointment's JSON, built by the database, and the columns the bookkeeping reads
 ``compile_read`` takes the collected selection below an ``Appointment`` (each
 field with the source its type declares, ``sources``), the stages the rows are
 served in, and a FROM clause of the appointment rows to serve (a page, or rows
-by id). Joins are added only for objects the selection reaches, once however
-often they are selected. The JSON is formatted as the schema serialises each
-value (``formats``); the stage rules come from ``served``.
+by id). Each object the selection reaches is a correlated subquery building its
+JSON (one index lookup per row served, as PostGraphile does). The JSON is
+formatted as the schema serialises each value (``formats``); the stage rules come
+from ``served``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +31,12 @@ from sqlalchemy import (
 )
 
 from appointments.read_model.formats import JsonSql
-from appointments.read_model.served import RowPolicy, SideValues, served_side
+from appointments.read_model.served import (
+    RowPolicy,
+    SideValues,
+    served_membership,
+    served_side,
+)
 from appointments.read_model.sources import (
     Column,
     MigrationState,
@@ -54,15 +60,13 @@ class _Build:
     rows: FromClause
     policy: RowPolicy
     sides: dict[Side, SideValues]
-    joins: list[tuple[FromClause, Expression]] = field(default_factory=list)
-    joined: dict[Hashable, FromClause] = field(default_factory=dict)
+    legacy_columns: bool
+    aliases: int = 0
 
-    def join(self, key: Hashable, table: Any, on: Callable[[FromClause], Expression]) -> FromClause:
-        found = self.joined.get(key)
-        if found is None:
-            found = self.joined[key] = table.alias(f"read_{len(self.joined)}")
-            self.joins.append((found, on(found)))
-        return found
+    def alias(self, table: Any) -> FromClause:
+        self.aliases += 1
+        alias: FromClause = table.alias(f"read_{self.aliases}")
+        return alias
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,7 @@ def compile_read(
         labelled = [column for side in served for column in side.values.labelled()]
         inner = select(*rows.c, *labelled).select_from(source).subquery("served")
     sides = {side.values.side: side.values.named(inner) for side in served}
-    build = _Build(json, inner, RowPolicy.of(inner.c.clinic_id, stages), sides)
+    build = _Build(json, inner, RowPolicy.of(inner.c.clinic_id, stages), sides, legacy_columns)
     node = _row_object(build, inner, selection)
     node_text = cast(node, Text) if json.postgres else type_coerce(node, Text)
     columns: list[Expression] = [
@@ -139,10 +143,7 @@ def compile_read(
             value.label(f"{values.side.name}_{name}")
             for name, value in zip(SIDE_COLUMNS, bookkeeping, strict=True)
         ]
-    joined: Any = inner
-    for table, on in build.joins:
-        joined = joined.outerjoin(table, on)
-    statement = select(*columns).select_from(joined).order_by(inner.c.starts_at, inner.c.id)
+    statement = select(*columns).select_from(inner).order_by(inner.c.starts_at, inner.c.id)
     return CompiledRead(statement, tuple(sides))
 
 
@@ -173,22 +174,36 @@ def _value(build: _Build, row: FromClause, selected: SelectedField) -> Expressio
         return build.json.formatted(row.c[source.name], source.format)
     if isinstance(source, Reference):
         key = row.c[source.key]
-        referenced = build.join(
-            (id(row), source), source.model.__table__, lambda table: table.c.id == key
-        )
-        return _row_object(build, referenced, selected.children)
+        return _nested(build, source.model, lambda t: t.c.id == key, selected.children)
     if isinstance(source, Served):
         side = source.side
         served = build.sides[side]
-        person = source.part == "person"
-        model = side.person_model if person else side.membership_model
-        served_id = served.person_id if person else served.membership_id
-        joined = build.join(source, model.__table__, lambda table: table.c.id == served_id)
-        value = _row_object(build, joined, selected.children)
-        return when(joined.c.id.isnot(None), value, null())
+        if source.part == "person":
+            person = served.person_id
+            return _nested(build, side.person_model, lambda t: t.c.id == person, selected.children)
+        model, clinic = side.membership_model, build.rows.c.clinic_id
+        by_new = _nested(
+            build, model, lambda t: served_membership(served, t, clinic)[0], selected.children
+        )
+        if not build.legacy_columns:
+            return when(served.new_origin, by_new, null())
+        by_legacy = _nested(
+            build, model, lambda t: served_membership(served, t, clinic)[1], selected.children
+        )
+        return when(served.new_origin, by_new, by_legacy)
     if isinstance(source, MigrationState):
         return _migration(build, selected.children)
     raise KeyError(f"{selected.name} has no source in the read model")
+
+
+def _nested(
+    build: _Build, model: Any, where: Callable[[FromClause], Expression], selection: Selection
+) -> Expression:
+    """The object of the ``model`` row ``where`` picks (at most one), or null: a correlated
+    subquery, which the database runs as one index lookup per row it serves."""
+    table = build.alias(model.__table__)
+    value = _row_object(build, table, selection)
+    return build.json.nested(select(value).where(where(table)).scalar_subquery())
 
 
 def _origin_name(new_origin: Expression) -> Expression:

@@ -63,6 +63,13 @@ class JsonSql:
         }
         return formats[format_](column)
 
+    def nested(self, subquery: Expression) -> Expression:
+        """A subquery's JSON value inside another object (SQLite's JSON1 sees a subquery's
+        value as text until ``json()`` reads it)."""
+        if self.postgres:
+            return subquery
+        return func.json(subquery, type_=JSON)
+
     def constant(self, value: str) -> Expression:
         return text_constant(value)
 

@@ -84,7 +84,7 @@ class SideValues:
     fell_back: Expression
     new_origin: Expression
     visible: Expression
-    membership_id: Expression
+    stored_membership_id: Expression
     person_id: Expression
     person_differs: Expression
     clinic_differs: Expression
@@ -121,7 +121,7 @@ _VALUES = (
     "fell_back",
     "new_origin",
     "visible",
-    "membership_id",
+    "stored_membership_id",
     "person_id",
     "person_differs",
     "clinic_differs",
@@ -146,15 +146,15 @@ def served_side(
     sees_every_clinic: bool,
 ) -> ServedSide:
     """The SQL of ``side`` for the rows of ``row`` (a FROM with the appointment's columns):
-    its values, and the outer joins bringing the stored membership and the one the
-    legacy person has in the row's clinic.
+    its values, and the outer join bringing the stored membership. The membership the
+    legacy origin serves (the legacy person's in the row's clinic) is found where it is
+    shown (``served_membership``).
 
     A stored membership of another clinic than the row's is served only when the
     viewer sees that clinic (parameter ``viewer_clinics`` unless ``sees_every_clinic``).
     """
     table = membership_table(side)
     stored = table.alias(f"{side.name}_stored")
-    derived = table.alias(f"{side.name}_derived") if legacy_columns else None
     clinic = row.c.clinic_id
     legacy: Expression = row.c[side.legacy_column] if legacy_columns else null()
     new = row.c[side.new_column]
@@ -176,8 +176,6 @@ def served_side(
         )
     )
     stored_person = person_of(side, stored)
-    derived_id = derived.c.id if derived is not None else null()
-    membership_id = when(new_origin, when(visible, stored.c.id, null()), derived_id)
     person_id = when(new_origin, when(visible, stored_person, null()), legacy)
     person_differs: Expression
     if legacy_columns:
@@ -195,7 +193,7 @@ def served_side(
         _boolean(fell_back),
         _boolean(new_origin),
         visible,
-        membership_id,
+        when(visible, stored.c.id, null()),
         person_id,
         _boolean(person_differs),
         _boolean(clinic_differs),
@@ -203,9 +201,18 @@ def served_side(
         stored.c.clinic_id,
     )
     joins: list[tuple[FromClause, Expression]] = [(stored, stored.c.id == new)]
-    if derived is not None:
-        joins.append((derived, membership_of(side, derived, clinic, legacy)))
     return ServedSide(values, joins)
+
+
+def served_membership(
+    values: SideValues, membership: FromClause, clinic: Expression
+) -> tuple[Expression, Expression]:
+    """Which row of ``membership`` (an alias of the side's membership table) the side
+    serves: (condition when the new origin serves, condition when the legacy one does)."""
+    return (
+        membership.c.id == values.stored_membership_id,
+        membership_of(values.side, membership, clinic, values.legacy),
+    )
 
 
 def _boolean(condition: Expression) -> Expression:
