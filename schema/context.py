@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appointments import metrics
+from appointments import health, metrics
 from appointments.access import Access, load_access
 from appointments.db import SerializedSession, dialect_of
 from appointments.events import MigrationEventLog, PendingEvents
@@ -162,8 +162,30 @@ class RequestContext:
         except Exception:
             metrics.LEDGER_FLUSHES.labels("error").inc()
             logger.exception("could not record mismatches in the ledger")
+        try:
+            if self.events.by_clinic:
+                await self._write(self._add_health_counts)
+        except Exception:
+            logger.exception("could not add to the clinic health counters")
         finally:
             await self.db.close()
+
+    async def _write(self, operation: Callable[[AsyncSession], Awaitable[object]]) -> None:
+        """One end-of-request write: in the request's session on PostgreSQL, in a session of
+        its own on SQLite (see ``close``)."""
+        if dialect_of(self.sessions) == "postgresql":
+
+            async def and_commit(session: AsyncSession) -> None:
+                await operation(session)
+                await session.commit()
+
+            await self.db.run(and_commit)
+        else:
+            async with self.sessions() as session, session.begin():
+                await operation(session)
+
+    async def _add_health_counts(self, session: AsyncSession) -> None:
+        await health.add_counts(session, self.events.by_clinic)
 
     async def _flush_ledger(self, session: AsyncSession) -> FlushResult:
         result = await self.recorder.flush(session, self.open_clinics)

@@ -32,11 +32,15 @@ from appointments.models import (
     Base,
     Clinic,
     ClinicDoctor,
+    ClinicHealthCounter,
     ClinicPatient,
     ClinicStaff,
     IdempotencyKey,
     MigrationMismatch,
     Patient,
+    RolloutAudit,
+    RolloutHold,
+    RolloutStatus,
     User,
     UserRole,
 )
@@ -48,6 +52,10 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    RolloutAudit,
+    RolloutHold,
+    RolloutStatus,
+    ClinicHealthCounter,
     IdempotencyKey,
     BackfillCheckpoint,
     MigrationMismatch,
