@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
-    JSON,
     DateTime,
     Dialect,
     ForeignKey,

@@ -1,4 +1,4 @@
-"""The `clinic` command: serve, migrate, seed, flags, ledger, token, schema."""
+"""The `clinic` command: serve, migrate, seed, flags, ledger, rollout, token, schema."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from server.flags_commands import add_flags_commands
 from server.ledger_commands import add_ledger_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
+from server.rollout_commands import add_rollout_commands
 from server.settings import Settings, SettingsError
 
 logger = logging.getLogger("server.cli")
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_flags_commands(commands)
     add_ledger_commands(commands)
+    add_rollout_commands(commands)
 
     token = commands.add_parser(
         "token", help="mint a bearer token (HS256, CLINIC_JWT_SECRET) to try a role in GraphiQL"

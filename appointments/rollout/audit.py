@@ -211,5 +211,21 @@ async def entries(
     return [(row, name) for row, name in (await session.execute(statement)).all()]
 
 
+def as_dict(row: RolloutAudit, clinic_name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "clinic_id": str(row.clinic_id),
+        "clinic_name": clinic_name,
+        "actor": row.actor,
+        "action": row.action,
+        "state": row.state,
+        "from_stage": row.from_stage,
+        "to_stage": row.to_stage,
+        "reason": row.reason,
+        "guards": row.guards,
+    }
+
+
 def hour_before(now: datetime) -> datetime:
     return now - timedelta(hours=1)

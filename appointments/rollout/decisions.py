@@ -142,6 +142,7 @@ def decide(
 
 def _limits(plan: Plan) -> dict[str, Any]:
     return {
+        "target": plan.target.value,
         "max_mismatches": plan.guards.max_mismatches,
         "max_read_fallbacks": plan.guards.max_read_fallbacks,
         "max_write_failures": plan.guards.max_write_failures,
