@@ -29,6 +29,7 @@ from appointments.db import create_engine, create_session_factory
 from appointments.errors import DomainError
 from appointments.models import utcnow
 from appointments.rollout import audit
+from appointments.rollout.decisions import Decision
 from appointments.rollout.engine import PassReport, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
@@ -156,7 +157,7 @@ def _status(settings: Settings, arguments: argparse.Namespace) -> int:
         print("\n".join(error.problems), file=sys.stderr)
         return EXIT_REFUSED
     assert report is not None
-    rows = [_decision_row(report, decision) for decision in report.decisions]
+    rows = [_decision_row(report, decision, True) for decision in report.decisions]
     if arguments.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -250,15 +251,15 @@ def _history(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _decision_row(report: PassReport, decision: Any) -> dict[str, Any]:
+def _decision_row(report: PassReport, decision: Decision, dry_run: bool) -> dict[str, Any]:
     return {
         "clinic_id": str(decision.clinic_id),
         "name": report.names.get(decision.clinic_id, ""),
         "cohort": decision.cohort,
         "stage": decision.stage.value,
-        "target": decision.guards["limits"].get("target"),
+        "target": decision.target.value,
         "verdict": decision.verdict.value,
-        "next_step": decision.next_step,
+        "next_step": decision.next_step(applied=not dry_run),
         "blocking": decision.blocking,
         "held": decision.verdict.value in ("held", "hold", "step_back"),
         "reason": decision.reason,
@@ -272,7 +273,7 @@ def _print_report(report: PassReport, dry_run: bool, as_json: bool) -> None:
             json.dumps(
                 {
                     "dry_run": dry_run,
-                    "decisions": [_decision_row(report, d) for d in report.decisions],
+                    "decisions": [_decision_row(report, d, dry_run) for d in report.decisions],
                     "repaired": report.repaired,
                     "observed": report.observed,
                     "errors": report.errors,

@@ -123,7 +123,7 @@ async def last_releases(session: AsyncSession) -> dict[uuid.UUID, datetime]:
         .where(RolloutAudit.action == RolloutAction.RELEASE.value)
         .group_by(RolloutAudit.clinic_id)
     )
-    return dict(rows.tuples().all())
+    return {clinic_id: at for clinic_id, at in rows}  # noqa: C416 - rows, not pairs
 
 
 async def intents(session: AsyncSession) -> list[RolloutAudit]:

@@ -47,23 +47,24 @@ class Decision:
     cohort: str
     verdict: Verdict
     stage: Stage
+    target: Stage
     to_stage: Stage | None
     reason: str
     blocking: str | None
     guards: dict[str, Any]
 
-    @property
-    def next_step(self) -> str:
-        match self.verdict:
-            case Verdict.PROMOTE | Verdict.STEP_BACK:
-                return f"{self.verdict.value} to {self.to_stage}"
-            case Verdict.DONE:
-                return "none: at the target"
-            case Verdict.HELD | Verdict.HOLD:
-                return "held until released"
-            case _:
-                following = _after(self.stage)
-                return f"promote to {following}" if following else "none"
+    def next_step(self, applied: bool) -> str:
+        """What the autopilot does next for the clinic: this decision, or once ``applied``,
+        the step after it."""
+        moving = self.verdict in (Verdict.PROMOTE, Verdict.STEP_BACK)
+        if moving and not applied:
+            return f"{self.verdict.value} to {self.to_stage} now"
+        if self.verdict in (Verdict.STEP_BACK, Verdict.HELD, Verdict.HOLD):
+            return "none: held until released"
+        stage = self.to_stage if moving and self.to_stage is not None else self.stage
+        if STAGE_ORDER.index(stage) >= STAGE_ORDER.index(self.target):
+            return "none: at the target"
+        return f"promote to {_after(stage)}"
 
 
 def _after(stage: Stage) -> Stage | None:
@@ -101,7 +102,15 @@ def decide(
         verdict: Verdict, reason: str, blocking: str | None = None, to: Stage | None = None
     ) -> Decision:
         return Decision(
-            state.clinic_id, state.cohort, verdict, state.stage, to, reason, blocking, guards
+            state.clinic_id,
+            state.cohort,
+            verdict,
+            state.stage,
+            plan.target,
+            to,
+            reason,
+            blocking,
+            guards,
         )
 
     if state.held is not None:

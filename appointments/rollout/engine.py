@@ -259,7 +259,7 @@ async def _store_status(
                     cohort=decision.cohort,
                     stage=stage.value,
                     target=plan.target.value,
-                    next_step=f"{decision.next_step} (this pass: {decision.reason})",
+                    next_step=decision.next_step(applied=True),
                     blocking=decision.blocking,
                     held=decision.verdict in (Verdict.HELD, Verdict.HOLD, Verdict.STEP_BACK),
                 )
