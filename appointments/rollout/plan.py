@@ -156,10 +156,12 @@ class _Checker:
                 names = ", ".join(sorted(allowed))
                 self.problem(section, key, f"{where}unknown key {key!r} (expected {names})")
 
-    def count(self, section: Section, data: dict[str, Any], key: str, least: int) -> int | None:
+    def count(
+        self, section: Section, data: dict[str, Any], key: str, least: int, where: str = ""
+    ) -> int | None:
         value = data.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            self.problem(section, key, f"{key} must be a whole number of at least {least}")
+            self.problem(section, key, f"{where}{key} must be a whole number of at least {least}")
             return None
         return value
 
@@ -234,7 +236,9 @@ def _guards(check: _Checker, data: Any) -> Guards:
         check.problem("", "guards", "guards must be a table")
         return Guards()
     check.unknown("guards", data, set(GUARD_KEYS), "guards: ")
-    values = {key: check.count("guards", data, key, 0) for key in GUARD_KEYS if key in data}
+    values = {
+        key: check.count("guards", data, key, 0, "guards: ") for key in GUARD_KEYS if key in data
+    }
     return Guards(**{key: value for key, value in values.items() if value is not None})
 
 
