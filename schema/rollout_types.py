@@ -50,5 +50,5 @@ class RolloutAuditEntry:
             from_stage=None if row.from_stage is None else Stage(row.from_stage),
             to_stage=None if row.to_stage is None else Stage(row.to_stage),
             reason=row.reason,
-            guards=cast(JSON, row.guards),
+            guards=cast("JSON", row.guards),
         )
