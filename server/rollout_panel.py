@@ -63,7 +63,9 @@ def _row(status: RolloutStatus, name: str | None, held: bool, history: list[Roll
     label = escape(name or str(status.clinic_id))
     blocking = escape(status.blocking) if status.blocking else '<span class="zero">nothing</span>'
     if held:
-        blocking = f'<span class="held">held</span> {blocking}'
+        blocking = f'<span class="held">{blocking}</span>'
+    elif status.held:
+        blocking += " (released since)"
     items = "".join(
         f"<li>{escape(entry.at.strftime('%Y-%m-%d %H:%M'))} {escape(entry.action)}"
         f"{_stages(entry)} by {escape(entry.actor)}: {escape(entry.reason)}</li>"

@@ -114,7 +114,7 @@ def decide(
         )
 
     if state.held is not None:
-        return decision(Verdict.HELD, f"held: {state.held}", "held")
+        return decision(Verdict.HELD, f"held: {state.held}", f"held: {state.held}")
     if evidence.missing:
         return decision(Verdict.WAIT, "evidence missing", "; ".join(evidence.missing))
     breached = breaches(plan, evidence)
@@ -122,8 +122,8 @@ def decide(
         back = _before(state.stage)
         reason = "breach: " + "; ".join(breached)
         if back is None:
-            return decision(Verdict.HOLD, reason, "breach")
-        return decision(Verdict.STEP_BACK, reason, "breach", back)
+            return decision(Verdict.HOLD, reason, f"held: {reason}")
+        return decision(Verdict.STEP_BACK, reason, f"held: {reason}", back)
     if STAGE_ORDER.index(state.stage) >= STAGE_ORDER.index(plan.target):
         return decision(Verdict.DONE, f"at or past the target {plan.target}")
     if state.waiting_for_cohort is not None:
