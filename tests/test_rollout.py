@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.errors import DomainError
 from appointments.models import (
+    Appointment,
     ClinicHealthCounter,
     RolloutAction,
     RolloutState,
@@ -343,3 +344,35 @@ async def test_the_dashboard_shows_each_clinics_stage_next_step_blocking_guard_a
     assert "promote legacy → dual_write by autopilot" in history
     waiting = rows[str(clinics.clean_two)]
     assert rollout.column(waiting, "Blocking").text == 'cohort "pilot" is not at the target yet'
+
+
+async def test_read_fallbacks_are_counted_per_clinic_and_step_the_clinic_back(
+    api: Api,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    clinics: RolloutClinics,
+) -> None:
+    set_stages(
+        flags_file, dict.fromkeys(clinics.all, Stage.LEGACY) | {clinics.clean_two: Stage.SHADOW}
+    )
+    plan = rollout_plan(clinics)
+    await run_pass(sessions, plan, writer_of(flags_file), utcnow())
+    async with sessions() as session, session.begin():
+        row = await session.scalar(
+            select(Appointment).where(Appointment.clinic_id == clinics.clean_two)
+        )
+        assert row is not None
+        row.doctor_id = None  # written in complete, read after a step back: legacy side empty
+
+    body = await api.post(READ, {"clinicId": str(clinics.clean_two)})
+
+    assert body["extensions"]["migration"]["readFallbacks"] == 1
+    async with sessions() as session:
+        counters = list(await session.scalars(select(ClinicHealthCounter)))
+    assert [(c.clinic_id, c.read_fallbacks, c.write_failures) for c in counters] == [
+        (clinics.clean_two, 1, 0)
+    ]
+    report = await run_pass(sessions, plan, writer_of(flags_file), utcnow())
+    decision = next(d for d in report.decisions if d.clinic_id == clinics.clean_two)
+    assert (decision.verdict, decision.to_stage) == (Verdict.STEP_BACK, Stage.DUAL_WRITE)
+    assert "read fallbacks: 1 in the window (at most 0)" in decision.reason
