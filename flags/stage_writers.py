@@ -4,7 +4,7 @@ Two places hold the migration flag: the local flags file and an Unleash
 server (through its Admin API). Both are read as a client-features document and
 evaluated in process by the Unleash engine, as the service evaluates them, and a
 clinic is moved by pinning it (``flags.document.set_clinic_stage``), the same
-edit ``clinic flags set-stage`` makes.
+edit ``clinic flags set-stage`` makes. Both are ``appointments.rollout.engine.StageWriter``s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from appointments.stages import Stage
 from flags import FLAG_NAME
@@ -29,22 +29,6 @@ from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import UnleashAdmin
 
 APP_NAME = "clinic-rollout"
-
-
-class StageWriter(Protocol):
-    """Where the flag lives: what it gives each clinic now, and how to pin one clinic."""
-
-    @property
-    def observer(self) -> str:
-        """The actor of a change seen in the flag but made elsewhere (``unleash``,
-        ``flags-file``)."""
-        ...
-
-    def stages(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
-        """The stage the flag gives each clinic now; raises when the flag cannot be read."""
-        ...
-
-    def set_stage(self, clinic_id: uuid.UUID, stage: Stage) -> None: ...
 
 
 class _DocumentSource:

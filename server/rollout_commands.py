@@ -30,10 +30,10 @@ from appointments.errors import DomainError
 from appointments.models import utcnow
 from appointments.rollout import audit
 from appointments.rollout.decisions import Decision
-from appointments.rollout.engine import PassReport, run_pass
+from appointments.rollout.engine import PassReport, StageWriter, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
-from flags.stage_writers import FlagsFileStageWriter, StageWriter, UnleashStageWriter
+from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
 from server.flags_commands import unleash_admin
 from server.settings import Settings
 

@@ -29,6 +29,7 @@ from appointments.rollout.evidence import Evidence
 from appointments.rollout.plan import Plan
 from appointments.stages import Stage
 from flags.stage_writers import FlagsFileStageWriter
+from server.cli import main
 from tests.conftest import Api, set_stages
 from tests.rollout_setup import (
     FORWARD,
@@ -376,3 +377,29 @@ async def test_read_fallbacks_are_counted_per_clinic_and_step_the_clinic_back(
     decision = next(d for d in report.decisions if d.clinic_id == clinics.clean_two)
     assert (decision.verdict, decision.to_stage) == (Verdict.STEP_BACK, Stage.DUAL_WRITE)
     assert "read fallbacks: 1 in the window (at most 0)" in decision.reason
+
+
+async def test_clinic_flags_set_stage_is_audited_and_not_seen_again_as_a_change(
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+    clinics: RolloutClinics,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLINIC_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLINIC_FLAGS_FILE", str(flags_file))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        arguments = ["flags", "set-stage", str(clinics.unlinked), "dual_write"]
+        arguments += ["--actor", "po:anna", "--reason", "pilot by hand"]
+        assert await asyncio.to_thread(main, arguments) == 0
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    [row] = await audit_rows(sessions, clinics.unlinked)
+    assert (row.action, row.actor, row.reason) == ("set_stage", "po:anna", "pilot by hand")
+    assert (row.from_stage, row.to_stage, row.state) == ("legacy", "dual_write", "applied")
+    report = await run_pass(sessions, rollout_plan(clinics), writer_of(flags_file), utcnow())
+    assert str(clinics.unlinked) not in " ".join(report.observed)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,10 +42,25 @@ from appointments.rollout.decisions import ClinicState, Decision, Verdict, decid
 from appointments.rollout.evidence import gather
 from appointments.rollout.plan import STAGE_ORDER, Plan, stable_rank
 from appointments.stages import Stage
-from flags.stage_writers import StageWriter
 
 logger = logging.getLogger("appointments.rollout")
 AUTOPILOT = "autopilot"
+
+
+class StageWriter(Protocol):
+    """Where the flag lives: what it gives each clinic now, and how to pin one clinic."""
+
+    @property
+    def observer(self) -> str:
+        """The actor of a change seen in the flag but made elsewhere (``unleash``,
+        ``flags-file``)."""
+        ...
+
+    def stages(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
+        """The stage the flag gives each clinic now; raises when the flag cannot be read."""
+        ...
+
+    def set_stage(self, clinic_id: uuid.UUID, stage: Stage) -> None: ...
 
 
 @dataclass
