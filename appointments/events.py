@@ -1,8 +1,10 @@
-"""Migration events: read fallbacks, unlinked writes, mismatches seen.
+"""Migration events: read fallbacks, unlinked writes, mismatches seen, failed writes.
 
 Every event is logged (one structured line) and counted in the metrics. Events
 raised inside a write are buffered and published only after the transaction
-commits, so a rolled-back write never reports anything.
+commits, so a rolled-back write never reports anything, except its own failure.
+Fallbacks and failures are also counted per clinic (``by_clinic``), for the
+database's health counters (``appointments.health``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from appointments import metrics
+from appointments import health, metrics
 from appointments.models import MismatchField
 from appointments.stages import Origin, Stage
 
@@ -47,14 +49,26 @@ class MismatchSeen:
     new_value: uuid.UUID | None
 
 
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """A write refused because its stage could not write the authoritative side, or one
+    that failed unexpectedly: what the rollout's write-failure guard counts."""
+
+    operation: str
+    clinic_id: uuid.UUID
+    stage: Stage
+    outcome: str
+
+
 MigrationEvent = ReadFallback | UnlinkedWrite | MismatchSeen
 
 
 @dataclass
 class PendingEvents:
-    """Events of one write, held until its transaction commits."""
+    """Events of one write, held until its transaction commits; its failure, if it fails."""
 
     events: list[MigrationEvent] = field(default_factory=list)
+    failures: list[WriteFailed] = field(default_factory=list)
 
     def add(self, event: MigrationEvent) -> None:
         self.events.append(event)
@@ -69,6 +83,7 @@ class MigrationEventLog:
     """Logs, meters and counts events; one per request, or per CLI run."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    by_clinic: health.HealthCounts = field(default_factory=Counter)
 
     def publish(self, event: MigrationEvent) -> None:
         details: dict[str, object] = {
@@ -80,6 +95,7 @@ class MigrationEventLog:
             case ReadFallback():
                 self.counts["read_fallback"] += 1
                 metrics.READ_FALLBACKS.labels(event.stage.value, event.side).inc()
+                self.by_clinic[(event.clinic_id, health.READ_FALLBACK)] += 1
                 details |= {"event": "read_fallback", "side": event.side}
                 details["served_origin"] = event.served_origin.value
                 logger.info("read fell back to the non-authoritative side", extra=details)
@@ -100,3 +116,19 @@ class MigrationEventLog:
     def publish_all(self, pending: PendingEvents) -> None:
         for event in pending.events:
             self.publish(event)
+
+    def publish_failures(self, pending: PendingEvents) -> None:
+        """A write's failure (its other events were rolled back with it)."""
+        for failure in pending.failures:
+            self.counts["write_failure"] += 1
+            self.by_clinic[(failure.clinic_id, health.WRITE_FAILURE)] += 1
+            logger.warning(
+                "write failed",
+                extra={
+                    "event": "write_failed",
+                    "clinic_id": str(failure.clinic_id),
+                    "stage": failure.stage.value,
+                    "operation": failure.operation,
+                    "outcome": failure.outcome,
+                },
+            )

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -307,3 +309,83 @@ class FieldUsageDaily(Base):
     operations: Mapped[int] = mapped_column(BigInteger)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+
+
+class ClinicHealthCounter(Base):
+    """Per clinic and minute: reads that fell back and writes that failed, from every process.
+
+    The rollout autopilot's guards read these; Prometheus counters carry no clinic id.
+    """
+
+    __tablename__ = "clinic_health_counters"
+
+    clinic_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    read_fallbacks: Mapped[int] = mapped_column(default=0)
+    write_failures: Mapped[int] = mapped_column(default=0)
+
+
+class RolloutAction(enum.StrEnum):
+    PROMOTE = "promote"
+    STEP_BACK = "step_back"
+    HOLD = "hold"
+    RELEASE = "release"
+    SET_STAGE = "set_stage"
+    OBSERVED_CHANGE = "observed_change"
+
+
+class RolloutState(enum.StrEnum):
+    """A stage change is written as an intent first, then applied once the flag says so."""
+
+    INTENT = "intent"
+    APPLIED = "applied"
+    ABANDONED = "abandoned"
+
+
+class RolloutAudit(Base):
+    """Every stage change, hold and release of a clinic: who, when, why, on what evidence."""
+
+    __tablename__ = "rollout_audit"
+    __table_args__ = (
+        CheckConstraint(_sql_in("action", RolloutAction), name="action_known"),
+        CheckConstraint(_sql_in("state", RolloutState), name="state_known"),
+        Index(None, "clinic_id", "id"),
+        Index(None, "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    clinic_id: Mapped[uuid.UUID]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    to_stage: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    guards: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RolloutHold(Base):
+    """A clinic the autopilot stepped back: it moves no further until a person releases it."""
+
+    __tablename__ = "rollout_holds"
+
+    clinic_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    held_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    audit_id: Mapped[int] = mapped_column(Integer)
+
+
+class RolloutStatus(Base):
+    """What the autopilot's last pass decided for a clinic (the dashboard's rollout panel)."""
+
+    __tablename__ = "rollout_status"
+
+    clinic_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    evaluated_at: Mapped[datetime]
+    cohort: Mapped[str] = mapped_column(String(100))
+    stage: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(16))
+    next_step: Mapped[str] = mapped_column(Text)
+    blocking: Mapped[str | None] = mapped_column(Text)
+    held: Mapped[bool]

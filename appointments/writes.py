@@ -9,8 +9,7 @@ tests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar, cast
@@ -20,9 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from appointments import metrics
 from appointments.access import SYSTEM, Access, Permission
-from appointments.activity import RECENT
 from appointments.checks import check_time_range, clean_reason
 from appointments.db import ContractedSession
 from appointments.directory import LABELS, check_role, has_legacy_columns
@@ -39,7 +36,8 @@ from appointments.models import (
     utcnow,
 )
 from appointments.sides import DOCTOR, PATIENT, Membership, Side
-from appointments.stages import Stage, StageLookup, StagePolicy, policy_for
+from appointments.stages import StageLookup, StagePolicy, policy_for
+from appointments.write_meter import metered
 
 T = TypeVar("T")
 
@@ -51,8 +49,12 @@ async def run_in_transaction(
 ) -> T:
     """Run one write in one transaction; publish its events only once it committed."""
     pending = PendingEvents()
-    async with sessions() as session, session.begin():
-        result = await operation(session, pending)
+    try:
+        async with sessions() as session, session.begin():
+            result = await operation(session, pending)
+    except BaseException:
+        events.publish_failures(pending)
+        raise
     events.publish_all(pending)
     return result
 
@@ -85,14 +87,14 @@ async def create_appointment(
     events: PendingEvents,
     access: Access = SYSTEM,
 ) -> Appointment:
-    with _metered("create", command.doctor, command.patient) as meter:
+    with metered("create", command.doctor, command.patient, failures=events) as meter:
         access.require_in_clinic(Permission.BOOK, command.clinic_id, "clinicId", "clinic")
         check_time_range(command.starts_at, command.ends_at)
         reason = clean_reason(command.reason)
         if await session.get(Clinic, command.clinic_id) is None:
             raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
         policy = policy_for(stage_for(command.clinic_id))
-        meter.stage = policy.stage
+        meter.stage, meter.clinic_id = policy.stage, command.clinic_id
         now = utcnow()
         appointment = Appointment(
             id=command.appointment_id or uuid.uuid4(),
@@ -117,7 +119,7 @@ async def reschedule_appointment(
     stage_for: StageLookup | None = None,
     access: Access = SYSTEM,
 ) -> Appointment:
-    with _metered("reschedule") as meter:
+    with metered("reschedule") as meter:
         appointment = await _scheduled_appointment(
             session, appointment_id, "reschedule", access, own_suffices=True
         )
@@ -138,12 +140,12 @@ async def reassign_appointment(
     events: PendingEvents,
     access: Access = SYSTEM,
 ) -> Appointment:
-    with _metered(f"reassign_{side.name}", reference) as meter:
+    with metered(f"reassign_{side.name}", reference, failures=events) as meter:
         appointment = await _scheduled_appointment(
             session, appointment_id, f"reassign the {side.name}", access, own_suffices=False
         )
         policy = policy_for(stage_for(appointment.clinic_id))
-        meter.stage = policy.stage
+        meter.stage, meter.clinic_id = policy.stage, appointment.clinic_id
         await link_side(session, policy, side, appointment, reference, events, access)
         await session.flush()
         return appointment
@@ -155,7 +157,7 @@ async def cancel_appointment(
     stage_for: StageLookup | None = None,
     access: Access = SYSTEM,
 ) -> Appointment:
-    with _metered("cancel") as meter:
+    with metered("cancel") as meter:
         appointment = await _scheduled_appointment(
             session, appointment_id, "cancel", access, own_suffices=True
         )
@@ -185,38 +187,6 @@ async def _insert_appointment(session: AsyncSession, appointment: Appointment) -
                 set_committed_value(appointment, side.legacy_column, None)
     session.add(appointment)
     return appointment
-
-
-@dataclass
-class _WriteMeter:
-    stage: Stage | None = None
-
-
-@contextmanager
-def _metered(operation: str, *references: PersonReference) -> Iterator[_WriteMeter]:
-    """Count the write by stage, operation, input style and outcome (ok or the error code)."""
-    meter = _WriteMeter()
-    outcome = "ok"
-    try:
-        yield meter
-    except DomainError as error:
-        outcome = error.code.value.lower()
-        raise
-    finally:
-        stage = "unknown" if meter.stage is None else meter.stage.value
-        metrics.WRITES.labels(stage, operation, _input_style(references), outcome).inc()
-        RECENT.record("write", stage)
-
-
-def _input_style(references: tuple[PersonReference, ...]) -> str:
-    styles = {
-        "new" if reference.membership_id is not None else "legacy"
-        for reference in references
-        if reference.membership_id is not None or reference.person_id is not None
-    }
-    if not styles:
-        return "none"
-    return styles.pop() if len(styles) == 1 else "mixed"
 
 
 async def link_side(

@@ -64,7 +64,7 @@ class MemoryCache(BaseCache):
         self._values.clear()
 
 
-def _bootstrapped_client(app_name: str, features_json: str) -> UnleashClient:
+def bootstrapped_client(app_name: str, features_json: str) -> UnleashClient:
     return UnleashClient(
         url=UNREACHABLE_URL,
         app_name=app_name,
@@ -144,7 +144,7 @@ class LocalFileFlagSource:
                     f"flags file {self._path} rejected, keeping the last good one: {error}"
                 )
                 return
-            self._client = _bootstrapped_client(self._app_name, json.dumps(document))
+            self._client = bootstrapped_client(self._app_name, json.dumps(document))
             metrics.FLAG_SOURCE_LOADED.set(1)
             self._problem = None
             logger.info("flags file loaded", extra={"path": str(self._path)})

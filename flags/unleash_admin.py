@@ -80,9 +80,17 @@ class UnleashAdmin:
         them otherwise), missing ones added, and extra ones deleted last, so the
         flag never passes through a state with no strategy.
         """
+        self.apply_document(description.document())
+
+    def apply_document(self, document: Document) -> None:
+        """``apply`` for the migration flag of a client-features document (the local flags
+        file's format, or ``export``'s answer edited)."""
+        features = [f for f in document.get("features", []) if f.get("name") == FLAG_NAME]
+        if not features:
+            raise UnleashAdminError(f"the document has no flag {FLAG_NAME}")
         self._ensure_context_field()
         self._ensure_flag()
-        wanted = description.document()["features"][0]["strategies"]
+        wanted = features[0].get("strategies", [])
         current = self._request("GET", self._strategies_path()).json()
         for order, strategy in enumerate(wanted):
             body = {**strategy, "sortOrder": order}

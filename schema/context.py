@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from appointments import metrics
+from appointments import health, metrics
 from appointments.access import Access, load_access
 from appointments.db import SerializedSession
 from appointments.events import MigrationEventLog, PendingEvents
@@ -153,8 +153,10 @@ class RequestContext:
         session.
 
         What changes is found through the request's (read) session; only when something
-        does is the ledger written, in a transaction of its own. A ledger failure is
-        logged and counted; the response is not failed for it.
+        does is the ledger written, in a transaction of its own. The clinics' health
+        counters (read fallbacks, failed writes) are added to in one more, when the request
+        saw any. A failure of either is logged (the ledger's counted); the response is not
+        failed for it.
         """
         try:
             if self.recorder.pending:
@@ -167,5 +169,11 @@ class RequestContext:
         except Exception:
             metrics.LEDGER_FLUSHES.labels("error").inc()
             logger.exception("could not record mismatches in the ledger")
+        try:
+            if self.events.by_clinic:
+                async with self.sessions() as session, session.begin():
+                    await health.add_counts(session, self.events.by_clinic)
+        except Exception:
+            logger.exception("could not add to the clinic health counters")
         finally:
             await self.db.close()

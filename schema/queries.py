@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from appointments import ledger, models, queries, validation
 from appointments.access import Permission
 from appointments.errors import DomainError
+from appointments.rollout import audit
 from schema import read_model
 from schema.errors import parse_id, query_error
 from schema.inputs import AppointmentFilterInput, MismatchFilterInput
 from schema.ledger_types import ClinicMigrationReport, MigrationMismatch
+from schema.rollout_types import RolloutAuditEntry
 from schema.types import (
     Appointment,
     Clinic,
@@ -133,6 +135,21 @@ class Query:
         await _require(info, Permission.READ_MIGRATION)
         page = await _page(info, lambda s: ledger.list_mismatches(s, where, first, after))
         return Connection.from_page(page, MigrationMismatch.from_model)
+
+    @strawberry.field(
+        description="The rollout audit trail (every stage change, hold and release), newest"
+        " first; of one clinic or all"
+    )
+    async def rollout_audit(
+        self, info: ContextInfo, clinic_id: strawberry.ID | None = None, first: int = 50
+    ) -> list[RolloutAuditEntry]:
+        clinic = None if clinic_id is None else _parse(clinic_id, "clinicId")
+        await _require(info, Permission.READ_MIGRATION)
+        try:
+            rows = await _read(info, lambda s: audit.entries(s, clinic, first))
+        except DomainError as error:
+            raise query_error(error) from None
+        return [RolloutAuditEntry.from_row(row, name) for row, name in rows]
 
     @strawberry.field(description="Clinics ordered by name")
     async def clinics(

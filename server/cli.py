@@ -1,4 +1,4 @@
-"""The `clinic` command: serve, migrate, seed, flags, ledger, usage, token, schema."""
+"""The `clinic` command: serve, migrate, seed, flags, ledger, rollout, usage, token, schema."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from server.flags_commands import add_flags_commands
 from server.ledger_commands import add_ledger_commands
 from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
+from server.rollout_commands import add_rollout_commands
 from server.settings import Settings, SettingsError
 from server.usage_commands import add_usage_commands
 
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_flags_commands(commands)
     add_ledger_commands(commands)
+    add_rollout_commands(commands)
     add_usage_commands(commands)
 
     token = commands.add_parser(

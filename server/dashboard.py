@@ -25,6 +25,8 @@ from appointments.stages import Stage
 from appointments.validation import ClinicReport
 from flags.stages import GatedStage, StageResolver, Viewer
 from server.dashboard_usage import usage_panel
+from server.rollout_panel import STYLE as ROLLOUT_STYLE
+from server.rollout_panel import rollout_panel
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -81,11 +83,14 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
         ):
             raise
         stages, reports = await _reports(services, viewer)
+    async with services.sessions() as session:
+        rollout = await rollout_panel(session)
     served = {report.clinic_id: stages(report.clinic_id) for report in reports}
     gated = stages.gated
     rows = [_clinic_row(r, served[r.clinic_id], gated.get(r.clinic_id)) for r in reports]
     usage = await usage_panel(services)
-    page = _page(rows, services.settings.readiness_gates, not services.legacy_columns, usage)
+    gates, contracted = services.settings.readiness_gates, not services.legacy_columns
+    page = _page(rows, gates, contracted, rollout, usage)
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -164,7 +169,7 @@ def _activity_rows() -> str:
     return f'{rows}<tr><th>total</th><th class="num">{reads}</th><th class="num">{writes}</th></tr>'
 
 
-def _page(rows: list[str], gates: bool, contracted: bool, usage: str) -> str:
+def _page(rows: list[str], gates: bool, contracted: bool, rollout: str, usage: str) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     notes = [f"Generated {generated}", f"readiness gates {'on' if gates else 'off'}"]
     if contracted:
@@ -176,7 +181,7 @@ def _page(rows: list[str], gates: bool, contracted: bool, usage: str) -> str:
 <meta charset="utf-8">
 <meta http-equiv="refresh" content="30">
 <title>Migration dashboard</title>
-<style>{STYLE}</style>
+<style>{STYLE}{ROLLOUT_STYLE}</style>
 </head>
 <body>
 <h1>Clinic model migration</h1>
@@ -191,6 +196,7 @@ its flag. Readiness is for the next stage.</p>
 <th class="num">Open mismatches</th><th>Next stage</th><th>Readiness</th></tr></thead>
 <tbody>{body}</tbody>
 </table>
+{rollout}
 <h2>Activity in the last {RECENT.minutes} minutes (this process)</h2>
 <table id="activity">
 <thead><tr><th>Stage</th><th class="num">Reads</th><th class="num">Writes</th></tr></thead>

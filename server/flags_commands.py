@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import uuid
@@ -15,15 +16,16 @@ import httpx
 from sqlalchemy import select
 
 from appointments.db import create_engine, create_session_factory
-from appointments.models import Clinic
+from appointments.models import Clinic, RolloutAction
+from appointments.rollout import audit
 from appointments.stages import Stage
 from flags.document import (
     build_document,
     read_document,
-    set_clinic_stage,
     set_rollout,
     write_document,
 )
+from flags.stage_writers import FlagsFileStageWriter
 from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
 from server.app import open_flag_source
@@ -43,6 +45,8 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     set_stage = actions.add_parser("set-stage", help="pin a clinic to a stage (flags file)")
     set_stage.add_argument("clinic_id", type=uuid.UUID)
     set_stage.add_argument("stage", type=Stage.parse, help=STAGES)
+    set_stage.add_argument("--actor", help="who, as audited (default: cli:<login name>)")
+    set_stage.add_argument("--reason", default="set by hand", help="why, as audited")
     set_stage.set_defaults(handler=_set_stage)
 
     rollout = actions.add_parser(
@@ -102,10 +106,43 @@ def _show(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
-    path = settings.flags_file
-    document = read_document(path) if path.exists() else build_document({})
-    write_document(path, set_clinic_stage(document, str(arguments.clinic_id), arguments.stage))
-    print(f"clinic {arguments.clinic_id} is now in stage {arguments.stage.value} ({path})")
+    """Pin the clinic in the flags file, then record the change in the rollout audit trail
+    (if the database cannot take it, a warning says so; the next rollout pass records the
+    change as observed)."""
+    path, clinic_id, stage = settings.flags_file, arguments.clinic_id, arguments.stage
+    writer = FlagsFileStageWriter(path, settings.default_stage)
+    before = writer.stages([clinic_id])[clinic_id] if path.exists() else None
+    writer.set_stage(clinic_id, stage)
+    print(f"clinic {clinic_id} is now in stage {stage.value} ({path})")
+    actor = arguments.actor or f"cli:{getpass.getuser()}"
+
+    async def record() -> None:
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                await audit.record(
+                    session,
+                    clinic_id,
+                    actor,
+                    RolloutAction.SET_STAGE,
+                    arguments.reason,
+                    before,
+                    stage,
+                    {"source": "flags-file"},
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(record())
+    except Exception as error:
+        print(
+            f"warning: not recorded in the rollout audit trail ({str(error).splitlines()[0]});"
+            " the next rollout pass records it as an observed change",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -125,7 +162,7 @@ def _validate(settings: Settings, _arguments: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _admin(settings: Settings) -> Iterator[UnleashAdmin]:
+def unleash_admin(settings: Settings) -> Iterator[UnleashAdmin]:
     """The Admin API client: needs ``UNLEASH_URL`` and ``UNLEASH_ADMIN_TOKEN`` only (no client
     token). A server that cannot be reached or refuses is reported as one ``ValueError``."""
     if settings.unleash_url is None or settings.unleash_admin_token is None:
@@ -147,7 +184,7 @@ def _admin(settings: Settings) -> Iterator[UnleashAdmin]:
 
 def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
     description = Description.parse(json.loads(arguments.description.read_text(encoding="utf-8")))
-    with _admin(settings) as admin:
+    with unleash_admin(settings) as admin:
         admin.apply(description)
     print(
         f"flag set up in Unleash: {len(description.clinics)} pinned clinics,"
@@ -157,7 +194,7 @@ def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _unleash_export(settings: Settings, arguments: argparse.Namespace) -> int:
-    with _admin(settings) as admin:
+    with unleash_admin(settings) as admin:
         document = admin.export()
     if arguments.output is None:
         json.dump(document, sys.stdout, indent=2)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from appointments.seed import DEMO_CLINICS, demo_clinic_stages
+from appointments.seed import DEMO_CLINICS, demo_clinic_stages, demo_id
 from tests.conftest import browser_skipped, unavailable
 from tests.test_dashboard import parse_tables
 from tests.test_serve import running_demo
@@ -120,3 +122,70 @@ def test_chromium_shows_which_clients_still_read_the_deprecated_fields(tmp_path:
     assert usage.column(rows[("Appointment.patient", "")], "Client").text == (
         "no client has read Appointment.patient in the last 30 days"
     )
+
+
+DEMO_PLAN = """
+target = "complete"
+max_moves_per_hour = 100
+
+[soak]
+default = "0s"
+
+[[cohort]]
+name = "everyone"
+percentage = 100
+"""
+
+
+def test_chromium_renders_the_rollout_panel_after_a_pass(tmp_path: Path) -> None:
+    server = tmp_path / "server"
+    server.mkdir()
+    plan = server / "plan.toml"
+    plan.write_text(DEMO_PLAN, encoding="utf-8")
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLINIC_", "UNLEASH_"))
+    }
+    with running_demo(server) as url:
+        step = subprocess.run(
+            [str(Path(sys.executable).with_name("clinic")), "rollout", "step", str(plan)],
+            cwd=server,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert step.returncode == 0, step.stderr
+        dom = chromium(tmp_path / "profile", "--dump-dom", f"{url}/migration").stdout
+
+    rollout = parse_tables(dom)["rollout"]
+    rows = rollout.by_attr("data-clinic-id")
+    names = {str(demo_id("clinic", n)): name for n, (name, _) in enumerate(DEMO_CLINICS)}
+    ids = {name: clinic_id for clinic_id, name in names.items()}
+    assert set(rows) == set(names)
+    stage_after = {
+        "Northside Family Practice": "dual_write",
+        "Harbor Health Center": "shadow",
+        "Riverside Clinic": "shadow",
+        "Hillcrest Medical": "shadow",
+        "Lakeview Care": "live",
+        "Summit Health": "rampdown",
+    }
+    for clinic_id, row in rows.items():
+        name = names[clinic_id]
+        assert rollout.column(row, "Clinic").text == name
+        assert rollout.column(row, "Stage").text == stage_after[name]
+        assert rollout.column(row, "Target").text == "complete"
+    hillcrest = rows[ids["Hillcrest Medical"]]
+    assert hillcrest.attrs["data-held"] == "true"
+    assert rollout.column(hillcrest, "Blocking").text.startswith(
+        "held: breach: readiness of the current stage:"
+    )
+    assert "step_back live → shadow by autopilot: breach: readiness of the current stage" in (
+        rollout.column(hillcrest, "History").text
+    )
+    riverside = rows[ids["Riverside Clinic"]]
+    assert rollout.column(riverside, "Blocking").text.startswith("readiness for live:")
+    assert rollout.column(riverside, "Next step").text == "promote to live"

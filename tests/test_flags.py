@@ -482,6 +482,7 @@ class Cli:
 @pytest.fixture
 def cli(path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     monkeypatch.setenv("CLINIC_FLAGS_FILE", str(path))
+    monkeypatch.setenv("CLINIC_DATABASE_URL", f"sqlite+aiosqlite:///{path.parent / 'db.sqlite3'}")
     root = logging.getLogger()
     unleash = logging.getLogger("UnleashClient")
     handlers, level, unleash_level = root.handlers[:], root.level, unleash.level

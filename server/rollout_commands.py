@@ -1,0 +1,302 @@
+"""`clinic rollout ...`: the guarded rollout autopilot from a terminal or cron.
+
+``validate`` checks a plan; ``status`` shows what a pass would decide for each
+clinic; ``step`` runs one pass (cron-friendly), ``run`` a pass every
+``--interval`` seconds; ``release`` lets a held clinic move again; ``history``
+prints the audit trail. The flag is written where it lives: the Unleash
+server's Admin API when ``UNLEASH_URL`` is set (with ``UNLEASH_ADMIN_TOKEN``),
+else the flags file. Exit status: 0 done (also when another pass held the lock
+and this one skipped), 1 refused (a plan with problems, a release of a clinic
+not held, a flag that could not be read or written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import migrations
+from appointments.db import create_engine, create_session_factory
+from appointments.errors import DomainError
+from appointments.models import utcnow
+from appointments.rollout import audit
+from appointments.rollout.decisions import Decision
+from appointments.rollout.engine import PassReport, StageWriter, run_pass
+from appointments.rollout.lock import pass_lock
+from appointments.rollout.plan import Plan, PlanError, parse_plan
+from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
+from server.flags_commands import unleash_admin
+from server.settings import Settings
+
+EXIT_REFUSED = 1
+
+
+def add_rollout_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("rollout", help="the guarded rollout autopilot")
+    actions = parser.add_subparsers(required=True, metavar="ACTION")
+
+    validate = actions.add_parser("validate", help="check a rollout plan")
+    validate.add_argument("plan", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    status = actions.add_parser("status", help="each clinic's stage, next step, blocking guard")
+    status.add_argument("plan", type=Path)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    step = actions.add_parser("step", help="one pass: move each eligible clinic one stage")
+    step.add_argument("plan", type=Path)
+    step.add_argument(
+        "--dry-run", action="store_true", help="print what it would do, change nothing"
+    )
+    step.add_argument("--json", action="store_true")
+    step.set_defaults(handler=_step)
+
+    run = actions.add_parser("run", help="a pass every --interval seconds, until stopped")
+    run.add_argument("plan", type=Path)
+    run.add_argument("--interval", type=float, default=60.0, help="seconds between passes (60)")
+    run.add_argument("--passes", type=int, help="stop after this many passes")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print what it would do, change nothing"
+    )
+    run.set_defaults(handler=_run)
+
+    release = actions.add_parser("release", help="let a held clinic move again")
+    release.add_argument("clinic_id", type=uuid.UUID)
+    release.add_argument("--reason", required=True, help="why it may move again (audited)")
+    release.add_argument("--actor", help="who, as recorded (default: cli:<login name>)")
+    release.set_defaults(handler=_release)
+
+    history = actions.add_parser("history", help="the audit trail, newest first")
+    history.add_argument("--clinic", type=uuid.UUID)
+    history.add_argument("--first", type=int, default=50)
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(handler=_history)
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PlanError([f"{path}: cannot read: {error.strerror}"]) from error
+    return parse_plan(text, str(path))
+
+
+@contextmanager
+def open_stage_writer(settings: Settings) -> Iterator[StageWriter]:
+    """The Unleash server's flag when ``UNLEASH_URL`` is set, else the flags file."""
+    if settings.unleash_url is None:
+        yield FlagsFileStageWriter(settings.flags_file, settings.default_stage)
+        return
+    with unleash_admin(settings) as admin:
+        yield UnleashStageWriter(admin, settings.default_stage)
+
+
+def _validate(_settings: Settings, arguments: argparse.Namespace) -> int:
+    try:
+        plan = load_plan(arguments.plan)
+    except PlanError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_REFUSED
+    cohorts = ", ".join(cohort.name for cohort in plan.cohorts)
+    print(f"{arguments.plan}: valid: target {plan.target}, cohorts {cohorts}")
+    return 0
+
+
+def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> PassReport | None:
+    """One pass (None when another pass held the lock)."""
+    plan = load_plan(arguments.plan)
+
+    async def one_pass() -> PassReport | None:
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
+        try:
+            sessions = create_session_factory(engine)
+            legacy = await migrations.legacy_columns_present(engine)
+            with open_stage_writer(settings) as writer:
+                if dry_run:
+                    return await run_pass(sessions, plan, writer, utcnow(), True, legacy)
+                async with pass_lock(engine) as taken:
+                    if not taken:
+                        return None
+                    return await run_pass(sessions, plan, writer, utcnow(), False, legacy)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(one_pass())
+
+
+def _step(settings: Settings, arguments: argparse.Namespace) -> int:
+    try:
+        report = _pass(settings, arguments, arguments.dry_run)
+    except PlanError as error:
+        print("\n".join(error.problems), file=sys.stderr)
+        return EXIT_REFUSED
+    if report is None:
+        print("another rollout pass holds the lock; this one skipped", file=sys.stderr)
+        return 0
+    _print_report(report, arguments.dry_run, getattr(arguments, "json", False))
+    return EXIT_REFUSED if report.errors else 0
+
+
+def _status(settings: Settings, arguments: argparse.Namespace) -> int:
+    try:
+        report = _pass(settings, arguments, dry_run=True)
+    except PlanError as error:
+        print("\n".join(error.problems), file=sys.stderr)
+        return EXIT_REFUSED
+    assert report is not None
+    rows = [_decision_row(report, decision, True) for decision in report.decisions]
+    if arguments.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        held = "  HELD" if row["held"] else ""
+        print(f"{row['name']} ({row['clinic_id']}) cohort {row['cohort']}{held}")
+        print(f"  stage {row['stage']}, target {row['target']}, next step: {row['next_step']}")
+        print(f"  blocking: {row['blocking'] or 'nothing'}")
+    return 0
+
+
+def _run(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Passes until interrupted (Ctrl-C, SIGTERM) or ``--passes`` ran; a pass that fails
+    is reported and the next one runs as usual."""
+    done = 0
+    failed = False
+    try:
+        while arguments.passes is None or done < arguments.passes:
+            started = time.monotonic()
+            try:
+                report = _pass(settings, arguments, arguments.dry_run)
+            except PlanError as error:
+                print("\n".join(error.problems), file=sys.stderr)
+                return EXIT_REFUSED
+            except Exception as error:
+                print(f"rollout pass failed: {error}", file=sys.stderr, flush=True)
+                failed = True
+            else:
+                if report is None:
+                    print("another rollout pass holds the lock; skipped", file=sys.stderr)
+                else:
+                    _print_report(report, arguments.dry_run, False)
+                    failed = bool(report.errors)
+            done += 1
+            if arguments.passes is not None and done >= arguments.passes:
+                break
+            time.sleep(max(0.0, arguments.interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return EXIT_REFUSED if failed else 0
+
+
+def _release(settings: Settings, arguments: argparse.Namespace) -> int:
+    actor = arguments.actor or f"cli:{getpass.getuser()}"
+
+    async def release() -> None:
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                await audit.release(session, arguments.clinic_id, actor, arguments.reason)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(release())
+    except DomainError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"clinic {arguments.clinic_id} released by {actor}")
+    return 0
+
+
+def _history(settings: Settings, arguments: argparse.Namespace) -> int:
+    async def entries() -> list[dict[str, Any]]:
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
+        try:
+            async with create_session_factory(engine)() as session:
+                rows = await audit.entries(session, arguments.clinic, arguments.first)
+        finally:
+            await engine.dispose()
+        return [audit.as_dict(row, name) for row, name in rows]
+
+    try:
+        listed = asyncio.run(entries())
+    except DomainError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    if arguments.json:
+        print(json.dumps(listed, indent=2))
+        return 0
+    for entry in listed:
+        stages = f" {entry['from_stage']} -> {entry['to_stage']}" if entry["to_stage"] else ""
+        print(
+            f"{entry['at']} {entry['clinic_name'] or entry['clinic_id']}: {entry['action']}"
+            f"{stages} by {entry['actor']} ({entry['state']}): {entry['reason']}"
+        )
+    return 0
+
+
+def _decision_row(report: PassReport, decision: Decision, dry_run: bool) -> dict[str, Any]:
+    return {
+        "clinic_id": str(decision.clinic_id),
+        "name": report.names.get(decision.clinic_id, ""),
+        "cohort": decision.cohort,
+        "stage": decision.stage.value,
+        "target": decision.target.value,
+        "verdict": decision.verdict.value,
+        "next_step": decision.next_step(applied=not dry_run),
+        "blocking": decision.blocking,
+        "held": decision.verdict.value in ("held", "hold", "step_back"),
+        "reason": decision.reason,
+        "guards": decision.guards,
+    }
+
+
+def _print_report(report: PassReport, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "dry_run": dry_run,
+                    "decisions": [_decision_row(report, d, dry_run) for d in report.decisions],
+                    "repaired": report.repaired,
+                    "observed": report.observed,
+                    "errors": report.errors,
+                },
+                indent=2,
+            ),
+            flush=True,
+        )
+        return
+    prefix = "would " if dry_run else ""
+    for line in report.repaired:
+        print(f"repaired {line}")
+    for line in report.observed:
+        print(f"observed {line}")
+    for decision in report.moves:
+        name = report.names.get(decision.clinic_id, str(decision.clinic_id))
+        print(
+            f"{prefix}{decision.verdict.value} {name} ({decision.clinic_id}):"
+            f" {decision.stage} -> {decision.to_stage}: {decision.reason}"
+        )
+    for line in report.errors:
+        print(f"error: {line}", file=sys.stderr)
+    waiting = len(report.decisions) - len(report.moves)
+    print(
+        f"{len(report.moves)} moved{'' if not dry_run else ' (dry run)'}, {waiting} not", flush=True
+    )

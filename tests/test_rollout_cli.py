@@ -1,0 +1,160 @@
+"""`clinic rollout` as cron and systemd run it: real processes, on both databases.
+
+Two runs at once move each clinic once; a pass skips while another holds the lock;
+a run killed with SIGKILL between passes is resumed by the next one.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from appointments.rollout.lock import pass_lock
+from appointments.stages import Stage
+from flags.stage_writers import FlagsFileStageWriter
+from tests.conftest import set_stages
+from tests.rollout_setup import (
+    FORWARD,
+    RolloutClinics,
+    audit_rows,
+    moves,
+    plan_text,
+    rollout_clinics,
+)
+
+CLINIC = Path(sys.executable).with_name("clinic")
+
+
+@pytest.fixture
+async def clinics(sessions: async_sessionmaker[AsyncSession], flags_file: Path) -> RolloutClinics:
+    created = await rollout_clinics(sessions)
+    set_stages(flags_file, dict.fromkeys(created.all, Stage.LEGACY))
+    return created
+
+
+@pytest.fixture
+def environment(database_url: str, flags_file: Path) -> dict[str, str]:
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLINIC_", "UNLEASH_"))
+    }
+    return inherited | {
+        "CLINIC_DATABASE_URL": database_url,
+        "CLINIC_FLAGS_FILE": str(flags_file),
+        "CLINIC_LOG_FORMAT": "json",
+        "CLINIC_LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def plan(tmp_path: Path, clinics: RolloutClinics) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(plan_text(clinics).replace('"complete"', '"shadow"', 1), encoding="utf-8")
+    return path
+
+
+def start(environment: dict[str, str], *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(CLINIC), "rollout", *arguments],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out, err
+
+
+async def test_two_runs_at_once_move_each_clinic_once(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+) -> None:
+    runs = [
+        start(environment, "run", str(plan), "--interval", "0", "--passes", "12") for _ in range(2)
+    ]
+    for run in runs:
+        finish(run)
+
+    stages = FlagsFileStageWriter(flags_file, Stage.DUAL_WRITE).stages(clinics.all)
+    assert set(stages.values()) == {Stage.SHADOW}
+    for clinic_id in clinics.all:
+        assert await moves(sessions, clinic_id) == FORWARD[:2]
+    changes = collections.Counter(
+        (row.clinic_id, row.action, row.to_stage) for row in await audit_rows(sessions)
+    )
+    assert max(changes.values()) == 1, changes
+
+
+async def test_a_pass_skips_while_another_holds_the_lock(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    async with pass_lock(engine) as taken:
+        assert taken
+        _, err = finish(start(environment, "step", str(plan)))
+        assert "another rollout pass holds the lock; this one skipped" in err
+        assert await audit_rows(sessions) == []
+
+    out, _ = finish(start(environment, "step", str(plan)))
+
+    assert "1 moved, 3 not" in out
+    assert await moves(sessions, clinics.clean_one) == FORWARD[:1]
+
+
+async def test_a_run_killed_between_passes_is_resumed_by_the_next(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    run = start(environment, "run", str(plan), "--interval", "3600")
+    watchdog = threading.Timer(120, run.kill)
+    watchdog.start()
+    try:
+        assert run.stdout is not None
+        said = next(line for line in iter(run.stdout.readline, "") if "moved" in line)
+        assert said == "1 moved, 3 not\n"
+    finally:
+        watchdog.cancel()
+        run.kill()
+        run.communicate(timeout=30)
+    assert run.returncode == -9
+    assert await moves(sessions, clinics.clean_one) == FORWARD[:1]
+
+    out, _ = finish(start(environment, "run", str(plan), "--passes", "1", "--interval", "0"))
+
+    assert "1 moved, 3 not" in out
+    assert await moves(sessions, clinics.clean_one) == FORWARD[:2]
+
+
+async def test_status_and_a_dry_run_say_what_would_happen_and_change_nothing(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    out, _ = finish(start(environment, "step", str(plan), "--dry-run"))
+    assert f"would promote Clean One ({clinics.clean_one}): legacy -> dual_write" in out
+    status, _ = finish(start(environment, "status", str(plan)))
+    assert "Clean One" in status
+    assert "next step: promote to dual_write now" in status
+    assert 'blocking: cohort "pilot" is not at the target yet' in status
+    assert await audit_rows(sessions) == []
