@@ -47,7 +47,7 @@ from appointments.read_model.sources import (
     TypeName,
     shows_links,
 )
-from appointments.read_model.sql import text_constant, when
+from appointments.read_model.sql import any_of, text_constant, when
 from appointments.sides import DOCTOR, PATIENT, Side
 from appointments.stages import Stage
 
@@ -129,15 +129,17 @@ def compile_read(
         node_text.label("node"),
     ]
     for values in sides.values():
+        # The stored ids a difference names are sent only for a row that has one.
+        differs = any_of(values.person_differs, values.clinic_differs)
         bookkeeping = (
             values.fell_back,
             values.new_origin,
             type_coerce(values.person_id.is_(None), Boolean),
             values.person_differs,
             values.clinic_differs,
-            values.legacy,
-            values.stored_person,
-            values.stored_clinic,
+            when(differs, values.legacy, null()),
+            when(differs, values.stored_person, null()),
+            when(differs, values.stored_clinic, null()),
         )
         columns += [
             value.label(f"{values.side.name}_{name}")
