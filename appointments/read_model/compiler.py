@@ -102,10 +102,9 @@ def compile_read(
     # The links are served (and so counted and compared) only where the selection shows
     # them, as a read that shows none of them never looked at them.
     shown_sides = (DOCTOR, PATIENT) if shows_links(selection) else ()
+    row_policy = RowPolicy.of(rows.c.clinic_id, stages)
     served = [
-        served_side(
-            side, rows, RowPolicy.of(rows.c.clinic_id, stages), legacy_columns, sees_every_clinic
-        )
+        served_side(side, rows, row_policy, legacy_columns, sees_every_clinic)
         for side in shown_sides
     ]
     # The served values are computed once, in an inner select, and the JSON refers to

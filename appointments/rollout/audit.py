@@ -80,20 +80,11 @@ async def record(
 
 
 def log(row: RolloutAudit) -> None:
+    """The audit row as a log line (``event=rollout``): the fields ``as_dict`` gives."""
+    fields = {k: v for k, v in as_dict(row).items() if k not in ("id", "at", "clinic_name")}
     logger.info(
         f"rollout {row.action} ({row.state})",
-        extra={
-            "event": "rollout",
-            "audit_id": row.id,
-            "clinic_id": str(row.clinic_id),
-            "actor": row.actor,
-            "action": row.action,
-            "state": row.state,
-            "from_stage": row.from_stage,
-            "to_stage": row.to_stage,
-            "reason": row.reason,
-            "guards": row.guards,
-        },
+        extra={"event": "rollout", "audit_id": row.id, **fields},
     )
 
 
