@@ -45,6 +45,7 @@ class Permission(enum.StrEnum):
     CREATE_PATIENTS = "register new patients"
     MANAGE_DIRECTORY = "create clinics and users"
     READ_MIGRATION = "read migration reports and the mismatch ledger"
+    READ_ROLLOUT = "read the rollout audit trail"
     TRIAGE_LEDGER = "triage the mismatch ledger"
     RELINK = "relink an appointment from its authoritative side"
 
@@ -54,7 +55,13 @@ EVERY_PERMISSION = frozenset(Permission)
 ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
     UserRole.ADMIN: EVERY_PERMISSION,
     UserRole.QA: frozenset(
-        {Permission.READ, Permission.READ_MIGRATION, Permission.TRIAGE_LEDGER, Permission.RELINK}
+        {
+            Permission.READ,
+            Permission.READ_MIGRATION,
+            Permission.READ_ROLLOUT,
+            Permission.TRIAGE_LEDGER,
+            Permission.RELINK,
+        }
     ),
     UserRole.STAFF: frozenset(
         {

@@ -332,14 +332,20 @@ class RolloutAction(enum.StrEnum):
     RELEASE = "release"
     SET_STAGE = "set_stage"
     OBSERVED_CHANGE = "observed_change"
+    PAUSE = "pause"
+    RESUME = "resume"
+    BACKFILL = "backfill"
 
 
 class RolloutState(enum.StrEnum):
-    """A stage change is written as an intent first, then applied once the flag says so."""
+    """A stage change is written as an intent first, then applied once the flag, read back,
+    says so; failed when the flag refused it or does not show it; abandoned when a pass
+    that died before its write is settled by the next one."""
 
     INTENT = "intent"
     APPLIED = "applied"
     ABANDONED = "abandoned"
+    FAILED = "failed"
 
 
 class RolloutAudit(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, case, func, null, or_, select
@@ -37,6 +37,10 @@ class SideCounts:
     @property
     def unlinked(self) -> int:
         return self.linkable + self.missing_membership
+
+    def backfilled(self) -> SideCounts:
+        """These counts once a backfill (no memberships created) has linked what it can."""
+        return replace(self, linked=self.linked + self.linkable, linkable=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,28 @@ def blockers_for(stage: Stage, doctor: SideCounts, patient: SideCounts) -> tuple
                 f"{counts.inconsistent} appointments have a clinic {name} that disagrees"
             )
     return tuple(reasons)
+
+
+def promotion_blockers(stage: Stage, doctor: SideCounts, patient: SideCounts) -> tuple[str, ...]:
+    """Why a clinic should not be promoted into ``stage`` yet: what ``blockers_for`` says,
+    and for a compared stage, rows booked before ``dual_write`` that could be linked but
+    are not (each would be recorded as a mismatch from the first read: a breach that is
+    no defect)."""
+    reasons = list(blockers_for(stage, doctor, patient))
+    if STAGE_POLICIES[stage].compared and not STAGE_POLICIES[stage].new_authoritative:
+        linkable = max(doctor.linkable, patient.linkable)
+        if linkable:
+            reasons.append(
+                f"{linkable} appointments were booked before dual_write and not backfilled"
+                " (their people have clinic memberships, the links are missing): run the"
+                " backfill, or set backfill = true in the plan"
+            )
+    return tuple(reasons)
+
+
+def linkable_rows(doctor: SideCounts, patient: SideCounts) -> int:
+    """Appointments the backfill would link (without creating memberships)."""
+    return max(doctor.linkable, patient.linkable)
 
 
 def highest_ready_stage(requested: Stage, doctor: SideCounts, patient: SideCounts) -> Stage:
@@ -235,7 +261,9 @@ async def clinic_reports(
                 open_mismatches=open_mismatches.get(clinic_id, 0),
                 stage=stage,
                 next_stage=following,
-                blockers=() if following is None else blockers_for(following, doctor, patient),
+                blockers=()
+                if following is None
+                else promotion_blockers(following, doctor, patient),
             )
         )
     return reports

@@ -7,17 +7,21 @@ server works unchanged.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from yggdrasil_engine.engine import UnleashEngine
 
+from appointments.rollout.flag import ClinicClaimedError, FlagSwitchedOffError
 from appointments.stages import Stage
 from flags import FLAG_NAME
+from flags.pins import claims, pin_strategy, plan_pin, rollout_stage, rollout_strategy
 
 Document = dict[str, Any]
 
@@ -29,16 +33,14 @@ class FlagsFileError(ValueError):
 def build_document(
     clinic_stages: Mapping[str, Stage], rollouts: Iterable[tuple[Stage, int]] = ()
 ) -> Document:
-    """A document where listed clinics get their stage and the rest follow the rollouts.
-
-    Clinic constraints come first, so a pilot clinic keeps its stage whatever the
-    percentage rollouts say; rollouts are tried in the order given.
-    """
-    by_stage: dict[Stage, list[str]] = {}
-    for clinic_id, stage in clinic_stages.items():
-        by_stage.setdefault(stage, []).append(clinic_id)
-    strategies = [_clinic_strategy(stage, sorted(ids)) for stage, ids in by_stage.items()]
-    strategies += [_rollout_strategy(stage, percentage) for stage, percentage in rollouts]
+    """A document where listed clinics are pinned to their stage and the rest follow the
+    rollouts (``flags.pins``: one strategy per pinned clinic, before the rollouts, which are
+    tried in the order given)."""
+    strategies = [pin_strategy(clinic_id, stage) for clinic_id, stage in clinic_stages.items()]
+    try:
+        strategies += [rollout_strategy(stage, percentage) for stage, percentage in rollouts]
+    except ValueError as error:
+        raise FlagsFileError(str(error)) from error
     return {
         "version": 2,
         "features": [
@@ -57,36 +59,12 @@ def build_document(
     }
 
 
-def _variant(stage: Stage, stickiness: str) -> dict[str, Any]:
-    return {"name": stage.value, "weight": 1000, "weightType": "variable", "stickiness": stickiness}
-
-
-def _clinic_strategy(stage: Stage, clinic_ids: list[str]) -> dict[str, Any]:
-    return {
-        "name": "default",
-        "parameters": {},
-        "constraints": [
-            {
-                "contextName": "clinicId",
-                "operator": "IN",
-                "values": clinic_ids,
-                "inverted": False,
-                "caseInsensitive": False,
-            }
-        ],
-        "variants": [_variant(stage, "default")],
-    }
-
-
-def _rollout_strategy(stage: Stage, percentage: int) -> dict[str, Any]:
-    if not 0 <= percentage <= 100:
-        raise FlagsFileError(f"a rollout percentage must be 0 to 100, not {percentage}")
-    return {
-        "name": "flexibleRollout",
-        "parameters": {"rollout": str(percentage), "stickiness": "clinicId", "groupId": FLAG_NAME},
-        "constraints": [],
-        "variants": [_variant(stage, "clinicId")],
-    }
+def migration_feature(document: Document) -> dict[str, Any] | None:
+    """The migration flag's entry in ``document``, or None when it has none."""
+    for feature in document.get("features", []):
+        if isinstance(feature, dict) and feature.get("name") == FLAG_NAME:
+            return feature
+    return None
 
 
 def parse_document(text: str) -> Document:
@@ -153,75 +131,78 @@ def write_document(path: Path, document: Document) -> None:
         raise
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the flags file's writer lock (a lock file beside it), so two commands editing
+    the file at once cannot lose each other's change (each reads, edits and replaces it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def switched_off(document: Document) -> str | None:
+    """Why the document's flag serves no clinic a stage (its kill switch), or None."""
+    feature = migration_feature(document)
+    if feature is not None and not feature.get("enabled", True):
+        return f"the flag {FLAG_NAME} is switched off in the flags file"
+    return None
+
+
 def set_clinic_stage(document: Document, clinic_id: str, stage: Stage) -> Document:
-    """Pin one clinic to a stage: remove it from every clinic constraint, add it to its stage's."""
-    features = [f for f in document.get("features", []) if f.get("name") == FLAG_NAME]
-    if not features:
+    """Pin one clinic to a stage: its own pin is replaced, or a new one is added first.
+
+    Refuses (``FlagSwitchedOffError``) when the flag is switched off, and
+    (``ClinicClaimedError``) when a strategy our tools did not make targets the clinic. A
+    document without the flag gets it, switched on (it was never switched off).
+    """
+    feature = migration_feature(document)
+    if feature is None:
         feature = build_document({})["features"][0]
         document.setdefault("features", []).append(feature)
-    else:
-        feature = features[0]
+    off = switched_off(document)
+    if off is not None:
+        raise FlagSwitchedOffError(f"{off}; nothing written")
     strategies: list[dict[str, Any]] = feature.setdefault("strategies", [])
-    for strategy in strategies:
-        for constraint in _clinic_constraints(strategy):
-            constraint["values"] = [value for value in constraint["values"] if value != clinic_id]
-    strategies[:] = [s for s in strategies if not _is_emptied_clinic_strategy(s)]
-    for strategy in strategies:
-        constraints = _clinic_constraints(strategy)
-        if constraints and _strategy_stage(strategy) == stage:
-            constraints[0]["values"].append(clinic_id)
-            break
+    claimed = claims(strategies, [clinic_id]).get(clinic_id)
+    if claimed is not None:
+        raise ClinicClaimedError(
+            f"clinic {clinic_id} is decided by {claimed}, which our tools did"
+            " not make; nothing written"
+        )
+    edit = plan_pin(strategies, clinic_id, stage)
+    for index in reversed(edit.duplicates):
+        del strategies[index]
+    if edit.index is None:
+        strategies.insert(0, edit.strategy)
     else:
-        strategies.insert(0, _clinic_strategy(stage, [clinic_id]))
-    feature["enabled"] = True
+        strategies[edit.index] = edit.strategy
     return document
 
 
-def _clinic_constraints(strategy: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        constraint
-        for constraint in strategy.get("constraints", [])
-        if constraint.get("contextName") == "clinicId"
-        and constraint.get("operator") == "IN"
-        and not constraint.get("inverted", False)
-    ]
-
-
-def _is_emptied_clinic_strategy(strategy: dict[str, Any]) -> bool:
-    constraints = _clinic_constraints(strategy)
-    return bool(constraints) and not any(constraint["values"] for constraint in constraints)
-
-
-def _strategy_stage(strategy: dict[str, Any]) -> Stage | None:
-    variants = strategy.get("variants", [])
-    if len(variants) != 1:
-        return None
-    try:
-        return Stage.parse(variants[0]["name"])
-    except ValueError:
-        return None
-
-
 def set_rollout(document: Document, stage: Stage, percentage: int) -> Document:
-    """Give ``percentage`` of the clinics no pin matches to ``stage`` (0 removes the rollout)."""
-    if not 0 <= percentage <= 100:
-        raise FlagsFileError(f"a rollout percentage must be 0 to 100, not {percentage}")
-    if not any(f.get("name") == FLAG_NAME for f in document.get("features", [])):
-        document.setdefault("features", []).append(build_document({})["features"][0])
-    feature = next(f for f in document["features"] if f.get("name") == FLAG_NAME)
+    """Give ``percentage`` of the clinics no pin matches to ``stage`` (0 removes the rollout);
+    only a rollout our tools made is edited."""
+    try:
+        wanted = rollout_strategy(stage, percentage)
+    except ValueError as error:
+        raise FlagsFileError(str(error)) from error
+    feature = migration_feature(document)
+    if feature is None:
+        feature = build_document({})["features"][0]
+        document.setdefault("features", []).append(feature)
+    off = switched_off(document)
+    if off is not None:
+        raise FlagSwitchedOffError(f"{off}; nothing written")
     strategies: list[dict[str, Any]] = feature.setdefault("strategies", [])
-    existing = [
-        s
-        for s in strategies
-        if s.get("name") == "flexibleRollout"
-        and not _clinic_constraints(s)
-        and _strategy_stage(s) is stage
-    ]
+    existing = [i for i, s in enumerate(strategies) if rollout_stage(s) is stage]
     if percentage == 0:
-        strategies[:] = [s for s in strategies if all(s is not e for e in existing)]
+        strategies[:] = [s for i, s in enumerate(strategies) if i not in existing]
     elif existing:
-        existing[0].setdefault("parameters", {})["rollout"] = str(percentage)
+        strategies[existing[0]] = wanted
     else:
-        strategies.append(_rollout_strategy(stage, percentage))
-    feature["enabled"] = True
+        strategies.append(wanted)
     return document

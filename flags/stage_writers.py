@@ -3,30 +3,36 @@
 Two places hold the migration flag: the local flags file and an Unleash
 server (through its Admin API). Both are read as a client-features document and
 evaluated in process by the Unleash engine, as the service evaluates them, and a
-clinic is moved by pinning it (``flags.document.set_clinic_stage``), the same
-edit ``clinic flags set-stage`` makes. Both are ``appointments.rollout.engine.StageWriter``s.
+clinic is moved by writing its own pin (``flags.pins``) in one atomic step, the
+same write ``clinic flags set-stage`` makes. Both are
+``appointments.rollout.flag.StageWriter``s.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from appointments.rollout.flag import FlagView
 from appointments.stages import Stage
 from flags import FLAG_NAME
 from flags.document import (
     Document,
     build_document,
+    locked,
+    migration_feature,
     read_document,
     set_clinic_stage,
+    switched_off,
     write_document,
 )
+from flags.pins import Strategy, claims
 from flags.source import bootstrapped_client
 from flags.stages import StageResolver, Viewer
-from flags.unleash_admin import UnleashAdmin
+from flags.unleash_admin import FlagMissingError, UnleashAdmin
 
 APP_NAME = "clinic-rollout"
 
@@ -57,7 +63,8 @@ def evaluate(
 
 
 class FlagsFileStageWriter:
-    """The local flags file (``CLINIC_FLAGS_FILE``)."""
+    """The local flags file (``CLINIC_FLAGS_FILE``). A move replaces the file at once
+    (temp file and rename) under the file's writer lock, editing one clinic's pin."""
 
     observer = "flags-file"
 
@@ -65,13 +72,23 @@ class FlagsFileStageWriter:
         self._path = path
         self._default_stage = default_stage
 
-    def stages(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
-        return evaluate(read_document(self._path), clinic_ids, self._default_stage)
+    def read(self, clinic_ids: Iterable[uuid.UUID]) -> FlagView:
+        wanted = list(clinic_ids)
+        if not self._path.exists():
+            return FlagView(dict.fromkeys(wanted, self._default_stage))
+        document = read_document(self._path)
+        feature = migration_feature(document) or {}
+        return FlagView(
+            evaluate(document, wanted, self._default_stage),
+            switched_off(document),
+            _claims(feature.get("strategies", []), wanted),
+        )
 
     def set_stage(self, clinic_id: uuid.UUID, stage: Stage) -> None:
         """Pin the clinic; a missing file is created."""
-        document = read_document(self._path) if self._path.exists() else build_document({})
-        write_document(self._path, set_clinic_stage(document, str(clinic_id), stage))
+        with locked(self._path):
+            document = read_document(self._path) if self._path.exists() else build_document({})
+            write_document(self._path, set_clinic_stage(document, str(clinic_id), stage))
 
 
 class UnleashStageWriter:
@@ -83,10 +100,25 @@ class UnleashStageWriter:
         self._admin = admin
         self._default_stage = default_stage
 
-    def stages(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
-        return evaluate(self._admin.export(), clinic_ids, self._default_stage)
+    def read(self, clinic_ids: Iterable[uuid.UUID]) -> FlagView:
+        wanted = list(clinic_ids)
+        try:
+            flag = self._admin.flag()
+        except FlagMissingError as error:
+            return FlagView(dict.fromkeys(wanted, self._default_stage), str(error))
+        return FlagView(
+            evaluate(self._admin.flag_document(flag), wanted, self._default_stage),
+            flag.switched_off,
+            _claims(flag.active, wanted),
+        )
 
     def set_stage(self, clinic_id: uuid.UUID, stage: Stage) -> None:
-        """Pin the clinic in the server's current flag (read, edit, write back)."""
-        document = set_clinic_stage(self._admin.export(), str(clinic_id), stage)
-        self._admin.apply_document(document)
+        """One Admin API call on the clinic's own pin (``UnleashAdmin.pin``)."""
+        self._admin.pin(str(clinic_id), stage)
+
+
+def _claims(
+    strategies: Sequence[Strategy], clinic_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    found = claims(strategies, [str(c) for c in clinic_ids])
+    return {clinic_id: found[str(clinic_id)] for clinic_id in clinic_ids if str(clinic_id) in found}

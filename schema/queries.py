@@ -144,7 +144,7 @@ class Query:
         self, info: ContextInfo, clinic_id: strawberry.ID | None = None, first: int = 50
     ) -> list[RolloutAuditEntry]:
         clinic = None if clinic_id is None else _parse(clinic_id, "clinicId")
-        await _require(info, Permission.READ_MIGRATION)
+        await _require(info, Permission.READ_ROLLOUT)
         try:
             rows = await _read(info, lambda s: audit.entries(s, clinic, first))
         except DomainError as error:

@@ -18,14 +18,17 @@ from sqlalchemy import select
 from appointments.db import create_engine, create_session_factory
 from appointments.models import Clinic, RolloutAction
 from appointments.rollout import audit
+from appointments.rollout.flag import FlagWriteRefusedError, StageWriter
 from appointments.stages import Stage
 from flags.document import (
     build_document,
+    locked,
     read_document,
     set_rollout,
     write_document,
 )
-from flags.stage_writers import FlagsFileStageWriter
+from flags.reshape import ReshapeError, reshape_file, reshape_unleash
+from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
 from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
 from server.app import open_flag_source
@@ -42,7 +45,9 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=_show)
 
-    set_stage = actions.add_parser("set-stage", help="pin a clinic to a stage (flags file)")
+    set_stage = actions.add_parser(
+        "set-stage", help="pin a clinic to a stage (in Unleash when UNLEASH_URL is set)"
+    )
     set_stage.add_argument("clinic_id", type=uuid.UUID)
     set_stage.add_argument("stage", type=Stage.parse, help=STAGES)
     set_stage.add_argument("--actor", help="who, as audited (default: cli:<login name>)")
@@ -55,6 +60,15 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     rollout.add_argument("stage", type=Stage.parse, help=STAGES)
     rollout.add_argument("percentage", type=int, help="0 to 100; 0 removes the rollout")
     rollout.set_defaults(handler=_set_rollout)
+
+    reshape = actions.add_parser(
+        "reshape",
+        help="move a flag of the old shape (clinic lists per stage) to one pin per clinic",
+    )
+    reshape.add_argument(
+        "--dry-run", action="store_true", help="print each step it would take, change nothing"
+    )
+    reshape.set_defaults(handler=_reshape)
 
     validate = actions.add_parser("validate", help="check the flags file")
     validate.set_defaults(handler=_validate)
@@ -106,14 +120,35 @@ def _show(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
-    """Pin the clinic in the flags file, then record the change in the rollout audit trail
-    (if the database cannot take it, a warning says so; the next rollout pass records the
-    change as observed)."""
-    path, clinic_id, stage = settings.flags_file, arguments.clinic_id, arguments.stage
-    writer = FlagsFileStageWriter(path, settings.default_stage)
-    before = writer.stages([clinic_id])[clinic_id] if path.exists() else None
-    writer.set_stage(clinic_id, stage)
-    print(f"clinic {clinic_id} is now in stage {stage.value} ({path})")
+    """Pin the clinic where the flag lives (Unleash's Admin API when ``UNLEASH_URL`` is set,
+    else the flags file) with one atomic write, read it back, then record the change in the
+    rollout audit trail, from the stage the flag gave before (if the database cannot take
+    it, a warning says so; the next rollout pass records the change as observed)."""
+    clinic_id, stage = arguments.clinic_id, arguments.stage
+    with open_stage_writer(settings) as writer:
+        before = writer.read([clinic_id])
+        served = before.stages[clinic_id]
+        if before.switched_off is not None:
+            print(f"error: {before.switched_off}; nothing written", file=sys.stderr)
+            return 1
+        if served is stage:
+            print(f"clinic {clinic_id} is already in stage {stage.value}; nothing written")
+            return 0
+        try:
+            writer.set_stage(clinic_id, stage)
+        except FlagWriteRefusedError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        now = writer.read([clinic_id]).stages[clinic_id]
+    where = writer.observer
+    if now is not stage:
+        print(
+            f"error: the flag ({where}) gives clinic {clinic_id} {now.value} after the write,"
+            f" not {stage.value}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"clinic {clinic_id} is now in stage {stage.value} ({where})")
     actor = arguments.actor or f"cli:{getpass.getuser()}"
 
     async def record() -> None:
@@ -128,9 +163,9 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
                     actor,
                     RolloutAction.SET_STAGE,
                     arguments.reason,
-                    before,
+                    served,
                     stage,
-                    {"source": "flags-file"},
+                    {"source": where},
                 )
         finally:
             await engine.dispose()
@@ -146,10 +181,52 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _reshape(settings: Settings, arguments: argparse.Namespace) -> int:
+    try:
+        if settings.unleash_url is None:
+            steps = reshape_file(
+                settings.flags_file, settings.default_stage, arguments.dry_run, print
+            )
+        else:
+            with unleash_admin(settings) as admin:
+                steps = reshape_unleash(admin, settings.default_stage, arguments.dry_run, print)
+    except (FlagWriteRefusedError, ReshapeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if steps == 0:
+        print("the flag has the pinned shape already; nothing to do")
+    elif arguments.dry_run:
+        print(f"{steps} steps (dry run): run again without --dry-run to take them")
+    else:
+        print(f"reshaped in {steps} steps; no clinic changed stage")
+    return 0
+
+
+@contextmanager
+def open_stage_writer(settings: Settings) -> Iterator[StageWriter]:
+    """The Unleash server's flag when ``UNLEASH_URL`` is set (its Admin API: needs
+    ``UNLEASH_ADMIN_TOKEN``), else the flags file."""
+    if settings.unleash_url is None:
+        yield FlagsFileStageWriter(settings.flags_file, settings.default_stage)
+        return
+    if settings.unleash_admin_token is None:
+        raise SettingsError(
+            "the flag lives in Unleash (UNLEASH_URL is set): writing it needs"
+            " UNLEASH_ADMIN_TOKEN (an admin API token); nothing written"
+        )
+    with unleash_admin(settings) as admin:
+        yield UnleashStageWriter(admin, settings.default_stage)
+
+
 def _set_rollout(settings: Settings, arguments: argparse.Namespace) -> int:
     path = settings.flags_file
-    document = read_document(path) if path.exists() else build_document({})
-    write_document(path, set_rollout(document, arguments.stage, arguments.percentage))
+    try:
+        with locked(path):
+            document = read_document(path) if path.exists() else build_document({})
+            write_document(path, set_rollout(document, arguments.stage, arguments.percentage))
+    except FlagWriteRefusedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     stage, percentage = arguments.stage.value, arguments.percentage
     print(f"{percentage}% of unpinned clinics now get stage {stage} ({path})")
     return 0

@@ -2,12 +2,15 @@
 
 ``validate`` checks a plan; ``status`` shows what a pass would decide for each
 clinic; ``step`` runs one pass (cron-friendly), ``run`` a pass every
-``--interval`` seconds; ``release`` lets a held clinic move again; ``history``
-prints the audit trail. The flag is written where it lives: the Unleash
-server's Admin API when ``UNLEASH_URL`` is set (with ``UNLEASH_ADMIN_TOKEN``),
-else the flags file. Exit status: 0 done (also when another pass held the lock
-and this one skipped), 1 refused (a plan with problems, a release of a clinic
-not held, a flag that could not be read or written).
+``--interval`` seconds until the plan is complete (or for ever with
+``--watch``); ``hold`` stops a clinic where it is and ``release`` lets a held
+clinic move again; ``history`` prints the audit trail. The flag is written
+where it lives: the Unleash server's Admin API when ``UNLEASH_URL`` is set (with
+``UNLEASH_ADMIN_TOKEN``), else the flags file. Exit status: 0 done (also when
+another pass held the lock and this one skipped, and when the flag is switched
+off and the pass paused), 1 refused (a plan with problems, a hold or release
+that does not apply, a flag that could not be read, a move that failed or could
+not be verified).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,11 @@ from appointments.db import create_engine, create_session_factory
 from appointments.errors import DomainError
 from appointments.models import utcnow
 from appointments.rollout import audit
-from appointments.rollout.decisions import Decision
-from appointments.rollout.engine import PassReport, StageWriter, run_pass
+from appointments.rollout.decisions import Decision, Verdict
+from appointments.rollout.engine import PassReport, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
-from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
-from server.flags_commands import unleash_admin
+from server.flags_commands import open_stage_writer
 from server.settings import Settings
 
 EXIT_REFUSED = 1
@@ -68,7 +68,14 @@ def add_rollout_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     run.add_argument(
         "--dry-run", action="store_true", help="print what it would do, change nothing"
     )
+    run.add_argument("--watch", action="store_true", help="keep running once the plan is complete")
     run.set_defaults(handler=_run)
+
+    hold = actions.add_parser("hold", help="stop a clinic where it is until released")
+    hold.add_argument("clinic_id", type=uuid.UUID)
+    hold.add_argument("--reason", required=True, help="why it must not move (audited)")
+    hold.add_argument("--actor", help="who, as recorded (default: cli:<login name>)")
+    hold.set_defaults(handler=_hold)
 
     release = actions.add_parser("release", help="let a held clinic move again")
     release.add_argument("clinic_id", type=uuid.UUID)
@@ -89,16 +96,6 @@ def load_plan(path: Path) -> Plan:
     except OSError as error:
         raise PlanError([f"{path}: cannot read: {error.strerror}"]) from error
     return parse_plan(text, str(path))
-
-
-@contextmanager
-def open_stage_writer(settings: Settings) -> Iterator[StageWriter]:
-    """The Unleash server's flag when ``UNLEASH_URL`` is set, else the flags file."""
-    if settings.unleash_url is None:
-        yield FlagsFileStageWriter(settings.flags_file, settings.default_stage)
-        return
-    with unleash_admin(settings) as admin:
-        yield UnleashStageWriter(admin, settings.default_stage)
 
 
 def _validate(_settings: Settings, arguments: argparse.Namespace) -> int:
@@ -161,8 +158,12 @@ def _status(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if report.paused is not None:
+        print(f"paused: {report.paused}; the autopilot writes nothing until it is switched on")
     for row in rows:
-        held = "  HELD" if row["held"] else ""
+        held = {"held": "  HELD", "would hold": "  WOULD HOLD", "claimed": "  CLAIMED"}.get(
+            row["held_state"], ""
+        )
         print(f"{row['name']} ({row['clinic_id']}) cohort {row['cohort']}{held}")
         print(f"  stage {row['stage']}, target {row['target']}, next step: {row['next_step']}")
         print(f"  blocking: {row['blocking'] or 'nothing'}")
@@ -191,6 +192,9 @@ def _run(settings: Settings, arguments: argparse.Namespace) -> int:
                 else:
                     _print_report(report, arguments.dry_run, False)
                     failed = bool(report.errors)
+                    if report.complete and not arguments.watch and not arguments.dry_run:
+                        print("the plan is complete: every clinic is at the target", flush=True)
+                        return 0
             done += 1
             if arguments.passes is not None and done >= arguments.passes:
                 break
@@ -198,6 +202,28 @@ def _run(settings: Settings, arguments: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     return EXIT_REFUSED if failed else 0
+
+
+def _hold(settings: Settings, arguments: argparse.Namespace) -> int:
+    actor = arguments.actor or f"cli:{getpass.getuser()}"
+
+    async def hold() -> None:
+        engine = create_engine(
+            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+        )
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                await audit.hold_by_hand(session, arguments.clinic_id, actor, arguments.reason)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(hold())
+    except DomainError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"clinic {arguments.clinic_id} held by {actor}: it moves no further until released")
+    return 0
 
 
 def _release(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -252,6 +278,15 @@ def _history(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _decision_row(report: PassReport, decision: Decision, dry_run: bool) -> dict[str, Any]:
+    verdict = decision.verdict
+    held_state = None
+    if verdict is Verdict.HELD:
+        held_state = "held"
+    elif verdict is Verdict.CLAIMED:
+        held_state = "claimed"
+    elif verdict in (Verdict.HOLD, Verdict.STEP_BACK):
+        applied = decision.clinic_id in report.outcomes.applied or verdict is Verdict.HOLD
+        held_state = "would hold" if dry_run or not applied else "held"
     return {
         "clinic_id": str(decision.clinic_id),
         "name": report.names.get(decision.clinic_id, ""),
@@ -261,19 +296,27 @@ def _decision_row(report: PassReport, decision: Decision, dry_run: bool) -> dict
         "verdict": decision.verdict.value,
         "next_step": decision.next_step(applied=not dry_run),
         "blocking": decision.blocking,
-        "held": decision.verdict.value in ("held", "hold", "step_back"),
+        "held": held_state == "held",
+        "held_state": held_state,
         "reason": decision.reason,
         "guards": decision.guards,
     }
 
 
 def _print_report(report: PassReport, dry_run: bool, as_json: bool) -> None:
+    outcomes = report.outcomes
     if as_json:
         print(
             json.dumps(
                 {
                     "dry_run": dry_run,
+                    "paused": report.paused,
+                    "complete": report.complete,
                     "decisions": [_decision_row(report, d, dry_run) for d in report.decisions],
+                    "applied": {str(c): s.value for c, s in outcomes.applied.items()},
+                    "failed": {str(c): p for c, p in outcomes.failed.items()},
+                    "unverified": {str(c): p for c, p in outcomes.unverified.items()},
+                    "backfilled": [str(c) for c in report.backfilled],
                     "repaired": report.repaired,
                     "observed": report.observed,
                     "errors": report.errors,
@@ -283,20 +326,33 @@ def _print_report(report: PassReport, dry_run: bool, as_json: bool) -> None:
             flush=True,
         )
         return
-    prefix = "would " if dry_run else ""
+    if report.paused is not None:
+        print(f"paused: {report.paused}; nothing written", flush=True)
     for line in report.repaired:
         print(f"repaired {line}")
     for line in report.observed:
         print(f"observed {line}")
     for decision in report.moves:
         name = report.names.get(decision.clinic_id, str(decision.clinic_id))
+        if dry_run:
+            outcome = "would "
+        elif decision.clinic_id in outcomes.applied:
+            outcome = ""
+        else:
+            outcome = "FAILED "
         print(
-            f"{prefix}{decision.verdict.value} {name} ({decision.clinic_id}):"
+            f"{outcome}{decision.verdict.value} {name} ({decision.clinic_id}):"
             f" {decision.stage} -> {decision.to_stage}: {decision.reason}"
         )
+    for clinic_id in report.backfilled:
+        print(f"backfilled {report.names.get(clinic_id, str(clinic_id))} ({clinic_id})")
     for line in report.errors:
         print(f"error: {line}", file=sys.stderr)
-    waiting = len(report.decisions) - len(report.moves)
-    print(
-        f"{len(report.moves)} moved{'' if not dry_run else ' (dry run)'}, {waiting} not", flush=True
-    )
+    if dry_run:
+        waiting = len(report.decisions) - len(report.moves)
+        print(f"{len(report.moves)} moved (dry run), {waiting} not", flush=True)
+        return
+    moved = len(outcomes.applied)
+    failed = len(outcomes.failed) + len(outcomes.unverified)
+    waiting = len(report.decisions) - moved - failed
+    print(f"{moved} moved, {failed} failed, {waiting} not", flush=True)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from UnleashClient import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
+from appointments.rollout.flag import ClinicClaimedError, FlagSwitchedOffError
 from appointments.stages import Stage
 from flags import FLAG_NAME
 from flags.document import (
@@ -29,7 +30,16 @@ from flags.document import (
     parse_document,
     read_document,
     set_clinic_stage,
+    set_rollout,
     write_document,
+)
+from flags.pins import (
+    claims,
+    clinic_constraint,
+    pin_strategy,
+    pinned_clinic,
+    pinned_stages,
+    stage_variant,
 )
 from flags.source import UNREACHABLE_URL, LocalFileFlagSource, MemoryCache
 from flags.stages import StageResolver, Viewer
@@ -57,6 +67,7 @@ query List($first: Int) {
 CLINIC_A = str(uuid.UUID("00000000-0000-4000-8000-00000000000a"))
 CLINIC_B = str(uuid.UUID("00000000-0000-4000-8000-00000000000b"))
 CLINIC_C = str(uuid.UUID("00000000-0000-4000-8000-00000000000c"))
+CLINIC_D = str(uuid.UUID("00000000-0000-4000-8000-00000000000d"))
 
 
 def random_clinic_ids(count: int, seed: int = 20260301) -> list[str]:
@@ -265,21 +276,25 @@ def test_set_clinic_stage_moves_one_clinic_and_leaves_the_others_alone(
     original = open_source()
     before = [original.variant(context_of(c)) for c in others]
     assert set(before) == {"rampdown", None}
+    untouched = [s for s in strategies_of(document) if pinned_clinic(s) != CLINIC_A]
 
-    write_document(path, set_clinic_stage(document, CLINIC_A, Stage.SHADOW))
+    write_document(path, set_clinic_stage(copy.deepcopy(document), CLINIC_A, Stage.SHADOW))
 
     source = open_source()
     assert source.variant(context_of(CLINIC_A)) == "shadow"
     assert source.variant(context_of(CLINIC_B)) == "live"
     assert source.variant(context_of(CLINIC_C)) == "shadow"
     assert [source.variant(context_of(c)) for c in others] == before
-    assert pinned_values(read_document(path)) == {
-        "live": [CLINIC_B],
-        "shadow": [CLINIC_C, CLINIC_A],
+    written = read_document(path)
+    assert pinned_stages(strategies_of(written)) == {
+        CLINIC_A: Stage.SHADOW,
+        CLINIC_B: Stage.LIVE,
+        CLINIC_C: Stage.SHADOW,
     }
+    assert [s for s in strategies_of(written) if pinned_clinic(s) != CLINIC_A] == untouched
 
 
-def test_set_clinic_stage_drops_an_emptied_strategy_and_adds_a_new_one_first(
+def test_a_new_pin_comes_first_and_each_clinic_has_a_strategy_of_its_own(
     path: Path, open_source: Callable[[], LocalFileFlagSource]
 ) -> None:
     document = build_document({CLINIC_A: Stage.LIVE}, [(Stage.SHADOW, 100)])
@@ -288,9 +303,13 @@ def test_set_clinic_stage_drops_an_emptied_strategy_and_adds_a_new_one_first(
     document = set_clinic_stage(document, CLINIC_B, Stage.LEGACY)
     write_document(path, document)
 
-    assert pinned_values(document) == {"legacy": [CLINIC_B], "complete": [CLINIC_A]}
-    strategies = document["features"][0]["strategies"]
-    assert [s["name"] for s in strategies] == ["default", "default", "flexibleRollout"]
+    strategies = strategies_of(document)
+    assert [s["title"] for s in strategies] == [
+        f"clinic-pin {CLINIC_B}",
+        f"clinic-pin {CLINIC_A}",
+        "clinic-rollout shadow",
+    ]
+    assert pinned_stages(strategies) == {CLINIC_A: Stage.COMPLETE, CLINIC_B: Stage.LEGACY}
     source = open_source()
     assert source.variant(context_of(CLINIC_A)) == "complete"
     assert source.variant(context_of(CLINIC_B)) == "legacy"
@@ -303,17 +322,54 @@ def test_set_clinic_stage_adds_the_flag_to_a_document_without_it() -> None:
     document = set_clinic_stage(document, CLINIC_A, Stage.LIVE)
 
     assert [feature["name"] for feature in document["features"]] == [FLAG_NAME]
-    assert pinned_values(document) == {"live": [CLINIC_A]}
+    assert pinned_stages(strategies_of(document)) == {CLINIC_A: Stage.LIVE}
 
 
-def pinned_values(document: Document) -> dict[str, list[str]]:
-    feature = next(f for f in document["features"] if f["name"] == FLAG_NAME)
-    return {
-        strategy["variants"][0]["name"]: constraint["values"]
-        for strategy in feature["strategies"]
-        for constraint in strategy["constraints"]
-        if constraint["contextName"] == "clinicId"
+def test_a_switched_off_flag_is_never_switched_on_by_a_move() -> None:
+    document = build_document({CLINIC_A: Stage.LIVE}, [(Stage.SHADOW, 50)])
+    document["features"][0]["enabled"] = False
+    before = copy.deepcopy(document)
+
+    with pytest.raises(FlagSwitchedOffError, match="switched off"):
+        set_clinic_stage(document, CLINIC_B, Stage.COMPLETE)
+    with pytest.raises(FlagSwitchedOffError, match="switched off"):
+        set_rollout(document, Stage.LIVE, 10)
+
+    assert document == before
+
+
+def test_a_strategy_made_by_hand_claims_its_clinics_and_is_never_edited() -> None:
+    document = build_document({CLINIC_A: Stage.LIVE})
+    by_hand = {
+        "name": "default",
+        "title": "pilot by hand",
+        "parameters": {},
+        "constraints": [clinic_constraint([CLINIC_B])],
+        "variants": [stage_variant(Stage.RAMPDOWN, "default")],
     }
+    edited_pin = pin_strategy(CLINIC_C, Stage.SHADOW)
+    edited_pin["constraints"][0]["values"].append(CLINIC_D)
+    strategies_of(document)[:0] = [by_hand, edited_pin]
+    before = copy.deepcopy(document)
+
+    assert claims(strategies_of(document), [CLINIC_A, CLINIC_B, CLINIC_C, CLINIC_D]) == {
+        CLINIC_B: '"pilot by hand" (gives rampdown)',
+        CLINIC_C: f'"clinic-pin {CLINIC_C}" (gives shadow)',
+        CLINIC_D: f'"clinic-pin {CLINIC_C}" (gives shadow)',
+    }
+    for clinic in (CLINIC_B, CLINIC_C, CLINIC_D):
+        with pytest.raises(ClinicClaimedError, match="our tools did not make"):
+            set_clinic_stage(document, clinic, Stage.COMPLETE)
+    assert document == before
+
+    set_clinic_stage(document, CLINIC_A, Stage.COMPLETE)
+    assert strategies_of(document)[:2] == strategies_of(before)[:2]
+
+
+def strategies_of(document: Document) -> list[dict[str, Any]]:
+    feature = next(f for f in document["features"] if f["name"] == FLAG_NAME)
+    strategies: list[dict[str, Any]] = feature["strategies"]
+    return strategies
 
 
 def feature_variants(stage_name: str, with_strategy: bool) -> Document:
@@ -499,7 +555,7 @@ def test_cli_set_stage_creates_the_file_and_moves_a_clinic(cli: Cli) -> None:
     assert cli.run("flags", "set-stage", CLINIC_A, "complete") == 0
 
     assert cli.stage_of(CLINIC_A) == "complete"
-    assert pinned_values(read_document(cli.path)) == {"complete": [CLINIC_A]}
+    assert pinned_stages(strategies_of(read_document(cli.path))) == {CLINIC_A: Stage.COMPLETE}
 
 
 def test_cli_set_stage_leaves_other_clinics_and_rollouts_as_they_were(cli: Cli) -> None:

@@ -65,7 +65,7 @@ async def passes(
     return report
 
 
-async def test_clean_clinics_reach_complete_a_mismatch_steps_back_and_unlinked_stays_in_shadow(
+async def test_clean_clinics_reach_complete_a_mismatch_steps_back_and_unlinked_waits(
     api: Api,
     sessions: async_sessionmaker[AsyncSession],
     flags_file: Path,
@@ -77,27 +77,29 @@ async def test_clean_clinics_reach_complete_a_mismatch_steps_back_and_unlinked_s
     writer = writer_of(flags_file)
 
     await passes(sessions, plan, flags_file, 5)
-    stages = writer.stages(clinics.all)
+    stages = writer.read(clinics.all).stages
     assert stages[clinics.clean_one] is Stage.COMPLETE
     assert {stages[c] for c in clinics.all[1:]} == {Stage.LEGACY}, "the rest waits for the pilot"
 
     await passes(sessions, plan, flags_file, 2)
-    assert {writer.stages(clinics.all)[c] for c in clinics.all[1:]} == {Stage.SHADOW}
+    stages = writer.read(clinics.all).stages
+    assert {stages[c] for c in clinics.all[1:3]} == {Stage.SHADOW}
+    assert stages[clinics.unlinked] is Stage.DUAL_WRITE, "a backfill is due before shadow"
     body = await api.post(READ, {"clinicId": str(clinics.mismatched)})
     assert body["extensions"]["migration"]["mismatches"] == 1
 
     await passes(sessions, plan, flags_file, 5)
 
-    stages = writer.stages(clinics.all)
+    stages = writer.read(clinics.all).stages
     assert stages == {
         clinics.clean_one: Stage.COMPLETE,
         clinics.clean_two: Stage.COMPLETE,
         clinics.mismatched: Stage.DUAL_WRITE,
-        clinics.unlinked: Stage.SHADOW,
+        clinics.unlinked: Stage.DUAL_WRITE,
     }
     assert await moves(sessions, clinics.clean_one) == FORWARD
     assert await moves(sessions, clinics.clean_two) == FORWARD
-    assert await moves(sessions, clinics.unlinked) == FORWARD[:2]
+    assert await moves(sessions, clinics.unlinked) == FORWARD[:1]
     assert await moves(sessions, clinics.mismatched) == [
         *FORWARD[:2],
         ("step_back", "shadow", "dual_write"),
@@ -110,7 +112,9 @@ async def test_clean_clinics_reach_complete_a_mismatch_steps_back_and_unlinked_s
     assert step_back.guards["limits"]["max_mismatches"] == 0
     async with sessions() as session:
         status = {row.clinic_id: row for row in await session.scalars(select(RolloutStatus))}
-    assert (status[clinics.unlinked].blocking or "").startswith("readiness for live: 1 appoint")
+    assert (status[clinics.unlinked].blocking or "").startswith(
+        "readiness for shadow: 1 appointments were booked before dual_write and not backfilled"
+    )
     assert (status[clinics.mismatched].blocking or "").startswith("held: breach: mismatches: 1")
     assert status[clinics.clean_two].next_step.startswith("none: at the target")
     logged = [r for r in caplog.records if getattr(r, "event", None) == "rollout"]
@@ -121,7 +125,7 @@ async def test_clean_clinics_reach_complete_a_mismatch_steps_back_and_unlinked_s
         await audit.release(session, clinics.mismatched, "cli:qa", "the doctor link is fixed")
     await passes(sessions, plan, flags_file, 1)
 
-    assert writer.stages([clinics.mismatched])[clinics.mismatched] is Stage.SHADOW
+    assert writer.read([clinics.mismatched]).stages[clinics.mismatched] is Stage.SHADOW
     assert await held(sessions) == set()
     release = [r for r in await audit_rows(sessions, clinics.mismatched) if r.action == "release"]
     assert [(r.actor, r.reason) for r in release] == [("cli:qa", "the doctor link is fixed")]
@@ -218,7 +222,7 @@ async def test_a_failed_write_is_counted_per_clinic_and_steps_the_clinic_back(
     decision = next(d for d in report.decisions if d.clinic_id == clinics.clean_two)
     assert (decision.verdict, decision.to_stage) == (Verdict.STEP_BACK, Stage.SHADOW)
     assert "write failures: 1 in the window (at most 0)" in decision.reason
-    assert writer_of(flags_file).stages([clinics.clean_two])[clinics.clean_two] is Stage.SHADOW
+    assert writer_of(flags_file).read([clinics.clean_two]).stages[clinics.clean_two] is Stage.SHADOW
 
 
 async def _doctor_without_membership(session: AsyncSession) -> uuid.UUID:
@@ -276,7 +280,7 @@ async def test_a_pass_killed_between_intent_and_flag_is_repaired_by_the_next(
         r.state for r in await audit_rows(sessions, clinics.clean_one) if r.action == "promote"
     ]
     assert states == ["abandoned", "applied"]
-    assert writer.stages([clinics.clean_one])[clinics.clean_one] is Stage.DUAL_WRITE
+    assert writer.read([clinics.clean_one]).stages[clinics.clean_one] is Stage.DUAL_WRITE
 
 
 async def test_a_dry_run_writes_nothing_and_says_what_it_would_do(

@@ -57,7 +57,8 @@ def environment(database_url: str, flags_file: Path) -> dict[str, str]:
 @pytest.fixture
 def plan(tmp_path: Path, clinics: RolloutClinics) -> Path:
     path = tmp_path / "plan.toml"
-    path.write_text(plan_text(clinics).replace('"complete"', '"shadow"', 1), encoding="utf-8")
+    text = "backfill = true\n" + plan_text(clinics).replace('"complete"', '"shadow"', 1)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -94,7 +95,7 @@ async def test_two_runs_at_once_move_each_clinic_once(
     # not depend on that timing; a clinic moved twice by the concurrent runs still shows.
     finish(start(environment, "run", str(plan), "--interval", "0", "--passes", "6"))
 
-    stages = FlagsFileStageWriter(flags_file, Stage.DUAL_WRITE).stages(clinics.all)
+    stages = FlagsFileStageWriter(flags_file, Stage.DUAL_WRITE).read(clinics.all).stages
     assert set(stages.values()) == {Stage.SHADOW}
     for clinic_id in clinics.all:
         assert await moves(sessions, clinic_id) == FORWARD[:2]
@@ -119,7 +120,7 @@ async def test_a_pass_skips_while_another_holds_the_lock(
 
     out, _ = finish(start(environment, "step", str(plan)))
 
-    assert "1 moved, 3 not" in out
+    assert "1 moved, 0 failed, 3 not" in out
     assert await moves(sessions, clinics.clean_one) == FORWARD[:1]
 
 
@@ -135,7 +136,7 @@ async def test_a_run_killed_between_passes_is_resumed_by_the_next(
     try:
         assert run.stdout is not None
         said = next(line for line in iter(run.stdout.readline, "") if "moved" in line)
-        assert said == "1 moved, 3 not\n"
+        assert said == "1 moved, 0 failed, 3 not\n"
     finally:
         watchdog.cancel()
         run.kill()
@@ -145,7 +146,7 @@ async def test_a_run_killed_between_passes_is_resumed_by_the_next(
 
     out, _ = finish(start(environment, "run", str(plan), "--passes", "1", "--interval", "0"))
 
-    assert "1 moved, 3 not" in out
+    assert "1 moved, 0 failed, 3 not" in out
     assert await moves(sessions, clinics.clean_one) == FORWARD[:2]
 
 

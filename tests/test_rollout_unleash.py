@@ -98,7 +98,7 @@ async def _rollout(
             assert await asyncio.to_thread(main, ["rollout", "step", str(plan)]) == 0
 
     await steps(7)
-    assert writer.stages(clinics.all) == {
+    assert writer.read(clinics.all).stages == {
         clinics.clean_one: Stage.COMPLETE,
         clinics.clean_two: Stage.SHADOW,
         clinics.mismatched: Stage.SHADOW,
@@ -112,7 +112,7 @@ async def _rollout(
 
     await steps(5)
 
-    assert writer.stages(clinics.all) == {
+    assert writer.read(clinics.all).stages == {
         clinics.clean_one: Stage.COMPLETE,
         clinics.clean_two: Stage.COMPLETE,
         clinics.mismatched: Stage.DUAL_WRITE,

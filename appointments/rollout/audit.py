@@ -117,6 +117,19 @@ async def last_releases(session: AsyncSession) -> dict[uuid.UUID, datetime]:
     return {clinic_id: at for clinic_id, at in rows}  # noqa: C416 - rows, not pairs
 
 
+async def last_switches(session: AsyncSession) -> dict[uuid.UUID, str]:
+    """Per clinic, its latest pause or resume action (what the kill switch did last)."""
+    latest = (
+        select(func.max(RolloutAudit.id))
+        .where(RolloutAudit.action.in_((RolloutAction.PAUSE.value, RolloutAction.RESUME.value)))
+        .group_by(RolloutAudit.clinic_id)
+    )
+    rows = await session.execute(
+        select(RolloutAudit.clinic_id, RolloutAudit.action).where(RolloutAudit.id.in_(latest))
+    )
+    return {clinic_id: action for clinic_id, action in rows}  # noqa: C416 - rows, not pairs
+
+
 async def intents(session: AsyncSession) -> list[RolloutAudit]:
     """Stage changes written as intents and neither applied nor abandoned yet."""
     rows = await session.scalars(
@@ -133,7 +146,7 @@ async def promotions_since(session: AsyncSession, since: datetime) -> int:
         select(func.count())
         .select_from(RolloutAudit)
         .where(RolloutAudit.action == RolloutAction.PROMOTE.value)
-        .where(RolloutAudit.state != RolloutState.ABANDONED.value)
+        .where(RolloutAudit.state.in_((RolloutState.INTENT.value, RolloutState.APPLIED.value)))
         .where(RolloutAudit.at > since)
     )
     return int(count or 0)
@@ -159,6 +172,26 @@ async def hold(
         )
         session.add(RolloutHold(clinic_id=clinic_id, held_at=now, reason=reason, audit_id=held.id))
         await session.flush()
+
+
+async def hold_by_hand(
+    session: AsyncSession, clinic_id: uuid.UUID, actor: str, reason: str
+) -> None:
+    """A person holds a clinic where it is (``clinic rollout hold``): the autopilot moves it
+    no further until released. Raises ``DomainError`` when the reason is empty, the clinic
+    does not exist or it is held already."""
+    if not reason.strip():
+        raise DomainError(ErrorCode.INVALID_INPUT, "a hold needs a reason", "reason")
+    if await session.get(Clinic, clinic_id) is None:
+        raise DomainError(ErrorCode.NOT_FOUND, f"no clinic has the id {clinic_id}", "clinicId")
+    held = await session.get(RolloutHold, clinic_id)
+    if held is not None:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"clinic {clinic_id} is held already: {held.reason}",
+            "clinicId",
+        )
+    await hold(session, clinic_id, f"held by hand: {reason}", actor, {}, utcnow())
 
 
 async def release(

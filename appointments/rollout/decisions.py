@@ -28,6 +28,12 @@ class Verdict(enum.StrEnum):
     WAIT = "wait"
     HELD = "held"
     DONE = "done"
+    CLAIMED = "claimed"
+    """A strategy our tools did not make decides the clinic's stage: left alone."""
+    PAUSED = "paused"
+    """The flag is switched off (the kill switch): nothing is written."""
+    BACKFILL = "backfill"
+    """Rows booked before dual_write are linked first (the plan says ``backfill = true``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,10 @@ class ClinicState:
     """Why the clinic is held, or None."""
     waiting_for_cohort: str | None
     """An earlier cohort not at the target yet, or None when this cohort's turn came."""
+    claimed: str | None = None
+    """The strategy our tools did not make that decides the clinic's stage, or None."""
+    paused: str | None = None
+    """Why the flag is switched off, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,12 @@ class Decision:
             return f"{self.verdict.value} to {self.to_stage} now"
         if self.verdict in (Verdict.STEP_BACK, Verdict.HELD, Verdict.HOLD):
             return "none: held until released"
+        if self.verdict is Verdict.CLAIMED:
+            return "none: until the strategy made by hand is removed"
+        if self.verdict is Verdict.PAUSED:
+            return "none: until the flag is switched on again"
+        if self.verdict is Verdict.BACKFILL and not applied:
+            return "backfill now, then promote"
         stage = self.to_stage if moving and self.to_stage is not None else self.stage
         if STAGE_ORDER.index(stage) >= STAGE_ORDER.index(self.target):
             return "none: at the target"
@@ -81,13 +97,28 @@ def breaches(plan: Plan, evidence: Evidence) -> list[str]:
     """The guards over their limit in the clinic's window (evidence present only)."""
     found = []
     limits = plan.guards
-    for name, value, limit in (
-        ("mismatches", evidence.mismatches, limits.max_mismatches),
-        ("read fallbacks", evidence.read_fallbacks, limits.max_read_fallbacks),
-        ("write failures", evidence.write_failures, limits.max_write_failures),
+    for name, value, limit, cause in (
+        (
+            "mismatches",
+            evidence.mismatches,
+            limits.max_mismatches,
+            "the legacy and new fields disagree: a real disagreement, see the mismatch ledger",
+        ),
+        (
+            "read fallbacks",
+            evidence.read_fallbacks,
+            limits.max_read_fallbacks,
+            "reads found the authoritative side empty and served the other one",
+        ),
+        (
+            "write failures",
+            evidence.write_failures,
+            limits.max_write_failures,
+            "bookings and changes were refused or failed",
+        ),
     ):
         if value is not None and value > limit:
-            found.append(f"{name}: {value} in the window (at most {limit})")
+            found.append(f"{name}: {value} in the window (at most {limit}): {cause}")
     if evidence.current_blockers:
         found.append("readiness of the current stage: " + "; ".join(evidence.current_blockers))
     return found
@@ -113,8 +144,16 @@ def decide(
             guards,
         )
 
+    if state.paused is not None:
+        return decision(Verdict.PAUSED, f"paused: {state.paused}", f"paused: {state.paused}")
     if state.held is not None:
         return decision(Verdict.HELD, f"held: {state.held}", f"held: {state.held}")
+    if state.claimed is not None:
+        blocking = (
+            f"held by {state.claimed}, a strategy our tools did not make: the autopilot leaves"
+            " this clinic alone until it is removed"
+        )
+        return decision(Verdict.CLAIMED, "decided by a strategy made by hand", blocking)
     if evidence.missing:
         return decision(Verdict.WAIT, "evidence missing", "; ".join(evidence.missing))
     breached = breaches(plan, evidence)
@@ -138,6 +177,9 @@ def decide(
     assert following is not None
     if evidence.next_blockers:
         blocking = f"readiness for {following}: " + "; ".join(evidence.next_blockers)
+        if plan.backfill and evidence.linkable:
+            reason = f"{evidence.linkable} appointments to link before {following}"
+            return decision(Verdict.BACKFILL, reason, blocking)
         return decision(Verdict.WAIT, "data not ready for the next stage", blocking)
     if moves_left <= 0:
         blocking = f"rate limit: {plan.max_moves_per_hour} moves in the last hour"

@@ -6,15 +6,18 @@ cron, two runs can be started at once (one pass at a time holds
 ``lock.pass_lock``; the other skips), and a run killed at any point is
 repaired by the next pass:
 
-1. the flag is read for every clinic;
+1. the flag is read for every clinic (stages, the kill switch, strategies made by
+   hand that claim clinics);
 2. intents left by a killed pass are settled: applied when the flag shows their
    stage, abandoned when it does not (the decision is then taken afresh);
 3. a stage the flag gives that the audit trail does not know (a change made in
-   Unleash or in the file by hand) is recorded as ``observed_change``;
+   Unleash or in the file by hand) is recorded as ``observed_change``; the kill
+   switch being thrown or released is recorded once as ``pause`` or ``resume``;
 4. each clinic of the plan gets a decision (``decisions.decide``);
-5. each move is written as an intent, then the flag, then marked applied (a step
-   back also holds the clinic), each step committed;
-6. the decisions are stored for the dashboard (``rollout_status``).
+5. unless the flag is switched off, each move is carried out by ``moves.apply_move``
+   (intent, one atomic write, read back, then applied or failed), each backfill by
+   ``moves.backfill_clinic``;
+6. the decisions and their outcomes are stored for the dashboard (``rollout_status``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,34 +35,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from appointments.models import (
     Clinic,
     RolloutAction,
-    RolloutAudit,
-    RolloutState,
     RolloutStatus,
+    utcnow,
 )
 from appointments.rollout import audit
 from appointments.rollout.decisions import ClinicState, Decision, Verdict, decide
 from appointments.rollout.evidence import gather
+from appointments.rollout.flag import StageWriter
+from appointments.rollout.moves import (
+    Clock,
+    MoveOutcomes,
+    apply_move,
+    backfill_clinic,
+    record_switch,
+    settle_intents,
+)
 from appointments.rollout.plan import STAGE_ORDER, Plan, stable_rank
 from appointments.stages import Stage
 
 logger = logging.getLogger("appointments.rollout")
 AUTOPILOT = "autopilot"
-
-
-class StageWriter(Protocol):
-    """Where the flag lives: what it gives each clinic now, and how to pin one clinic."""
-
-    @property
-    def observer(self) -> str:
-        """The actor of a change seen in the flag but made elsewhere (``unleash``,
-        ``flags-file``)."""
-        ...
-
-    def stages(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
-        """The stage the flag gives each clinic now; raises when the flag cannot be read."""
-        ...
-
-    def set_stage(self, clinic_id: uuid.UUID, stage: Stage) -> None: ...
+MOVES = (Verdict.PROMOTE, Verdict.STEP_BACK)
 
 
 @dataclass
@@ -70,10 +65,24 @@ class PassReport:
     observed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     names: dict[uuid.UUID, str] = field(default_factory=dict)
+    paused: str | None = None
+    """Why nothing was written this pass (the flag is switched off), or None."""
+    outcomes: MoveOutcomes = field(default_factory=MoveOutcomes)
+    backfilled: list[uuid.UUID] = field(default_factory=list)
 
     @property
     def moves(self) -> list[Decision]:
-        return [d for d in self.decisions if d.verdict in (Verdict.PROMOTE, Verdict.STEP_BACK)]
+        """The moves decided (applied or not: see ``outcomes``)."""
+        return [d for d in self.decisions if d.verdict in MOVES]
+
+    @property
+    def complete(self) -> bool:
+        """Every clinic of the plan is at the target and none is held or failing."""
+        return (
+            bool(self.decisions)
+            and all(d.verdict is Verdict.DONE for d in self.decisions)
+            and not self.errors
+        )
 
 
 async def run_pass(
@@ -84,6 +93,7 @@ async def run_pass(
     dry_run: bool = False,
     legacy_columns: bool = True,
     actor: str = AUTOPILOT,
+    clock: Clock = utcnow,
 ) -> PassReport:
     """One pass (the caller holds ``lock.pass_lock`` unless ``dry_run``); with ``dry_run``
     it writes nothing and reports what it would do."""
@@ -91,10 +101,14 @@ async def run_pass(
     async with sessions() as session:
         clinics = (await session.execute(select(Clinic.id, Clinic.name))).all()
     report.names = {row.id: row.name for row in clinics}
-    flag = await asyncio.to_thread(writer.stages, list(report.names))
+    view = await asyncio.to_thread(writer.read, list(report.names))
+    flag = dict(view.stages)
+    report.paused = view.switched_off
+    cohorts = plan.assign(list(report.names))
     if not dry_run:
-        await _settle_intents(sessions, flag, report, now)
+        await settle_intents(sessions, flag, report.repaired)
         await _observe(sessions, flag, writer.observer, report, now)
+        await record_switch(sessions, list(cohorts), view.switched_off, writer.observer, now)
     async with sessions() as session:
         changes = await audit.last_changes(session)
         releases = await audit.last_releases(session)
@@ -102,7 +116,6 @@ async def run_pass(
         moves_left = plan.max_moves_per_hour - await audit.promotions_since(
             session, audit.hour_before(now)
         )
-    cohorts = plan.assign(list(report.names))
     order = {cohort.name: index for index, cohort in enumerate(plan.cohorts)}
     members = sorted(cohorts, key=lambda c: (order[cohorts[c]], stable_rank(c)))
     windows = {}
@@ -122,6 +135,8 @@ async def run_pass(
             flag[clinic_id],
             None if hold is None else hold.reason,
             unfinished.get(order[cohort]),
+            view.claims.get(clinic_id),
+            view.switched_off,
         )
         decision = decide(plan, state, evidence[clinic_id], now, moves_left)
         if decision.verdict is Verdict.PROMOTE:
@@ -129,9 +144,42 @@ async def run_pass(
         report.decisions.append(decision)
     if not dry_run:
         for decision in report.decisions:
-            await _apply(sessions, writer, decision, actor, report, now)
+            await _carry_out(sessions, writer, decision, actor, flag, report, now, clock)
+        report.observed += report.outcomes.disturbed
         await _store_status(sessions, plan, report, now)
     return report
+
+
+async def _carry_out(
+    sessions: async_sessionmaker[AsyncSession],
+    writer: StageWriter,
+    decision: Decision,
+    actor: str,
+    flag: dict[uuid.UUID, Stage],
+    report: PassReport,
+    now: datetime,
+    clock: Clock,
+) -> None:
+    if decision.verdict is Verdict.HOLD:
+        async with sessions() as session, session.begin():
+            await audit.hold(
+                session, decision.clinic_id, decision.reason, actor, decision.guards, now
+            )
+    elif decision.verdict is Verdict.BACKFILL:
+        problem = await backfill_clinic(sessions, decision, actor, clock)
+        if problem is None:
+            report.backfilled.append(decision.clinic_id)
+        else:
+            report.errors.append(f"{decision.clinic_id}: the backfill failed: {problem}")
+    elif decision.verdict in MOVES and decision.to_stage is not None:
+        outcomes = report.outcomes
+        await apply_move(sessions, writer, decision, actor, flag, outcomes, now, clock)
+        for problems, label in ((outcomes.failed, "failed"), (outcomes.unverified, "unverified")):
+            if decision.clinic_id in problems:
+                report.errors.append(
+                    f"{decision.clinic_id}: {decision.verdict.value} to {decision.to_stage}"
+                    f" {label}: {problems[decision.clinic_id]}"
+                )
 
 
 def _unfinished_cohort(
@@ -157,33 +205,6 @@ def _unfinished_cohort(
         if not done and first_unfinished is None:
             first_unfinished = cohort.name
     return waiting
-
-
-async def _settle_intents(
-    sessions: async_sessionmaker[AsyncSession],
-    flag: dict[uuid.UUID, Stage],
-    report: PassReport,
-    now: datetime,
-) -> None:
-    async with sessions() as session, session.begin():
-        for intent in await audit.intents(session):
-            actual = flag.get(intent.clinic_id)
-            if actual is not None and actual.value == intent.to_stage:
-                await _mark_applied(session, intent, now)
-                report.repaired.append(f"{intent.clinic_id}: {intent.action} applied")
-            else:
-                intent.state = RolloutState.ABANDONED.value
-                audit.log(intent)
-                report.repaired.append(f"{intent.clinic_id}: {intent.action} abandoned")
-
-
-async def _mark_applied(session: AsyncSession, intent: RolloutAudit, now: datetime) -> None:
-    intent.state = RolloutState.APPLIED.value
-    intent.at = now
-    await session.flush()
-    audit.log(intent)
-    if intent.action == RolloutAction.STEP_BACK.value:
-        await audit.hold(session, intent.clinic_id, intent.reason, intent.actor, intent.guards, now)
 
 
 async def _observe(
@@ -217,66 +238,35 @@ async def _observe(
             report.observed.append(f"{clinic_id}: {reason}")
 
 
-async def _apply(
-    sessions: async_sessionmaker[AsyncSession],
-    writer: StageWriter,
-    decision: Decision,
-    actor: str,
-    report: PassReport,
-    now: datetime,
-) -> None:
-    if decision.verdict is Verdict.HOLD:
-        async with sessions() as session, session.begin():
-            await audit.hold(
-                session, decision.clinic_id, decision.reason, actor, decision.guards, now
-            )
-        return
-    if decision.to_stage is None:
-        return
-    action = RolloutAction(decision.verdict.value)
-    async with sessions() as session, session.begin():
-        intent = await audit.record(
-            session,
-            decision.clinic_id,
-            actor,
-            action,
-            decision.reason,
-            decision.stage,
-            decision.to_stage,
-            decision.guards,
-            RolloutState.INTENT,
-            now,
-        )
-        intent_id = intent.id
-    try:
-        await asyncio.to_thread(writer.set_stage, decision.clinic_id, decision.to_stage)
-    except Exception as error:
-        report.errors.append(f"{decision.clinic_id}: writing the flag failed: {error}")
-        logger.exception("rollout: writing the flag failed", extra={"audit_id": intent_id})
-        return
-    async with sessions() as session, session.begin():
-        row = await session.get(RolloutAudit, intent_id)
-        assert row is not None
-        await _mark_applied(session, row, now)
-
-
 async def _store_status(
     sessions: async_sessionmaker[AsyncSession], plan: Plan, report: PassReport, now: datetime
 ) -> None:
+    outcomes = report.outcomes
     async with sessions() as session, session.begin():
         await session.execute(delete(RolloutStatus))
         for decision in report.decisions:
-            moved = decision.verdict in (Verdict.PROMOTE, Verdict.STEP_BACK)
-            stage = decision.to_stage if moved and decision.to_stage else decision.stage
+            clinic_id = decision.clinic_id
+            applied = clinic_id in outcomes.applied
+            stage = outcomes.applied.get(clinic_id, decision.stage)
+            blocking = decision.blocking
+            next_step = decision.next_step(applied=applied)
+            problem = outcomes.failed.get(clinic_id) or outcomes.unverified.get(clinic_id)
+            if problem is not None:
+                verb = "failed" if clinic_id in outcomes.failed else "is not verified"
+                blocking = f"the move to {decision.to_stage} {verb}: {problem}"
+                next_step = f"{decision.verdict.value} to {decision.to_stage} (retried next pass)"
+            held = decision.verdict in (Verdict.HELD, Verdict.HOLD, Verdict.CLAIMED) or (
+                decision.verdict is Verdict.STEP_BACK and applied
+            )
             session.add(
                 RolloutStatus(
-                    clinic_id=decision.clinic_id,
+                    clinic_id=clinic_id,
                     evaluated_at=now,
                     cohort=decision.cohort,
                     stage=stage.value,
                     target=plan.target.value,
-                    next_step=decision.next_step(applied=True),
-                    blocking=decision.blocking,
-                    held=decision.verdict in (Verdict.HELD, Verdict.HOLD, Verdict.STEP_BACK),
+                    next_step=next_step,
+                    blocking=blocking,
+                    held=held,
                 )
             )

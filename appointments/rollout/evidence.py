@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from appointments import health
 from appointments.models import MigrationMismatch, MismatchStatus
 from appointments.stages import Stage
-from appointments.validation import blockers_for, clinic_counts, next_stage
+from appointments.validation import (
+    blockers_for,
+    clinic_counts,
+    linkable_rows,
+    next_stage,
+    promotion_blockers,
+)
 
 logger = logging.getLogger("appointments.rollout")
 
@@ -36,6 +42,9 @@ class Evidence:
     write_failures: int | None = None
     current_blockers: tuple[str, ...] | None = None
     next_blockers: tuple[str, ...] | None = None
+    linkable: int = 0
+    """Appointments a backfill would link, when linking them is all the next stage's
+    readiness lacks (else 0)."""
     missing: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
@@ -46,6 +55,7 @@ class Evidence:
             "write_failures": self.write_failures,
             "readiness_current": _listed(self.current_blockers),
             "readiness_next": _listed(self.next_blockers),
+            "linkable": self.linkable,
             "missing": list(self.missing),
         }
 
@@ -86,6 +96,7 @@ async def gather(
     mismatches: dict[uuid.UUID, int] = {}
     health_counts: dict[uuid.UUID, tuple[int, int]] = {}
     blockers: dict[uuid.UUID, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    linkable: dict[uuid.UUID, int] = {}
     try:
         async with sessions() as session:
             mismatches = await _mismatches(session, since)
@@ -107,9 +118,19 @@ async def gather(
             following = next_stage(stage)
             current = blockers_for(stage, found.doctor, found.patient)
             upcoming = (
-                () if following is None else blockers_for(following, found.doctor, found.patient)
+                ()
+                if following is None
+                else promotion_blockers(following, found.doctor, found.patient)
             )
             blockers[clinic_id] = (current, upcoming)
+            if (
+                following is not None
+                and upcoming
+                and not promotion_blockers(
+                    following, found.doctor.backfilled(), found.patient.backfilled()
+                )
+            ):
+                linkable[clinic_id] = linkable_rows(found.doctor, found.patient)
     except Exception as error:
         missing.append(f"validation report unobtainable: {_short(error)}")
     if missing:
@@ -125,6 +146,7 @@ async def gather(
             write_failures=None if counted is None else counted[1],
             current_blockers=None if readiness is None else readiness[0],
             next_blockers=None if readiness is None else readiness[1],
+            linkable=linkable.get(clinic_id, 0),
             missing=tuple(missing),
         )
     return evidence

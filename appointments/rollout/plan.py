@@ -23,7 +23,7 @@ from appointments.stages import Stage
 STAGE_ORDER = tuple(Stage)
 DURATION = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-ROOT_KEYS = {"target", "max_moves_per_hour", "soak", "guards", "cohort"}
+ROOT_KEYS = {"target", "max_moves_per_hour", "soak", "guards", "cohort", "backfill"}
 GUARD_KEYS = ("max_mismatches", "max_read_fallbacks", "max_write_failures")
 COHORT_KEYS = {"name", "clinics", "percentage"}
 
@@ -62,6 +62,9 @@ class Plan:
     guards: Guards
     cohorts: tuple[Cohort, ...]
     source: str = field(default="plan")
+    backfill: bool = False
+    """Run a clinic's backfill when rows booked before ``dual_write`` (linkable but not
+    linked) are all that keeps it from its next stage, instead of waiting for a person."""
 
     def soak_for(self, stage: Stage) -> timedelta:
         """How long a clinic stays at ``stage``, every guard holding, before it moves on."""
@@ -184,9 +187,12 @@ def parse_plan(text: str, name: str = "plan.toml") -> Plan:
     soak = _soak(check, data.get("soak", {}), target)
     guards = _guards(check, data.get("guards", {}))
     cohorts = _cohorts(check, data.get("cohort", []))
+    backfill = data.get("backfill", False)
+    if not isinstance(backfill, bool):
+        check.problem("", "backfill", "backfill must be true or false")
     if check.problems or target is None or moves is None:
         raise PlanError(check.problems)
-    return Plan(target, moves, soak, guards, cohorts, name)
+    return Plan(target, moves, soak, guards, cohorts, name, backfill is True)
 
 
 def _target(check: _Checker, data: dict[str, Any]) -> Stage | None:
