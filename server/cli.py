@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         result: int = arguments.handler(settings, arguments)
+    except BrokenPipeError:
+        # The reader went away (`clinic rollout status | head`): the rest is not wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -19,6 +19,9 @@ STYLE = """
 table#rollout td.history { font-size: 12px; color: #3e4c59; }
 table#rollout td.history ol { margin: 0; padding-left: 16px; }
 .held { color: #b91c1c; font-weight: 600; }
+.state-failed, .state-abandoned { color: #b91c1c; font-weight: 600; }
+.state-intent { color: #b45309; font-weight: 600; }
+.guards { color: #52606d; }
 """
 
 
@@ -49,7 +52,7 @@ async def rollout_panel(session: AsyncSession) -> str:
         latest = max(status.evaluated_at for status, _ in statuses)
         evaluated = f" Last pass {latest.strftime('%Y-%m-%d %H:%M:%S UTC')}."
     return f"""<h2>Rollout</h2>
-<p class="meta">What the autopilot's last pass decided for each clinic of its plan.{evaluated}
+<p class="meta">What the autopilot's last pass of each plan decided for its clinics.{evaluated}
 A held clinic moves only after <code>clinic rollout release CLINIC --reason ...</code>.</p>
 <table id="rollout">
 <thead><tr><th>Clinic</th><th>Cohort</th><th>Stage</th><th>Target</th><th>Next step</th>
@@ -67,8 +70,10 @@ def _row(status: RolloutStatus, name: str | None, held: bool, history: list[Roll
     elif status.held:
         blocking += " (released since)"
     items = "".join(
-        f"<li>{escape(entry.at.strftime('%Y-%m-%d %H:%M'))} {escape(entry.action)}"
-        f"{_stages(entry)} by {escape(entry.actor)}: {escape(entry.reason)}</li>"
+        f'<li data-state="{escape(entry.state)}">'
+        f"{escape(entry.at.strftime('%Y-%m-%d %H:%M'))} {escape(entry.action)}"
+        f'{_stages(entry)} <span class="state-{escape(entry.state)}">{escape(entry.state)}</span>'
+        f" by {escape(entry.actor)}: {escape(entry.reason)}{_guards(entry)}</li>"
         for entry in history
     )
     return (
@@ -83,6 +88,22 @@ def _row(status: RolloutStatus, name: str | None, held: bool, history: list[Roll
         f'<td class="blocking">{blocking}</td>'
         f'<td class="history"><ol>{items}</ol></td></tr>'
     )
+
+
+def _guards(entry: RolloutAudit) -> str:
+    """The evidence a promotion was decided on, in a few words."""
+    if entry.action != "promote" or not entry.guards:
+        return ""
+    shown = [
+        f"{label} {entry.guards[key]}"
+        for key, label in (
+            ("mismatches", "mismatches"),
+            ("read_fallbacks", "fallbacks"),
+            ("write_failures", "failed writes"),
+        )
+        if entry.guards.get(key) is not None
+    ]
+    return f' <span class="guards">({escape(", ".join(shown))})</span>' if shown else ""
 
 
 def _stages(entry: RolloutAudit) -> str:

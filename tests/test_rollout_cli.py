@@ -6,6 +6,8 @@ a run killed with SIGKILL between passes is resumed by the next one.
 
 from __future__ import annotations
 
+import asyncio
+
 import collections
 import os
 import subprocess
@@ -163,3 +165,38 @@ async def test_status_and_a_dry_run_say_what_would_happen_and_change_nothing(
     assert "next step: promote to dual_write now" in status
     assert 'blocking: cohort "pilot" is not at the target yet' in status
     assert await audit_rows(sessions) == []
+
+
+async def test_a_clinic_held_by_hand_stays_and_status_survives_a_closed_pipe(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, err = finish(
+        start(environment, "hold", str(clinics.clean_one), "--reason", "clinic asked to wait")
+    )
+    refused = start(environment, "hold", str(clinics.clean_one), "--reason", "again")
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 1
+    assert "is held already: held by hand: clinic asked to wait" in err
+
+    out, _ = finish(start(environment, "step", str(plan)))
+    assert "0 moved, 0 failed, 4 not" in out
+    assert await moves(sessions, clinics.clean_one) == []
+
+    out, err = await asyncio.to_thread(read_first_line, environment, plan)
+    assert "HELD" in out
+    assert "Traceback" not in err
+
+
+def read_first_line(environment: dict[str, str], plan: Path) -> tuple[str, str]:
+    reader = subprocess.Popen(
+        f"{CLINIC} rollout status {plan} | head -n 1",
+        shell=True,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return reader.communicate(timeout=120)

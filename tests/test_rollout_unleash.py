@@ -102,7 +102,7 @@ async def _rollout(
         clinics.clean_one: Stage.COMPLETE,
         clinics.clean_two: Stage.SHADOW,
         clinics.mismatched: Stage.SHADOW,
-        clinics.unlinked: Stage.SHADOW,
+        clinics.unlinked: Stage.DUAL_WRITE,
     }
     async with service(database_url, flags_file, unleash_server, tmp_path / "cache") as api:
         await next_fetch(api)
@@ -116,7 +116,7 @@ async def _rollout(
         clinics.clean_one: Stage.COMPLETE,
         clinics.clean_two: Stage.COMPLETE,
         clinics.mismatched: Stage.DUAL_WRITE,
-        clinics.unlinked: Stage.SHADOW,
+        clinics.unlinked: Stage.DUAL_WRITE,
     }
     assert await moves(sessions, clinics.clean_one) == FORWARD
     assert await moves(sessions, clinics.clean_two) == FORWARD
@@ -124,7 +124,7 @@ async def _rollout(
         *FORWARD[:2],
         ("step_back", "shadow", "dual_write"),
     ]
-    assert await moves(sessions, clinics.unlinked) == FORWARD[:2]
+    assert await moves(sessions, clinics.unlinked) == FORWARD[:1], "waits for a backfill"
     assert await held(sessions) == {clinics.mismatched}
 
     writer.set_stage(clinics.unlinked, Stage.LEGACY)
@@ -135,7 +135,7 @@ async def _rollout(
     ]
     assert [(r.actor, r.from_stage, r.to_stage) for r in seen][-1] == (
         "unleash",
-        "shadow",
+        "dual_write",
         "legacy",
     )
     exported = admin.export()["features"][0]

@@ -243,7 +243,11 @@ async def _store_status(
 ) -> None:
     outcomes = report.outcomes
     async with sessions() as session, session.begin():
-        await session.execute(delete(RolloutStatus))
+        await session.execute(
+            delete(RolloutStatus).where(
+                RolloutStatus.clinic_id.in_([d.clinic_id for d in report.decisions])
+            )
+        )
         for decision in report.decisions:
             clinic_id = decision.clinic_id
             applied = clinic_id in outcomes.applied
