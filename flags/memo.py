@@ -167,6 +167,8 @@ def _plan_strategy(strategy: Any, fields: dict[str, None], seeded: dict[str, Non
             raise _NotMemoizableError(f"constraint operator {operator!r} is not deterministic")
         fields[_known(constraint.get("contextName"))] = None
     parameters = strategy.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        raise _NotMemoizableError("strategy parameters are not an object")
     stickiness = parameters.get("stickiness")
     if name == "flexibleRollout" and not _all_or_nothing(parameters.get("rollout")):
         _bind(stickiness, fields, seeded)
@@ -258,11 +260,12 @@ class Answer:
 
 
 class _Revision:
-    __slots__ = ("entries", "number", "plan")
+    __slots__ = ("entries", "number", "plan", "settled")
 
-    def __init__(self, number: int, plan: MemoPlan | None) -> None:
+    def __init__(self, number: int, plan: MemoPlan | None, settled: bool) -> None:
         self.number = number
         self.plan = plan
+        self.settled = settled
         self.entries: dict[tuple[str | None, ...], Answer] = {}
 
 
@@ -281,7 +284,7 @@ class FlagMemo:
         self._engine = client._engine
         self._max_entries = max_entries
         self._numbers = itertools.count(1)
-        self._revision = _Revision(next(self._numbers), None)
+        self._revision = _Revision(next(self._numbers), None, settled=False)
 
     @property
     def revision(self) -> int:
@@ -293,17 +296,24 @@ class FlagMemo:
         """The current revision's plan; ``None`` while unsettled or not memoizable."""
         return self._revision.plan
 
+    @property
+    def settled(self) -> bool:
+        """Whether ``settle`` was called since the last ``unsettle``."""
+        return self._revision.settled
+
     def __len__(self) -> int:
         return len(self._revision.entries)
 
     def unsettle(self) -> None:
         """New features are about to reach the engine: evaluate directly until ``settle``."""
-        self._revision = _Revision(next(self._numbers), None)
+        self._revision = _Revision(next(self._numbers), None, settled=False)
 
     def settle(self) -> MemoPlan:
         """The engine has taken its features: start a new revision planned from them."""
         plan = plan_for(json.loads(self._engine.get_state()))
-        self._revision = _Revision(next(self._numbers), plan if plan.memoizable else None)
+        self._revision = _Revision(
+            next(self._numbers), plan if plan.memoizable else None, settled=True
+        )
         return plan
 
     def variant(self, context: dict[str, Any]) -> str | None:

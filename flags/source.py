@@ -16,11 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from apscheduler.events import (  # type: ignore[import-untyped]
-    EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    JobExecutionEvent,
-)
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED  # type: ignore[import-untyped]
 from UnleashClient import UnleashClient
 from UnleashClient.cache import BaseCache, FileCache
 from UnleashClient.constants import ETAG, FEATURES_URL
@@ -236,12 +232,9 @@ class UnleashServerFlagSource:
     bootstrapped from them at once, so a restart while the server is down
     serves the last known stages from the first request. An outage is logged
     once when it starts and once when it ends, and shown in ``describe()`` and
-    the ``clinic_flag_source_*`` gauges.
-
-    Revisions of the memo: a poll that brings new features unsettles it before
-    the engine takes them (the cache write) and settles it once the poll job has
-    returned (a scheduler event), so no answer computed with old features is
-    stored under the new revision. A 304 writes nothing and keeps the revision.
+    the ``clinic_flag_source_*`` gauges. A poll that brings new features
+    unsettles the memo before the engine takes them (the cache write) and
+    settles it once the poll job has returned; a 304 keeps the memo's revision.
     """
 
     def __init__(
@@ -262,7 +255,6 @@ class UnleashServerFlagSource:
         self._polling = False
         self._poll_failed = False
         self._poll_succeeded = False
-        self._features_pending = False
         self._outage_since: datetime | None = None
         self._outage_problem: str | None = None
         self._last_success: datetime | None = None
@@ -349,18 +341,16 @@ class UnleashServerFlagSource:
             self._note_success()
 
     def _note_new_features(self) -> None:
-        self._features_pending = True
         self._memo.unsettle()
 
-    def _note_job_done(self, event: JobExecutionEvent) -> None:
+    def _note_job_done(self, event: Any) -> None:
         job = getattr(self._client.connector, "job", None)
         if job is not None and event.job_id == job.id:
             self._note_poll_job_done()
 
     def _note_poll_job_done(self) -> None:
         """The poll has returned: the engine holds whatever it brought."""
-        if self._features_pending:
-            self._features_pending = False
+        if not self._memo.settled:
             self._memo.settle()
         if self._poll_succeeded:
             self._poll_succeeded = False

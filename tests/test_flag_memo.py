@@ -53,7 +53,9 @@ def pin(clinic: str, stage: str) -> dict[str, Any]:
         "constraints": [
             {"contextName": "clinicId", "operator": "IN", "values": [clinic], "inverted": False}
         ],
-        "variants": [{"name": stage, "weight": 1000, "weightType": "variable"}],
+        "variants": [
+            {"name": stage, "weight": 1000, "weightType": "variable", "stickiness": "default"}
+        ],
     }
 
 
@@ -62,7 +64,9 @@ def rollout(stage: str, percentage: int, stickiness: str = "clinicId") -> dict[s
         "name": "flexibleRollout",
         "parameters": {"rollout": str(percentage), "stickiness": stickiness, "groupId": FLAG_NAME},
         "constraints": [],
-        "variants": [{"name": stage, "weight": 1000, "stickiness": stickiness}],
+        "variants": [
+            {"name": stage, "weight": 1000, "weightType": "variable", "stickiness": stickiness}
+        ],
     }
 
 
