@@ -1,7 +1,8 @@
 """Where stages come from: an Unleash client fed by a local file or by a server.
 
-Both evaluate in process through ``UnleashClient.get_variant``; no request waits
-on the network for a flag.
+Both evaluate in process through ``UnleashClient.get_variant``, behind a
+``flags.memo.FlagMemo`` that answers a clinic seen before under the same features;
+no request waits on the network for a flag.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED  # type: ignore[import-untyped]
 from UnleashClient import UnleashClient
 from UnleashClient.cache import BaseCache, FileCache
 from UnleashClient.constants import ETAG, FEATURES_URL
@@ -23,6 +25,7 @@ from UnleashClient.utils import InstanceAllowType
 from appointments import metrics
 from flags import FLAG_NAME
 from flags.document import FlagsFileError, read_document
+from flags.memo import FlagMemo
 
 logger = logging.getLogger("flags")
 
@@ -80,8 +83,9 @@ class LocalFileFlagSource:
     """The Unleash client bootstrapped from a client-features JSON file, no server.
 
     The file's modification time and size are checked on every evaluation (one
-    ``stat``); when they change the file is validated and a fresh client is
-    bootstrapped from it. A file that fails validation is logged once and the
+    ``stat``); when they change the file is validated and a fresh client (with a
+    fresh memo: a new revision) is bootstrapped from it, so a rewrite is served from
+    the next evaluation on. A file that fails validation is logged once and the
     last good one stays in force.
     """
 
@@ -92,16 +96,14 @@ class LocalFileFlagSource:
         # Differs from any stat result, including "missing", so the first refresh always runs.
         self._signature: tuple[int, int, int] | None = (-1, -1, -1)
         self._client: UnleashClient | None = None
+        self._memo: FlagMemo | None = None
         self._problem: str | None = None
         self._refresh()
 
     def variant(self, context: dict[str, Any]) -> str | None:
         self._refresh()
-        client = self._client
-        if client is None:
-            return None
-        result = client.get_variant(FLAG_NAME, context)
-        return str(result["name"]) if result.get("enabled") else None
+        memo = self._memo
+        return None if memo is None else memo.variant(context)
 
     def describe(self) -> dict[str, Any]:
         """As of now (the file is checked first). ``reachable``: the file exists; ``loaded``:
@@ -119,6 +121,7 @@ class LocalFileFlagSource:
         # A bootstrapped client that was never initialised runs no thread: nothing to stop.
         with self._lock:
             self._client = None
+            self._memo = None
 
     def _refresh(self) -> None:
         signature = self._stat()
@@ -144,7 +147,10 @@ class LocalFileFlagSource:
                     f"flags file {self._path} rejected, keeping the last good one: {error}"
                 )
                 return
-            self._client = bootstrapped_client(self._app_name, json.dumps(document))
+            client = bootstrapped_client(self._app_name, json.dumps(document))
+            memo = FlagMemo(client)
+            memo.settle()
+            self._client, self._memo = client, memo
             metrics.FLAG_SOURCE_LOADED.set(1)
             self._problem = None
             logger.info("flags file loaded", extra={"path": str(self._path)})
@@ -166,7 +172,9 @@ class _ObservedFileCache(FileCache):
     """The client's on-disk cache, which also tells when a poll starts and ends.
 
     A poll reads the ETag first and the cached features last; a poll that ended
-    without the SDK logging a failure in between succeeded (a 304 writes nothing).
+    without the SDK logging a failure in between succeeded. Features that differ
+    from the cached ones are written before the engine takes them (a 304 writes
+    nothing).
     """
 
     def __init__(
@@ -175,10 +183,17 @@ class _ObservedFileCache(FileCache):
         directory: str,
         on_poll_start: Callable[[], None],
         on_poll_end: Callable[[], None],
+        on_new_features: Callable[[], None],
     ) -> None:
         super().__init__(name, directory=directory)
         self._on_poll_start = on_poll_start
         self._on_poll_end = on_poll_end
+        self._on_new_features = on_new_features
+
+    def set(self, key: str, value: Any) -> None:
+        if key == FEATURES_URL and value != super().get(FEATURES_URL):
+            self._on_new_features()
+        super().set(key, value)
 
     def get(self, key: str, default: Any | None = None) -> Any:
         value = super().get(key, default)
@@ -217,7 +232,9 @@ class UnleashServerFlagSource:
     bootstrapped from them at once, so a restart while the server is down
     serves the last known stages from the first request. An outage is logged
     once when it starts and once when it ends, and shown in ``describe()`` and
-    the ``clinic_flag_source_*`` gauges.
+    the ``clinic_flag_source_*`` gauges. A poll that brings new features
+    unsettles the memo before the engine takes them (the cache write) and
+    settles it once the poll job has returned; a 304 keeps the memo's revision.
     """
 
     def __init__(
@@ -237,6 +254,7 @@ class UnleashServerFlagSource:
         self._failures = 0
         self._polling = False
         self._poll_failed = False
+        self._poll_succeeded = False
         self._outage_since: datetime | None = None
         self._outage_problem: str | None = None
         self._last_success: datetime | None = None
@@ -244,7 +262,11 @@ class UnleashServerFlagSource:
         for name in NOISY_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
         cache = _ObservedFileCache(
-            app_name, str(cache_directory), self._note_poll_start, self._note_poll_end
+            app_name,
+            str(cache_directory),
+            self._note_poll_start,
+            self._note_poll_end,
+            self._note_new_features,
         )
         if cache.exists(FEATURES_URL):
             cache.bootstrapped = True
@@ -258,11 +280,18 @@ class UnleashServerFlagSource:
             multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
             verbose_log_level=logging.DEBUG,
         )
-        self._client.initialize_client()
+        self._memo = FlagMemo(self._client)
+        self._memo.settle()  # the features bootstrapped from the cache, if any
+        self._client.unleash_scheduler.add_listener(
+            self._note_job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
+        )
+        self._client.initialize_client()  # the first poll runs here, not as a job
+        self._note_poll_job_done()
         self._update_gauges()
 
     def wait_for_fetch(self, timeout: float) -> bool:
-        """Block until the client has polled the server successfully since the last call."""
+        """Block until the client has polled the server successfully since the last call
+        and the features it brought are the ones served."""
         fetched = self._fetched.wait(timeout)
         self._fetched.clear()
         return fetched
@@ -273,8 +302,7 @@ class UnleashServerFlagSource:
             return self._failed.wait_for(lambda: self._failures >= count, timeout)
 
     def variant(self, context: dict[str, Any]) -> str | None:
-        result = self._client.get_variant(FLAG_NAME, context)
-        return str(result["name"]) if result.get("enabled") else None
+        return self._memo.variant(context)
 
     def describe(self) -> dict[str, Any]:
         loaded = self._loaded()
@@ -309,7 +337,24 @@ class UnleashServerFlagSource:
             finished, failed = self._polling, self._poll_failed
             self._polling = False
         if finished and not failed:
+            self._poll_succeeded = True
             self._note_success()
+
+    def _note_new_features(self) -> None:
+        self._memo.unsettle()
+
+    def _note_job_done(self, event: Any) -> None:
+        job = getattr(self._client.connector, "job", None)
+        if job is not None and event.job_id == job.id:
+            self._note_poll_job_done()
+
+    def _note_poll_job_done(self) -> None:
+        """The poll has returned: the engine holds whatever it brought."""
+        if not self._memo.settled:
+            self._memo.settle()
+        if self._poll_succeeded:
+            self._poll_succeeded = False
+            self._fetched.set()
 
     def _note_success(self) -> None:
         with self._lock:
@@ -323,7 +368,6 @@ class UnleashServerFlagSource:
                 "Unleash server reachable again",
                 extra={"url": self._url, "outage_seconds": round(_since(ended), 1)},
             )
-        self._fetched.set()
         self._update_gauges()
 
     def _note_failure(self, problem: str) -> None:

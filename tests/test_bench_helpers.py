@@ -135,6 +135,21 @@ def test_the_flag_cost_benchmark_times_every_layer(capsys: pytest.CaptureFixture
     assert all(len(values) == 2 and min(values) > 0 for values in timed.values())
 
 
+def test_the_flag_cost_benchmark_times_one_clinic_by_pinned_clinics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert flag_cost.main(["--pins", "3", "40", "--calls", "5", "--cold-calls", "1"]) == 0
+
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [
+        (pins, clinic)
+        for pins in ("3", "40")
+        for clinic in ("pinned", "unpinned")
+        for _ in range(3)
+    ]
+    assert all(float(row[-1]) > 0 and float(row[-2]) > 0 for row in rows)
+
+
 def test_the_collection_watch_counts_what_the_collector_freed() -> None:
     seen = Collections()
     with watching_collections(seen):
