@@ -32,6 +32,7 @@ from flags.source import (
     UnleashServerFlagSource,
     bootstrapped_client,
 )
+from flags.unleash_admin import Description
 from tests.test_unleash_real import (  # noqa: F401 - the fixture, used by name
     CLIENT_TOKEN,
     UnleashServer,
@@ -592,7 +593,12 @@ def test_against_unleash_a_move_is_served_after_the_next_fetch_with_the_memo(
     """The pinned shape (one strategy per clinic) written to a real Unleash server."""
     admin = unleash_server.admin()
     try:
-        admin.apply_document(pinned(12, (("shadow", 40),)))
+        admin.apply(
+            Description(
+                {str(uuid.UUID(int=n + 1)): Stage(STAGES[n % len(STAGES)]) for n in range(12)},
+                ((Stage.SHADOW, 40),),
+            )
+        )
         source = UnleashServerFlagSource(
             f"{unleash_server.url}/api", CLIENT_TOKEN, "memo-tests", 1, tmp_path
         )
@@ -606,10 +612,8 @@ def test_against_unleash_a_move_is_served_after_the_next_fetch_with_the_memo(
                 assert source.variant(context) == direct(reference, context)
                 assert source.variant(context) == direct(reference, context)
             moved = str(uuid.UUID(int=3))
-            doc = pinned(12, (("shadow", 40),))
-            doc["features"][0]["strategies"][2] = pin(moved, "complete")
             revision = memo.revision
-            admin.apply_document(doc)
+            admin.pin(moved, Stage.COMPLETE)
             fetch_after_now(source)
             assert memo.revision > revision
             assert source.variant({"properties": {"clinicId": moved}}) == "complete"

@@ -7,7 +7,6 @@ a run killed with SIGKILL between passes is resumed by the next one.
 from __future__ import annotations
 
 import asyncio
-
 import collections
 import os
 import subprocess
