@@ -180,17 +180,6 @@ class UnleashAdmin:
         else:
             self._request("PUT", self._strategy_path(flag.active[edit.index]), edit.strategy)
 
-    def unpin(self, clinic_id: str) -> bool:
-        """Remove the clinic's pins (one call each; the first decides, so the clinic moves
-        with the first call and no other clinic ever does). False when it had none."""
-        flag = self.flag()
-        if flag.switched_off is not None:
-            raise FlagSwitchedOffError(f"{flag.switched_off}; nothing written")
-        own = [s for s in flag.active if pinned_clinic(s) == clinic_id]
-        for strategy in own:
-            self._request("DELETE", self._strategy_path(strategy))
-        return bool(own)
-
     def apply(self, description: Description) -> None:
         """Set the flag up: the context field, the flag, the pins and rollouts described
         (only strategies our tools made are edited or removed), then switch it on.

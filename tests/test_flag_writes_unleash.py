@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yggdrasil_engine.engine import UnleashEngine
 
-from appointments.models import utcnow
+from appointments.models import RolloutStatus, utcnow
 from appointments.rollout.decisions import Verdict
 from appointments.rollout.engine import run_pass
 from appointments.stages import Stage
@@ -128,7 +128,13 @@ async def test_a_move_failed_at_any_admin_call_changes_no_other_clinic(
             assert before[str(clinics.clean_one)] is Stage.LEGACY
             proxy.reset(fault)
             with suppress(UnleashAdminError):  # the pass's first read failed: nothing done
-                await run_pass(sessions, plan, writer, utcnow())
+                report = await run_pass(sessions, plan, writer, utcnow())
+                if number == calls + write_calls and mode == "fail":
+                    assert report.errors, "the write was refused: the pass says it failed"
+                    assert clinics.clean_one in report.outcomes.failed
+                    status = await stored_status(sessions, clinics.clean_one)
+                    assert status.stage == "legacy"
+                    assert (status.blocking or "").startswith("the move to dual_write failed")
             assert_only_moved(proxy, before, clinics.clean_one, {Stage.LEGACY, Stage.DUAL_WRITE})
             now = served(unleash_server, everyone)[str(clinics.clean_one)]
             rows = [r for r in await audit_rows(sessions, clinics.clean_one) if r.to_stage]
@@ -145,6 +151,15 @@ async def test_a_move_failed_at_any_admin_call_changes_no_other_clinic(
             admin.pin(str(clinics.clean_one), Stage.LEGACY)
             proxy.reset(None)
             await run_pass(sessions, plan, writer, utcnow(), dry_run=True)
+
+
+async def stored_status(
+    sessions: async_sessionmaker[AsyncSession], clinic_id: uuid.UUID
+) -> RolloutStatus:
+    async with sessions() as session:
+        row = await session.get(RolloutStatus, clinic_id)
+    assert row is not None
+    return row
 
 
 def run_writer(environment: dict[str, str], *arguments: str, proxy: AdminProxy) -> int:
