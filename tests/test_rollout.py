@@ -345,8 +345,9 @@ async def test_the_dashboard_shows_each_clinics_stage_next_step_blocking_guard_a
     assert rollout.column(pilot, "Stage").text == "shadow"
     assert rollout.column(pilot, "Next step").text.startswith("promote to live")
     history = rollout.column(pilot, "History").text
-    assert "promote dual_write → shadow by autopilot" in history
-    assert "promote legacy → dual_write by autopilot" in history
+    assert "promote dual_write → shadow applied by autopilot" in history
+    assert "promote legacy → dual_write applied by autopilot" in history
+    assert "(mismatches 0, fallbacks 0, failed writes 0)" in history
     waiting = rows[str(clinics.clean_two)]
     assert rollout.column(waiting, "Blocking").text == 'cohort "pilot" is not at the target yet'
 

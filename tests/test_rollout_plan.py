@@ -112,8 +112,8 @@ clinics = ["not-an-id"]
 name = "both"
 """
     assert problems_of(text) == [
-        "plan.toml:3: unknown key 'colour' (expected cohort, guards, max_moves_per_hour,"
-        " soak, target)",
+        "plan.toml:3: unknown key 'colour' (expected backfill, cohort, guards,"
+        " max_moves_per_hour, soak, target)",
         "plan.toml:2: max_moves_per_hour must be a whole number of at least 1",
         'plan.toml:6: soak: dual_write: \'soon\' is not a duration like "30m", "1h30m",'
         ' "2d" or "0s"',
