@@ -126,3 +126,14 @@ class AdminProxy:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def delete_flag(url: str, admin_token: str, flag: str) -> None:
+    """Remove the flag for good (archive, then delete from the archive), so a test sharing
+    the server starts from no flag."""
+    headers = {"Authorization": admin_token}
+    archived = httpx.delete(f"{url}/api/admin/projects/default/features/{flag}", headers=headers)
+    if archived.status_code == httpx.codes.NOT_FOUND:
+        return
+    archived.raise_for_status()
+    httpx.delete(f"{url}/api/admin/archive/{flag}", headers=headers).raise_for_status()

@@ -67,6 +67,11 @@ class UnleashServer:
 @pytest.fixture
 def unleash_server() -> Iterator[UnleashServer]:
     """A fresh Unleash server on its own PostgreSQL database and a free loopback port."""
+    yield from started_unleash_server()
+
+
+def started_unleash_server() -> Iterator[UnleashServer]:
+    """Start an Unleash server, yield it, stop it and drop its database."""
     if not SERVER_JS.exists():
         unavailable("unleash-server is not installed: run scripts/install-unleash")
     base = make_url(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
