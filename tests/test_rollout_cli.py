@@ -199,3 +199,21 @@ def read_first_line(environment: dict[str, str], plan: Path) -> tuple[str, str]:
         text=True,
     )
     return reader.communicate(timeout=120)
+
+
+async def test_run_stops_once_the_plan_is_complete_and_backfills_on_the_way(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    out, _ = finish(start(environment, "run", str(plan), "--interval", "0", "--passes", "50"))
+
+    assert out.rstrip().endswith("the plan is complete: every clinic is at the target")
+    passes = out.count(" not\n")
+    assert passes < 50, "it stopped on its own"
+    assert f"backfilled Unlinked ({clinics.unlinked})" in out
+    backfills = [r for r in await audit_rows(sessions, clinics.unlinked) if r.action == "backfill"]
+    assert [r.state for r in backfills] == ["applied"]
+    assert "backfill finished: 1 doctor links" in backfills[0].reason
+    assert await moves(sessions, clinics.unlinked) == FORWARD[:2]
