@@ -183,8 +183,9 @@ def test_chromium_renders_the_rollout_panel_after_a_pass(tmp_path: Path) -> None
     assert rollout.column(hillcrest, "Blocking").text.startswith(
         "held: breach: readiness of the current stage:"
     )
-    assert "step_back live → shadow by autopilot: breach: readiness of the current stage" in (
-        rollout.column(hillcrest, "History").text
+    assert (
+        "step_back live → shadow applied by autopilot: breach: readiness of the current stage"
+        in (rollout.column(hillcrest, "History").text)
     )
     riverside = rows[ids["Riverside Clinic"]]
     assert rollout.column(riverside, "Blocking").text.startswith("readiness for live:")
