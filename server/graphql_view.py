@@ -12,7 +12,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from flags.stages import Viewer
 from schema.context import RequestContext
@@ -47,6 +48,33 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             status = HTTPStatus(error.status_code)
             response = refusal(status, error.reason, status.name)
         await response(scope, receive, send)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The result as the media type the client asked for (GraphQL over HTTP): under
+        ``application/graphql-response+json`` a request error (the document does not parse
+        or validate, the variables do not coerce) is answered 400 with no ``data`` entry;
+        under ``application/json`` (the default) every result is answered 200, as before."""
+        processed = process_result(result)
+        sub_response = getattr(request.state, "sub_response", None)
+        if sub_response is None or not accepts_graphql_response(request.headers.get("accept")):
+            return processed
+        sub_response.media_type = GRAPHQL_RESPONSE
+        if is_request_error(result):
+            sub_response.status_code = HTTPStatus.BAD_REQUEST
+            processed.pop("data", None)
+        return processed
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.media_type == GRAPHQL_RESPONSE:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+        return response
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Our GraphiQL page, whose files this service serves (server/graphiql.py), in place
@@ -88,6 +116,8 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         assert isinstance(request, Request), "subscriptions are not served"
+        if isinstance(response, Response):
+            request.state.sub_response = response
         services: Services = request.app.state.services
         viewer = getattr(request.state, "viewer", None) or Viewer()
         return services.request_context(
@@ -97,6 +127,44 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             getattr(request.state, "access", None),
             getattr(request.state, "db", None),
         )
+
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def accepts_graphql_response(accept: str | None) -> bool:
+    """Whether ``application/graphql-response+json`` is the client's preferred media type of
+    the two we answer in (the highest quality; the earlier one on a tie)."""
+    if not accept or GRAPHQL_RESPONSE not in accept:
+        return False
+    best: tuple[float, int, str] | None = None
+    for index, part in enumerate(accept.split(",")):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        if media not in (GRAPHQL_RESPONSE, "application/json", "*/*", "application/*"):
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and (best is None or quality > best[0]):
+            best = (quality, index, media)
+    return best is not None and best[2] == GRAPHQL_RESPONSE
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """The document could not run at all: it does not parse or validate, or its variables
+    do not coerce (errors with no path, and no data), as opposed to a field error."""
+    if isinstance(result, PreExecutionError):
+        return True
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
 
 
 def refusal(status: HTTPStatus, message: str, code: str, field: str | None = None) -> Response:
