@@ -26,6 +26,7 @@ from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
 from schema.queries import Query
 from schema.request_id import request_id
+from schema.scalars import SCALAR_OVERRIDES
 from schema.suggestions import SuggestionlessValidation
 
 
@@ -111,6 +112,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         extensions=extensions,
         execution_context_class=ReleasingExecutor,
         config=StrawberryConfig(disable_field_suggestions=True),
+        scalar_overrides=SCALAR_OVERRIDES,
     )
 
 
