@@ -18,10 +18,16 @@ from typing import Any
 
 from yggdrasil_engine.engine import UnleashEngine
 
-from appointments.rollout.flag import ClinicClaimedError, FlagSwitchedOffError
+from appointments.rollout.flag import FlagSwitchedOffError
 from appointments.stages import Stage
 from flags import FLAG_NAME
-from flags.pins import claims, pin_strategy, plan_pin, rollout_stage, rollout_strategy
+from flags.pins import (
+    pin_strategy,
+    plan_pin,
+    refuse_if_claimed,
+    rollout_stage,
+    rollout_strategy,
+)
 
 Document = dict[str, Any]
 
@@ -152,13 +158,9 @@ def switched_off(document: Document) -> str | None:
     return None
 
 
-def set_clinic_stage(document: Document, clinic_id: str, stage: Stage) -> Document:
-    """Pin one clinic to a stage: its own pin is replaced, or a new one is added first.
-
-    Refuses (``FlagSwitchedOffError``) when the flag is switched off, and
-    (``ClinicClaimedError``) when a strategy our tools did not make targets the clinic. A
-    document without the flag gets it, switched on (it was never switched off).
-    """
+def _writable_strategies(document: Document) -> list[dict[str, Any]]:
+    """The flag's strategies to edit in place: a document without the flag gets it, switched
+    on (it was never switched off); a switched-off flag refuses (``FlagSwitchedOffError``)."""
     feature = migration_feature(document)
     if feature is None:
         feature = build_document({})["features"][0]
@@ -167,12 +169,17 @@ def set_clinic_stage(document: Document, clinic_id: str, stage: Stage) -> Docume
     if off is not None:
         raise FlagSwitchedOffError(f"{off}; nothing written")
     strategies: list[dict[str, Any]] = feature.setdefault("strategies", [])
-    claimed = claims(strategies, [clinic_id]).get(clinic_id)
-    if claimed is not None:
-        raise ClinicClaimedError(
-            f"clinic {clinic_id} is decided by {claimed}, which our tools did"
-            " not make; nothing written"
-        )
+    return strategies
+
+
+def set_clinic_stage(document: Document, clinic_id: str, stage: Stage) -> Document:
+    """Pin one clinic to a stage: its own pin is replaced, or a new one is added first.
+
+    Refuses (``FlagSwitchedOffError``) when the flag is switched off, and
+    (``ClinicClaimedError``) when a strategy our tools did not make targets the clinic.
+    """
+    strategies = _writable_strategies(document)
+    refuse_if_claimed(strategies, clinic_id)
     edit = plan_pin(strategies, clinic_id, stage)
     for index in reversed(edit.duplicates):
         del strategies[index]
@@ -190,14 +197,7 @@ def set_rollout(document: Document, stage: Stage, percentage: int) -> Document:
         wanted = rollout_strategy(stage, percentage)
     except ValueError as error:
         raise FlagsFileError(str(error)) from error
-    feature = migration_feature(document)
-    if feature is None:
-        feature = build_document({})["features"][0]
-        document.setdefault("features", []).append(feature)
-    off = switched_off(document)
-    if off is not None:
-        raise FlagSwitchedOffError(f"{off}; nothing written")
-    strategies: list[dict[str, Any]] = feature.setdefault("strategies", [])
+    strategies = _writable_strategies(document)
     existing = [i for i, s in enumerate(strategies) if rollout_stage(s) is stage]
     if percentage == 0:
         strategies[:] = [s for i, s in enumerate(strategies) if i not in existing]

@@ -25,6 +25,7 @@ from typing import Any
 
 from yggdrasil_engine.engine import UnleashEngine
 
+from appointments.rollout.flag import ClinicClaimedError
 from appointments.stages import Stage
 
 PIN_TITLE = "clinic-pin "
@@ -187,6 +188,16 @@ def claims(strategies: Sequence[Strategy], clinic_ids: Iterable[str]) -> dict[st
                 found[clinic_id] = describe(strategy)
                 break
     return found
+
+
+def refuse_if_claimed(strategies: Sequence[Strategy], clinic_id: str) -> None:
+    """Raise ``ClinicClaimedError`` when a strategy we did not make targets the clinic."""
+    claimed = claims(strategies, [clinic_id]).get(clinic_id)
+    if claimed is not None:
+        raise ClinicClaimedError(
+            f"clinic {clinic_id} is decided by {claimed}, which our tools did not make;"
+            " nothing written"
+        )
 
 
 def _evaluable(strategy: Strategy) -> Strategy:

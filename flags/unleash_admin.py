@@ -14,15 +14,15 @@ from typing import Any
 
 import httpx
 
-from appointments.rollout.flag import ClinicClaimedError, FlagSwitchedOffError
+from appointments.rollout.flag import FlagSwitchedOffError
 from appointments.stages import Stage
 from flags import FLAG_NAME
 from flags.document import Document, FlagsFileError, build_document, parse_document
 from flags.pins import (
     PinEdit,
-    claims,
     pinned_clinic,
     plan_pin,
+    refuse_if_claimed,
     rollout_stage,
     rollout_strategy,
 )
@@ -149,12 +149,7 @@ class UnleashAdmin:
         if flag.switched_off is not None:
             raise FlagSwitchedOffError(f"{flag.switched_off}; nothing written")
         active = flag.active
-        claimed = claims(active, [clinic_id]).get(clinic_id)
-        if claimed is not None:
-            raise ClinicClaimedError(
-                f"clinic {clinic_id} is decided by {claimed}, which our tools did not make;"
-                " nothing written"
-            )
+        refuse_if_claimed(active, clinic_id)
         edit = plan_pin(active, clinic_id, stage)
         self._write_pin(flag, edit)
         for index in edit.duplicates:

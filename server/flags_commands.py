@@ -8,15 +8,16 @@ import getpass
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.db import create_engine, create_session_factory
-from appointments.models import Clinic, RolloutAction
+from appointments.models import Clinic, RolloutAction, RolloutAudit
 from appointments.rollout import audit
 from appointments.rollout.flag import FlagWriteRefusedError, StageWriter
 from appointments.stages import Stage
@@ -32,6 +33,7 @@ from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
 from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
 from server.app import open_flag_source
+from server.command_sessions import in_transaction
 from server.settings import Settings, SettingsError
 
 STAGES = ", ".join(stage.value for stage in Stage)
@@ -151,27 +153,20 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
     print(f"clinic {clinic_id} is now in stage {stage.value} ({where})")
     actor = arguments.actor or f"cli:{getpass.getuser()}"
 
-    async def record() -> None:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
+    def record(session: AsyncSession) -> Awaitable[RolloutAudit]:
+        return audit.record(
+            session,
+            clinic_id,
+            actor,
+            RolloutAction.SET_STAGE,
+            arguments.reason,
+            served,
+            stage,
+            {"source": where},
         )
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                await audit.record(
-                    session,
-                    clinic_id,
-                    actor,
-                    RolloutAction.SET_STAGE,
-                    arguments.reason,
-                    served,
-                    stage,
-                    {"source": where},
-                )
-        finally:
-            await engine.dispose()
 
     try:
-        asyncio.run(record())
+        in_transaction(settings, record)
     except Exception as error:
         print(
             f"warning: not recorded in the rollout audit trail ({str(error).splitlines()[0]});"

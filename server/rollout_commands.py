@@ -34,6 +34,7 @@ from appointments.rollout.decisions import Decision, Verdict
 from appointments.rollout.engine import PassReport, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
+from server.command_sessions import in_transaction
 from server.flags_commands import open_stage_writer
 from server.settings import Settings
 
@@ -207,18 +208,13 @@ def _run(settings: Settings, arguments: argparse.Namespace) -> int:
 def _hold(settings: Settings, arguments: argparse.Namespace) -> int:
     actor = arguments.actor or f"cli:{getpass.getuser()}"
 
-    async def hold() -> None:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                await audit.hold_by_hand(session, arguments.clinic_id, actor, arguments.reason)
-        finally:
-            await engine.dispose()
-
     try:
-        asyncio.run(hold())
+        in_transaction(
+            settings,
+            lambda session: audit.hold_by_hand(
+                session, arguments.clinic_id, actor, arguments.reason
+            ),
+        )
     except DomainError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return EXIT_REFUSED
@@ -229,18 +225,11 @@ def _hold(settings: Settings, arguments: argparse.Namespace) -> int:
 def _release(settings: Settings, arguments: argparse.Namespace) -> int:
     actor = arguments.actor or f"cli:{getpass.getuser()}"
 
-    async def release() -> None:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                await audit.release(session, arguments.clinic_id, actor, arguments.reason)
-        finally:
-            await engine.dispose()
-
     try:
-        asyncio.run(release())
+        in_transaction(
+            settings,
+            lambda session: audit.release(session, arguments.clinic_id, actor, arguments.reason),
+        )
     except DomainError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return EXIT_REFUSED

@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import pytest
 
+from flags import FLAG_NAME
 from tests.test_serve import free_port
+from tests.test_unleash_real import ADMIN_TOKEN, UnleashServer, started_unleash_server
 
 Snapshot = dict[str, Any]
 
@@ -137,3 +140,16 @@ def delete_flag(url: str, admin_token: str, flag: str) -> None:
         return
     archived.raise_for_status()
     httpx.delete(f"{url}/api/admin/archive/{flag}", headers=headers).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def shared_unleash() -> Iterator[UnleashServer]:
+    """One Unleash server for a module's tests (starting one takes seconds)."""
+    yield from started_unleash_server()
+
+
+@pytest.fixture
+def unleash_server(shared_unleash: UnleashServer) -> UnleashServer:
+    """The module's server with no migration flag: each test sets up its own."""
+    delete_flag(shared_unleash.url, ADMIN_TOKEN, FLAG_NAME)
+    return shared_unleash

@@ -7,7 +7,6 @@ import asyncio
 import copy
 import json
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,14 @@ from flags.reshape import reshape_unleash
 from flags.stage_writers import evaluate
 from flags.unleash_admin import Description, UnleashAdmin
 from server.cli import main
-from tests.admin_proxy import AdminProxy, delete_flag
+from tests.admin_proxy import (  # noqa: F401 - the fixtures, used by name
+    AdminProxy,
+    shared_unleash,
+    unleash_server,
+)
 from tests.test_unleash_real import (
     ADMIN_TOKEN,
     UnleashServer,
-    started_unleash_server,
 )
 
 LISTED = {
@@ -43,19 +45,6 @@ BY_HAND = {
     "constraints": [clinic_constraint([LISTED[Stage.LIVE][0]])],
     "variants": [stage_variant(Stage.RAMPDOWN, "default")],
 }
-
-
-@pytest.fixture(scope="module")
-def shared_unleash() -> Iterator[UnleashServer]:
-    """One Unleash server for the module's tests (starting one takes seconds)."""
-    yield from started_unleash_server()
-
-
-@pytest.fixture
-def unleash_server(shared_unleash: UnleashServer) -> UnleashServer:
-    """The module's server with no migration flag: each test sets up its own."""
-    delete_flag(shared_unleash.url, ADMIN_TOKEN, FLAG_NAME)
-    return shared_unleash
 
 
 def old_strategies() -> list[dict[str, Any]]:
@@ -137,7 +126,7 @@ def admin_served(server: UnleashServer, clinic_ids: list[uuid.UUID]) -> dict[str
 
 
 async def test_unleash_is_reshaped_one_call_at_a_time_and_no_clinic_ever_moves(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
 ) -> None:
     with closing(unleash_server.admin()) as admin:
         admin.apply(Description())

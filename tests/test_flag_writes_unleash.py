@@ -33,14 +33,18 @@ from appointments.stages import Stage
 from flags import FLAG_NAME
 from flags.stage_writers import UnleashStageWriter
 from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
-from tests.admin_proxy import AdminProxy, Fault, delete_flag
+from tests.admin_proxy import (  # noqa: F401 - the fixtures, used by name
+    AdminProxy,
+    Fault,
+    shared_unleash,
+    unleash_server,
+)
 from tests.rollout_setup import RolloutClinics, audit_rows, rollout_clinics, rollout_plan
 from tests.test_unleash_real import (
     ADMIN_TOKEN,
     UnleashServer,
     next_fetch,
     service,
-    started_unleash_server,
 )
 
 pytestmark = pytest.mark.unleash
@@ -48,19 +52,6 @@ pytestmark = pytest.mark.unleash
 CLINIC = Path(sys.executable).with_name("clinic")
 BYSTANDERS = [uuid.uuid4() for _ in range(50)]
 """Clinics in no plan and no pin: the rollout decides them."""
-
-
-@pytest.fixture(scope="module")
-def shared_unleash() -> Iterator[UnleashServer]:
-    """One Unleash server for the module's tests (starting one takes seconds)."""
-    yield from started_unleash_server()
-
-
-@pytest.fixture
-def unleash_server(shared_unleash: UnleashServer) -> UnleashServer:
-    """The module's server with no migration flag: each test sets up its own."""
-    delete_flag(shared_unleash.url, ADMIN_TOKEN, FLAG_NAME)
-    return shared_unleash
 
 
 def served(server: UnleashServer, clinic_ids: list[uuid.UUID]) -> dict[str, Any]:
@@ -80,7 +71,7 @@ def served(server: UnleashServer, clinic_ids: list[uuid.UUID]) -> dict[str, Any]
 
 @pytest.fixture
 def flag_setup(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
 ) -> Iterator[tuple[UnleashAdmin, AdminProxy]]:
     with closing(unleash_server.admin()) as admin:
         proxy = AdminProxy(unleash_server.url, lambda: {}).start()
@@ -101,7 +92,7 @@ def assert_only_moved(
 
 
 async def test_a_move_failed_at_any_admin_call_changes_no_other_clinic(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
     flag_setup: tuple[UnleashAdmin, AdminProxy],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -188,7 +179,7 @@ def run_writer(environment: dict[str, str], *arguments: str, proxy: AdminProxy) 
 
 
 async def test_set_stage_killed_at_any_admin_call_changes_no_other_clinic(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
     flag_setup: tuple[UnleashAdmin, AdminProxy],
     tmp_path: Path,
 ) -> None:
@@ -238,7 +229,7 @@ async def test_set_stage_killed_at_any_admin_call_changes_no_other_clinic(
 
 
 async def test_the_kill_switch_pauses_the_autopilot_and_is_never_switched_back_on(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clinics = await rollout_clinics(sessions)
@@ -280,7 +271,7 @@ async def switch(server: UnleashServer, path: str) -> None:
 
 
 async def test_strategies_made_by_hand_survive_a_rollout_and_hold_their_clinic(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clinics = await rollout_clinics(sessions)
@@ -337,7 +328,7 @@ async def test_strategies_made_by_hand_survive_a_rollout_and_hold_their_clinic(
 
 
 async def test_set_stage_under_unleash_reaches_the_service_and_audits_what_was_served(
-    unleash_server: UnleashServer,
+    unleash_server: UnleashServer,  # noqa: F811 - the imported fixture
     sessions: async_sessionmaker[AsyncSession],
     database_url: str,
     flags_file: Path,
