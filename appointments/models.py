@@ -311,6 +311,20 @@ class FieldUsageDaily(Base):
     last_seen_at: Mapped[datetime]
 
 
+class PersistedDocument(Base):
+    """A GraphQL document known by its SHA-256 (automatic persisted queries), so that every
+    instance can run it by hash once any instance has seen its text. Bounded: the oldest
+    rows beyond ``CLINIC_PERSISTED_DOCUMENTS_MAX`` are removed when one is added."""
+
+    __tablename__ = "persisted_documents"
+
+    __table_args__ = (Index(None, "created_at"),)
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
 class ClinicHealthCounter(Base):
     """Per clinic and minute: reads that fell back and writes that failed, from every process.
 

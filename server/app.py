@@ -38,6 +38,7 @@ from appointments.db import (
 )
 from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
+from appointments.persisted_documents import DocumentStore
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
@@ -372,8 +373,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     graphql = ClinicGraphQL(
         build_schema(limits),
+        DocumentStore(settings.persisted_cache_bytes, settings.persisted_documents_max),
         graphql_ide="graphiql" if settings.graphiql else None,
-        allow_queries_via_get=False,
     )
     routes = [
         Route("/", home),

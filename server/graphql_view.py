@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +14,12 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.ides import GraphQL_IDE
+from strawberry.schema.base import BaseSchema
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from appointments.persisted_documents import DocumentStore, PersistedQuery, PersistedQueryError
 from flags.stages import Viewer
 from schema.context import RequestContext
 from server import graphiql
@@ -22,6 +27,9 @@ from server.request_body import RequestRefusedError, check_content_encoding, dec
 
 if TYPE_CHECKING:
     from server.app import Services
+
+current_request: ContextVar[Request] = ContextVar("current_request")
+"""The request the view is answering (its services live on its app)."""
 
 
 class ClinicGraphQL(GraphQL[RequestContext, None]):
@@ -35,18 +43,29 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
     (``BAD_REQUEST``, ``UNSUPPORTED_MEDIA_TYPE``, ``METHOD_NOT_ALLOWED``...).
     """
 
+    def __init__(
+        self, schema: BaseSchema, documents: DocumentStore, graphql_ide: GraphQL_IDE | None
+    ) -> None:
+        # Queries over GET are run only by hash (persisted queries): see parse_http_body.
+        super().__init__(schema, graphql_ide=graphql_ide, allow_queries_via_get=True)
+        self.documents = documents
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         response: Response
+        request = Request(scope=scope, receive=receive)
+        token = current_request.set(request)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except RequestRefusedError as refused:
             response = refusal(refused.status, refused.message, refused.code, refused.field)
         except HTTPException as error:
             status = HTTPStatus(error.status_code)
             response = refusal(status, error.reason, status.name)
+        finally:
+            current_request.reset(token)
         await response(scope, receive, send)
 
     async def process_result(
@@ -76,6 +95,12 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         return response
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's GET, but not for a persisted query sent by GET."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Our GraphiQL page, whose files this service serves (server/graphiql.py), in place
         of Strawberry's, which loads them from a CDN."""
@@ -93,7 +118,26 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
                 raise RequestRefusedError(
                     "operationName must be a string or null", field="operationName"
                 )
+            await self._resolve_persisted(item, request.method)
         return data
+
+    async def _resolve_persisted(self, item: GraphQLRequestData, method: str) -> None:
+        """A persisted query's document (appointments/persisted_documents.py); a query
+        over GET must be one (a mutation over GET is refused by Strawberry)."""
+        try:
+            persisted = PersistedQuery.from_extensions(item.extensions)
+            if persisted is None:
+                if method == "GET":
+                    raise RequestRefusedError(
+                        "queries are not allowed when using GET (except by hash)",
+                        code=HTTPStatus.BAD_REQUEST.name,
+                    )
+                return
+            services: Services = current_request.get().app.state.services
+            item.query = await self.documents.resolve(services.sessions, persisted, item.query)
+        except PersistedQueryError as error:
+            status = HTTPStatus.OK if error.not_found else HTTPStatus.BAD_REQUEST
+            raise RequestRefusedError(error.message, status, error.code) from None
 
     def parse_json(self, data: str | bytes) -> Any:
         """The body (the only JSON Strawberry parses here): see server/request_body.py."""

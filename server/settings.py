@@ -10,6 +10,7 @@ from pathlib import Path
 
 from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
 from appointments.idempotency import IdempotencyPolicy
+from appointments.persisted_documents import DEFAULT_CACHE_BYTES, DEFAULT_MAX_ROWS
 from appointments.stages import Stage
 
 DEFAULT_FLAGS_FILE = "var/flags.json"
@@ -58,6 +59,8 @@ class Settings:
     idempotency_claim_seconds: int = 60
     usage_max_clients: int = 50
     usage_flush_seconds: int = 60
+    persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
+    persisted_documents_max: int = DEFAULT_MAX_ROWS
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -150,6 +153,12 @@ class Settings:
             ),
             usage_flush_seconds=_integer(
                 env, "CLINIC_USAGE_FLUSH_SECONDS", defaults.usage_flush_seconds
+            ),
+            persisted_cache_bytes=_integer(
+                env, "CLINIC_PERSISTED_CACHE_BYTES", defaults.persisted_cache_bytes, minimum=0
+            ),
+            persisted_documents_max=_integer(
+                env, "CLINIC_PERSISTED_DOCUMENTS_MAX", defaults.persisted_documents_max
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),

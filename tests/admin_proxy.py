@@ -1,8 +1,8 @@
 """A proxy in front of Unleash's Admin API that fails, or kills the writer at, one chosen call.
 
-It forwards every request to the real server. At every call, before forwarding
-it and after, it takes a snapshot of what the server gives every clinic
-(``snapshot``), so a test can check each state the flag passed through. At the
+It forwards every request to the real server. Before the first call and after
+every call it forwards, it takes a snapshot of what the server gives every
+clinic (``snapshot``), so a test can check each state the flag passed through. At the
 call chosen with ``fault`` it answers 503 without forwarding (``fail``), forwards
 and then answers 503 as a cut connection would (``fail_after``), or sends SIGKILL
 to the writer process before forwarding (``kill``) or after (``kill_after``).
@@ -83,7 +83,10 @@ class AdminProxy:
         call = f"{handler.command} {handler.path}"
         self.calls.append(call)
         number = len(self.calls)
-        self.snapshots.append((f"before call {number} ({call})", self.snapshot()))
+        if number == 1:
+            # Only a forwarded call changes the server: the state before any later call is
+            # the one after the call before it.
+            self.snapshots.append((f"before call 1 ({call})", self.snapshot()))
         mode = self.fault.mode if self.fault is not None and self.fault.call == number else None
         if mode == "kill":
             self._kill()

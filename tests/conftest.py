@@ -41,6 +41,7 @@ from appointments.models import (
     IdempotencyKey,
     MigrationMismatch,
     Patient,
+    PersistedDocument,
     RolloutAudit,
     RolloutHold,
     RolloutStatus,
@@ -56,6 +57,7 @@ from server.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    PersistedDocument,
     FieldUsageDaily,
     RolloutAudit,
     RolloutHold,
