@@ -38,7 +38,6 @@ from appointments.db import (
 )
 from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
-from appointments.persisted_documents import DocumentStore
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
@@ -371,11 +370,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_tokens=settings.max_tokens,
         introspection=settings.introspection,
     )
-    graphql = ClinicGraphQL(
-        build_schema(limits),
-        DocumentStore(settings.persisted_cache_bytes, settings.persisted_documents_max),
-        graphql_ide="graphiql" if settings.graphiql else None,
-    )
+    graphql = ClinicGraphQL.for_settings(settings, build_schema(limits))
     routes = [
         Route("/", home),
         Route("/healthz", healthz),

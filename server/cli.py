@@ -31,6 +31,7 @@ from flags.document import (
     write_document,
 )
 from server.auth import mint_token
+from server.documents_commands import add_documents_commands
 from server.flags_commands import add_flags_commands
 from server.ledger_commands import add_ledger_commands
 from server.logs import configure_logging, logging_config
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     add_flags_commands(commands)
+    add_documents_commands(commands)
     add_ledger_commands(commands)
     add_rollout_commands(commands)
     add_usage_commands(commands)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -22,12 +24,15 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from appointments.persisted_documents import DocumentStore, PersistedQuery, PersistedQueryError
 from flags.stages import Viewer
 from schema.context import RequestContext
+from schema.trusted_documents import ManifestError, TrustedDocuments, load_trusted
 from server import graphiql
 from server.request_body import RequestRefusedError, check_content_encoding, decode_body
+from server.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from server.app import Services
 
+logger = logging.getLogger("server")
 current_request: ContextVar[Request] = ContextVar("current_request")
 """The request the view is answering (its services live on its app)."""
 
@@ -44,11 +49,35 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
     """
 
     def __init__(
-        self, schema: BaseSchema, documents: DocumentStore, graphql_ide: GraphQL_IDE | None
+        self,
+        schema: BaseSchema,
+        documents: DocumentStore,
+        graphql_ide: GraphQL_IDE | None,
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         # Queries over GET are run only by hash (persisted queries): see parse_http_body.
         super().__init__(schema, graphql_ide=graphql_ide, allow_queries_via_get=True)
         self.documents = documents
+        self.trusted = trusted
+
+    @classmethod
+    def for_settings(cls, settings: Settings, schema: strawberry.Schema) -> ClinicGraphQL:
+        """The view the settings describe: its persisted-query store, GraphiQL or not, and
+        ``CLINIC_TRUSTED_DOCUMENTS`` checked against the schema (a bad manifest stops the
+        start: ``SettingsError``)."""
+        trusted = None
+        if settings.trusted_documents is not None:
+            try:
+                trusted = load_trusted(settings.trusted_documents, schema)
+            except ManifestError as error:
+                raise SettingsError(f"CLINIC_TRUSTED_DOCUMENTS: {error}") from error
+            logger.info("trusted documents only", extra={"documents": len(trusted.documents)})
+        return cls(
+            schema,
+            DocumentStore(settings.persisted_cache_bytes, settings.persisted_documents_max),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            trusted=trusted,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,10 +151,14 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         return data
 
     async def _resolve_persisted(self, item: GraphQLRequestData, method: str) -> None:
-        """A persisted query's document (appointments/persisted_documents.py); a query
-        over GET must be one (a mutation over GET is refused by Strawberry)."""
+        """A persisted query's document (appointments/persisted_documents.py), or with
+        trusted documents (schema/trusted_documents.py) the trusted one asked for; a query
+        over GET must be sent by hash (a mutation over GET is refused by Strawberry)."""
         try:
             persisted = PersistedQuery.from_extensions(item.extensions)
+            if self.trusted is not None:
+                item.query = self.trusted.resolve(persisted, item.query)
+                return
             if persisted is None:
                 if method == "GET":
                     raise RequestRefusedError(

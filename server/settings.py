@@ -61,6 +61,7 @@ class Settings:
     usage_flush_seconds: int = 60
     persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
     persisted_documents_max: int = DEFAULT_MAX_ROWS
+    trusted_documents: Path | None = None
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -160,6 +161,9 @@ class Settings:
             persisted_documents_max=_integer(
                 env, "CLINIC_PERSISTED_DOCUMENTS_MAX", defaults.persisted_documents_max
             ),
+            trusted_documents=Path(env["CLINIC_TRUSTED_DOCUMENTS"])
+            if env.get("CLINIC_TRUSTED_DOCUMENTS")
+            else None,
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )

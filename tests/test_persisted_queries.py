@@ -14,7 +14,7 @@ from appointments.persisted_documents import sha256_of
 from tests.conftest import Api, World, open_api
 
 CLINICS = "query Clinics { clinics(first: 5) { edges { node { id name } } } }"
-CREATE_CLINIC = 'mutation Open { createClinic(input: {name: "By hash"}) { __typename } }'
+CREATE_CLINIC = 'mutation Open { createClinic(name: "By hash") { __typename } }'
 
 
 def by_hash(document: str, digest: str | None = None) -> dict[str, Any]:
