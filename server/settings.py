@@ -46,6 +46,9 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
+    max_header_bytes: int = 16_384
+    max_header_field_bytes: int = 8_192
+    metrics_token: str | None = None
     gc_threshold: int = 50_000
     database_pool_size: int = 5
     database_max_overflow: int = 10
@@ -119,6 +122,11 @@ class Settings:
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_header_bytes=_integer(env, "CLINIC_MAX_HEADER_BYTES", defaults.max_header_bytes),
+            max_header_field_bytes=_integer(
+                env, "CLINIC_MAX_HEADER_FIELD_BYTES", defaults.max_header_field_bytes
+            ),
+            metrics_token=env.get("CLINIC_METRICS_TOKEN") or None,
             gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold, minimum=0),
             database_pool_size=_integer(
                 env, "CLINIC_DATABASE_POOL_SIZE", defaults.database_pool_size
