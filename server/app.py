@@ -104,7 +104,7 @@ class Services:
         if not legacy:
             logger.warning("legacy columns are gone (contracted): every clinic is served complete")
         sessions = create_session_factory(engine, legacy)
-        usage = UsageRecorder(settings.usage_max_clients)
+        usage = UsageRecorder(settings.usage_clients)
         services = cls(
             settings,
             engine,
@@ -120,7 +120,6 @@ class Services:
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
         await services.purge_idempotency_keys()
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
-        await usage.admit_recent_clients(sessions)
         services._usage_flusher = asyncio.create_task(
             usage.flush_forever(lambda: services.sessions, settings.usage_flush_seconds)
         )

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
+from appointments.field_usage import OTHER, UNKNOWN, label_of
 from appointments.idempotency import IdempotencyPolicy
 from appointments.stages import Stage
 
@@ -59,7 +60,7 @@ class Settings:
     readiness_refresh_seconds: int = 30
     idempotency_retention_hours: int = 24
     idempotency_claim_seconds: int = 60
-    usage_max_clients: int = 50
+    usage_clients: frozenset[str] = frozenset()
     usage_flush_seconds: int = 60
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -153,15 +154,23 @@ class Settings:
             idempotency_claim_seconds=_integer(
                 env, "CLINIC_IDEMPOTENCY_CLAIM_SECONDS", defaults.idempotency_claim_seconds
             ),
-            usage_max_clients=_integer(
-                env, "CLINIC_USAGE_MAX_CLIENTS", defaults.usage_max_clients, minimum=0
-            ),
+            usage_clients=_client_names(env, "CLINIC_USAGE_CLIENTS"),
             usage_flush_seconds=_integer(
                 env, "CLINIC_USAGE_FLUSH_SECONDS", defaults.usage_flush_seconds
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
+
+
+def _client_names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """Comma-separated client names, each a valid label (1 to 64 printable ASCII
+    characters, no space at either end, not ``unknown`` or ``other``)."""
+    names = frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for client in names:
+        if label_of(client) != client or client in (UNKNOWN, OTHER):
+            raise SettingsError(f"{name}: {client!r} is not a client name")
+    return names
 
 
 def _read_key(path: str | None) -> str | None:
