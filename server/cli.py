@@ -37,6 +37,7 @@ from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
 from server.rollout_commands import add_rollout_commands
 from server.settings import Settings, SettingsError
+from server.terminal import safe_standard_output
 from server.usage_commands import add_usage_commands
 
 logger = logging.getLogger("server.cli")
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        result: int = arguments.handler(settings, arguments)
+        with safe_standard_output():
+            result: int = arguments.handler(settings, arguments)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
