@@ -39,6 +39,7 @@ from server.rollout_commands import add_rollout_commands
 from server.settings import Settings, SettingsError
 from server.terminal import safe_standard_output
 from server.usage_commands import add_usage_commands
+from server.user_commands import add_user_commands
 
 logger = logging.getLogger("server.cli")
 
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     add_migrate_commands(commands)
+    add_user_commands(commands)
 
     seed = commands.add_parser("seed", help="load the demo data set (skipped if present)")
     seed.add_argument("--appointments-per-clinic", type=int, default=50)
