@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from appointments.errors import DomainError, ErrorCode
 
@@ -73,6 +73,22 @@ def check_text(value: str, field: str, *, lines: bool = False) -> str:
     if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"{field} must not contain control characters", field
+        )
+    return value
+
+
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def check_birth_date(value: date, field: str = "dateOfBirth") -> date:
+    """A date of birth from ``EARLIEST_BIRTH`` to today (UTC, with a day's grace for
+    time zones ahead of it)."""
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    if not EARLIEST_BIRTH <= value <= latest:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"{field} must be from {EARLIEST_BIRTH.isoformat()} to today",
+            field,
         )
     return value
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import SYSTEM, Access, Permission
-from appointments.checks import check_text
+from appointments.checks import check_birth_date, check_text
 from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
@@ -117,7 +117,9 @@ async def create_patient(
     if clinic_id is not None:
         await require_row(session, Clinic, clinic_id, "clinicId")
     patient = Patient(
-        id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
+        id=uuid.uuid4(),
+        full_name=_clean_name(full_name, "fullName"),
+        date_of_birth=None if date_of_birth is None else check_birth_date(date_of_birth),
     )
     session.add(patient)
     await session.flush()

@@ -18,6 +18,8 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+from strawberry.utils.logging import StrawberryLogger
 
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
 from schema.execution import ReleasingExecutor
@@ -64,6 +66,21 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
+class ClinicSchema(OneOperationSchema):
+    """Logs an unexpected error at ERROR with its traceback, as Strawberry does, and an
+    error the client caused (a document that does not parse or validate, a bad variable,
+    a typed query error) at INFO: those are answered and need no operator."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _is_unexpected(error):
+                StrawberryLogger.error(error, execution_context)
+            else:
+                StrawberryLogger.logger.info("client error: %s", error.message)
+
+
 # Distinct documents kept parsed and validated (each cache is an LRU shared by all schemas).
 DOCUMENT_CACHE_SIZE = 256
 
@@ -105,7 +122,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: SuggestionlessValidation(maxsize=DOCUMENT_CACHE_SIZE),
     ]
-    return OneOperationSchema(
+    return ClinicSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
