@@ -13,7 +13,6 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -22,6 +21,7 @@ from strawberry.types import ExecutionContext
 from strawberry.utils.logging import StrawberryLogger
 
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
+from schema.documents import DOCUMENT_CHARACTERS, DOCUMENTS, BoundedParserCache
 from schema.execution import ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
@@ -81,10 +81,6 @@ class ClinicSchema(OneOperationSchema):
                 StrawberryLogger.logger.info("client error: %s", error.message)
 
 
-# Distinct documents kept parsed and validated (each cache is an LRU shared by all schemas).
-DOCUMENT_CACHE_SIZE = 256
-
-
 def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     """The service's schema.
 
@@ -105,7 +101,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     (schema/deprecated_fields.py), the fields found once per document and operation.
     """
     limits = limits or QueryLimits()
-    selections = DeprecatedSelections(maxsize=DOCUMENT_CACHE_SIZE)
+    selections = DeprecatedSelections(DOCUMENTS, DOCUMENT_CHARACTERS)
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
     alias_rules = MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
@@ -119,8 +115,8 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     if not limits.introspection:
         extensions.append(DisableIntrospection)
     extensions += [
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: SuggestionlessValidation(maxsize=DOCUMENT_CACHE_SIZE),
+        BoundedParserCache,
+        SuggestionlessValidation,
     ]
     return ClinicSchema(
         query=Query,
