@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 
 from appointments.errors import DomainError, ErrorCode
 
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_REASON_LENGTH = 2000
+# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and
+# isolates: what can move a terminal's cursor, change its screen or reorder a line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def check_moment(value: datetime, field: str) -> datetime:
@@ -49,8 +56,10 @@ def is_unicode_text(value: str) -> bool:
     return True
 
 
-def check_text(value: str, field: str) -> str:
-    """Text the databases can store: Unicode text (``is_unicode_text``), no NUL character."""
+def check_text(value: str, field: str, *, lines: bool = False) -> str:
+    """Text the databases can store and terminals can show: Unicode text
+    (``is_unicode_text``), no control character (with ``lines``, newlines and tabs are
+    allowed: free text such as a reason)."""
     if not is_unicode_text(value):
         raise DomainError(
             ErrorCode.INVALID_INPUT,
@@ -60,6 +69,26 @@ def check_text(value: str, field: str) -> str:
     if "\x00" in value:
         raise DomainError(
             ErrorCode.INVALID_INPUT, f"{field} must not contain NUL characters", field
+        )
+    if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"{field} must not contain control characters", field
+        )
+    return value
+
+
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def check_birth_date(value: date, field: str = "dateOfBirth") -> date:
+    """A date of birth from ``EARLIEST_BIRTH`` to today (UTC, with a day's grace for
+    time zones ahead of it)."""
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    if not EARLIEST_BIRTH <= value <= latest:
+        raise DomainError(
+            ErrorCode.INVALID_INPUT,
+            f"{field} must be from {EARLIEST_BIRTH.isoformat()} to today",
+            field,
         )
     return value
 
@@ -76,7 +105,7 @@ def clean_reason(value: str | None) -> str | None:
     """The reason stripped, None when empty; at most ``MAX_REASON_LENGTH`` characters."""
     if value is None:
         return None
-    cleaned = check_text(value, "reason").strip()
+    cleaned = check_text(value, "reason", lines=True).strip()
     if len(cleaned) > MAX_REASON_LENGTH:
         raise DomainError(
             ErrorCode.INVALID_INPUT,

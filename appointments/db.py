@@ -164,14 +164,32 @@ class SerializedSession:
 
     DataLoaders of different relations dispatch in the same event-loop tick; an
     ``AsyncSession`` must not run two statements at once, so they take turns.
+
+    Each operation runs in a task of its own that the caller's cancellation does not
+    reach: graphql-core cancels the other root fields when one fails in a way that
+    nulls ``data``, and a statement cancelled halfway invalidates the connection, which
+    made the request's ledger flush and the end of its read transaction fail. The
+    cancelled caller stops waiting; the statement finishes, and ``close`` waits for it.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._session: AsyncSession | None = None
         self._lock = asyncio.Lock()
+        self._running: set[asyncio.Task[Any]] = set()
 
     async def run(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        task = asyncio.create_task(self._run(operation))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller cancelled meanwhile no longer will
+
+    async def _run(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._lock:
             if self._session is None:
                 self._session = self._sessions()
@@ -187,6 +205,8 @@ class SerializedSession:
         request. One that flushed or executed a write statement through the session,
         has changes pending, or failed, is rolled back as before.
         """
+        if self._running:
+            await asyncio.wait(set(self._running))
         async with self._lock:
             session = self._session
             if session is None:

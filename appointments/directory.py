@@ -11,11 +11,12 @@ import uuid
 from datetime import date
 from typing import TypeVar, cast
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import SYSTEM, Access, Permission
-from appointments.checks import check_text
+from appointments.checks import check_birth_date, check_text
 from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
@@ -52,12 +53,41 @@ async def set_user_active(
     session: AsyncSession, user_id: uuid.UUID, active: bool, access: Access = SYSTEM
 ) -> User:
     """Deactivate or reactivate a user: an inactive user's tokens are refused from the next
-    request on (server.viewers); their memberships and appointments stay as they are."""
+    request on (server.viewers); their memberships and appointments stay as they are.
+    The last active admin cannot be deactivated (``keep_an_admin``)."""
     access.require(Permission.MANAGE_DIRECTORY)
     user = await require_row(session, User, user_id, "userId")
+    if not active:
+        await keep_an_admin(session, user, "active")
     user.active = active
     await session.flush()
     return user
+
+
+async def keep_an_admin(session: AsyncSession, leaving: User, field: str) -> None:
+    """Refuse (``LAST_ADMIN``) to deactivate or demote ``leaving`` when no other active
+    admin would remain: only SQL could bring one back (`clinic user activate` can, but
+    needs shell access). The active admins are locked first (PostgreSQL: its rows, in id
+    order; SQLite: the database), so two admins deactivating each other at once cannot
+    both succeed."""
+    if leaving.role != UserRole.ADMIN.value or not leaving.active:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite ignores FOR UPDATE and begins a transaction at its first write: this one
+        # takes the database's write lock, so the count below cannot go stale.
+        await session.execute(update(User).where(User.id == leaving.id).values(active=User.active))
+    admins = await session.scalars(
+        select(User.id)
+        .where(User.role == UserRole.ADMIN.value, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    )
+    if not any(admin != leaving.id for admin in admins):
+        raise DomainError(
+            ErrorCode.LAST_ADMIN,
+            "this is the last active admin; make another admin active first",
+            field,
+        )
 
 
 def authorize_patient_creation(access: Access, clinic_id: uuid.UUID | None) -> None:
@@ -87,7 +117,9 @@ async def create_patient(
     if clinic_id is not None:
         await require_row(session, Clinic, clinic_id, "clinicId")
     patient = Patient(
-        id=uuid.uuid4(), full_name=_clean_name(full_name, "fullName"), date_of_birth=date_of_birth
+        id=uuid.uuid4(),
+        full_name=_clean_name(full_name, "fullName"),
+        date_of_birth=None if date_of_birth is None else check_birth_date(date_of_birth),
     )
     session.add(patient)
     await session.flush()

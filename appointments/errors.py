@@ -23,6 +23,7 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
+    LAST_ADMIN = "LAST_ADMIN"
 
 
 class DomainError(Exception):

@@ -10,11 +10,10 @@ so several processes add up. The service flushes every
 stops; counts of a process that dies between two flushes are lost (at most one
 interval's worth), the Prometheus counter is unaffected.
 
-Client names and versions are labels with bounded cardinality: a missing header
-is ``unknown``; a malformed value, a name beyond the first ``max_clients``
-distinct ones of the process (seeded at start with the names recently stored),
-and a version beyond the first ``MAX_VERSIONS_PER_CLIENT`` of its client, are
-``other``.
+Client names and versions are labels with bounded cardinality: a name is kept only
+when the operator lists it (``CLINIC_USAGE_CLIENTS``), so requests cannot take the
+slots; any other name, or none, is ``unknown``. A listed client's versions are kept
+up to ``MAX_VERSIONS_PER_CLIENT``; a malformed version, or one beyond that, is ``other``.
 """
 
 from __future__ import annotations
@@ -25,11 +24,11 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import case, func, select
+from sqlalchemy import case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,37 +56,24 @@ def label_of(value: str | None) -> str | None:
 
 
 class ClientLabels:
-    """The client names and versions kept as sent; everything else is ``other``.
+    """The client names the operator listed, and their first versions, kept as sent;
+    any other name is ``unknown``, any other version ``other``."""
 
-    ``unknown`` and ``other`` are always kept and count toward no limit.
-    """
+    def __init__(self, clients: Iterable[str]) -> None:
+        self._versions: dict[str, set[str]] = {name: set() for name in clients}
+        self._versions[UNKNOWN] = set()
 
-    def __init__(self, max_clients: int) -> None:
-        self.max_clients = max_clients
-        self._versions: dict[str, set[str]] = {UNKNOWN: set(), OTHER: set()}
-        self._named = 0
-
-    def admit(self, names: Iterable[str]) -> None:
-        """Keep ``names`` (those stored lately), up to the limit, before any request."""
-        for name in names:
-            self.name(name)
+    @property
+    def listed(self) -> frozenset[str]:
+        return frozenset(self._versions) - {UNKNOWN}
 
     def name(self, sent: str | None) -> str:
-        name = label_of(sent)
-        if name is None:
-            return OTHER
-        if name in self._versions:
-            return name
-        if self._named >= self.max_clients:
-            return OTHER
-        self._named += 1
-        self._versions[name] = set()
-        return name
+        return sent if sent and sent in self._versions else UNKNOWN
 
     def version(self, name: str, sent: str | None) -> str:
         """The version label of client ``name`` (a label ``name`` answered)."""
-        if name == OTHER:
-            return OTHER
+        if name == UNKNOWN:
+            return UNKNOWN if not sent else OTHER
         version = label_of(sent)
         if version is None:
             return OTHER
@@ -114,8 +100,8 @@ class Tally:
 class UsageRecorder:
     """One process's counts of operations selecting deprecated fields, until flushed."""
 
-    def __init__(self, max_clients: int) -> None:
-        self.clients = ClientLabels(max_clients)
+    def __init__(self, clients: Iterable[str] = ()) -> None:
+        self.clients = ClientLabels(clients)
         self._pending: dict[tuple[int, str, str, str], Tally] = {}
         self._counters: dict[tuple[str, str], Counter] = {}
 
@@ -181,27 +167,6 @@ class UsageRecorder:
         while True:
             await asyncio.sleep(seconds)
             await self.flush_logged(sessions())
-
-    async def admit_recent_clients(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        """Keep the client names stored over the last days (most recent first) before any
-        request, so that a restart keeps the same names; a failure is logged."""
-        since = datetime.now(UTC).date() - timedelta(days=KNOWN_CLIENTS_DAYS)
-        last_seen = func.max(FieldUsageDaily.last_seen_at)
-        statement = (
-            select(FieldUsageDaily.client_name)
-            .where(FieldUsageDaily.day >= since)
-            .where(FieldUsageDaily.client_name.not_in((UNKNOWN, OTHER)))
-            .group_by(FieldUsageDaily.client_name)
-            .order_by(last_seen.desc(), FieldUsageDaily.client_name)
-            .limit(self.clients.max_clients)
-        )
-        try:
-            async with sessions() as session:
-                names = (await session.scalars(statement)).all()
-        except Exception:
-            logger.warning("could not read the clients of stored field usage", exc_info=True)
-            return
-        self.clients.admit(names)
 
 
 def _key(raw: tuple[int, str, str, str]) -> UsageKey:

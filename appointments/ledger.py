@@ -134,7 +134,6 @@ class MismatchRecorder:
         changes. With ``open_clinics``, open entries are looked for only in clinics known
         to have some."""
         observations = list(self._observations.values())
-        self._observations.clear()
         if not observations:
             return None
         now = utcnow()
@@ -153,7 +152,9 @@ class MismatchRecorder:
     async def write(
         self, session: AsyncSession, writes: LedgerWrites, open_clinics: OpenClinics | None = None
     ) -> FlushResult:
-        """Apply ``writes`` in ``session``'s transaction (the caller commits)."""
+        """Apply ``writes`` in ``session``'s transaction (the caller commits); the
+        observations they came from are then forgotten."""
+        self._observations.clear()
         fixed = await _fix(session, writes.to_fix, writes.now)
         if writes.rows:
             await session.execute(_upsert(session, writes.rows, writes.now))

@@ -218,22 +218,34 @@ MEMBERSHIP_ORDERS = {
 }
 
 
-def names_person(side: Side, person_id: Any, legacy_columns: bool) -> ColumnElement[bool]:
-    """Either origin of ``side`` names the person (a value or a bound parameter)."""
+def names_person(
+    side: Side, person_id: Any, legacy_columns: bool, clinics: Any = None
+) -> ColumnElement[bool]:
+    """Either origin of ``side`` names the person (a value or a bound parameter). With
+    ``clinics`` (the viewer's), a stored membership counts only in one of them: a link into
+    a clinic the viewer cannot see is served as unlinked, and filters like one."""
     model = side.membership_model
     memberships_of_person = select(model.id).where(getattr(model, side.person_column) == person_id)
+    if clinics is not None:
+        memberships_of_person = memberships_of_person.where(model.clinic_id.in_(clinics))
     by_new = getattr(Appointment, side.new_column).in_(memberships_of_person)
     if not legacy_columns:
         return by_new  # type: ignore[no-any-return]
     return or_(getattr(Appointment, side.legacy_column) == person_id, by_new)
 
 
-def names_membership(side: Side, membership_id: Any, legacy_columns: bool) -> ColumnElement[bool]:
-    """Either origin of ``side`` names the membership (a value or a bound parameter)."""
+def names_membership(
+    side: Side, membership_id: Any, legacy_columns: bool, clinics: Any = None
+) -> ColumnElement[bool]:
+    """Either origin of ``side`` names the membership (a value or a bound parameter); with
+    ``clinics``, a stored membership counts only in one of them (see ``names_person``)."""
+    model = side.membership_model
     by_new: ColumnElement[bool] = getattr(Appointment, side.new_column) == membership_id
+    if clinics is not None:
+        visible = exists().where(model.id == membership_id, model.clinic_id.in_(clinics))
+        by_new = and_(by_new, visible)
     if not legacy_columns:
         return by_new
-    model = side.membership_model
     derived_from_legacy = exists().where(
         model.id == membership_id,
         model.clinic_id == Appointment.clinic_id,

@@ -103,6 +103,9 @@ STAGES = (Stage.LEGACY, Stage.DUAL_WRITE, Stage.SHADOW, Stage.LIVE, Stage.COMPLE
 BENCH_REASON = "bench.graphql"
 T = TypeVar("T")
 
+METRICS_TOKEN = secrets.token_urlsafe(24)
+"""What the service started here asks of a scrape of /metrics (production mode)."""
+
 # --- wrk -------------------------------------------------------------------------------
 
 
@@ -1016,6 +1019,7 @@ def start_service(
         "CLINIC_FLAGS_FILE": str(flags_file),
         "CLINIC_PRODUCTION": "true",
         "CLINIC_JWT_SECRET": secret,
+        "CLINIC_METRICS_TOKEN": METRICS_TOKEN,
         "CLINIC_AUTO_MIGRATE": "false",
         "CLINIC_GRAPHIQL": "false",
         "CLINIC_LOG_LEVEL": "WARNING",
@@ -1197,7 +1201,7 @@ def one_at_a_time(base: str, payload: str, token: str, requests: int, ours: bool
 
 def flag_seconds(client: httpx.Client, base: str) -> float:
     """The service's total flag evaluation seconds so far (every worker's)."""
-    response = client.get(f"{base}/metrics")
+    response = client.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     response.raise_for_status()
     for family in text_string_to_metric_families(response.text):
         if family.name == "clinic_flag_evaluation_seconds":

@@ -22,7 +22,7 @@ from appointments.idempotency import (
     IdempotentRequest,
     run_once,
 )
-from appointments.ledger import MismatchRecorder, OpenClinics
+from appointments.ledger import LedgerWrites, MismatchRecorder, OpenClinics
 from appointments.read_model.runner import ReadModel
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -153,19 +153,15 @@ class RequestContext:
         session.
 
         What changes is found through the request's (read) session; only when something
-        does is the ledger written, in a transaction of its own. The clinics' health
-        counters (read fallbacks, failed writes) are added to in one more, when the request
-        saw any. A failure of either is logged (the ledger's counted); the response is not
-        failed for it.
+        does is the ledger written, in a transaction of its own. Should the read session
+        be unusable (a statement of another root field broke its connection), it is found
+        in that transaction instead: what the request compared is recorded whatever else
+        it did. The clinics' health counters (read fallbacks, failed writes) are added to
+        in one more transaction, when the request saw any. A failure of either is logged
+        (the ledger's counted); the response is not failed for it.
         """
         try:
-            if self.recorder.pending:
-                recorder, open_clinics = self.recorder, self.open_clinics
-                writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
-                if writes is not None:
-                    async with self.sessions() as session, session.begin():
-                        await recorder.write(session, writes, open_clinics)
-                    metrics.LEDGER_FLUSHES.labels("ok").inc()
+            await self._record_mismatches()
         except Exception:
             metrics.LEDGER_FLUSHES.labels("error").inc()
             logger.exception("could not record mismatches in the ledger")
@@ -177,3 +173,27 @@ class RequestContext:
             logger.exception("could not add to the clinic health counters")
         finally:
             await self.db.close()
+
+    async def _record_mismatches(self) -> None:
+        recorder, open_clinics = self.recorder, self.open_clinics
+        if not recorder.pending:
+            return
+        writes: LedgerWrites | None = None
+        read_apart = False
+        try:
+            writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
+        except Exception:
+            logger.warning(
+                "the request's read session failed; reading the ledger in its own transaction",
+                exc_info=True,
+            )
+            read_apart = True
+        if writes is None and not read_apart:
+            return
+        async with self.sessions() as session, session.begin():
+            if read_apart:
+                writes = await recorder.pending_writes(session, open_clinics)
+            if writes is not None:
+                await recorder.write(session, writes, open_clinics)
+        if writes is not None:
+            metrics.LEDGER_FLUSHES.labels("ok").inc()

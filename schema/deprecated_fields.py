@@ -10,7 +10,6 @@ The walk is done once per (query text, operation name) and kept in an LRU.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 from graphql import (
@@ -30,6 +29,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from appointments.bounded_cache import BoundedCache
 from schema.context import RequestContext
 
 CLIENT_NAME_HEADER = "apollographql-client-name"
@@ -123,11 +123,12 @@ def _left_out(selection: FieldNode | InlineFragmentNode | FragmentSpreadNode | o
 
 class DeprecatedSelections:
     """``selected_deprecated_fields`` per (query text, operation name), least recently used
-    dropped beyond ``maxsize``."""
+    dropped beyond ``max_entries`` or ``max_characters`` of query text."""
 
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._found: OrderedDict[tuple[str, str | None], tuple[str, ...]] = OrderedDict()
+    def __init__(self, max_entries: int, max_characters: int) -> None:
+        self._found: BoundedCache[tuple[str, str | None], tuple[str, ...]] = BoundedCache(
+            max_entries, max_characters
+        )
 
     def of(
         self,
@@ -138,13 +139,9 @@ class DeprecatedSelections:
     ) -> tuple[str, ...]:
         key = (query, operation_name)
         found = self._found.get(key)
-        if found is not None:
-            self._found.move_to_end(key)
-            return found
-        found = selected_deprecated_fields(schema, document, operation_name)
-        self._found[key] = found
-        if len(self._found) > self.maxsize:
-            self._found.popitem(last=False)
+        if found is None:
+            found = selected_deprecated_fields(schema, document, operation_name)
+            self._found.put(key, found, len(query))
         return found
 
 

@@ -13,13 +13,15 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+from strawberry.utils.logging import StrawberryLogger
 
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
+from schema.documents import DOCUMENT_CHARACTERS, DOCUMENTS, BoundedParserCache
 from schema.execution import ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
@@ -65,8 +67,19 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
-# Distinct documents kept parsed and validated (each cache is an LRU shared by all schemas).
-DOCUMENT_CACHE_SIZE = 256
+class ClinicSchema(OneOperationSchema):
+    """Logs an unexpected error at ERROR with its traceback, as Strawberry does, and an
+    error the client caused (a document that does not parse or validate, a bad variable,
+    a typed query error) at INFO: those are answered and need no operator."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _is_unexpected(error):
+                StrawberryLogger.error(error, execution_context)
+            else:
+                StrawberryLogger.logger.info("client error: %s", error.message)
 
 
 def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
@@ -89,7 +102,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     (schema/deprecated_fields.py), the fields found once per document and operation.
     """
     limits = limits or QueryLimits()
-    selections = DeprecatedSelections(maxsize=DOCUMENT_CACHE_SIZE)
+    selections = DeprecatedSelections(DOCUMENTS, DOCUMENT_CHARACTERS)
     depth_rules = QueryDepthLimiter(max_depth=limits.max_depth).validation_rules
     alias_rules = MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
@@ -103,10 +116,10 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     if not limits.introspection:
         extensions.append(DisableIntrospection)
     extensions += [
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: SuggestionlessValidation(maxsize=DOCUMENT_CACHE_SIZE),
+        BoundedParserCache,
+        SuggestionlessValidation,
     ]
-    return OneOperationSchema(
+    return ClinicSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

@@ -9,7 +9,8 @@ Strawberry passes it to neither, so with ``disable_field_suggestions`` set:
 
 - ``SuggestionlessValidation`` validates the document itself with ``hide_suggestions``
   (with Strawberry's two extra rules, and cached as Strawberry's ``ValidationCache``
-  caches: keyed by schema, document and rule classes; it replaces that extension);
+  caches: keyed by schema, document and rule classes, within the bounds of
+  schema/documents.py; it replaces that extension);
 - ``SuggestionlessExecutor`` is the executor's base class and builds every execution
   with ``hide_suggestions``, so coercing variables suggests nothing either.
 
@@ -18,8 +19,7 @@ With the setting off, both behave as Strawberry and graphql-core do by default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from functools import cache, lru_cache
+from collections.abc import Iterator
 from typing import Any
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
@@ -29,9 +29,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-Validator = Callable[
-    [GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...], bool], list[GraphQLError]
-]
+from schema.documents import cached_validation
 
 
 def suggestions_hidden(schema: GraphQLSchema) -> bool:
@@ -52,24 +50,16 @@ def _validate(
     return validate(schema, document, every_rule, hide_suggestions=hide_suggestions)
 
 
-@cache
-def _cached_validator(maxsize: int) -> Validator:
-    """One LRU cache per size, shared by every request and schema (as Strawberry's)."""
-    return lru_cache(maxsize=maxsize)(_validate)
-
-
 class SuggestionlessValidation(SchemaExtension):
-    """Validates the request's document, cached, hiding suggestions per the schema's config."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.validator = _cached_validator(maxsize)
+    """Validates the request's document, cached (schema/documents.py), hiding suggestions
+    per the schema's config."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None, "validation follows parsing"
         graphql_schema = context.schema._schema
-        context.pre_execution_errors = self.validator(
+        context.pre_execution_errors = cached_validation(
+            _validate,
             graphql_schema,
             context.graphql_document,
             context.validation_rules,

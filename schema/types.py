@@ -7,6 +7,7 @@ like it (``appointments.read_model.sources``).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -14,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import strawberry
+from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
@@ -25,6 +27,10 @@ from appointments.stages import Origin, Stage
 from schema import read_model
 from schema.context import RequestContext
 from schema.dataloaders import Missing, peek
+from schema.request_id import request_id
+
+logger = logging.getLogger("schema.types")
+WRITE_COMMITTED = "WRITE_COMMITTED"
 
 strawberry.enum(models.AppointmentStatus, name="AppointmentStatus")
 strawberry.enum(models.UserRole, name="UserRole")
@@ -269,11 +275,20 @@ class AppointmentSuccess:
     @strawberry.field(graphql_type=Appointment)
     async def appointment(self, info: ContextInfo) -> orjson.Fragment | None:
         context = info.context
-        if id(self.row) in context.replayed:
-            return await read_model.appointment_snapshot(context, info._raw_info, self.row)
-        return await read_model.appointment_by_id(
-            context, info._raw_info, self.row.id, self.row.clinic_id
-        )
+        try:
+            if id(self.row) in context.replayed:
+                return await read_model.appointment_snapshot(context, info._raw_info, self.row)
+            return await read_model.appointment_by_id(
+                context, info._raw_info, self.row.id, self.row.clinic_id
+            )
+        except Exception:
+            # The write has committed: a bare INTERNAL_ERROR would make a client that
+            # believes it book twice.
+            logger.exception(
+                "the write committed but its payload could not be read",
+                extra={"appointment_id": str(self.row.id)},
+            )
+            raise write_committed(self.row.id) from None
 
 
 @strawberry.type
@@ -346,3 +361,19 @@ class AppointmentMigration:
     doctor: SideOrigins
     patient: SideOrigins
     differences: list[MigrationDifference]
+
+
+def write_committed(appointment_id: uuid.UUID) -> GraphQLError:
+    """The error of a payload that could not be read after its write committed: it says
+    so (``committed: true``) and names the appointment, so the client reads it instead
+    of writing again."""
+    return GraphQLError(
+        f"The write succeeded (appointment {appointment_id}) but its result could not be"
+        " read; do not repeat it: read the appointment with appointment(id:).",
+        extensions={
+            "code": WRITE_COMMITTED,
+            "committed": True,
+            "appointmentId": str(appointment_id),
+            "requestId": request_id.get(),
+        },
+    )

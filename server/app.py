@@ -7,24 +7,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, request_response
 
 import migrations
@@ -47,9 +38,15 @@ from schema.schema import QueryLimits, build_schema
 from server import graphiql
 from server.auth import Authenticator, RequireViewer
 from server.dashboard import migration_dashboard
+from server.endpoints import PrometheusMetrics, Readiness, healthz, home
 from server.graphql_view import ClinicGraphQL
 from server.logs import configure_logging_once
-from server.middleware import BodySizeLimitMiddleware, ContainErrorsMiddleware, RequestIdMiddleware
+from server.middleware import (
+    BodySizeLimitMiddleware,
+    ContainErrorsMiddleware,
+    HeaderLimitMiddleware,
+    RequestIdMiddleware,
+)
 from server.settings import Settings
 from server.viewers import RequireKnownUser
 
@@ -107,7 +104,7 @@ class Services:
         if not legacy:
             logger.warning("legacy columns are gone (contracted): every clinic is served complete")
         sessions = create_session_factory(engine, legacy)
-        usage = UsageRecorder(settings.usage_max_clients)
+        usage = UsageRecorder(settings.usage_clients)
         services = cls(
             settings,
             engine,
@@ -123,7 +120,6 @@ class Services:
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
         await services.purge_idempotency_keys()
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
-        await usage.admit_recent_clients(sessions)
         services._usage_flusher = asyncio.create_task(
             usage.flush_forever(lambda: services.sessions, settings.usage_flush_seconds)
         )
@@ -264,66 +260,6 @@ def open_flag_source(settings: Settings) -> FlagSource:
     return LocalFileFlagSource(settings.flags_file, settings.unleash_app_name)
 
 
-async def healthz(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-class Readiness:
-    """/readyz: 200 "ready" when the database answers and the flag source has loaded the
-    migration flag; else 503 "unavailable" with ``reason`` (no flag data means every
-    clinic would be served the default stage, whatever its flag says).
-
-    It needs no token (orchestrators probe it). ``reason`` names what is missing in
-    words that hold no path, URL or error text. In production mode it tells only
-    ``PUBLIC_FLAG_FIELDS`` of the flag source, to anyone (operators find the rest in
-    the log and with `clinic flags`). In dev mode it gives the source's full description.
-    """
-
-    PUBLIC_FLAG_FIELDS = ("source", "loaded", "reachable")
-
-    def __init__(self, production: bool) -> None:
-        self.production = production
-
-    async def respond(self, request: Request) -> Response:
-        services: Services = request.app.state.services
-        flags = services.flags.describe()
-        reasons: list[str] = []
-        database = "ok"
-        try:
-            async with services.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as error:
-            logger.warning(
-                "readiness check failed: database unreachable", extra={"error": repr(error)}
-            )
-            database = "unreachable"
-            reasons.append("database unreachable")
-        if not flags["loaded"]:
-            reasons.append("flags not loaded: every clinic would get the default stage")
-        if self.production:
-            flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
-        if not reasons:
-            return JSONResponse({"status": "ready", "database": database, "flags": flags})
-        body = {"status": "unavailable", "reason": "; ".join(reasons)}
-        return JSONResponse(body | {"database": database, "flags": flags}, status_code=503)
-
-
-async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus exposition; the flag source is looked at first, so its gauges are current."""
-    services: Services = request.app.state.services
-    services.flags.describe()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-async def home(_request: Request) -> Response:
-    return RedirectResponse("/graphql")
-
-
 def tune_garbage_collector(threshold: int) -> None:
     """Fewer young-generation collections, and none over what start-up allocated.
 
@@ -375,7 +311,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", home),
         Route("/healthz", healthz),
         Route("/readyz", Readiness(settings.production).respond),
-        Route("/metrics", prometheus_metrics),
+        Route("/metrics", PrometheusMetrics(settings.production, settings.metrics_token).respond),
         Route(
             "/migration",
             RequireViewer(RequireKnownUser(request_response(migration_dashboard)), authenticator),
@@ -388,6 +324,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(
+                HeaderLimitMiddleware,
+                max_total=settings.max_header_bytes,
+                max_each=settings.max_header_field_bytes,
+            ),
             Middleware(RequestIdMiddleware),
             Middleware(ContainErrorsMiddleware),
             Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),

@@ -38,7 +38,9 @@ from server.logs import configure_logging, logging_config
 from server.migrate_commands import add_migrate_commands
 from server.rollout_commands import add_rollout_commands
 from server.settings import Settings, SettingsError
+from server.terminal import safe_standard_output
 from server.usage_commands import add_usage_commands
+from server.user_commands import add_user_commands
 
 logger = logging.getLogger("server.cli")
 
@@ -53,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        result: int = arguments.handler(settings, arguments)
+        with safe_standard_output():
+            result: int = arguments.handler(settings, arguments)
     except BrokenPipeError:
         # The reader went away (`clinic rollout status | head`): the rest is not wanted.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     add_migrate_commands(commands)
+    add_user_commands(commands)
 
     seed = commands.add_parser("seed", help="load the demo data set (skipped if present)")
     seed.add_argument("--appointments-per-clinic", type=int, default=50)

@@ -1,4 +1,4 @@
-"""ASGI middleware around every route: request ids, the body size limit, and containing
+"""ASGI middleware around every route: header and body size limits, request ids, and containing
 unexpected exceptions so that none escapes the application."""
 
 from __future__ import annotations
@@ -42,6 +42,44 @@ class RequestIdMiddleware:
 
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class HeaderLimitMiddleware:
+    """Answers 431 to a request whose headers are larger than ``max_total`` bytes in all,
+    or that has one header (name and value) larger than ``max_each``.
+
+    A token, a client name and the usual headers take a few kilobytes; without a limit
+    a request could hold megabytes of memory in headers while its body is capped.
+    """
+
+    def __init__(self, app: ASGIApp, max_total: int, max_each: int) -> None:
+        self.app = app
+        self.max_total = max_total
+        self.max_each = max_each
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            total = 0
+            for name, value in scope["headers"]:
+                size = len(name) + len(value)
+                total += size
+                if size > self.max_each or total > self.max_total:
+                    limit = (
+                        f"a request header larger than {self.max_each} bytes"
+                        if size > self.max_each
+                        else f"request headers larger than {self.max_total} bytes in all"
+                    )
+                    response = JSONResponse(
+                        {
+                            "errors": [
+                                {"message": limit, "extensions": {"code": "HEADERS_TOO_LARGE"}}
+                            ]
+                        },
+                        status_code=431,
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:

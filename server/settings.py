@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
+from appointments.field_usage import OTHER, UNKNOWN, label_of
 from appointments.idempotency import IdempotencyPolicy
 from appointments.persisted_documents import DEFAULT_CACHE_BYTES, DEFAULT_MAX_ROWS
 from appointments.stages import Stage
@@ -47,6 +48,9 @@ class Settings:
     max_aliases: int = 15
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
+    max_header_bytes: int = 16_384
+    max_header_field_bytes: int = 8_192
+    metrics_token: str | None = None
     gc_threshold: int = 50_000
     database_pool_size: int = 5
     database_max_overflow: int = 10
@@ -57,7 +61,7 @@ class Settings:
     readiness_refresh_seconds: int = 30
     idempotency_retention_hours: int = 24
     idempotency_claim_seconds: int = 60
-    usage_max_clients: int = 50
+    usage_clients: frozenset[str] = frozenset()
     usage_flush_seconds: int = 60
     persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
     persisted_documents_max: int = DEFAULT_MAX_ROWS
@@ -123,6 +127,11 @@ class Settings:
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_header_bytes=_integer(env, "CLINIC_MAX_HEADER_BYTES", defaults.max_header_bytes),
+            max_header_field_bytes=_integer(
+                env, "CLINIC_MAX_HEADER_FIELD_BYTES", defaults.max_header_field_bytes
+            ),
+            metrics_token=env.get("CLINIC_METRICS_TOKEN") or None,
             gc_threshold=_integer(env, "CLINIC_GC_THRESHOLD", defaults.gc_threshold, minimum=0),
             database_pool_size=_integer(
                 env, "CLINIC_DATABASE_POOL_SIZE", defaults.database_pool_size
@@ -149,9 +158,7 @@ class Settings:
             idempotency_claim_seconds=_integer(
                 env, "CLINIC_IDEMPOTENCY_CLAIM_SECONDS", defaults.idempotency_claim_seconds
             ),
-            usage_max_clients=_integer(
-                env, "CLINIC_USAGE_MAX_CLIENTS", defaults.usage_max_clients, minimum=0
-            ),
+            usage_clients=_client_names(env, "CLINIC_USAGE_CLIENTS"),
             usage_flush_seconds=_integer(
                 env, "CLINIC_USAGE_FLUSH_SECONDS", defaults.usage_flush_seconds
             ),
@@ -167,6 +174,16 @@ class Settings:
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
+
+
+def _client_names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """Comma-separated client names, each a valid label (1 to 64 printable ASCII
+    characters, no space at either end, not ``unknown`` or ``other``)."""
+    names = frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for client in names:
+        if label_of(client) != client or client in (UNKNOWN, OTHER):
+            raise SettingsError(f"{name}: {client!r} is not a client name")
+    return names
 
 
 def _read_key(path: str | None) -> str | None:

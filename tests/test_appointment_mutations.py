@@ -366,18 +366,18 @@ async def test_create_user_stores_a_lowercased_email(
 async def test_create_patient_stores_name_and_date_of_birth(
     api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    patient_input = {"fullName": "Ada Lovelace", "dateOfBirth": "1815-12-10"}
+    patient_input = {"fullName": "Ada Lovelace", "dateOfBirth": "1915-12-10"}
 
     data = await api.data(CREATE_PATIENT, {"input": patient_input})
 
     patient = data["result"]["patient"]
-    assert (patient["fullName"], patient["dateOfBirth"]) == ("Ada Lovelace", "1815-12-10")
+    assert (patient["fullName"], patient["dateOfBirth"]) == ("Ada Lovelace", "1915-12-10")
     async with sessions() as session:
         stored = await session.get(Patient, uuid.UUID(patient["id"]))
     assert stored is not None
     assert stored.full_name == "Ada Lovelace"
     assert stored.date_of_birth is not None
-    assert stored.date_of_birth.isoformat() == "1815-12-10"
+    assert stored.date_of_birth.isoformat() == "1915-12-10"
 
 
 async def test_add_clinic_doctor_creates_an_active_membership(

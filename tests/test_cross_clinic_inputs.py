@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from appointments.models import ClinicPatient, MigrationMismatch, MismatchField
 from appointments.stages import Stage
 from schema.schema import schema
-from tests.conftest import Caller, Clinics, set_stages, table_snapshot
+from tests.conftest import Caller, Clinics, insert_appointment, set_stages, table_snapshot
 
 GRAPHQL_SCHEMA = schema._schema
 ID_KINDS_BY_NAME = {
@@ -282,3 +282,64 @@ async def test_every_id_input_of_another_clinic_answers_like_an_unknown_id(
 
     assert differing == {}
     assert await table_snapshot(sessions) == before
+
+
+FILTER_POSITIONS = [
+    position
+    for position in POSITIONS
+    if position.operation == "query" and position.argument == "filter" and position.path
+    if position.kind in {"user", "patient", *MEMBERSHIP_KINDS}
+]
+
+
+@pytest.mark.parametrize("stage", [Stage.DUAL_WRITE, Stage.LIVE])
+@pytest.mark.parametrize("role", ["staff", "doctor"])
+async def test_a_filter_by_a_hidden_link_into_another_clinic_matches_like_an_unknown_id(
+    clinics: Clinics,
+    role: str,
+    stage: Stage,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An appointment of clinic A whose stored new links name clinic B's memberships (the
+    data error the ledger records as DOCTOR_CLINIC/PATIENT_CLINIC): reads serve those sides
+    as unlinked to viewers who cannot see B, so a filter by B's person or membership must
+    not find it either."""
+    world = clinics.world
+    set_stages(flags_file, {world.clinic_a.id: stage, world.clinic_b.id: stage})
+    ids = await ids_of_both_clinics(clinics, sessions)
+    async with sessions() as session, session.begin():
+        linked_into_b = await insert_appointment(
+            session,
+            world,
+            13,
+            doctor_id=world.doctor.id,
+            clinic_doctor_id=world.clinic_doctor_of_b.id,
+            patient_id=world.patient.id,
+            clinic_patient_id=uuid.UUID(ids.of_b["clinic patient"]),
+        )
+    caller: Caller = clinics.callers[role]
+    assert {position.path[-1] for position in FILTER_POSITIONS} >= {
+        "doctorId",
+        "patientId",
+        "clinicDoctorId",
+        "clinicPatientId",
+    }
+
+    differing: dict[str, tuple[Any, Any]] = {}
+    for position in FILTER_POSITIONS:
+        of_b = ids.of_b[position.kind]
+        answers = []
+        for value in (of_b, str(uuid.uuid4())):
+            query, variables = request_for(position, ids, value, stage is Stage.LIVE)
+            variables[position.argument] = {position.path[-1]: value}
+            answers.append(_without(await caller.post(query, **variables), value))
+        if answers[0] != answers[1]:
+            differing[str(position)] = (answers[0], answers[1])
+
+    assert differing == {}
+    admin = await clinics.callers["admin"].data(
+        "query($id: ID!) { appointments(filter: {clinicDoctorId: $id}) { edges { node { id } } } }",
+        id=str(world.clinic_doctor_of_b.id),
+    )
+    assert str(linked_into_b) in {edge["node"]["id"] for edge in admin["appointments"]["edges"]}

@@ -87,7 +87,11 @@ def test_chromium_shows_which_clients_still_read_the_deprecated_fields(tmp_path:
     server.mkdir()
     legacy = "{ appointments(first: 5) { edges { node { id doctor { name } } } } }"
     current = "{ appointments(first: 5) { edges { node { id clinicDoctor { id } } } } }"
-    with running_demo(server) as url, httpx.Client(base_url=url, timeout=30) as client:
+    listed = {"CLINIC_USAGE_CLIENTS": "web,ios,android"}
+    with (
+        running_demo(server, settings=listed) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         for name, version, query in (
             ("web", "1.4.0", legacy),
             ("web", "1.5.0", legacy),

@@ -18,11 +18,20 @@ from appointments.models import FieldUsageDaily
 from appointments.stages import Stage
 from schema.deprecated_fields import deprecated_fields
 from schema.schema import schema
+from server.settings import Settings, SettingsError
 from tests.conftest import Api, World, consistent_links, insert_appointment, open_api, set_stages
 from tests.test_dashboard import dashboard
 from tests.test_observability import metric
 
 DOCTOR, PATIENT = "Appointment.doctor", "Appointment.patient"
+LISTED = frozenset({"web", "ios", "android", "admin-console", "<script>"})
+
+
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    return {"usage_clients": LISTED}
+
+
 LEGACY_READ = """
 query Legacy($clinicId: ID!) {
   appointments(first: 10, filter: {clinicId: $clinicId}) { edges { node { id doctor { name } } } }
@@ -239,23 +248,23 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(
 async def test_stopping_the_service_writes_what_it_counted(
     database_url: str, flags_file: Path, clinic: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    async with open_api(database_url, flags_file) as api:
+    async with open_api(database_url, flags_file, usage_clients=LISTED) as api:
         await send(api, LEGACY_READ, {"clinicId": clinic}, "web", "2.0")
         assert await stored(sessions) == {}
 
     assert await stored(sessions) == {("web", "2.0", DOCTOR): 1}
 
 
-class TestBoundedClients:
+class TestListedClients:
     @pytest.fixture
     def app_settings(self) -> dict[str, Any]:
-        return {"usage_max_clients": 2}
+        return {"usage_clients": frozenset({"web", "ios"})}
 
-    async def test_clients_beyond_the_limit_and_malformed_names_fold_into_other(
+    async def test_only_the_clients_the_operator_lists_are_counted_by_name(
         self, api: Api, clinic: str, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         before = await metric(
-            api, "clinic_deprecated_field_operations_total", client="other", field=DOCTOR
+            api, "clinic_deprecated_field_operations_total", client="unknown", field=DOCTOR
         )
         variables = {"clinicId": clinic}
         await send(api, LEGACY_READ, variables)
@@ -267,17 +276,28 @@ class TestBoundedClients:
         await send(api, LEGACY_READ, variables, "web", "1.0")
 
         assert await flushed(api, sessions) == {
-            ("unknown", "unknown", DOCTOR): 1,
+            ("unknown", "unknown", DOCTOR): 3,
             ("web", "1.0", DOCTOR): 2,
             ("ios", "3.1", DOCTOR): 1,
-            ("other", "other", DOCTOR): 3,
+            ("unknown", "other", DOCTOR): 1,
         }
         assert await metric(
-            api, "clinic_deprecated_field_operations_total", client="other", field=DOCTOR
-        ) == (before + 3)
+            api, "clinic_deprecated_field_operations_total", client="unknown", field=DOCTOR
+        ) == (before + 4)
         assert await metric(
             api, "clinic_deprecated_field_operations_total", client="android", field=DOCTOR
         ) == (0)
+
+    async def test_made_up_names_cannot_push_a_listed_client_out(
+        self, api: Api, clinic: str, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        for number in range(60):
+            await send(api, LEGACY_READ, {"clinicId": clinic}, f"squatter-{number}")
+        await send(api, LEGACY_READ, {"clinicId": clinic}, "web", "2.0")
+
+        counts = await flushed(api, sessions)
+
+        assert counts == {("unknown", "unknown", DOCTOR): 60, ("web", "2.0", DOCTOR): 1}
 
     async def test_versions_beyond_the_limit_of_their_client_fold_into_other(
         self, api: Api, clinic: str, sessions: async_sessionmaker[AsyncSession]
@@ -292,27 +312,15 @@ class TestBoundedClients:
             ["other", *(f"1.{number}" for number in range(MAX_VERSIONS_PER_CLIENT))]
         )
 
-    async def test_a_restart_keeps_the_clients_it_stored_and_folds_newcomers(
-        self,
-        api: Api,
-        database_url: str,
-        flags_file: Path,
-        clinic: str,
-        sessions: async_sessionmaker[AsyncSession],
-    ) -> None:
-        await send(api, LEGACY_READ, {"clinicId": clinic}, "web")
-        await send(api, LEGACY_READ, {"clinicId": clinic}, "ios")
-        await api.services.usage.flush(api.services.sessions)
 
-        async with open_api(database_url, flags_file, usage_max_clients=2) as restarted:
-            await send(restarted, LEGACY_READ, {"clinicId": clinic}, "android")
-            await send(restarted, LEGACY_READ, {"clinicId": clinic}, "ios")
+def test_the_listed_clients_come_from_the_environment() -> None:
+    settings = Settings.from_environment({"CLINIC_USAGE_CLIENTS": " web, ios-app ,,"})
 
-        assert await stored(sessions) == {
-            ("web", "unknown", DOCTOR): 1,
-            ("ios", "unknown", DOCTOR): 2,
-            ("other", "other", DOCTOR): 1,
-        }
+    assert settings.usage_clients == {"web", "ios-app"}
+    assert Settings.from_environment({}).usage_clients == frozenset()
+    for bad in ("caf\u00e9", "other", "unknown", "x" * 65):
+        with pytest.raises(SettingsError):
+            Settings.from_environment({"CLINIC_USAGE_CLIENTS": f"web,{bad}"})
 
 
 async def test_clinic_usage_lists_clients_per_field_and_says_when_none_read_one(

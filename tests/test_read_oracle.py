@@ -164,7 +164,7 @@ METRICS = {
 
 async def migration_metrics(api: Api) -> Counter[tuple[str, ...]]:
     """The migration counters /metrics shows, keyed as ``read_oracle.metric_changes``."""
-    response = await api.client.get("/metrics")
+    response = await api.client.get("/metrics", headers={"Authorization": f"Bearer {SECRET}"})
     found: Counter[tuple[str, ...]] = Counter()
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -183,7 +183,9 @@ PEOPLE = 3
 async def oracle_api(
     database_url: str, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Api]:
-    async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+    async with open_api(
+        database_url, flags_file, production=True, jwt_secret=SECRET, metrics_token=SECRET
+    ) as api:
         yield api
 
 
@@ -431,7 +433,9 @@ async def contracted_api(
             await session.execute(delete(model))
     await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
     try:
-        async with open_api(database_url, flags_file, production=True, jwt_secret=SECRET) as api:
+        async with open_api(
+            database_url, flags_file, production=True, jwt_secret=SECRET, metrics_token=SECRET
+        ) as api:
             yield api
     finally:
         await revert_if_contracted(engine)

@@ -58,7 +58,9 @@ def wait_for_line(
 
 
 @contextmanager
-def running_demo(directory: Path, workers: int = 1) -> Iterator[str]:
+def running_demo(
+    directory: Path, workers: int = 1, settings: dict[str, str] | None = None
+) -> Iterator[str]:
     executable = Path(sys.executable).with_name("clinic")
     assert executable.exists(), "the package's console script is not installed"
     port = free_port()
@@ -66,7 +68,7 @@ def running_demo(directory: Path, workers: int = 1) -> Iterator[str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("CLINIC_", "UNLEASH_"))
-    }
+    } | (settings or {})
     process = subprocess.Popen(
         [executable, "serve", "--demo", "--port", str(port), "--workers", str(workers)],
         cwd=directory,

@@ -120,7 +120,7 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
     table = Appointment.__table__
     statement = select(*columns(legacy_columns))
     for name in filters:
-        statement = statement.where(_filter(name, legacy_columns))
+        statement = statement.where(_filter(name, legacy_columns, scoped))
     if scoped:
         statement = statement.where(table.c.clinic_id.in_(bindparam("scope", expanding=True)))
     if has_after:
@@ -134,10 +134,11 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
     return statement.order_by(*APPOINTMENT_ORDER.columns).limit(limit)
 
 
-def _filter(name: str, legacy_columns: bool) -> ColumnElement[bool]:
+def _filter(name: str, legacy_columns: bool, scoped: bool) -> ColumnElement[bool]:
     """One filter, its value a parameter. A doctor or patient filter matches a row when
     either origin names that person or membership, so results do not depend on how far
-    the row's clinic has migrated."""
+    the row's clinic has migrated; for a viewer ``scoped`` to some clinics, a stored
+    membership of another clinic names nobody (reads serve it as unlinked)."""
     value = bindparam(f"filter_{name}", type_=_TYPES[name])
     if name == "clinic_id":
         return Appointment.clinic_id == value
@@ -148,9 +149,10 @@ def _filter(name: str, legacy_columns: bool) -> ColumnElement[bool]:
     if name == "status":
         return Appointment.status == value
     side = DOCTOR if name in ("doctor_id", "clinic_doctor_id") else PATIENT
+    clinics: Any = bindparam("scope", expanding=True) if scoped else None
     if name.startswith("clinic_"):
-        return names_membership(side, value, legacy_columns)
-    return names_person(side, value, legacy_columns)
+        return names_membership(side, value, legacy_columns, clinics)
+    return names_person(side, value, legacy_columns, clinics)
 
 
 _TYPES = {

@@ -10,17 +10,18 @@ clinic the viewer cannot see is never served.
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
+from appointments.bounded_cache import BoundedCache
 from appointments.events import MigrationEventLog
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment
@@ -37,6 +38,10 @@ from appointments.stages import Stage
 StageLookup = Callable[[uuid.UUID], Stage]
 COMPILED_READS = 512
 """Distinct read shapes (selection, stage set, rows) whose statements are kept."""
+COMPILED_READS_SQL = 300_000
+"""Characters of SQL the kept statements may hold in all. A statement's compiled state
+(its SQLAlchemy tree, cache key and compiled form) takes 40 to 80 bytes per character
+of its SQL: 12 to 24 MB per process, whatever the selections requests send."""
 KNOWN_CLINICS = 50_000
 """Appointments whose clinic the process remembers (see ``KnownClinics``)."""
 
@@ -191,7 +196,7 @@ class ReadModel:
             return []
         bind = session.bind
         postgres = bind is not None and bind.dialect.name == "postgresql"
-        compiled = _compiled(
+        key = (
             "postgresql" if postgres else "sqlite",
             selection,
             tuple(sorted(set(stages.values()))),
@@ -199,14 +204,24 @@ class ReadModel:
             access.clinics is None,
             source.key,
         )
+        shape = _shape(key)
+        compiled = shape.read
         parameters = {**source.parameters, **stage_parameters(stages)}
         if access.clinics is not None:
             parameters["viewer_clinics"] = sorted(access.clinics)
         started = time.perf_counter()
         # A Core statement, run on the session's connection: its rows need none of the
-        # ORM's loading.
+        # ORM's loading. Its compiled form is kept with it, not in the engine's cache,
+        # so that one bound covers both.
         connection = await session.connection()
-        result = (await connection.execute(compiled.statement, parameters)).all()
+        options = {"compiled_cache": shape.sql}
+        result = (
+            await connection.execute(compiled.statement, parameters, execution_options=options)
+        ).all()
+        if not shape.weighed:
+            shape.weighed = True
+            shapes.reweigh(key, sum(len(sql.string) for sql in shape.sql.values()))
+            _collect_dropped_shapes()
         bookkeeping.report(
             result if shown is None else result[:shown],
             compiled.sides,
@@ -224,22 +239,48 @@ class ReadModel:
 _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))
 
 
-@lru_cache(maxsize=COMPILED_READS)
-def _compiled(
-    dialect: str,
-    selection: Selection,
-    stages: tuple[Stage, ...],
-    legacy_columns: bool,
-    sees_every_clinic: bool,
-    key: rows.RowKey,
-) -> CompiledRead:
-    """The statement for one shape of read, built once (building it costs far more than
-    running it)."""
-    return compile_read(
-        JsonSql(dialect),
-        selection,
-        rows.from_clause(key, legacy_columns),
-        stages,
-        legacy_columns,
-        sees_every_clinic,
-    )
+@dataclass(slots=True)
+class Shape:
+    """One shape's statement and SQLAlchemy's compiled form of it (filled on first use)."""
+
+    read: CompiledRead
+    sql: dict[Any, Any] = field(default_factory=dict)
+    weighed: bool = False
+
+
+ShapeKey = tuple[str, Selection, tuple[Stage, ...], bool, bool, rows.RowKey]
+shapes: BoundedCache[ShapeKey, Shape] = BoundedCache(COMPILED_READS, COMPILED_READS_SQL)
+"""The statements of the read shapes served lately (building one costs far more than
+running it); weighed by their SQL once it is compiled."""
+
+
+def _collect_dropped_shapes() -> None:
+    """A full garbage collection once the cache has turned over.
+
+    A statement's objects form reference cycles and are old by the time they are
+    dropped, so only a full collection frees them, and with the service's collector
+    threshold (``CLINIC_GC_THRESHOLD``) that is rare: a stream of new selections
+    grew a worker by hundreds of megabytes of dropped statements. Traffic whose shapes
+    fit in the cache never pays for this.
+    """
+    if shapes.evicted_weight >= shapes.max_weight:
+        shapes.evicted_weight = 0
+        gc.collect()
+
+
+def _shape(key: ShapeKey) -> Shape:
+    shape = shapes.get(key)
+    if shape is None:
+        dialect, selection, stages, legacy_columns, sees_every_clinic, row_key = key
+        read = compile_read(
+            JsonSql(dialect),
+            selection,
+            rows.from_clause(row_key, legacy_columns),
+            stages,
+            legacy_columns,
+            sees_every_clinic,
+        )
+        shape = Shape(read)
+        # Weighed as the bound allows until its SQL is known (first use).
+        shapes.put(key, shape, 0)
+    return shape
