@@ -7,18 +7,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -40,15 +32,17 @@ from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
-from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
+from flags.source import FlagSource
 from flags.stages import StageResolver, Viewer
 from schema.context import RequestContext
 from schema.schema import QueryLimits, build_schema
 from server import graphiql
 from server.auth import Authenticator, RequireViewer
 from server.dashboard import migration_dashboard
+from server.flag_sources import open_flag_source
 from server.graphql_view import ClinicGraphQL
 from server.logs import configure_logging_once
+from server.metrics_endpoint import prometheus_metrics
 from server.middleware import BodySizeLimitMiddleware, ContainErrorsMiddleware, RequestIdMiddleware
 from server.settings import Settings
 from server.viewers import RequireKnownUser
@@ -246,24 +240,6 @@ class Services:
         await self.engine.dispose()
 
 
-def open_flag_source(settings: Settings) -> FlagSource:
-    """The Unleash server source when ``UNLEASH_URL`` is set (with its client token, else
-    ``SettingsError``), the local flags file otherwise."""
-    settings.require_client_token()
-    if settings.unleash_url is not None and settings.unleash_api_token is not None:
-        logger.info("stages come from the Unleash server", extra={"url": settings.unleash_url})
-        return UnleashServerFlagSource(
-            url=settings.unleash_url,
-            api_token=settings.unleash_api_token,
-            app_name=settings.unleash_app_name,
-            refresh_interval=settings.unleash_refresh_interval,
-            cache_directory=settings.unleash_cache_dir,
-            environment=settings.unleash_environment,
-        )
-    logger.info("stages come from the local flags file", extra={"path": str(settings.flags_file)})
-    return LocalFileFlagSource(settings.flags_file, settings.unleash_app_name)
-
-
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -306,18 +282,6 @@ class Readiness:
             return JSONResponse({"status": "ready", "database": database, "flags": flags})
         body = {"status": "unavailable", "reason": "; ".join(reasons)}
         return JSONResponse(body | {"database": database, "flags": flags}, status_code=503)
-
-
-async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus exposition; the flag source is looked at first, so its gauges are current."""
-    services: Services = request.app.state.services
-    services.flags.describe()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def home(_request: Request) -> Response:
