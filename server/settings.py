@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
-from appointments.idempotency import IdempotencyPolicy
 from appointments.persisted_documents import DEFAULT_CACHE_BYTES, DEFAULT_MAX_ROWS
+from appointments.policies import (
+    DEFAULT_DATABASE_URL,
+    PSYCOPG_PREPARE_THRESHOLD,
+    IdempotencyPolicy,
+)
 from appointments.stages import Stage
 
 DEFAULT_FLAGS_FILE = "var/flags.json"
 LOG_FORMATS = ("auto", "json", "text")
+MIN_JWT_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -71,6 +75,24 @@ class Settings:
             retention=timedelta(hours=self.idempotency_retention_hours),
             claim_timeout=timedelta(seconds=self.idempotency_claim_seconds),
         )
+
+    def require_production_keys(self) -> None:
+        """Raise ``SettingsError`` when production mode has no key to check tokens with, or
+        an HS256 secret shorter than ``MIN_JWT_SECRET_BYTES`` (RFC 7518 asks for at least
+        the hash's size: a shorter one can be guessed offline from any token)."""
+        if not self.production:
+            return
+        if self.jwt_secret is None and self.jwt_public_key is None:
+            raise SettingsError(
+                "production mode needs CLINIC_JWT_SECRET or CLINIC_JWT_PUBLIC_KEY_FILE"
+            )
+        if self.jwt_public_key is None and self.jwt_secret is not None:
+            length = len(self.jwt_secret.encode())
+            if length < MIN_JWT_SECRET_BYTES:
+                raise SettingsError(
+                    f"CLINIC_JWT_SECRET is {length} bytes; production mode needs at least"
+                    f" {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+                )
 
     def require_client_token(self) -> None:
         """Raise ``SettingsError`` when stages would come from Unleash (``UNLEASH_URL`` set)
