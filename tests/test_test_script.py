@@ -58,8 +58,7 @@ def test_outside_ci_a_failed_install_skips_the_browser_tests_in_one_line(
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout == "skip=1\n"
     assert finished.stderr == (
-        f"scripts/test: Chromium could not be installed ({LOCKED}): the browser tests"
-        " are skipped\n"
+        f"scripts/test: Chromium could not be installed ({LOCKED}): the browser tests are skipped\n"
     )
     calls = (tmp_path / "apt-get.calls").read_text(encoding="utf-8").splitlines()
     assert calls == ["-o DPkg::Lock::Timeout=7 update -qq"]
