@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, request_response
 
 import migrations
-from appointments import idempotency
+from appointments import idempotency, read_tally
 from appointments.access import Access
 from appointments.db import (
     SerializedSession,
@@ -69,6 +69,7 @@ class Services:
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
+    _reads_flusher: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -120,6 +121,9 @@ class Services:
         await usage.admit_recent_clients(sessions)
         services._usage_flusher = asyncio.create_task(
             usage.flush_forever(lambda: services.sessions, settings.usage_flush_seconds)
+        )
+        services._reads_flusher = asyncio.create_task(
+            read_tally.READS.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
         return services
 
@@ -227,15 +231,23 @@ class Services:
             gate=self.gate,
         )
 
+    async def flush_reads(self) -> None:
+        """Add this process's tallied reads to the health counters; a failure is logged."""
+        try:
+            await read_tally.READS.flush(self.sessions)
+        except Exception:
+            logger.warning(read_tally.FLUSH_FAILED, exc_info=True)
+
     async def stop(self) -> None:
-        """Stop the background tasks, write the field usage counted since the last flush,
-        and close the flag source and the engine."""
-        for task in (self._refresher, self._purger, self._usage_flusher):
+        """Stop the background tasks, write the field usage and the reads counted since the
+        last flush, and close the flag source and the engine."""
+        for task in (self._refresher, self._purger, self._usage_flusher, self._reads_flusher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.usage.flush_logged(self.sessions)
+        await self.flush_reads()
         self.flags.close()
         await self.engine.dispose()
 

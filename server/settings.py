@@ -66,6 +66,7 @@ class Settings:
     persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
     persisted_documents_max: int = DEFAULT_MAX_ROWS
     trusted_documents: Path | None = None
+    health_flush_seconds: int = 30
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -186,6 +187,9 @@ class Settings:
             trusted_documents=Path(env["CLINIC_TRUSTED_DOCUMENTS"])
             if env.get("CLINIC_TRUSTED_DOCUMENTS")
             else None,
+            health_flush_seconds=_integer(
+                env, "CLINIC_HEALTH_FLUSH_SECONDS", defaults.health_flush_seconds
+            ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )
