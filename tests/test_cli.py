@@ -96,3 +96,10 @@ def test_unleash_scheduler_says_nothing_at_info(tmp_path: Path) -> None:
     loggers = {json.loads(line)["logger"] for line in shown.stderr.splitlines()}
     assert loggers <= {"server", "flags"}, shown.stderr
     assert "stages from unleash" in shown.stdout
+
+
+def test_token_roles_are_the_user_roles() -> None:
+    from appointments.models import UserRole
+    from server.service_commands import ROLES
+
+    assert tuple(role.value for role in UserRole) == ROLES
