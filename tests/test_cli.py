@@ -103,3 +103,12 @@ def test_token_roles_are_the_user_roles() -> None:
     from server.service_commands import ROLES
 
     assert tuple(role.value for role in UserRole) == ROLES
+
+
+def test_the_service_logs_keep_the_unleash_scheduler_and_alembic_plugins_quiet() -> None:
+    from server.logs import logging_config
+
+    loggers = logging_config("INFO")["loggers"]
+
+    assert loggers["apscheduler"]["level"] == "WARNING"
+    assert loggers["alembic.runtime.plugins"]["level"] == "WARNING"
