@@ -19,15 +19,12 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, defer
 
 from appointments.models import Appointment
+from appointments.policies import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
 
 T = TypeVar("T")
 logger = logging.getLogger("appointments.db")
 
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/clinic.sqlite3"
-"""The embedded default: a SQLite file under var/ (``CLINIC_DATABASE_URL`` overrides it)."""
-
-PSYCOPG_PREPARE_THRESHOLD = 5
+__all__ = ["DEFAULT_DATABASE_URL", "PSYCOPG_PREPARE_THRESHOLD"]
 
 
 def create_engine(

@@ -1,9 +1,12 @@
-"""Per-clinic health counters in the database: read fallbacks and failed writes per minute.
+"""Per-clinic health counters in the database: read fallbacks, failed writes and reads by
+origin per minute.
 
 A request counts its own events (``MigrationEventLog.by_clinic``) and adds them
 to the clinic's row of the current minute once, when it ends. Every process
 writes to the same table, so the rollout autopilot's guards see the whole
-service, which one process's Prometheus counters cannot show.
+service, which one process's Prometheus counters cannot show. Reads are not
+written per request (most requests are reads): each process tallies them per
+minute and adds them every few seconds (``appointments.read_tally``).
 """
 
 from __future__ import annotations
@@ -45,20 +48,37 @@ async def add_counts(
             {"clinic_id": clinic_id, "minute": minute, "read_fallbacks": 0, "write_failures": 0},
         )
         row[COLUMNS[kind]] += count
+    await _add(session, list(rows.values()), ("read_fallbacks", "write_failures"))
+
+
+ReadCounts = Mapping[tuple[uuid.UUID, datetime, str], int]
+"""Appointment sides read per (clinic, minute, origin), origin being ``legacy`` or ``new``."""
+
+
+async def add_reads(session: AsyncSession, reads: ReadCounts) -> None:
+    """Add ``reads`` to their clinics' rows of their minutes (one upsert; the caller commits)."""
+    rows: dict[tuple[uuid.UUID, datetime], dict[str, Any]] = {}
+    for (clinic_id, minute, origin), count in reads.items():
+        row = rows.setdefault(
+            (clinic_id, minute),
+            {"clinic_id": clinic_id, "minute": minute, "reads_legacy": 0, "reads_new": 0},
+        )
+        row[f"reads_{origin}"] += count
+    await _add(session, list(rows.values()), ("reads_legacy", "reads_new"))
+
+
+async def _add(session: AsyncSession, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    """Insert ``rows``, or add their ``columns`` to the rows already there."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(ClinicHealthCounter).values(list(rows.values()))
+    statement = insert(ClinicHealthCounter).values(rows)
+    table = ClinicHealthCounter.__table__.c
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[ClinicHealthCounter.clinic_id, ClinicHealthCounter.minute],
-            set_={
-                "read_fallbacks": ClinicHealthCounter.read_fallbacks
-                + statement.excluded.read_fallbacks,
-                "write_failures": ClinicHealthCounter.write_failures
-                + statement.excluded.write_failures,
-            },
+            set_={name: table[name] + statement.excluded[name] for name in columns},
         )
     )
 

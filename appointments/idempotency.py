@@ -47,7 +47,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import delete, text, update
@@ -58,6 +58,7 @@ from appointments.db import dialect_of
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents
 from appointments.models import IdempotencyKey, IdempotencyState, utcnow
+from appointments.policies import IdempotencyPolicy as IdempotencyPolicy
 from appointments.snapshots import canonical, restore, snapshot
 from appointments.writes import run_in_transaction
 
@@ -73,15 +74,6 @@ LOCK_SPACE = 0x1DE3
 """First key of the two-key advisory locks that hold keys on PostgreSQL."""
 
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:space, :key)")
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyPolicy:
-    """``retention``: how long keys and results are kept. ``claim_timeout`` (SQLite): after
-    this a ``running`` claim is taken over, its holder presumed dead."""
-
-    retention: timedelta = timedelta(hours=24)
-    claim_timeout: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)

@@ -326,7 +326,8 @@ class PersistedDocument(Base):
 
 
 class ClinicHealthCounter(Base):
-    """Per clinic and minute: reads that fell back and writes that failed, from every process.
+    """Per clinic and minute: reads that fell back and writes that failed, from every process,
+    and the appointment sides read from each origin (for the dashboard's charts).
 
     The rollout autopilot's guards read these; Prometheus counters carry no clinic id.
     """
@@ -337,6 +338,8 @@ class ClinicHealthCounter(Base):
     minute: Mapped[datetime] = mapped_column(primary_key=True)
     read_fallbacks: Mapped[int] = mapped_column(default=0)
     write_failures: Mapped[int] = mapped_column(default=0)
+    reads_legacy: Mapped[int] = mapped_column(default=0, server_default="0")
+    reads_new: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class RolloutAction(enum.StrEnum):

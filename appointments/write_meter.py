@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,20 @@ class WriteMeter:
     clinic_id: uuid.UUID | None = None
 
 
+_COUNTED: contextvars.ContextVar[bool] = contextvars.ContextVar("writes_counted", default=True)
+
+
+@contextmanager
+def not_traffic() -> Iterator[None]:
+    """Writes made inside are not service traffic (the demo seed): not in the Prometheus
+    counters nor in the dashboard's recent activity."""
+    token = _COUNTED.set(False)
+    try:
+        yield
+    finally:
+        _COUNTED.reset(token)
+
+
 # Outcomes that say the stage could not write what it must (not a caller's mistake).
 FAILED_WRITE_OUTCOMES = frozenset({ErrorCode.MEMBERSHIP_MISSING.value.lower(), "internal_error"})
 
@@ -51,8 +66,9 @@ def metered(
         raise
     finally:
         stage = "unknown" if meter.stage is None else meter.stage.value
-        metrics.WRITES.labels(stage, operation, _input_style(references), outcome).inc()
-        RECENT.record("write", stage)
+        if _COUNTED.get():
+            metrics.WRITES.labels(stage, operation, _input_style(references), outcome).inc()
+            RECENT.record("write", stage)
         if (
             failures is not None
             and outcome in FAILED_WRITE_OUTCOMES

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 
 import migrations
-from appointments import idempotency
+from appointments import idempotency, read_tally
 from appointments.access import Access
 from appointments.db import (
     SerializedSession,
@@ -31,7 +31,7 @@ from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
-from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
+from flags.source import FlagSource
 from flags.stages import StageResolver, Viewer
 from schema.context import RequestContext
 from schema.schema import QueryLimits, build_schema
@@ -39,6 +39,7 @@ from server import graphiql
 from server.auth import Authenticator, RequireViewer
 from server.dashboard import migration_dashboard
 from server.endpoints import PrometheusMetrics, Readiness, healthz, home
+from server.flag_sources import open_flag_source
 from server.graphql_view import ClinicGraphQL
 from server.logs import configure_logging_once
 from server.middleware import (
@@ -72,6 +73,7 @@ class Services:
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
+    _reads_flusher: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -122,6 +124,9 @@ class Services:
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         services._usage_flusher = asyncio.create_task(
             usage.flush_forever(lambda: services.sessions, settings.usage_flush_seconds)
+        )
+        services._reads_flusher = asyncio.create_task(
+            read_tally.READS.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
         return services
 
@@ -229,35 +234,25 @@ class Services:
             gate=self.gate,
         )
 
+    async def flush_reads(self) -> None:
+        """Add this process's tallied reads to the health counters; a failure is logged."""
+        try:
+            await read_tally.READS.flush(self.sessions)
+        except Exception:
+            logger.warning(read_tally.FLUSH_FAILED, exc_info=True)
+
     async def stop(self) -> None:
-        """Stop the background tasks, write the field usage counted since the last flush,
-        and close the flag source and the engine."""
-        for task in (self._refresher, self._purger, self._usage_flusher):
+        """Stop the background tasks, write the field usage and the reads counted since the
+        last flush, and close the flag source and the engine."""
+        for task in (self._refresher, self._purger, self._usage_flusher, self._reads_flusher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.usage.flush_logged(self.sessions)
+        await self.flush_reads()
         self.flags.close()
         await self.engine.dispose()
-
-
-def open_flag_source(settings: Settings) -> FlagSource:
-    """The Unleash server source when ``UNLEASH_URL`` is set (with its client token, else
-    ``SettingsError``), the local flags file otherwise."""
-    settings.require_client_token()
-    if settings.unleash_url is not None and settings.unleash_api_token is not None:
-        logger.info("stages come from the Unleash server", extra={"url": settings.unleash_url})
-        return UnleashServerFlagSource(
-            url=settings.unleash_url,
-            api_token=settings.unleash_api_token,
-            app_name=settings.unleash_app_name,
-            refresh_interval=settings.unleash_refresh_interval,
-            cache_directory=settings.unleash_cache_dir,
-            environment=settings.unleash_environment,
-        )
-    logger.info("stages come from the local flags file", extra={"path": str(settings.flags_file)})
-    return LocalFileFlagSource(settings.flags_file, settings.unleash_app_name)
 
 
 def tune_garbage_collector(threshold: int) -> None:

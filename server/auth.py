@@ -55,11 +55,7 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        configured = settings.jwt_secret is not None or settings.jwt_public_key is not None
-        if settings.production and not configured:
-            raise SettingsError(
-                "production mode needs CLINIC_JWT_SECRET or CLINIC_JWT_PUBLIC_KEY_FILE"
-            )
+        settings.require_production_keys()
         if not settings.production:
             logger.warning(
                 "DEV MODE: anonymous requests from this machine act as the demo admin;"

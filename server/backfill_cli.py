@@ -169,7 +169,8 @@ def describe(summary: BackfillSummary) -> str:
                 else ""
             )
         )
+        left = "would remain unlinked" if summary.dry_run else "still unlinked"
         for reason, count in summary.remaining.get(side, {}).items():
             if count:
-                lines.append(f"    still unlinked, {reason.replace('_', ' ')}: {count}")
+                lines.append(f"    {left}, {reason.replace('_', ' ')}: {count}")
     return "\n".join(lines)

@@ -18,12 +18,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 import migrations
-from appointments import validation
+from appointments import history, validation
 from appointments.access import Permission, role_allows
 from appointments.activity import RECENT
 from appointments.stages import Stage
 from appointments.validation import ClinicReport
 from flags.stages import GatedStage, StageResolver, Viewer
+from server.dashboard_charts import STYLE as CHARTS_STYLE
+from server.dashboard_charts import history_panel
 from server.dashboard_usage import usage_panel
 from server.rollout_panel import STYLE as ROLLOUT_STYLE
 from server.rollout_panel import rollout_panel
@@ -83,14 +85,16 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
         ):
             raise
         stages, reports = await _reports(services, viewer)
+    await services.flush_reads()
     async with services.sessions() as session:
         rollout = await rollout_panel(session)
+        histories = await history.clinic_histories(session, [r.clinic_id for r in reports])
     served = {report.clinic_id: stages(report.clinic_id) for report in reports}
     gated = stages.gated
     rows = [_clinic_row(r, served[r.clinic_id], gated.get(r.clinic_id)) for r in reports]
     usage = await usage_panel(services)
     gates, contracted = services.settings.readiness_gates, not services.legacy_columns
-    page = _page(rows, gates, contracted, rollout, usage)
+    page = _page(rows, gates, contracted, history_panel(reports, histories) + rollout, usage)
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -181,10 +185,13 @@ def _page(rows: list[str], gates: bool, contracted: bool, rollout: str, usage: s
 <meta charset="utf-8">
 <meta http-equiv="refresh" content="30">
 <title>Migration dashboard</title>
-<style>{STYLE}{ROLLOUT_STYLE}</style>
+<style>{STYLE}{ROLLOUT_STYLE}{CHARTS_STYLE}</style>
 </head>
 <body>
 <h1>Clinic model migration</h1>
+<nav class="panels"><a href="#clinics">Clinics</a><a href="#history-title">Last 24 hours</a>
+<a href="#rollout">Rollout</a><a href="#activity">Activity</a>
+<a href="#usage">Deprecated fields</a></nav>
 <p class="meta">{escape(" · ".join(notes))}<br>
 Coverage: appointments linked on both sides (clinic doctor and clinic patient) out of all.
 Served is the stage requests get; it is highlighted when readiness gates hold a clinic below

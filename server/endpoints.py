@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -17,6 +18,8 @@ from prometheus_client import (
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from server.metrics_endpoint import forget_dead_processes
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -98,7 +101,9 @@ class PrometheusMetrics:
             )
         services: Services = request.app.state.services
         services.flags.describe()
-        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            forget_dead_processes(Path(directory))
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:

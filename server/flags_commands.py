@@ -32,8 +32,8 @@ from flags.reshape import ReshapeError, reshape_file, reshape_unleash
 from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
 from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
-from server.app import open_flag_source
 from server.command_sessions import in_transaction
+from server.flag_sources import open_flag_source
 from server.settings import Settings, SettingsError
 
 STAGES = ", ".join(stage.value for stage in Stage)

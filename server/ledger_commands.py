@@ -28,6 +28,7 @@ from appointments.models import MigrationMismatch, MismatchField, MismatchStatus
 from server.settings import Settings
 
 T = TypeVar("T")
+E = TypeVar("E", MismatchField, MismatchStatus)
 EXIT_REFUSED = 1
 EXIT_NOT_FOUND = 2
 COLUMNS = (
@@ -54,8 +55,10 @@ def add_ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
     listing = actions.add_parser("list", help="entries, least recently seen first")
     listing.add_argument("--clinic", type=uuid.UUID, help="only this clinic's entries")
-    listing.add_argument("--field", type=MismatchField, choices=list(MismatchField))
-    listing.add_argument("--status", type=MismatchStatus, choices=list(MismatchStatus))
+    # Checked by the handler, not argparse, so that a bad filter exits 1 like GraphQL's
+    # refusals (argparse's 2 is this command's "no such entry").
+    listing.add_argument("--field", help=f"one of {', '.join(MismatchField)}")
+    listing.add_argument("--status", help=f"one of {', '.join(MismatchStatus)}")
     listing.add_argument("--first", type=int, help="page size (default 20, at most 100)")
     listing.add_argument("--after", help="the cursor the previous page printed")
     listing.add_argument("--json", action="store_true")
@@ -75,7 +78,12 @@ def add_ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _list(settings: Settings, arguments: argparse.Namespace) -> int:
-    where = ledger.MismatchFilter(arguments.clinic, arguments.field, arguments.status)
+    try:
+        field = _choice(MismatchField, "--field", arguments.field)
+        status = _choice(MismatchStatus, "--status", arguments.status)
+    except DomainError as error:
+        return _refused(error)
+    where = ledger.MismatchFilter(arguments.clinic, field, status)
 
     async def page_of(session: AsyncSession) -> tuple[list[dict[str, Any]], bool, str | None]:
         page = await ledger.list_mismatches(session, where, arguments.first, arguments.after)
@@ -96,7 +104,11 @@ def _list(settings: Settings, arguments: argparse.Namespace) -> int:
             f" seen {entry['times_seen']}x, last {entry['last_seen_at']},"
             f" appointment {entry['appointment_id']}"
         )
-    more = f"; next page: --after {end_cursor}" if has_next_page else ""
+    more = ""
+    if has_next_page:
+        more = (
+            f"; next page: --after {end_cursor}" if end_cursor else "; more with --first 1 or more"
+        )
     print(f"{len(entries)} entries{more}")
     return 0
 
@@ -145,6 +157,18 @@ def _run(settings: Settings, operation: Callable[[AsyncSession], Awaitable[T]]) 
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _choice(kind: type[E], option: str, value: str | None) -> E | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        known = ", ".join(member.value for member in kind)
+        raise DomainError(
+            ErrorCode.INVALID_INPUT, f"{option} {value!r} is not one of: {known}", option
+        ) from None
 
 
 def _refused(error: DomainError) -> int:

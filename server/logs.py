@@ -80,6 +80,9 @@ def logging_config(level: str, log_format: str = "auto") -> dict[str, Any]:
             "uvicorn.access": {"level": level, "handlers": [], "propagate": True},
             # The Unleash SDK logs a warning on every failed poll: keep only its errors.
             "UnleashClient": {"level": "ERROR"},
+            # The SDK's scheduler says INFO on every poll, alembic on every plugin it loads.
+            "apscheduler": {"level": "WARNING"},
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 

@@ -25,8 +25,8 @@ from appointments.db import create_engine, create_session_factory
 from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
-from server.app import open_flag_source
 from server.backfill_cli import add_backfill_arguments, describe, options_from, progress_display
+from server.flag_sources import open_flag_source
 from server.settings import Settings
 
 EXIT_CONTRACTED = 3

@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from appointments.db import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
 from appointments.field_usage import OTHER, UNKNOWN, label_of
-from appointments.idempotency import IdempotencyPolicy
 from appointments.persisted_documents import DEFAULT_CACHE_BYTES, DEFAULT_MAX_ROWS
+from appointments.policies import (
+    DEFAULT_DATABASE_URL,
+    PSYCOPG_PREPARE_THRESHOLD,
+    IdempotencyPolicy,
+)
 from appointments.stages import Stage
 
 DEFAULT_FLAGS_FILE = "var/flags.json"
 LOG_FORMATS = ("auto", "json", "text")
+MIN_JWT_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -66,6 +70,7 @@ class Settings:
     persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
     persisted_documents_max: int = DEFAULT_MAX_ROWS
     trusted_documents: Path | None = None
+    health_flush_seconds: int = 30
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -75,6 +80,24 @@ class Settings:
             retention=timedelta(hours=self.idempotency_retention_hours),
             claim_timeout=timedelta(seconds=self.idempotency_claim_seconds),
         )
+
+    def require_production_keys(self) -> None:
+        """Raise ``SettingsError`` when production mode has no key to check tokens with, or
+        an HS256 secret shorter than ``MIN_JWT_SECRET_BYTES`` (RFC 7518 asks for at least
+        the hash's size: a shorter one can be guessed offline from any token)."""
+        if not self.production:
+            return
+        if self.jwt_secret is None and self.jwt_public_key is None:
+            raise SettingsError(
+                "production mode needs CLINIC_JWT_SECRET or CLINIC_JWT_PUBLIC_KEY_FILE"
+            )
+        if self.jwt_public_key is None and self.jwt_secret is not None:
+            length = len(self.jwt_secret.encode())
+            if length < MIN_JWT_SECRET_BYTES:
+                raise SettingsError(
+                    f"CLINIC_JWT_SECRET is {length} bytes; production mode needs at least"
+                    f" {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+                )
 
     def require_client_token(self) -> None:
         """Raise ``SettingsError`` when stages would come from Unleash (``UNLEASH_URL`` set)
@@ -171,6 +194,9 @@ class Settings:
             trusted_documents=Path(env["CLINIC_TRUSTED_DOCUMENTS"])
             if env.get("CLINIC_TRUSTED_DOCUMENTS")
             else None,
+            health_flush_seconds=_integer(
+                env, "CLINIC_HEALTH_FLUSH_SECONDS", defaults.health_flush_seconds
+            ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),
         )

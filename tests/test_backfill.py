@@ -136,6 +136,7 @@ async def test_a_dry_run_writes_nothing_and_predicts_the_real_run(
     real = await run_backfill(sessions, BackfillOptions(batch_size=4))
     assert preview.linked == real.linked == {"doctor": 6, "patient": 5}
     assert preview.created_memberships == real.created_memberships == {"doctor": 0, "patient": 0}
+    assert preview.remaining == real.remaining
 
 
 async def test_a_dry_run_creating_memberships_counts_the_rows_they_would_link(
@@ -157,6 +158,8 @@ async def test_a_dry_run_creating_memberships_counts_the_rows_they_would_link(
     assert real.linked == {"doctor": 9, "patient": 10}
     assert preview.linked == real.linked
     assert preview.created_memberships == real.created_memberships == {"doctor": 1, "patient": 1}
+    assert preview.remaining == real.remaining
+    assert real.remaining["doctor"]["no_membership_in_clinic"] == 1
 
 
 async def test_concurrent_writes_during_a_backfill_all_end_consistent(

@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import directory
+from appointments.activity import RECENT
+from appointments.events import PendingEvents
+from appointments.seed import seed_demo
 from appointments.stages import Stage
 from tests.conftest import READ_CLINIC, Api, World, set_stages
 from tests.test_backfill import book
@@ -194,3 +198,26 @@ class TestReadinessGates:
         served = clinics.column(rows[str(world.clinic_b.id)], "Served")
         assert (served.text, "gated" in served.classes) == ("live", False)
         assert clinics.column(rows[str(world.clinic_a.id)], "Requested (flag)").text == "live"
+
+
+async def test_the_demo_seed_is_not_counted_as_traffic(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """`clinic serve --demo` seeds in the process that serves: its 300 writes are history,
+    not activity, neither on the dashboard nor in the Prometheus counters."""
+
+    def writes_counted() -> float:
+        return sum(
+            sample.value
+            for family in REGISTRY.collect()
+            for sample in family.samples
+            if sample.name == "clinic_appointment_writes_total"
+        )
+
+    activity, counted = RECENT.totals(), writes_counted()
+    async with sessions() as session, session.begin():
+        summary = await seed_demo(session, PendingEvents(), 5)
+
+    assert summary.appointments == 30
+    assert RECENT.totals() == activity
+    assert writes_counted() == counted

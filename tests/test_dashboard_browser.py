@@ -17,7 +17,7 @@ from tests.conftest import browser_skipped, unavailable
 from tests.test_dashboard import parse_tables
 from tests.test_serve import running_demo
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CLINIC_CHROMIUM", "/usr/bin/chromium"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COVERAGE = re.compile(r"(\d+\.\d)% \((\d+) / (\d+)\)")
 

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ FENCE = re.compile(r"^```(\S*)(?:[ \t]+(\S+))?[ \t]*$")
 LABELS = {"variables", "headers", "answer"}
 
 
+SHELL_LABELS = {None, "sqlite", "postgresql", "not-run"}
+NOT_RUN_REASON = "# not run by the doc tests: "
+
+
 @dataclass
 class Example:
     where: str
@@ -60,8 +65,27 @@ class Example:
     answer: dict[str, Any] | None = None
 
 
+@dataclass
+class Shell:
+    """A ```` ```sh ```` block: run on both databases, on one (``label`` ``sqlite`` or
+    ``postgresql``), or not at all (``not-run``, its first line saying why)."""
+
+    where: str
+    script: str
+    label: str | None
+
+    def runs_on(self, database: str) -> bool:
+        return self.label is None or self.label == database
+
+
 def examples_in(path: Path) -> list[Example]:
     """The document's GraphQL examples, each with its labelled blocks."""
+    return [step for step in steps_in(path) if isinstance(step, Example)]
+
+
+def steps_in(path: Path) -> list[Example | Shell]:
+    """The document's GraphQL examples and shell blocks, in order."""
+    steps: list[Example | Shell] = []
     examples: list[Example] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     number = 0
@@ -79,6 +103,12 @@ def examples_in(path: Path) -> list[Example]:
         where = f"{path.relative_to(ROOT)}:{start}"
         if language == "graphql":
             examples.append(Example(where, body))
+            steps.append(examples[-1])
+        elif language == "sh":
+            assert label in SHELL_LABELS, f"{where}: unknown shell block label {label!r}"
+            if label == "not-run":
+                assert body.startswith(NOT_RUN_REASON), f"{where}: say why it is not run"
+            steps.append(Shell(where, body, label))
         elif language == "json" and label in LABELS:
             assert examples, f"{where}: a json {label} block with no graphql block before it"
             value = json.loads(body)
@@ -86,7 +116,7 @@ def examples_in(path: Path) -> list[Example]:
                 examples[-1].answer = value
             else:
                 setattr(examples[-1], label, value)
-    return examples
+    return steps
 
 
 def difference(expected: Any, actual: Any, path: str = "") -> str | None:
@@ -255,15 +285,100 @@ def test_the_readme_is_short_and_every_link_resolves_inside_the_repository() -> 
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
 
 
+# Rewritten with the rollout autopilot in another change; its blocks join when it is done.
+UNCHECKED_SHELL = {"product-owner.md"}
+
+
+def test_every_shell_block_runs_or_says_why_not() -> None:
+    blocks = [
+        step
+        for path in DOCUMENTS
+        if path.name not in UNCHECKED_SHELL
+        for step in steps_in(path)
+        if isinstance(step, Shell)
+    ]
+
+    assert len([block for block in blocks if block.label != "not-run"]) >= 5
+    assert all(
+        block.script.startswith(NOT_RUN_REASON) == (block.label == "not-run") for block in blocks
+    )
+
+
+def shell_environment(demo_url: str, flags_file: Path) -> dict[str, str]:
+    """What a reader's terminal has: the demo database and flags file as the examples use
+    them; on PostgreSQL, the server's address and scratch names for a role and database."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CLINIC_", "UNLEASH_", "PG"))
+    }
+    environment |= {
+        "CLINIC_DATABASE_URL": demo_url,
+        "CLINIC_FLAGS_FILE": str(flags_file),
+        "CLINIC_LOG_FORMAT": "text",
+    }
+    url = make_url(demo_url)
+    if url.get_backend_name() == "postgresql":
+        scratch = uuid.uuid4().hex[:10]
+        environment |= {
+            "PGHOST": url.host or "127.0.0.1",
+            "PGPORT": str(url.port or 5432),
+            "PGUSER": url.username or "postgres",
+            "ROLE": f"clinic_docs_role_{scratch}",
+            "DATABASE": f"clinic_docs_zero_{scratch}",
+        }
+    return environment
+
+
+def run_shell(block: Shell, directory: Path, environment: dict[str, str]) -> str | None:
+    finished = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + block.script],
+        cwd=directory,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if finished.returncode == 0:
+        return None
+    return f"exit {finished.returncode}\n{finished.stdout[-2000:]}\n{finished.stderr[-3000:]}"
+
+
+def drop_scratch_role(demo_url: str, environment: dict[str, str]) -> None:
+    if "ROLE" not in environment:
+        return
+    admin = make_url(demo_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(
+        admin.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
+    ) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{environment["DATABASE"]}" WITH (FORCE)')
+        connection.execute(f'DROP ROLE IF EXISTS "{environment["ROLE"]}"')
+
+
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
 async def test_the_documents_examples_answer_as_shown_on_the_demo_data(
     path: Path, demo_url: str, tmp_path: Path
 ) -> None:
-    flags_file = tmp_path / "flags.json"
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    flags_file = tmp_path / "var" / "flags.json"
+    flags_file.parent.mkdir()
     write_document(flags_file, build_document(demo_clinic_stages(), [DEMO_ROLLOUT]))
+    database = make_url(demo_url).get_backend_name()
+    environment = shell_environment(demo_url, flags_file)
     problems: list[str] = []
     async with open_api(demo_url, flags_file) as api:
-        for example in examples_in(path):
+        for example in steps_in(path):
+            if isinstance(example, Shell):
+                if path.name in UNCHECKED_SHELL or not example.runs_on(database):
+                    continue
+                try:
+                    failed = await asyncio.to_thread(run_shell, example, tmp_path, environment)
+                finally:
+                    await asyncio.to_thread(drop_scratch_role, demo_url, environment)
+                if failed is not None:
+                    problems.append(f"{example.where}: {failed}")
+                continue
             response = await api.client.post(
                 "/graphql",
                 json={"query": example.query, "variables": example.variables},

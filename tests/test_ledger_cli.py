@@ -73,6 +73,25 @@ async def test_list_refuses_what_graphql_refuses(clinic_command: Any) -> None:
     assert bad_cursor[0] == 1
 
 
+async def test_a_bad_filter_is_refused_as_the_guide_says(clinic_command: Any) -> None:
+    field = await clinic_command("ledger", "list", "--field", "nonsense")
+    status = await clinic_command("ledger", "list", "--status", "closed")
+
+    assert field[0] == 1
+    assert field[2].startswith("error: --field 'nonsense' is not one of: doctor, patient,")
+    assert status[0] == 1
+    assert status[2] == "error: --status 'closed' is not one of: open, ignored, fixed\n"
+
+
+async def test_first_zero_says_more_exist_without_a_cursor(
+    clinic_command: Any, open_entries: list[str]
+) -> None:
+    status, out, _ = await clinic_command("ledger", "list", "--first", "0")
+
+    assert status == 0
+    assert out == "0 entries; more with --first 1 or more\n"
+
+
 async def test_show_and_set_status_triage_an_entry_saying_who_and_why(
     clinic_command: Any, open_entries: list[str], sessions: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -110,4 +110,13 @@ async def preview(
             summary.linked[side.name] = sum(s.linkable for s in sides) + by_creating[side.name]
         else:
             summary.linked[side.name] = sum(s.legacy_missing for s in sides)
+    # What a real run would leave: every linkable row linked, the rows the created
+    # memberships link no longer missing one (a dry run reports the run, not today).
     summary.remaining = remaining(counts, options.direction)
+    for side in SIDES:
+        left = summary.remaining[side.name]
+        if options.direction is Direction.FORWARD:
+            left["no_membership_in_clinic"] -= by_creating[side.name]
+            left["membership_exists_not_yet_linked"] = 0
+        else:
+            left["legacy_column_empty"] -= summary.linked[side.name]

@@ -23,6 +23,7 @@ from appointments.comparison import Difference
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
 from appointments.ledger import MismatchRecorder, Observation, ObservationKey
 from appointments.read_model.compiler import ROW_COLUMNS, SIDE_COLUMNS
+from appointments.read_tally import READS as READ_TALLY
 from appointments.sides import Side
 from appointments.stages import Origin, Stage, policy_for
 
@@ -55,6 +56,7 @@ def report(
     seconds: float,
 ) -> None:
     reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
+    by_clinic: Counter[tuple[uuid.UUID, str]] = Counter()
     comparisons: Counter[tuple[Stage, str]] = Counter()
     observations: list[tuple[ObservationKey, Observation]] = []
     origins: set[Origin] = set()
@@ -74,6 +76,7 @@ def report(
             origins.add(origin)
             outcome = "empty" if empty else "fallback" if fell_back else "authoritative"
             reads[(stage, side.name, origin, outcome)] += 1
+            by_clinic[(clinic_id, origin.value)] += 1
             if fell_back:
                 events.publish(ReadFallback(side.name, appointment_id, clinic_id, stage, origin))
             if not recorded:
@@ -105,6 +108,7 @@ def report(
             comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
             observations.append(((appointment_id.int, side.name), observation))
     recorder.observe_all(observations)
+    READ_TALLY.add(by_clinic)
     for (stage, side_name, origin, outcome), count in reads.items():
         metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
         RECENT.record("read", stage.value, count)
