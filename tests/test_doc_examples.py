@@ -285,18 +285,8 @@ def test_the_readme_is_short_and_every_link_resolves_inside_the_repository() -> 
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
 
 
-# Rewritten with the rollout autopilot in another change; its blocks join when it is done.
-UNCHECKED_SHELL = {"product-owner.md"}
-
-
 def test_every_shell_block_runs_or_says_why_not() -> None:
-    blocks = [
-        step
-        for path in DOCUMENTS
-        if path.name not in UNCHECKED_SHELL
-        for step in steps_in(path)
-        if isinstance(step, Shell)
-    ]
+    blocks = [step for path in DOCUMENTS for step in steps_in(path) if isinstance(step, Shell)]
 
     assert len([block for block in blocks if block.label != "not-run"]) >= 5
     assert all(
@@ -370,7 +360,7 @@ async def test_the_documents_examples_answer_as_shown_on_the_demo_data(
     async with open_api(demo_url, flags_file) as api:
         for example in steps_in(path):
             if isinstance(example, Shell):
-                if path.name in UNCHECKED_SHELL or not example.runs_on(database):
+                if not example.runs_on(database):
                     continue
                 try:
                     failed = await asyncio.to_thread(run_shell, example, tmp_path, environment)
