@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,25 +33,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import metrics
 from appointments.models import FieldUsageDaily
+from appointments.policies import OTHER_CLIENT, UNKNOWN_CLIENT, label_of
 
 logger = logging.getLogger("appointments.field_usage")
 
-UNKNOWN = "unknown"
-OTHER = "other"
+UNKNOWN = UNKNOWN_CLIENT
+OTHER = OTHER_CLIENT
 MAX_VERSIONS_PER_CLIENT = 20
 KNOWN_CLIENTS_DAYS = 30
 UPSERT_BATCH_ROWS = 500
-_LABEL = re.compile(r"[!-~](?:[ -~]{0,62}[!-~])?")
 _SECONDS_PER_DAY = 86400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-def label_of(value: str | None) -> str | None:
-    """``value`` as a label (1 to 64 printable ASCII characters, no space at either end),
-    ``unknown`` when missing or empty, None when malformed."""
-    if not value:
-        return UNKNOWN
-    return value if _LABEL.fullmatch(value) else None
 
 
 class ClientLabels:

@@ -21,10 +21,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.models import PersistedDocument, utcnow
+from appointments.policies import PERSISTED_CACHE_BYTES, PERSISTED_DOCUMENTS_MAX
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-DEFAULT_CACHE_BYTES = 4_000_000
-DEFAULT_MAX_ROWS = 10_000
+DEFAULT_CACHE_BYTES = PERSISTED_CACHE_BYTES
+DEFAULT_MAX_ROWS = PERSISTED_DOCUMENTS_MAX
 
 
 class PersistedQueryError(Exception):

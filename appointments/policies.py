@@ -3,6 +3,7 @@ that reading the settings (every `clinic` command does) costs no SQLAlchemy impo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,3 +20,21 @@ class IdempotencyPolicy:
 
     retention: timedelta = timedelta(hours=24)
     claim_timeout: timedelta = timedelta(seconds=60)
+
+
+PERSISTED_CACHE_BYTES = 4_000_000
+"""Persisted-query documents each process keeps in memory (``CLINIC_PERSISTED_CACHE_BYTES``)."""
+PERSISTED_DOCUMENTS_MAX = 10_000
+"""Persisted-query documents the table keeps (``CLINIC_PERSISTED_DOCUMENTS_MAX``)."""
+
+UNKNOWN_CLIENT = "unknown"
+OTHER_CLIENT = "other"
+_LABEL = re.compile(r"[!-~](?:[ -~]{0,62}[!-~])?")
+
+
+def label_of(value: str | None) -> str | None:
+    """``value`` as a label (1 to 64 printable ASCII characters, no space at either end),
+    ``unknown`` when missing or empty, None when malformed."""
+    if not value:
+        return UNKNOWN_CLIENT
+    return value if _LABEL.fullmatch(value) else None

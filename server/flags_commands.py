@@ -11,30 +11,20 @@ import uuid
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from appointments.db import create_engine, create_session_factory
-from appointments.models import Clinic, RolloutAction, RolloutAudit
-from appointments.rollout import audit
-from appointments.rollout.flag import FlagWriteRefusedError, StageWriter
 from appointments.stages import Stage
-from flags.document import (
-    build_document,
-    locked,
-    read_document,
-    set_rollout,
-    write_document,
-)
-from flags.reshape import ReshapeError, reshape_file, reshape_unleash
-from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
-from flags.stages import StageResolver, Viewer
-from flags.unleash_admin import Description, UnleashAdmin, UnleashAdminError
-from server.command_sessions import in_transaction
-from server.flag_sources import open_flag_source
 from server.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from appointments.models import RolloutAudit
+    from appointments.rollout.flag import StageWriter
+    from flags.unleash_admin import UnleashAdmin
+
+# Each handler imports what it needs: `clinic flags show` should not pay for the Admin API
+# client, the reshape or the audit trail.
 
 STAGES = ", ".join(stage.value for stage in Stage)
 
@@ -94,6 +84,13 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _show(settings: Settings, arguments: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from appointments.db import create_engine, create_session_factory
+    from appointments.models import Clinic
+    from flags.stages import StageResolver, Viewer
+    from server.flag_sources import open_flag_source
+
     async def clinics() -> list[tuple[uuid.UUID, str]]:
         engine = create_engine(
             settings.database_url, prepare_threshold=settings.database_prepare_threshold
@@ -126,6 +123,11 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
     else the flags file) with one atomic write, read it back, then record the change in the
     rollout audit trail, from the stage the flag gave before (if the database cannot take
     it, a warning says so; the next rollout pass records the change as observed)."""
+    from appointments.models import RolloutAction
+    from appointments.rollout import audit
+    from appointments.rollout.flag import FlagWriteRefusedError
+    from server.command_sessions import in_transaction
+
     clinic_id, stage = arguments.clinic_id, arguments.stage
     with open_stage_writer(settings) as writer:
         before = writer.read([clinic_id])
@@ -177,6 +179,9 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _reshape(settings: Settings, arguments: argparse.Namespace) -> int:
+    from appointments.rollout.flag import FlagWriteRefusedError
+    from flags.reshape import ReshapeError, reshape_file, reshape_unleash
+
     try:
         if settings.unleash_url is None:
             steps = reshape_file(
@@ -201,6 +206,8 @@ def _reshape(settings: Settings, arguments: argparse.Namespace) -> int:
 def open_stage_writer(settings: Settings) -> Iterator[StageWriter]:
     """The Unleash server's flag when ``UNLEASH_URL`` is set (its Admin API: needs
     ``UNLEASH_ADMIN_TOKEN``), else the flags file."""
+    from flags.stage_writers import FlagsFileStageWriter, UnleashStageWriter
+
     if settings.unleash_url is None:
         yield FlagsFileStageWriter(settings.flags_file, settings.default_stage)
         return
@@ -214,6 +221,9 @@ def open_stage_writer(settings: Settings) -> Iterator[StageWriter]:
 
 
 def _set_rollout(settings: Settings, arguments: argparse.Namespace) -> int:
+    from appointments.rollout.flag import FlagWriteRefusedError
+    from flags.document import build_document, locked, read_document, set_rollout, write_document
+
     path = settings.flags_file
     try:
         with locked(path):
@@ -228,6 +238,8 @@ def _set_rollout(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _validate(settings: Settings, _arguments: argparse.Namespace) -> int:
+    from flags.document import read_document
+
     read_document(settings.flags_file)
     print(f"{settings.flags_file}: valid")
     return 0
@@ -237,6 +249,10 @@ def _validate(settings: Settings, _arguments: argparse.Namespace) -> int:
 def unleash_admin(settings: Settings) -> Iterator[UnleashAdmin]:
     """The Admin API client: needs ``UNLEASH_URL`` and ``UNLEASH_ADMIN_TOKEN`` only (no client
     token). A server that cannot be reached or refuses is reported as one ``ValueError``."""
+    import httpx
+
+    from flags.unleash_admin import UnleashAdmin, UnleashAdminError
+
     if settings.unleash_url is None or settings.unleash_admin_token is None:
         raise SettingsError("set UNLEASH_URL and UNLEASH_ADMIN_TOKEN to use the Unleash Admin API")
     base = settings.unleash_url.removesuffix("/").removesuffix("/api")
@@ -255,6 +271,8 @@ def unleash_admin(settings: Settings) -> Iterator[UnleashAdmin]:
 
 
 def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
+    from flags.unleash_admin import Description
+
     description = Description.parse(json.loads(arguments.description.read_text(encoding="utf-8")))
     with unleash_admin(settings) as admin:
         admin.apply(description)
@@ -266,6 +284,8 @@ def _unleash_apply(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _unleash_export(settings: Settings, arguments: argparse.Namespace) -> int:
+    from flags.document import write_document
+
     with unleash_admin(settings) as admin:
         document = admin.export()
     if arguments.output is None:

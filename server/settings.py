@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from appointments.field_usage import OTHER, UNKNOWN, label_of
-from appointments.persisted_documents import DEFAULT_CACHE_BYTES, DEFAULT_MAX_ROWS
 from appointments.policies import (
     DEFAULT_DATABASE_URL,
+    OTHER_CLIENT,
+    PERSISTED_CACHE_BYTES,
+    PERSISTED_DOCUMENTS_MAX,
     PSYCOPG_PREPARE_THRESHOLD,
+    UNKNOWN_CLIENT,
     IdempotencyPolicy,
+    label_of,
 )
 from appointments.stages import Stage
 
@@ -67,8 +70,8 @@ class Settings:
     idempotency_claim_seconds: int = 60
     usage_clients: frozenset[str] = frozenset()
     usage_flush_seconds: int = 60
-    persisted_cache_bytes: int = DEFAULT_CACHE_BYTES
-    persisted_documents_max: int = DEFAULT_MAX_ROWS
+    persisted_cache_bytes: int = PERSISTED_CACHE_BYTES
+    persisted_documents_max: int = PERSISTED_DOCUMENTS_MAX
     trusted_documents: Path | None = None
     health_flush_seconds: int = 30
     log_level: str = "INFO"
@@ -207,7 +210,7 @@ def _client_names(env: Mapping[str, str], name: str) -> frozenset[str]:
     characters, no space at either end, not ``unknown`` or ``other``)."""
     names = frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
     for client in names:
-        if label_of(client) != client or client in (UNKNOWN, OTHER):
+        if label_of(client) != client or client in (UNKNOWN_CLIENT, OTHER_CLIENT):
             raise SettingsError(f"{name}: {client!r} is not a client name")
     return names
 
