@@ -14,6 +14,12 @@ Client names and versions are labels with bounded cardinality: a name is kept on
 when the operator lists it (``CLINIC_USAGE_CLIENTS``), so requests cannot take the
 slots; any other name, or none, is ``unknown``. A listed client's versions are kept
 up to ``MAX_VERSIONS_PER_CLIENT``; a malformed version, or one beyond that, is ``other``.
+
+Each count is also kept per operation (its name and the SHA-256 of its document, in
+``field_usage_operations``), so a frontend team can find the code to change. A process
+keeps the first ``MAX_OPERATIONS_PER_CLIENT`` operations of each client label by name;
+later ones count as ``other`` (with trusted documents on, only the app's own operations
+run, so none are crowded out).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter
 from sqlalchemy import case
@@ -32,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import metrics
-from appointments.models import FieldUsageDaily
+from appointments.models import FieldUsageDaily, FieldUsageOperation
 from appointments.policies import OTHER_CLIENT, UNKNOWN_CLIENT, label_of
 
 logger = logging.getLogger("appointments.field_usage")
@@ -40,6 +46,8 @@ logger = logging.getLogger("appointments.field_usage")
 UNKNOWN = UNKNOWN_CLIENT
 OTHER = OTHER_CLIENT
 MAX_VERSIONS_PER_CLIENT = 20
+MAX_OPERATIONS_PER_CLIENT = 200
+MAX_OPERATION_NAME = 128
 KNOWN_CLIENTS_DAYS = 30
 UPSERT_BATCH_ROWS = 500
 _SECONDS_PER_DAY = 86400
@@ -79,6 +87,38 @@ class ClientLabels:
 
 UsageKey = tuple[date, str, str, str]
 """(UTC day, client name, client version, field)."""
+OperationUsageKey = tuple[date, str, str, str, str]
+"""(UTC day, client name, operation name, document hash, field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An executed operation: its name (empty when anonymous) and its document's SHA-256."""
+
+    name: str
+    document_hash: str
+
+
+OTHER_OPERATION = Operation(OTHER, "")
+"""Where a client's operations beyond ``MAX_OPERATIONS_PER_CLIENT`` are counted."""
+
+
+class OperationLabels:
+    """The first ``MAX_OPERATIONS_PER_CLIENT`` operations of each client label, kept as
+    sent (names cut at ``MAX_OPERATION_NAME`` characters); any later one is ``other``."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, set[Operation]] = {}
+
+    def of(self, client_name: str, operation: Operation) -> Operation:
+        known = self._known.setdefault(client_name, set())
+        kept = Operation(operation.name[:MAX_OPERATION_NAME], operation.document_hash)
+        if kept in known:
+            return kept
+        if len(known) >= MAX_OPERATIONS_PER_CLIENT:
+            return OTHER_OPERATION
+        known.add(kept)
+        return kept
 
 
 @dataclass(slots=True)
@@ -93,24 +133,29 @@ class UsageRecorder:
 
     def __init__(self, clients: Iterable[str] = ()) -> None:
         self.clients = ClientLabels(clients)
-        self._pending: dict[tuple[int, str, str, str], Tally] = {}
+        self.operations = OperationLabels()
+        self._pending = _Pending()
         self._counters: dict[tuple[str, str], Counter] = {}
 
     def record(
-        self, client_name: str | None, client_version: str | None, fields: Iterable[str]
+        self,
+        client_name: str | None,
+        client_version: str | None,
+        fields: Iterable[str],
+        operation: Operation,
     ) -> None:
-        """One operation of this client selected ``fields`` (schema coordinates, each once)."""
+        """One ``operation`` of this client selected ``fields`` (schema coordinates, each
+        once)."""
         name = self.clients.name(client_name)
         version = self.clients.version(name, client_version)
+        kept = self.operations.of(name, operation)
         now = time.time()
         day = int(now // _SECONDS_PER_DAY)
         for field in fields:
-            tally = self._pending.get((day, name, version, field))
-            if tally is None:
-                self._pending[(day, name, version, field)] = Tally(1, now, now)
-            else:
-                tally.operations += 1
-                tally.last_seen = now
+            _count(self._pending.by_version, (day, name, version, field), now)
+            _count(
+                self._pending.by_operation, (day, name, kept.name, kept.document_hash, field), now
+            )
             counter = self._counters.get((name, field))
             if counter is None:
                 counter = metrics.DEPRECATED_FIELD_OPERATIONS.labels(name, field)
@@ -118,8 +163,12 @@ class UsageRecorder:
             counter.inc()
 
     def pending(self) -> dict[UsageKey, Tally]:
-        """What is counted and not yet written."""
-        return {_key(raw): tally for raw, tally in self._pending.items()}
+        """What is counted per client version and not yet written."""
+        return {_version_key(raw): tally for raw, tally in self._pending.by_version.items()}
+
+    def pending_operations(self) -> dict[OperationUsageKey, Tally]:
+        """What is counted per operation and not yet written."""
+        return {_operation_key(raw): tally for raw, tally in self._pending.by_operation.items()}
 
     async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
         """Write the counts in one transaction and forget them; the rows written.
@@ -127,21 +176,24 @@ class UsageRecorder:
         When the write fails (or is cancelled) the counts stay pending, added to
         what was counted meanwhile, and the error propagates.
         """
-        taken, self._pending = self._pending, {}
-        if not taken:
+        taken, self._pending = self._pending, _Pending()
+        if not taken.by_version:
             return 0
         try:
             async with sessions() as session, session.begin():
-                await write_counts(session, {_key(raw): tally for raw, tally in taken.items()})
+                await write_counts(
+                    session, {_version_key(raw): tally for raw, tally in taken.by_version.items()}
+                )
+                await write_operation_counts(
+                    session,
+                    {_operation_key(raw): tally for raw, tally in taken.by_operation.items()},
+                )
         except BaseException:
-            for raw, tally in taken.items():
-                later = self._pending.get(raw)
-                if later is not None:
-                    tally.operations += later.operations
-                    tally.last_seen = later.last_seen
-                self._pending[raw] = tally
+            _merge_later(taken.by_version, self._pending.by_version)
+            _merge_later(taken.by_operation, self._pending.by_operation)
+            self._pending = taken
             raise
-        return len(taken)
+        return len(taken.by_version)
 
     async def flush_logged(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """``flush``, a failure logged and counted (the counts are kept for the next one)."""
@@ -160,9 +212,47 @@ class UsageRecorder:
             await self.flush_logged(sessions())
 
 
-def _key(raw: tuple[int, str, str, str]) -> UsageKey:
+class _Pending:
+    """Counts not yet written, keyed by the UTC day's number since the epoch."""
+
+    __slots__ = ("by_operation", "by_version")
+
+    def __init__(self) -> None:
+        self.by_version: dict[tuple[int, str, str, str], Tally] = {}
+        self.by_operation: dict[tuple[int, str, str, str, str], Tally] = {}
+
+
+_Key = TypeVar("_Key")
+
+
+def _count(pending: dict[_Key, Tally], key: _Key, now: float) -> None:
+    tally = pending.get(key)
+    if tally is None:
+        pending[key] = Tally(1, now, now)
+    else:
+        tally.operations += 1
+        tally.last_seen = now
+
+
+def _merge_later(taken: dict[_Key, Tally], later: dict[_Key, Tally]) -> None:
+    """Add what was counted while ``taken`` was being written to ``taken``."""
+    for key, tally in later.items():
+        kept = taken.get(key)
+        if kept is None:
+            taken[key] = tally
+        else:
+            kept.operations += tally.operations
+            kept.last_seen = tally.last_seen
+
+
+def _version_key(raw: tuple[int, str, str, str]) -> UsageKey:
     day, name, version, field = raw
     return date.fromordinal(_EPOCH_ORDINAL + day), name, version, field
+
+
+def _operation_key(raw: tuple[int, str, str, str, str]) -> OperationUsageKey:
+    day, name, operation, document_hash, field = raw
+    return date.fromordinal(_EPOCH_ORDINAL + day), name, operation, document_hash, field
 
 
 async def write_counts(session: AsyncSession, counts: Mapping[UsageKey, Tally]) -> None:
@@ -182,30 +272,56 @@ async def write_counts(session: AsyncSession, counts: Mapping[UsageKey, Tally]) 
         for (day, name, version, field), tally in sorted(counts.items())
     ]
     for start in range(0, len(rows), UPSERT_BATCH_ROWS):
-        await session.execute(_upsert(session, rows[start : start + UPSERT_BATCH_ROWS]))
+        await session.execute(
+            _upsert(session, FieldUsageDaily, rows[start : start + UPSERT_BATCH_ROWS])
+        )
 
 
-def _upsert(session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+async def write_operation_counts(
+    session: AsyncSession, counts: Mapping[OperationUsageKey, Tally]
+) -> None:
+    """``write_counts`` for the per-operation table."""
+    rows = [
+        {
+            "day": day,
+            "client_name": name,
+            "operation_name": operation,
+            "document_hash": document_hash,
+            "field": field,
+            "operations": tally.operations,
+            "first_seen_at": datetime.fromtimestamp(tally.first_seen, UTC),
+            "last_seen_at": datetime.fromtimestamp(tally.last_seen, UTC),
+        }
+        for (day, name, operation, document_hash, field), tally in sorted(counts.items())
+    ]
+    for start in range(0, len(rows), UPSERT_BATCH_ROWS):
+        await session.execute(
+            _upsert(session, FieldUsageOperation, rows[start : start + UPSERT_BATCH_ROWS])
+        )
+
+
+def _upsert(
+    session: AsyncSession,
+    table: type[FieldUsageDaily] | type[FieldUsageOperation],
+    rows: list[dict[str, Any]],
+) -> Any:
+    """Insert ``rows``, adding the operations of those already stored and widening their
+    first and last seen."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(FieldUsageDaily).values(rows)
+    statement = insert(table).values(rows)
     added = statement.excluded
     return statement.on_conflict_do_update(
-        index_elements=[
-            FieldUsageDaily.day,
-            FieldUsageDaily.client_name,
-            FieldUsageDaily.client_version,
-            FieldUsageDaily.field,
-        ],
+        index_elements=list(table.__mapper__.primary_key),
         set_={
-            "operations": FieldUsageDaily.operations + added.operations,
+            "operations": table.operations + added.operations,
             "first_seen_at": case(
-                (added.first_seen_at < FieldUsageDaily.first_seen_at, added.first_seen_at),
-                else_=FieldUsageDaily.first_seen_at,
+                (added.first_seen_at < table.first_seen_at, added.first_seen_at),
+                else_=table.first_seen_at,
             ),
             "last_seen_at": case(
-                (added.last_seen_at > FieldUsageDaily.last_seen_at, added.last_seen_at),
-                else_=FieldUsageDaily.last_seen_at,
+                (added.last_seen_at > table.last_seen_at, added.last_seen_at),
+                else_=table.last_seen_at,
             ),
         },
     )

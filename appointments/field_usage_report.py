@@ -6,13 +6,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from appointments.models import FieldUsageDaily
+from appointments.models import FieldUsageDaily, FieldUsageOperation
 
 DEFAULT_WINDOW_DAYS = 30
 FieldUsageRow = Row[str, str, str, date, int, datetime, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class OperationUsage:
+    """One operation of a client that selected the field: its name (empty when anonymous,
+    ``other`` beyond the per-client limit) and its document's SHA-256."""
+
+    operation_name: str
+    document_hash: str
+    operations: int
+    last_seen_at: datetime
+
+    @property
+    def label(self) -> str:
+        """The name (or ``anonymous``) and the hash's first 12 digits, enough to search a
+        persisted-documents manifest or the code; ``other`` alone past the limit."""
+        if not self.document_hash:
+            return self.operation_name
+        return f"{self.operation_name or 'anonymous'} sha256:{self.document_hash[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +43,8 @@ class ClientUsage:
     last_seen_at: datetime
     daily: tuple[tuple[date, int], ...]
     """Operations per UTC day of the window that had any, oldest first."""
+    documents: tuple[OperationUsage, ...] = ()
+    """The operations that selected the field, most recently seen first."""
 
     def operations_since(self, day: date) -> int:
         return sum(operations for seen, operations in self.daily if seen >= day)
@@ -79,6 +100,7 @@ async def usage_report(
     by_client: dict[tuple[str, str], list[FieldUsageRow]] = {}
     for row in await session.execute(statement):
         by_client.setdefault((row.field, row.client_name), []).append(row)
+    documents = await _operations(session, since, until)
     clients: dict[str, list[ClientUsage]] = {}
     for (field, name), rows in by_client.items():
         daily: dict[date, int] = {}
@@ -92,6 +114,7 @@ async def usage_report(
                 first_seen_at=min(row.first_seen_at for row in rows),
                 last_seen_at=max(row.last_seen_at for row in rows),
                 daily=tuple(sorted(daily.items())),
+                documents=documents.get((field, name), ()),
             )
         )
     names = [*deprecated, *sorted(set(clients) - set(deprecated))]
@@ -109,3 +132,46 @@ async def usage_report(
         for name in names
     )
     return UsageReport(days=days, since=since, until=until, fields=fields)
+
+
+async def _operations(
+    session: AsyncSession, since: date, until: date
+) -> dict[tuple[str, str], tuple[OperationUsage, ...]]:
+    """(field, client name) -> the window's operations, most recently seen first."""
+    statement = (
+        select(
+            FieldUsageOperation.field,
+            FieldUsageOperation.client_name,
+            FieldUsageOperation.operation_name,
+            FieldUsageOperation.document_hash,
+            func.sum(FieldUsageOperation.operations).label("operations"),
+            func.max(FieldUsageOperation.last_seen_at).label("last_seen_at"),
+        )
+        .where(FieldUsageOperation.day.between(since, until))
+        .group_by(
+            FieldUsageOperation.field,
+            FieldUsageOperation.client_name,
+            FieldUsageOperation.operation_name,
+            FieldUsageOperation.document_hash,
+        )
+    )
+    found: dict[tuple[str, str], list[OperationUsage]] = {}
+    for row in await session.execute(statement):
+        found.setdefault((row.field, row.client_name), []).append(
+            OperationUsage(
+                row.operation_name, row.document_hash, int(row.operations), row.last_seen_at
+            )
+        )
+    return {
+        key: tuple(
+            sorted(
+                usages,
+                key=lambda usage: (
+                    -usage.last_seen_at.timestamp(),
+                    usage.operation_name,
+                    usage.document_hash,
+                ),
+            )
+        )
+        for key, usages in found.items()
+    }

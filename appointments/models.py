@@ -311,6 +311,23 @@ class FieldUsageDaily(Base):
     last_seen_at: Mapped[datetime]
 
 
+class FieldUsageOperation(Base):
+    """Operations that selected a deprecated field, per UTC day, client and operation: its
+    name (empty when anonymous, ``other`` beyond the per-client limit) and the SHA-256 of
+    its document text (the hash persisted and trusted documents are known by)."""
+
+    __tablename__ = "field_usage_operations"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    client_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    document_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    operations: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
 class PersistedDocument(Base):
     """A GraphQL document known by its SHA-256 (automatic persisted queries), so that every
     instance can run it by hash once any instance has seen its text. Bounded: the oldest

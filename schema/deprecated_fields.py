@@ -11,6 +11,7 @@ The walk is done once per (query text, operation name) and kept in an LRU.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from graphql import (
     BooleanValueNode,
@@ -30,6 +31,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from appointments.bounded_cache import BoundedCache
+from appointments.field_usage import Operation
+from appointments.persisted_documents import sha256_of
 from schema.context import RequestContext
 
 CLIENT_NAME_HEADER = "apollographql-client-name"
@@ -121,12 +124,20 @@ def _left_out(selection: FieldNode | InlineFragmentNode | FragmentSpreadNode | o
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class DeprecatedSelection:
+    """The deprecated fields one operation selects, and the operation they are counted for."""
+
+    fields: tuple[str, ...]
+    operation: Operation
+
+
 class DeprecatedSelections:
     """``selected_deprecated_fields`` per (query text, operation name), least recently used
     dropped beyond ``max_entries`` or ``max_characters`` of query text."""
 
     def __init__(self, max_entries: int, max_characters: int) -> None:
-        self._found: BoundedCache[tuple[str, str | None], tuple[str, ...]] = BoundedCache(
+        self._found: BoundedCache[tuple[str, str | None], DeprecatedSelection] = BoundedCache(
             max_entries, max_characters
         )
 
@@ -136,11 +147,14 @@ class DeprecatedSelections:
         document: DocumentNode,
         query: str,
         operation_name: str | None,
-    ) -> tuple[str, ...]:
+    ) -> DeprecatedSelection:
         key = (query, operation_name)
         found = self._found.get(key)
         if found is None:
-            found = selected_deprecated_fields(schema, document, operation_name)
+            fields = selected_deprecated_fields(schema, document, operation_name)
+            operation = get_operation_ast(document, operation_name)
+            name = operation.name.value if operation is not None and operation.name else ""
+            found = DeprecatedSelection(fields, Operation(name, sha256_of(query) if fields else ""))
             self._found.put(key, found, len(query))
         return found
 
@@ -164,10 +178,13 @@ class DeprecatedFieldUsage(SchemaExtension):
         ):
             # Strawberry's own extensions reach graphql-core's schema this way too.
             schema = execution.schema._schema
-            fields = self.selections.of(schema, document, execution.query, execution.operation_name)
-            if fields:
+            found = self.selections.of(schema, document, execution.query, execution.operation_name)
+            if found.fields:
                 headers = context.request.headers
                 context.usage.record(
-                    headers.get(CLIENT_NAME_HEADER), headers.get(CLIENT_VERSION_HEADER), fields
+                    headers.get(CLIENT_NAME_HEADER),
+                    headers.get(CLIENT_VERSION_HEADER),
+                    found.fields,
+                    found.operation,
                 )
         yield

@@ -10,7 +10,7 @@ characters of their text (about 26 MB at the densest), least recently used first
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
@@ -40,15 +40,19 @@ class BoundedParserCache(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        query = context.query or ""
-        options = context.parse_options
-        key = (query, tuple(sorted(options.items())))
-        document = parsed.get(key)
-        if document is None:
-            document = parse(query, **options)
-            parsed.put(key, document, len(query))
-        context.graphql_document = document
+        context.graphql_document = cached_parse(context.query or "", context.parse_options)
         yield
+
+
+def cached_parse(query: str, options: Mapping[str, Any]) -> DocumentNode:
+    """``query`` parsed with ``options``, from ``parsed`` when it was parsed before (a
+    ``GraphQLError`` when it does not parse)."""
+    key = (query, tuple(sorted(options.items())))
+    document = parsed.get(key)
+    if document is None:
+        document = parse(query, **options)
+        parsed.put(key, document, len(query))
+    return document
 
 
 def cached_validation(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
-import strawberry
-from graphql import GraphQLError
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    specified_rules,
+)
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -21,7 +27,13 @@ from strawberry.types import ExecutionContext
 from strawberry.utils.logging import StrawberryLogger
 
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
-from schema.documents import DOCUMENT_CHARACTERS, DOCUMENTS, BoundedParserCache
+from schema.documents import (
+    DOCUMENT_CHARACTERS,
+    DOCUMENTS,
+    BoundedParserCache,
+    cached_parse,
+    cached_validation,
+)
 from schema.execution import ReleasingExecutor
 from schema.extensions import MigrationExtension
 from schema.mutations import Mutation
@@ -29,7 +41,7 @@ from schema.operations import OneOperationSchema
 from schema.queries import Query
 from schema.request_id import request_id
 from schema.scalars import SCALAR_OVERRIDES
-from schema.suggestions import SuggestionlessValidation
+from schema.suggestions import SuggestionlessValidation, suggestions_hidden, validate_document
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +82,32 @@ def _is_unexpected(error: GraphQLError) -> bool:
 class ClinicSchema(OneOperationSchema):
     """Logs an unexpected error at ERROR with its traceback, as Strawberry does, and an
     error the client caused (a document that does not parse or validate, a bad variable,
-    a typed query error) at INFO: those are answered and need no operator."""
+    a typed query error) at INFO: those are answered and need no operator.
+
+    ``parse_options`` and ``validation_rules`` are what the limits' extensions give every
+    request, so that ``prepare`` fills the same cache entries a request would use.
+    """
+
+    parse_options: Mapping[str, Any] = MappingProxyType({})
+    validation_rules: tuple[type[ASTValidationRule], ...] = tuple(specified_rules)
+
+    def prepare(self, documents: Iterable[str]) -> None:
+        """Parse and validate ``documents`` into the caches a request uses, so that their
+        first request costs what later ones do. Documents that do not parse are skipped
+        (their requests are answered with the error)."""
+        hide_suggestions = suggestions_hidden(self._schema)
+        for text in documents:
+            try:
+                document = cached_parse(text, self.parse_options)
+            except GraphQLError:
+                continue
+            cached_validation(
+                validate_document,
+                self._schema,
+                document,
+                self.validation_rules,
+                hide_suggestions,
+            )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -82,7 +119,7 @@ class ClinicSchema(OneOperationSchema):
                 StrawberryLogger.logger.info("client error: %s", error.message)
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+def build_schema(limits: QueryLimits | None = None) -> ClinicSchema:
     """The service's schema.
 
     The executor (schema/execution.py) takes an appointment's JSON from the read model
@@ -113,13 +150,15 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         MaskUnexpectedErrors,
     ]
+    rules = (*specified_rules, *depth_rules, *alias_rules)
     if not limits.introspection:
         extensions.append(DisableIntrospection)
+        rules = (*rules, NoSchemaIntrospectionCustomRule)
     extensions += [
         BoundedParserCache,
         SuggestionlessValidation,
     ]
-    return ClinicSchema(
+    built = ClinicSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
@@ -127,6 +166,9 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         config=StrawberryConfig(disable_field_suggestions=True),
         scalar_overrides=SCALAR_OVERRIDES,
     )
+    built.parse_options = MappingProxyType({"max_tokens": limits.max_tokens})
+    built.validation_rules = rules
+    return built
 
 
 schema = build_schema()

@@ -40,12 +40,13 @@ def suggestions_hidden(schema: GraphQLSchema) -> bool:
     return bool(strawberry_schema.config.disable_field_suggestions)
 
 
-def _validate(
+def validate_document(
     schema: GraphQLSchema,
     document: DocumentNode,
     rules: tuple[type[ASTValidationRule], ...],
     hide_suggestions: bool,
 ) -> list[GraphQLError]:
+    """graphql-core's validation with Strawberry's two extra rules."""
     every_rule = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
     return validate(schema, document, every_rule, hide_suggestions=hide_suggestions)
 
@@ -59,7 +60,7 @@ class SuggestionlessValidation(SchemaExtension):
         assert context.graphql_document is not None, "validation follows parsing"
         graphql_schema = context.schema._schema
         context.pre_execution_errors = cached_validation(
-            _validate,
+            validate_document,
             graphql_schema,
             context.graphql_document,
             context.validation_rules,

@@ -15,6 +15,7 @@ from appointments.field_usage_report import (
     DEFAULT_WINDOW_DAYS,
     ClientUsage,
     FieldUsage,
+    OperationUsage,
     UsageReport,
     usage_report,
 )
@@ -29,6 +30,7 @@ HEADERS = (
     "Field",
     "Client",
     "Versions",
+    "Operations",
     "Today",
     f"Last {RECENT_DAYS} days",
     f"Last {DEFAULT_WINDOW_DAYS} days",
@@ -47,9 +49,10 @@ async def usage_panel(services: Services) -> str:
     return f"""<h2>Deprecated fields: clients still reading them</h2>
 <p class="meta">Operations that selected each deprecated field, per client (the
 <code>apollographql-client-name</code> and <code>-version</code> headers; unknown without
-them, other beyond the limit), by UTC day, over the last {report.days} days. A field is
-safe to remove once no client has read it for as long as its slowest client takes to
-update; <code>clinic usage</code> gives the same from a terminal.</p>
+them, other beyond the limit) and per operation (its name and the first digits of its
+document's SHA-256, the whole hash on hover), by UTC day, over the last {report.days} days.
+A field is safe to remove once no client has read it for as long as its slowest client
+takes to update; <code>clinic usage</code> gives the same from a terminal.</p>
 <table id="usage">
 <thead><tr>{head}</tr></thead>
 <tbody>{rows}</tbody>
@@ -65,7 +68,7 @@ def _field_rows(field: FieldUsage, report: UsageReport) -> str:
         return (
             f'<tr data-field="{name}" data-client="">{field_cell}'
             f'<td class="none ready">no client has read {name} in the last {report.days} days'
-            '</td><td></td><td class="num zero">0</td><td class="num zero">0</td>'
+            '</td><td></td><td></td><td class="num zero">0</td><td class="num zero">0</td>'
             '<td class="num zero">0</td><td class="zero">never</td></tr>'
         )
     return "".join(_client_row(field_cell, name, client, report.until) for client in field.clients)
@@ -77,8 +80,17 @@ def _client_row(field_cell: str, field: str, client: ClientUsage, today: date) -
         f'<tr data-field="{field}" data-client="{escape(client.client_name)}">{field_cell}'
         f'<td class="client">{escape(client.client_name)}</td>'
         f'<td class="versions">{escape(", ".join(client.versions))}</td>'
+        f'<td class="operations">{_documents(client.documents)}</td>'
         f"{_count(client.operations_since(today))}{_count(recent)}{_count(client.operations)}"
         f'<td class="last-seen">{_moment(client.last_seen_at)}</td></tr>'
+    )
+
+
+def _documents(documents: tuple[OperationUsage, ...]) -> str:
+    return "<br>".join(
+        f'<code title="{escape(document.document_hash)}">{escape(document.label)}</code>'
+        f" ({document.operations})"
+        for document in documents
     )
 
 

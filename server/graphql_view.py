@@ -8,7 +8,6 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -24,6 +23,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from appointments.persisted_documents import DocumentStore, PersistedQuery, PersistedQueryError
 from flags.stages import Viewer
 from schema.context import RequestContext
+from schema.schema import ClinicSchema
 from schema.trusted_documents import ManifestError, TrustedDocuments, load_trusted
 from server import graphiql
 from server.request_body import RequestRefusedError, check_content_encoding, decode_body
@@ -61,16 +61,18 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         self.trusted = trusted
 
     @classmethod
-    def for_settings(cls, settings: Settings, schema: strawberry.Schema) -> ClinicGraphQL:
+    def for_settings(cls, settings: Settings, schema: ClinicSchema) -> ClinicGraphQL:
         """The view the settings describe: its persisted-query store, GraphiQL or not, and
         ``CLINIC_TRUSTED_DOCUMENTS`` checked against the schema (a bad manifest stops the
-        start: ``SettingsError``)."""
+        start: ``SettingsError``), each trusted document parsed and validated ahead of its
+        first request."""
         trusted = None
         if settings.trusted_documents is not None:
             try:
                 trusted = load_trusted(settings.trusted_documents, schema)
             except ManifestError as error:
                 raise SettingsError(f"CLINIC_TRUSTED_DOCUMENTS: {error}") from error
+            schema.prepare(trusted.documents.values())
             logger.info("trusted documents only", extra={"documents": len(trusted.documents)})
         return cls(
             schema,

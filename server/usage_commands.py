@@ -2,7 +2,9 @@
 
 For every field the schema deprecates (and any other stored in the window): per
 client, the operations that selected it over the last ``--days`` UTC days (today
-included), first and last seen, and the versions seen. A field no client read in
+included), first and last seen, and the versions seen; under each client, the
+operations by name and document hash (the SHA-256 a persisted-documents manifest
+uses), so a frontend team can find the code still reading the field. A field no client read in
 the window says so. Counts a running service has not flushed yet (at most
 ``CLINIC_USAGE_FLUSH_SECONDS`` old) are not in the table yet. Exit status 0.
 """
@@ -81,6 +83,11 @@ def _print_field(field: FieldUsage, days: int) -> None:
             f"  {client.client_name:<24} {client.operations:>10}  {_moment(client.first_seen_at)}"
             f" {_moment(client.last_seen_at)} {', '.join(client.versions)}"
         )
+        for document in client.documents:
+            print(
+                f"    {document.label:<46} {document.operations:>10}"
+                f"  last seen {_moment(document.last_seen_at).rstrip()}"
+            )
 
 
 def _moment(value: datetime) -> str:
@@ -107,6 +114,15 @@ def report_json(report: UsageReport) -> dict[str, Any]:
                         "daily": [
                             {"day": day.isoformat(), "operations": operations}
                             for day, operations in client.daily
+                        ],
+                        "documents": [
+                            {
+                                "operationName": document.operation_name,
+                                "documentHash": document.document_hash,
+                                "operations": document.operations,
+                                "lastSeenAt": document.last_seen_at.isoformat(),
+                            }
+                            for document in client.documents
                         ],
                     }
                     for client in field.clients

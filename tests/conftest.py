@@ -38,6 +38,7 @@ from appointments.models import (
     ClinicPatient,
     ClinicStaff,
     FieldUsageDaily,
+    FieldUsageOperation,
     IdempotencyKey,
     MigrationMismatch,
     Patient,
@@ -59,6 +60,7 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
     PersistedDocument,
     FieldUsageDaily,
+    FieldUsageOperation,
     RolloutAudit,
     RolloutHold,
     RolloutStatus,

@@ -13,8 +13,17 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.db import create_engine, create_session_factory
-from appointments.field_usage import MAX_VERSIONS_PER_CLIENT, Tally, write_counts
-from appointments.models import FieldUsageDaily
+from appointments.field_usage import (
+    MAX_OPERATIONS_PER_CLIENT,
+    MAX_VERSIONS_PER_CLIENT,
+    OTHER_OPERATION,
+    Operation,
+    Tally,
+    UsageRecorder,
+    write_counts,
+)
+from appointments.models import FieldUsageDaily, FieldUsageOperation
+from appointments.persisted_documents import sha256_of
 from appointments.stages import Stage
 from schema.deprecated_fields import deprecated_fields
 from schema.schema import schema
@@ -243,6 +252,9 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(
     await send(api, LEGACY_READ, {"clinicId": clinic}, "web")
 
     assert await flushed(api, sessions) == {("web", "unknown", DOCTOR): 2}
+    assert await stored_operations(sessions) == {
+        ("web", "Legacy", sha256_of(LEGACY_READ), DOCTOR): 2
+    }
 
 
 async def test_stopping_the_service_writes_what_it_counted(
@@ -354,10 +366,13 @@ async def test_clinic_usage_lists_clients_per_field_and_says_when_none_read_one(
         f"Deprecated field usage over the last 30 days ({since} to {today.isoformat()}, UTC)"
     )
     doctor = lines.index("Appointment.doctor: Use clinicDoctor.user")
+    legacy = f"Legacy sha256:{sha256_of(LEGACY_READ)[:12]}"
     assert lines[doctor + 2].split()[:2] == ["ios", "1"]
     assert lines[doctor + 2].endswith(" 3.1")
-    assert lines[doctor + 3].split()[:2] == ["web", "2"]
-    assert lines[doctor + 3].endswith(" 1.4.0, 1.5.0")
+    assert lines[doctor + 3].split()[:4] == [*legacy.split(), "1", "last"]
+    assert lines[doctor + 4].split()[:2] == ["web", "2"]
+    assert lines[doctor + 4].endswith(" 1.4.0, 1.5.0")
+    assert lines[doctor + 5].split()[:3] == [*legacy.split(), "2"]
     patient = lines.index("Appointment.patient: Use clinicPatient.patient")
     assert lines[patient + 1] == "  no client has read Appointment.patient in the last 30 days"
 
@@ -374,6 +389,10 @@ async def test_clinic_usage_lists_clients_per_field_and_says_when_none_read_one(
     web = next(c for c in by_field[DOCTOR]["clients"] if c["clientName"] == "web")
     assert (web["operations"], web["versions"]) == (2, ["1.4.0", "1.5.0"])
     assert web["daily"] == [{"day": today.isoformat(), "operations": 2}]
+    assert [
+        (document["operationName"], document["documentHash"], document["operations"])
+        for document in web["documents"]
+    ] == [("Legacy", sha256_of(LEGACY_READ), 2)]
     assert by_field[DOCTOR]["operations"] == 3
 
     wide = {field["field"]: field for field in json.loads(wide_out)["fields"]}
@@ -402,6 +421,7 @@ async def test_the_dashboard_panel_shows_who_still_reads_each_field(
         "Field",
         "Client",
         "Versions",
+        "Operations",
         "Today",
         "Last 7 days",
         "Last 30 days",
@@ -412,6 +432,9 @@ async def test_the_dashboard_panel_shows_who_still_reads_each_field(
     web = rows[(DOCTOR, "web")]
     assert usage.column(web, "Field").text == f"{DOCTOR} Use clinicDoctor.user"
     assert usage.column(web, "Versions").text == "1.3.0, 1.4.0"
+    assert usage.column(web, "Operations").text == (
+        f"Legacy sha256:{sha256_of(LEGACY_READ)[:12]} (1)"
+    )
     assert [usage.column(web, h).text for h in ("Today", "Last 7 days", "Last 30 days")] == [
         "1",
         "5",
@@ -426,3 +449,67 @@ async def test_the_dashboard_panel_shows_who_still_reads_each_field(
         "no client has read Appointment.patient in the last 30 days"
     )
     assert usage.column(none, "Last 30 days").text == "0"
+
+
+async def stored_operations(
+    sessions: async_sessionmaker[AsyncSession],
+) -> dict[tuple[str, str, str, str], int]:
+    """(client, operation name, document hash, field) -> operations, every day added up."""
+    async with sessions() as session:
+        rows = (await session.scalars(select(FieldUsageOperation))).all()
+    found: dict[tuple[str, str, str, str], int] = {}
+    for row in rows:
+        key = (row.client_name, row.operation_name, row.document_hash, row.field)
+        found[key] = found.get(key, 0) + row.operations
+    return found
+
+
+ANONYMOUS_READ = """
+query ($clinicId: ID!) {
+  appointments(first: 10, filter: {clinicId: $clinicId}) { edges { node { patient { fullName } } } }
+}
+"""
+TWO_OPERATIONS = LEGACY_READ + NEW_READ
+
+
+async def test_each_operation_is_counted_by_name_and_document_hash(
+    api: Api, clinic: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await send(api, LEGACY_READ, {"clinicId": clinic}, "web", "1.4.0")
+    await send(api, LEGACY_READ, {"clinicId": clinic}, "web", "1.5.0")
+    await send(api, ANONYMOUS_READ, {"clinicId": clinic}, "web", "1.5.0")
+    await send(api, TWO_OPERATIONS, {"clinicId": clinic}, "ios", operation_name="Legacy")
+    await send(api, TWO_OPERATIONS, {"clinicId": clinic}, "ios", operation_name="New")
+    await send(api, NEW_READ, {"clinicId": clinic}, "web", "1.5.0")
+
+    await api.services.usage.flush(api.services.sessions)
+
+    assert await stored_operations(sessions) == {
+        ("web", "Legacy", sha256_of(LEGACY_READ), DOCTOR): 2,
+        ("web", "", sha256_of(ANONYMOUS_READ), PATIENT): 1,
+        ("ios", "Legacy", sha256_of(TWO_OPERATIONS), DOCTOR): 1,
+    }
+    assert await stored(sessions) == {
+        ("web", "1.4.0", DOCTOR): 1,
+        ("web", "1.5.0", DOCTOR): 1,
+        ("web", "1.5.0", PATIENT): 1,
+        ("ios", "unknown", DOCTOR): 1,
+    }
+
+
+async def test_operations_beyond_the_limit_of_their_client_fold_into_other(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    recorder = UsageRecorder(["web"])
+    for number in range(MAX_OPERATIONS_PER_CLIENT + 2):
+        recorder.record("web", "1", [DOCTOR], Operation(f"Op{number}", f"{number:064x}"))
+    recorder.record("web", "1", [DOCTOR], Operation("Op0", f"{0:064x}"))
+    recorder.record("ios", "1", [DOCTOR], Operation("X" * 300, f"{1:064x}"))
+
+    await recorder.flush(sessions)
+
+    found = await stored_operations(sessions)
+    assert len(found) == MAX_OPERATIONS_PER_CLIENT + 2
+    assert found[("web", "Op0", f"{0:064x}", DOCTOR)] == 2
+    assert found[("web", OTHER_OPERATION.name, "", DOCTOR)] == 2
+    assert found[("unknown", "X" * 128, f"{1:064x}", DOCTOR)] == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from appointments.persisted_documents import sha256_of
+from schema import documents
 from server.cli import main
 from server.settings import SettingsError
 from tests.conftest import World, open_api
@@ -56,6 +57,29 @@ async def test_only_the_manifests_documents_run_by_hash_or_by_identical_text(
         error = answer.json()["errors"][0]
         assert error["extensions"]["code"] == "DOCUMENT_NOT_TRUSTED"
         assert "clinics" not in error["message"], "the refusal names nothing of the schema"
+
+
+@pytest.mark.parametrize("introspection", [True, False])
+async def test_trusted_documents_are_parsed_and_validated_before_their_first_request(
+    world: World, database_url: str, flags_file: Path, tmp_path: Path, introspection: bool
+) -> None:
+    documents.parsed.clear()
+    documents.validated.clear()
+    trusted = manifest(tmp_path, CLINICS, OPEN)
+    async with open_api(
+        database_url, flags_file, trusted_documents=trusted, introspection=introspection
+    ) as api:
+        prepared = (len(documents.parsed), len(documents.validated))
+        answers = [
+            await api.client.post("/graphql", json={"extensions": persisted(CLINICS)}),
+            await api.client.post("/graphql", json={"query": OPEN}),
+        ]
+        after = (len(documents.parsed), len(documents.validated))
+
+    assert prepared == (2, 2)
+    assert after == prepared, "the requests used the entries made at start"
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert all("errors" not in answer.json() for answer in answers)
 
 
 async def test_a_directory_of_graphql_files_is_a_manifest(
