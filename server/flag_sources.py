@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from flags.source import FlagSource, LocalFileFlagSource, UnleashServerFlagSource
+from flags.source import FlagSource, LocalFileFlagSource
+from flags.unleash_source import UnleashServerFlagSource
 from server.settings import Settings
 
 logger = logging.getLogger("server")

@@ -26,13 +26,9 @@ from appointments.stages import Stage
 from flags import FLAG_NAME
 from flags.document import Document, write_document
 from flags.memo import FlagMemo, plan_for
-from flags.source import (
-    LocalFileFlagSource,
-    MemoryCache,
-    UnleashServerFlagSource,
-    bootstrapped_client,
-)
+from flags.source import LocalFileFlagSource, MemoryCache, bootstrapped_client
 from flags.unleash_admin import Description
+from flags.unleash_source import UnleashServerFlagSource
 from tests.test_unleash_real import (  # noqa: F401 - the fixture, used by name
     CLIENT_TOKEN,
     UnleashServer,

@@ -27,8 +27,9 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments.stages import Stage
-from flags.source import LocalFileFlagSource, UnleashServerFlagSource
+from flags.source import LocalFileFlagSource
 from flags.unleash_admin import Description, UnleashAdmin
+from flags.unleash_source import UnleashServerFlagSource
 from server.cli import main
 from tests.conftest import (
     DEFAULT_POSTGRES_URL,

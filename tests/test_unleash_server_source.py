@@ -19,7 +19,7 @@ import pytest
 
 from appointments.stages import Stage
 from flags.document import Document, build_document
-from flags.source import UnleashServerFlagSource
+from flags.unleash_source import UnleashServerFlagSource
 
 TOKEN = "default:development.test-secret"
 CLINIC = "0b9f3c1e-8f0e-4f55-9a55-1f6d1f0c2a11"
