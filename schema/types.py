@@ -23,10 +23,10 @@ from appointments import models
 from appointments.queries import Page
 from appointments.read_model.sources import MigrationState, Reference, Served, reads
 from appointments.sides import DOCTOR, PATIENT
-from appointments.stages import Origin, Stage
 from schema import read_model
 from schema.context import RequestContext
 from schema.dataloaders import Missing, peek
+from schema.migration_types import AppointmentMigration
 from schema.request_id import request_id
 
 logger = logging.getLogger("schema.types")
@@ -321,46 +321,8 @@ class ClinicStaffSuccess:
     clinic_staff: ClinicStaff
 
 
-strawberry.enum(Origin, name="Origin", description="Which stored columns a value came from")
 strawberry.enum(models.MismatchField, name="MismatchField")
 strawberry.enum(models.MismatchStatus, name="MismatchStatus")
-
-
-@strawberry.type(description="One side (doctor or patient) as served, and as each origin holds it")
-class SideOrigins:
-    served_origin: Origin
-    fell_back: bool = strawberry.field(
-        description="Served from the other origin because the authoritative column is empty"
-    )
-    legacy_person_id: strawberry.ID | None = strawberry.field(
-        description="Legacy origin: the person id stored on the appointment"
-    )
-    new_membership_id: strawberry.ID | None = strawberry.field(
-        description="New origin: the membership id stored on the appointment"
-    )
-    new_person_id: strawberry.ID | None = strawberry.field(description="That membership's person")
-    new_clinic_id: strawberry.ID | None = strawberry.field(description="That membership's clinic")
-    consistent: bool
-
-
-@strawberry.type
-class MigrationDifference:
-    field: models.MismatchField
-    legacy_value: strawberry.ID | None
-    new_value: strawberry.ID | None
-
-
-@strawberry.type(description="How this appointment was served, and whether both origins agree")
-class AppointmentMigration:
-    stage: Stage = strawberry.field(description="The clinic's stage for this request")
-    authoritative_origin: Origin
-    compared_stage: bool = strawberry.field(
-        description="Reads in this stage are compared and recorded in the mismatch ledger"
-    )
-    consistent: bool
-    doctor: SideOrigins
-    patient: SideOrigins
-    differences: list[MigrationDifference]
 
 
 def write_committed(appointment_id: uuid.UUID) -> GraphQLError:

@@ -39,11 +39,17 @@ from appointments.read_model.served import (
 )
 from appointments.read_model.sources import (
     Column,
+    Consistency,
+    Differences,
+    DifferenceValue,
+    MigrationSide,
     MigrationState,
+    PolicyValue,
     Reference,
     SelectedField,
     Selection,
     Served,
+    SideValue,
     TypeName,
     shows_links,
 )
@@ -193,7 +199,7 @@ def _value(build: _Build, row: FromClause, selected: SelectedField) -> Expressio
         )
         return when(served.new_origin, by_new, by_legacy)
     if isinstance(source, MigrationState):
-        return _migration(build, selected.children)
+        return _migration(build, _InView(tuple(build.sides.values())), selected.children)
     raise KeyError(f"{selected.name} has no source in the read model")
 
 
@@ -207,71 +213,64 @@ def _nested(
     return build.json.nested(select(value).where(where(table)).scalar_subquery())
 
 
-def _origin_name(new_origin: Expression) -> Expression:
-    return when(new_origin, text_constant("NEW"), text_constant("LEGACY"))
+@dataclass(frozen=True, slots=True)
+class _InView:
+    """What the migration fields below an object see: the sides (both, or one), and
+    the difference (its field's name, legacy and new values) when below one."""
+
+    sides: tuple[SideValues, ...]
+    difference: tuple[Expression, Expression, Expression] | None = None
 
 
-def _migration(build: _Build, selection: Selection) -> Expression:
-    json, rows, policy, sides = build.json, build.rows, build.policy, build.sides
+def _migration(build: _Build, in_view: _InView, selection: Selection) -> Expression:
+    return _object(build, selection, lambda selected: _migration_value(build, in_view, selected))
 
-    def masked(served: SideValues, value: Expression) -> Expression:
-        return when(served.visible, value, null())
 
-    def differs(served: SideValues) -> Expression:
-        return or_(served.person_differs, served.clinic_differs)
-
-    def side_origins(served: SideValues, children: Selection) -> Expression:
-        sources: dict[str, Callable[[], Expression]] = {
-            "servedOrigin": lambda: _origin_name(served.new_origin),
-            "fellBack": lambda: json.boolean(served.fell_back),
-            "legacyPersonId": lambda: json.uuid(served.legacy),
-            "newMembershipId": lambda: masked(served, json.uuid(served.new_membership)),
-            "newPersonId": lambda: masked(served, json.uuid(served.stored_person)),
-            "newClinicId": lambda: masked(served, json.uuid(served.stored_clinic)),
-            "consistent": lambda: json.boolean(not_(differs(served))),
-        }
-        return _object(build, children, lambda s: sources[s.name]())
-
-    def difference(
-        children: Selection, served: SideValues, kind: Any, legacy: Expression, new: Expression
-    ) -> Expression:
-        def field_of(selected: SelectedField) -> Expression:
-            if selected.name == "field":
-                return text_constant(kind.name)
-            if selected.name == "legacyValue":
-                return json.uuid(legacy)
-            return masked(served, json.uuid(new))
-
-        return _object(build, children, field_of)
-
-    def differences(children: Selection) -> Expression:
-        items: list[Expression] = []
-        for served in sides.values():
-            side = served.side
-            for flag, kind, legacy_value, new_value in (
-                (served.person_differs, side.person_field, served.legacy, served.stored_person),
-                (served.clinic_differs, side.clinic_field, rows.c.clinic_id, served.stored_clinic),
-            ):
-                item = difference(children, served, kind, legacy_value, new_value)
-                items.append(when(flag, item, null()))
+def _migration_value(build: _Build, in_view: _InView, selected: SelectedField) -> Expression:
+    """A migration field's value, as the source it declares says (``sources``)."""
+    json, source = build.json, selected.source
+    if isinstance(source, PolicyValue):
+        return json.formatted(getattr(build.policy, source.name), source.format)
+    if isinstance(source, Consistency):
+        return json.boolean(not_(or_(*(_differs(served) for served in in_view.sides))))
+    if isinstance(source, MigrationSide):
+        return _migration(build, _InView((build.sides[source.side],)), selected.children)
+    if isinstance(source, SideValue):
+        (served,) = in_view.sides
+        value = json.formatted(getattr(served, source.name), source.format)
+        return when(served.visible, value, null()) if source.masked else value
+    if isinstance(source, Differences):
+        items = [
+            when(flag, _migration(build, _InView((served,), values), selected.children), null())
+            for served in in_view.sides
+            for flag, values in _differences_of(build, served)
+        ]
         return json.array(items)
+    if isinstance(source, DifferenceValue) and in_view.difference is not None:
+        (served,) = in_view.sides
+        field, legacy_value, new_value = in_view.difference
+        parts = {"field": field, "legacy_value": legacy_value, "new_value": new_value}
+        value = json.formatted(parts[source.name], source.format)
+        return when(served.visible, value, null()) if source.masked else value
+    raise KeyError(f"{selected.name} has no source in the migration state")
 
-    doctor, patient = sides[DOCTOR], sides[PATIENT]
 
-    def field_of(selected: SelectedField) -> Expression:
-        name = selected.name
-        if name == "stage":
-            return json.enum_name(policy.stage)
-        if name == "authoritativeOrigin":
-            return _origin_name(policy.new_authoritative)
-        if name == "comparedStage":
-            return json.boolean(policy.compared)
-        if name == "consistent":
-            return json.boolean(not_(or_(differs(doctor), differs(patient))))
-        if name in ("doctor", "patient"):
-            return side_origins(sides[DOCTOR if name == "doctor" else PATIENT], selected.children)
-        if name == "differences":
-            return differences(selected.children)
-        raise KeyError(f"AppointmentMigration.{name} has no source in the read model")
+def _differs(served: SideValues) -> Expression:
+    return or_(served.person_differs, served.clinic_differs)
 
-    return _object(build, selection, field_of)
+
+def _differences_of(
+    build: _Build, served: SideValues
+) -> list[tuple[Expression, tuple[Expression, Expression, Expression]]]:
+    """Each difference a side may have: whether it has it, and (field, legacy, new)."""
+    side = served.side
+    return [
+        (
+            served.person_differs,
+            (text_constant(side.person_field.name), served.legacy, served.stored_person),
+        ),
+        (
+            served.clinic_differs,
+            (text_constant(side.clinic_field.name), build.rows.c.clinic_id, served.stored_clinic),
+        ),
+    ]

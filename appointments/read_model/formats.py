@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSON as PG_JSON
 from sqlalchemy.types import JSON
 
 from appointments.read_model.sources import Format
-from appointments.read_model.sql import text_constant
+from appointments.read_model.sql import text_constant, when
 
 Expression = ColumnElement[Any]
 
@@ -60,6 +60,7 @@ class JsonSql:
             Format.DATE: self.date,
             Format.ENUM: self.enum_name,
             Format.BOOLEAN: self.boolean,
+            Format.ORIGIN: self.origin,
         }
         return formats[format_](column)
 
@@ -101,6 +102,10 @@ class JsonSql:
 
     def enum_name(self, column: Expression) -> Expression:
         return func.upper(type_coerce(column, String))
+
+    def origin(self, new_origin: Expression) -> Expression:
+        """The origin a condition picks: ``NEW`` when true, else ``LEGACY``."""
+        return when(new_origin, text_constant("NEW"), text_constant("LEGACY"))
 
     def boolean(self, condition: Expression) -> Expression:
         if self.postgres:

@@ -11,7 +11,7 @@ agree and as a test of the row's clinic otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -101,33 +101,18 @@ class SideValues:
 
     def named(self, columns: FromClause) -> SideValues:
         """The same values read from ``columns``, a FROM that selected ``labelled()``."""
-        return SideValues(
-            self.side,
-            *(
-                value
-                if isinstance(value, True_ | False_)
-                else columns.c[f"{self.side.name}_{name}"]
-                for name, value in self._values()
-            ),
-        )
+        named: dict[str, Any] = {
+            name: columns.c[f"{self.side.name}_{name}"]
+            for name, value in self._values()
+            if not isinstance(value, True_ | False_)
+        }
+        return replace(self, **named)
 
     def _values(self) -> list[tuple[str, Expression]]:
         return [(name, getattr(self, name)) for name in _VALUES]
 
 
-_VALUES = (
-    "legacy",
-    "new_membership",
-    "fell_back",
-    "new_origin",
-    "visible",
-    "stored_membership_id",
-    "person_id",
-    "person_differs",
-    "clinic_differs",
-    "stored_person",
-    "stored_clinic",
-)
+_VALUES = tuple(field.name for field in fields(SideValues) if field.name != "side")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,18 +172,18 @@ def served_side(
         person_differs = false()
     clinic_differs = and_(stored.c.id.isnot(None), stored.c.clinic_id != clinic)
     values = SideValues(
-        side,
-        legacy,
-        new,
-        _boolean(fell_back),
-        _boolean(new_origin),
-        visible,
-        when(visible, stored.c.id, null()),
-        person_id,
-        _boolean(person_differs),
-        _boolean(clinic_differs),
-        stored_person,
-        stored.c.clinic_id,
+        side=side,
+        legacy=legacy,
+        new_membership=new,
+        fell_back=_boolean(fell_back),
+        new_origin=_boolean(new_origin),
+        visible=visible,
+        stored_membership_id=when(visible, stored.c.id, null()),
+        person_id=person_id,
+        person_differs=_boolean(person_differs),
+        clinic_differs=_boolean(clinic_differs),
+        stored_person=stored_person,
+        stored_clinic=stored.c.clinic_id,
     )
     joins: list[tuple[FromClause, Expression]] = [(stored, stored.c.id == new)]
     return ServedSide(values, joins)

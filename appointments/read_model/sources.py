@@ -11,7 +11,13 @@ Python name) of its object's row, formatted as its GraphQL type serialises it
 - ``Served(side, part)``: the person or membership the clinic's stage serves for
   the appointment's doctor or patient (``served``), null when there is none;
 - ``MigrationState()``: the appointment's migration state, derived from the stage
-  rules; its fields are computed by name (``compiler``), not read from columns.
+  rules rather than read from columns.
+
+The fields below the migration state declare what of the stage rules they show
+(``served``): ``PolicyValue`` (the row's stage policy), ``MigrationSide`` (an
+object of one side's values), ``SideValue`` (one of that side's values),
+``Consistency`` (no difference on the sides in view), ``Differences`` (a list,
+one object per difference) and ``DifferenceValue`` (one of a difference's values).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class Format(Enum):
     DATE = "date"
     ENUM = "enum"
     BOOLEAN = "boolean"
+    ORIGIN = "origin"
+    """A condition written as the origin it picks: ``NEW`` when true, else ``LEGACY``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +71,63 @@ class MigrationState:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyValue:
+    """A value of the row's stage policy (``served.RowPolicy``), by attribute name."""
+
+    name: Literal["stage", "new_authoritative", "compared"]
+    format: Format
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSide:
+    """The object showing ``side``'s values: the fields below it see that side only."""
+
+    side: Side
+
+
+@dataclass(frozen=True, slots=True)
+class SideValue:
+    """A value of the side in view (``served.SideValues``, by attribute name); ``masked``:
+    null where it names a membership the viewer may not see."""
+
+    name: str
+    format: Format
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """Whether the sides in view (both, or one below ``MigrationSide``) have no difference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Differences:
+    """The list of the differences of the sides in view, one object each."""
+
+
+@dataclass(frozen=True, slots=True)
+class DifferenceValue:
+    """A value of the difference in view: its ``field`` (a ledger field's name),
+    ``legacy_value`` or ``new_value`` (masked: null where it names a membership's
+    clinic or person the viewer may not see)."""
+
+    name: Literal["field", "legacy_value", "new_value"]
+    format: Format
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TypeName:
     name: str
 
 
-Source = Column | Reference | Served | MigrationState | TypeName
+MigrationSource = (
+    PolicyValue | MigrationSide | SideValue | Consistency | Differences | DifferenceValue
+)
+Source = Column | Reference | Served | MigrationState | MigrationSource | TypeName
 
 
-def reads(source: Reference | Served | MigrationState) -> Mapping[str, Any]:
+def reads(source: Reference | Served | MigrationState | MigrationSource) -> Mapping[str, Any]:
     """The field metadata declaring ``source``."""
     return {READ_SOURCE: source}
 
