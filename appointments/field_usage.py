@@ -24,7 +24,6 @@ run, so none are crowded out).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import metrics
+from appointments.batched import BatchedCounts
 from appointments.models import FieldUsageDaily, FieldUsageOperation
 from appointments.policies import OTHER_CLIENT, UNKNOWN_CLIENT, label_of
 
@@ -134,7 +134,13 @@ class UsageRecorder:
     def __init__(self, clients: Iterable[str] = ()) -> None:
         self.clients = ClientLabels(clients)
         self.operations = OperationLabels()
-        self._pending = _Pending()
+        self._counts = BatchedCounts(
+            _Pending,
+            _write_pending,
+            metrics.USAGE_FLUSHES,
+            logger,
+            "could not write deprecated field usage; kept for later",
+        )
         self._counters: dict[tuple[str, str], Counter] = {}
 
     def record(
@@ -151,11 +157,10 @@ class UsageRecorder:
         kept = self.operations.of(name, operation)
         now = time.time()
         day = int(now // _SECONDS_PER_DAY)
+        pending = self._counts.pending
         for field in fields:
-            _count(self._pending.by_version, (day, name, version, field), now)
-            _count(
-                self._pending.by_operation, (day, name, kept.name, kept.document_hash, field), now
-            )
+            _count(pending.by_version, (day, name, version, field), now)
+            _count(pending.by_operation, (day, name, kept.name, kept.document_hash, field), now)
             counter = self._counters.get((name, field))
             if counter is None:
                 counter = metrics.DEPRECATED_FIELD_OPERATIONS.labels(name, field)
@@ -164,11 +169,13 @@ class UsageRecorder:
 
     def pending(self) -> dict[UsageKey, Tally]:
         """What is counted per client version and not yet written."""
-        return {_version_key(raw): tally for raw, tally in self._pending.by_version.items()}
+        return {_version_key(raw): tally for raw, tally in self._counts.pending.by_version.items()}
 
     def pending_operations(self) -> dict[OperationUsageKey, Tally]:
         """What is counted per operation and not yet written."""
-        return {_operation_key(raw): tally for raw, tally in self._pending.by_operation.items()}
+        return {
+            _operation_key(raw): tally for raw, tally in self._counts.pending.by_operation.items()
+        }
 
     async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
         """Write the counts in one transaction and forget them; the rows written.
@@ -176,40 +183,16 @@ class UsageRecorder:
         When the write fails (or is cancelled) the counts stay pending, added to
         what was counted meanwhile, and the error propagates.
         """
-        taken, self._pending = self._pending, _Pending()
-        if not taken.by_version:
-            return 0
-        try:
-            async with sessions() as session, session.begin():
-                await write_counts(
-                    session, {_version_key(raw): tally for raw, tally in taken.by_version.items()}
-                )
-                await write_operation_counts(
-                    session,
-                    {_operation_key(raw): tally for raw, tally in taken.by_operation.items()},
-                )
-        except BaseException:
-            _merge_later(taken.by_version, self._pending.by_version)
-            _merge_later(taken.by_operation, self._pending.by_operation)
-            self._pending = taken
-            raise
-        return len(taken.by_version)
+        return await self._counts.flush(sessions)
 
     async def flush_logged(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """``flush``, a failure logged and counted (the counts are kept for the next one)."""
-        try:
-            if await self.flush(sessions):
-                metrics.USAGE_FLUSHES.labels("ok").inc()
-        except Exception:
-            metrics.USAGE_FLUSHES.labels("error").inc()
-            logger.warning("could not write deprecated field usage; kept for later", exc_info=True)
+        await self._counts.flush_logged(sessions)
 
     async def flush_forever(
         self, sessions: Callable[[], async_sessionmaker[AsyncSession]], seconds: float
     ) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            await self.flush_logged(sessions())
+        await self._counts.flush_forever(sessions, seconds)
 
 
 class _Pending:
@@ -220,6 +203,23 @@ class _Pending:
     def __init__(self) -> None:
         self.by_version: dict[tuple[int, str, str, str], Tally] = {}
         self.by_operation: dict[tuple[int, str, str, str, str], Tally] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_version)
+
+    def absorb(self, later: _Pending) -> None:
+        _merge_later(self.by_version, later.by_version)
+        _merge_later(self.by_operation, later.by_operation)
+
+
+async def _write_pending(session: AsyncSession, pending: _Pending) -> int:
+    await write_counts(
+        session, {_version_key(raw): tally for raw, tally in pending.by_version.items()}
+    )
+    await write_operation_counts(
+        session, {_operation_key(raw): tally for raw, tally in pending.by_operation.items()}
+    )
+    return len(pending.by_version)
 
 
 _Key = TypeVar("_Key")
