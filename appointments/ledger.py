@@ -1,22 +1,24 @@
 """The mismatch ledger: a durable, deduplicated record of differences between the two sides.
 
-Reads in compared stages hand their comparisons to a ``MismatchRecorder``; it
-writes the ledger once at the end of the request: one upsert for every
-difference seen (first seen, last seen, times seen), and one update marking
-open entries fixed when their row was found consistent again. A request that
-saw no difference and had nothing open writes nothing.
+Reads in compared stages hand their comparisons to a ``MismatchRecorder``, each
+with the statuses of the appointment's entries the read statement found. At the
+end of the request what changes the ledger is written once, in a transaction of
+its own, before the response: a difference seen for the first time (or again
+after it was fixed) is recorded, an open entry whose row is consistent again is
+marked fixed. A difference the ledger has open (or ignored) already is only
+counted again, in memory, and added in batches (``ledger_sightings``): a page
+that is consistent, or whose differences are all open, writes nothing.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,19 +47,29 @@ def entry_id(appointment_id: uuid.UUID, field: MismatchField) -> uuid.UUID:
     return uuid.uuid5(ENTRY_NAMESPACE, f"{appointment_id}/{field.value}")
 
 
+Entries = Mapping[MismatchField, MismatchStatus]
+"""The statuses of an appointment's ledger entries, by field (fields without one absent)."""
+
+
 class Observation(NamedTuple):
-    """One compared side of one appointment: what differed (nothing when consistent)."""
+    """One compared side of one appointment: what differed (nothing when consistent), and
+    the appointment's ledger entries as the read found them (None when it did not look:
+    they are then read when the ledger is written)."""
 
     appointment_id: uuid.UUID
     clinic_id: uuid.UUID
     stage: Stage
     side: Side
     differences: tuple[Difference, ...]
+    entries: Entries | None = None
 
 
 # An observation's appointment (by UUID integer) and side name; a later observation
 # of the same key replaces the earlier one.
 ObservationKey = tuple[int, str]
+
+EntryKey = tuple[uuid.UUID, str]
+"""A ledger entry's appointment and field (its value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,41 +78,8 @@ class FlushResult:
     fixed: int
 
 
-class OpenClinics:
-    """The clinics with open ledger entries, as of at most ``max_age`` seconds ago.
-
-    One per process. A read that finds rows consistent looks for their open
-    entries (to mark them fixed) only in these clinics, so a clinic with a clean
-    ledger costs no ledger query per read: one query per ``max_age`` instead.
-    An entry opened by another process is seen at the next refresh; until then
-    a consistent read of its row leaves it open (a later read fixes it).
-    """
-
-    def __init__(self, max_age: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_age = max_age
-        self._clock = clock
-        self._clinics: frozenset[uuid.UUID] | None = None
-        self._checked_at = 0.0
-
-    async def current(self, session: AsyncSession) -> frozenset[uuid.UUID]:
-        now = self._clock()
-        if self._clinics is None or now - self._checked_at > self.max_age:
-            rows = await session.execute(
-                select(MigrationMismatch.clinic_id)
-                .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
-                .distinct()
-            )
-            self._clinics = frozenset(rows.scalars())
-            self._checked_at = now
-        return self._clinics
-
-    def opened(self, clinic_ids: set[uuid.UUID]) -> None:
-        if self._clinics is not None and not clinic_ids <= self._clinics:
-            self._clinics = self._clinics | clinic_ids
-
-
 class MismatchRecorder:
-    """Collects one request's comparisons and writes the ledger once."""
+    """Collects one request's comparisons; what they change is written once."""
 
     def __init__(self) -> None:
         self._observations: dict[ObservationKey, Observation] = {}
@@ -117,74 +96,101 @@ class MismatchRecorder:
     def pending(self) -> bool:
         return bool(self._observations)
 
-    async def flush(
-        self, session: AsyncSession, open_clinics: OpenClinics | None = None
-    ) -> FlushResult:
-        """Write what was observed, in ``session``'s transaction (the caller commits)."""
-        writes = await self.pending_writes(session, open_clinics)
-        if writes is None:
-            return FlushResult(0, 0)
-        return await self.write(session, writes, open_clinics)
+    def clear(self) -> None:
+        """Forget the observations (their changes are written, or counted)."""
+        self._observations.clear()
 
-    async def pending_writes(
-        self, session: AsyncSession, open_clinics: OpenClinics | None = None
-    ) -> LedgerWrites | None:
-        """What the observations change in the ledger, read through ``session`` (no write):
-        the entries to record, and the open ones found consistent again. None when nothing
-        changes. With ``open_clinics``, open entries are looked for only in clinics known
-        to have some."""
+    async def pending_writes(self, session: AsyncSession) -> LedgerWrites | None:
+        """What the observations change in the ledger (no write): the entries to record,
+        the open ones found consistent again, and the differences seen again. The ledger
+        is read through ``session`` only for observations that do not know their entries.
+        None when nothing changes."""
         observations = list(self._observations.values())
         if not observations:
             return None
         now = utcnow()
-        rows = [
-            _ledger_row(observation, difference, now)
-            for observation in observations
-            for difference in observation.differences
-        ]
-        with_open = None if open_clinics is None else await open_clinics.current(session)
-        consistent = _consistent_fields(observations, with_open)
-        to_fix = await _entries_to_fix(session, consistent)
-        if not rows and not to_fix:
-            return None
-        return LedgerWrites(rows, to_fix, now)
+        writes = LedgerWrites([], [], {}, now)
+        unknown: list[Observation] = []
+        for observation in observations:
+            if observation.entries is None:
+                unknown.append(observation)
+                writes.rows += [_ledger_row(observation, d, now) for d in observation.differences]
+            else:
+                _plan(observation, observation.entries, writes)
+        writes.to_fix += await _open_entries(session, _consistent_fields(unknown))
+        return writes if writes.changes else None
 
-    async def write(
-        self, session: AsyncSession, writes: LedgerWrites, open_clinics: OpenClinics | None = None
-    ) -> FlushResult:
-        """Apply ``writes`` in ``session``'s transaction (the caller commits); the
-        observations they came from are then forgotten."""
+    async def write(self, session: AsyncSession, writes: LedgerWrites) -> FlushResult:
+        """Apply what ``writes`` records and fixes in ``session``'s transaction (the caller
+        commits; the differences seen again are the caller's to count); the observations
+        they came from are then forgotten."""
         self._observations.clear()
         fixed = await _fix(session, writes.to_fix, writes.now)
         if writes.rows:
             await session.execute(_upsert(session, writes.rows, writes.now))
-            if open_clinics is not None:
-                open_clinics.opened({row["clinic_id"] for row in writes.rows})
         return FlushResult(len(writes.rows), fixed)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class SeenAgain:
+    """A difference the ledger has (open or ignored), seen ``times`` more, last as given."""
+
+    times: int
+    last_seen_at: datetime
+    legacy_value: uuid.UUID | None
+    new_value: uuid.UUID | None
+    stage: str
+
+
+@dataclass(slots=True)
 class LedgerWrites:
-    """Entries to record (one row each) and open entries to mark fixed (by id)."""
+    """Entries to record (one row each), open entries to mark fixed, and differences seen
+    again (only counted)."""
 
     rows: list[dict[str, Any]]
-    to_fix: list[uuid.UUID]
+    to_fix: list[EntryKey]
+    seen_again: dict[EntryKey, SeenAgain]
     now: datetime
 
+    @property
+    def in_request(self) -> bool:
+        """Whether the request writes the ledger (a first sighting, a reopening, a fix)."""
+        return bool(self.rows or self.to_fix)
 
-def _consistent_fields(
-    observations: list[Observation], open_clinics: frozenset[uuid.UUID] | None
-) -> set[tuple[uuid.UUID, str]]:
-    """(appointment, field) found consistent, in the clinics that may have open entries
-    (``open_clinics``; every clinic when it is None)."""
-    if open_clinics is not None and not open_clinics:
-        return set()
-    # By UUID integer: uuid.UUID hashes in Python, and a list hands in hundreds.
-    open_ints = None if open_clinics is None else {clinic.int for clinic in open_clinics}
-    consistent: set[tuple[uuid.UUID, str]] = set()
+    @property
+    def changes(self) -> bool:
+        return self.in_request or bool(self.seen_again)
+
+
+_ALREADY_RECORDED = (MismatchStatus.OPEN, MismatchStatus.IGNORED)
+
+
+def _plan(observation: Observation, entries: Entries, writes: LedgerWrites) -> None:
+    """What one observation whose entries are known changes, added to ``writes``."""
+    appointment_id, side = observation.appointment_id, observation.side
+    differing = set()
+    for difference in observation.differences:
+        field = difference.field
+        differing.add(field)
+        if entries.get(field) in _ALREADY_RECORDED:
+            writes.seen_again[(appointment_id, field.value)] = SeenAgain(
+                1,
+                writes.now,
+                difference.legacy_value,
+                difference.new_value,
+                observation.stage.value,
+            )
+        else:
+            writes.rows.append(_ledger_row(observation, difference, writes.now))
+    for field in (side.person_field, side.clinic_field):
+        if field not in differing and entries.get(field) is MismatchStatus.OPEN:
+            writes.to_fix.append((appointment_id, field.value))
+
+
+def _consistent_fields(observations: list[Observation]) -> set[EntryKey]:
+    """(appointment, field) found consistent."""
+    consistent: set[EntryKey] = set()
     for observation in observations:
-        if open_ints is not None and observation.clinic_id.int not in open_ints:
-            continue
         differing = {difference.field for difference in observation.differences}
         for field in (observation.side.person_field, observation.side.clinic_field):
             if field not in differing:
@@ -208,28 +214,28 @@ def _ledger_row(observation: Observation, difference: Difference, now: datetime)
     }
 
 
-async def _entries_to_fix(
-    session: AsyncSession, consistent: set[tuple[uuid.UUID, str]]
-) -> list[uuid.UUID]:
+async def _open_entries(session: AsyncSession, consistent: set[EntryKey]) -> list[EntryKey]:
     """The open entries of (appointment, field) pairs now found consistent."""
     if not consistent:
         return []
     appointment_ids = {appointment_id for appointment_id, _ in consistent}
     open_entries = await session.execute(
-        select(MigrationMismatch.id, MigrationMismatch.appointment_id, MigrationMismatch.field)
+        select(MigrationMismatch.appointment_id, MigrationMismatch.field)
         .where(MigrationMismatch.appointment_id.in_(appointment_ids))
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
     )
-    return [entry.id for entry in open_entries if (entry.appointment_id, entry.field) in consistent]
+    return [
+        (entry.appointment_id, entry.field) for entry in open_entries if tuple(entry) in consistent
+    ]
 
 
-async def _fix(session: AsyncSession, entry_ids: list[uuid.UUID], now: datetime) -> int:
+async def _fix(session: AsyncSession, entries: list[EntryKey], now: datetime) -> int:
     """Mark the entries fixed, those still open; how many were."""
-    if not entry_ids:
+    if not entries:
         return 0
     result = await session.execute(
         update(MigrationMismatch)
-        .where(MigrationMismatch.id.in_(entry_ids))
+        .where(tuple_(MigrationMismatch.appointment_id, MigrationMismatch.field).in_(entries))
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
         .values(
             status=MismatchStatus.FIXED.value,
@@ -237,8 +243,9 @@ async def _fix(session: AsyncSession, entry_ids: list[uuid.UUID], now: datetime)
             status_changed_at=now,
             status_comment="consistent again when read",
         )
+        .execution_options(synchronize_session=False)
     )
-    fixed: int = getattr(result, "rowcount", len(entry_ids))
+    fixed: int = getattr(result, "rowcount", len(entries))
     return fixed
 
 

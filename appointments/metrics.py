@@ -57,7 +57,8 @@ FLAG_EVALUATION_SECONDS = Histogram(
 )
 LEDGER_FLUSHES = Counter(
     "clinic_ledger_flushes",
-    "End-of-request writes of the mismatch ledger, by outcome",
+    "Writes of the mismatch ledger (a request's first sightings and fixes, or a batch of"
+    " differences seen again), by outcome",
     ["outcome"],
 )
 STAGES_GATED = Counter(

@@ -22,7 +22,8 @@ from appointments.idempotency import (
     IdempotentRequest,
     run_once,
 )
-from appointments.ledger import LedgerWrites, MismatchRecorder, OpenClinics
+from appointments.ledger import LedgerWrites, MismatchRecorder
+from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.read_model.runner import ReadModel
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
@@ -49,7 +50,6 @@ class RequestContext:
     """The ``id()`` of rows this request replayed from an idempotency key (stored snapshots)."""
     events: MigrationEventLog = field(default_factory=MigrationEventLog)
     idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
-    open_clinics: OpenClinics | None = None
     layout_changed: Callable[[], Awaitable[bool]] | None = None
     """Called after a statement failed on a missing column: True when the service has
     switched to the contracted layout since (``Services.adopt_contracted_layout``)."""
@@ -68,7 +68,6 @@ class RequestContext:
         compare_sample_ratio: float = 1.0,
         legacy_columns: bool = True,
         idempotency: IdempotencyPolicy | None = None,
-        open_clinics: OpenClinics | None = None,
         access: Access | None = None,
         layout_changed: Callable[[], Awaitable[bool]] | None = None,
         usage: UsageRecorder | None = None,
@@ -90,7 +89,6 @@ class RequestContext:
             legacy_columns=legacy_columns,
             events=events,
             idempotency=idempotency or IdempotencyPolicy(),
-            open_clinics=open_clinics,
             _access=access,
             layout_changed=layout_changed,
             usage=usage,
@@ -152,13 +150,16 @@ class RequestContext:
         """Write what the request's comparisons changed in the ledger, then release the
         session.
 
-        What changes is found through the request's (read) session; only when something
-        does is the ledger written, in a transaction of its own. Should the read session
-        be unusable (a statement of another root field broke its connection), it is found
-        in that transaction instead: what the request compared is recorded whatever else
-        it did. The clinics' health counters (read fallbacks, failed writes) are added to
-        in one more transaction, when the request saw any. A failure of either is logged
-        (the ledger's counted); the response is not failed for it.
+        The reads found what the ledger holds for what they compared: a difference it has
+        open (or ignored) already is only counted (``ledger_sightings``, written in
+        batches); a first sighting, a reopening or a fix is written here, in a transaction
+        of its own, before the response. A comparison that does not know its entries has
+        them read through the request's session; should that session be unusable (a
+        statement of another root field broke its connection), in that transaction
+        instead: what the request compared is recorded whatever else it did. The clinics'
+        health counters (read fallbacks, failed writes) are added to in one more
+        transaction, when the request saw any. A failure of either is logged (the
+        ledger's counted); the response is not failed for it.
         """
         try:
             await self._record_mismatches()
@@ -175,25 +176,31 @@ class RequestContext:
             await self.db.close()
 
     async def _record_mismatches(self) -> None:
-        recorder, open_clinics = self.recorder, self.open_clinics
+        recorder = self.recorder
         if not recorder.pending:
             return
         writes: LedgerWrites | None = None
         read_apart = False
         try:
-            writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
+            writes = await self.db.run(recorder.pending_writes)
         except Exception:
             logger.warning(
                 "the request's read session failed; reading the ledger in its own transaction",
                 exc_info=True,
             )
             read_apart = True
-        if writes is None and not read_apart:
+        if read_apart:
+            async with self.sessions() as session, session.begin():
+                writes = await recorder.pending_writes(session)
+                if writes is not None and writes.in_request:
+                    await recorder.write(session, writes)
+        elif writes is not None and writes.in_request:
+            async with self.sessions() as session, session.begin():
+                await recorder.write(session, writes)
+        recorder.clear()
+        if writes is None:
             return
-        async with self.sessions() as session, session.begin():
-            if read_apart:
-                writes = await recorder.pending_writes(session, open_clinics)
-            if writes is not None:
-                await recorder.write(session, writes, open_clinics)
-        if writes is not None:
+        for entry, seen in writes.seen_again.items():
+            SEEN_AGAIN.pending.add(entry, seen)
+        if writes.in_request:
             metrics.LEDGER_FLUSHES.labels("ok").inc()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from appointments import ledger, models, queries, validation
 from appointments.access import Permission
 from appointments.errors import DomainError
+from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.rollout import audit
 from schema import read_model
 from schema.errors import parse_id, query_error
@@ -133,6 +134,8 @@ class Query:
         except DomainError as error:
             raise query_error(error) from None
         await _require(info, Permission.READ_MIGRATION)
+        # This process's repeated sightings first, so that the counts listed include them.
+        await SEEN_AGAIN.flush_logged(info.context.sessions)
         page = await _page(info, lambda s: ledger.list_mismatches(s, where, first, after))
         return Connection.from_page(page, MigrationMismatch.from_model)
 

@@ -28,7 +28,7 @@ from appointments.db import (
     create_session_factory,
 )
 from appointments.field_usage import UsageRecorder
-from appointments.ledger import OpenClinics
+from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource
@@ -69,11 +69,11 @@ class Services:
     legacy_columns: bool = True
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     gate: ReadinessGate | None = None
-    open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
     _reads_flusher: asyncio.Task[None] | None = None
+    _sightings_flusher: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -127,6 +127,9 @@ class Services:
         )
         services._reads_flusher = asyncio.create_task(
             read_tally.READS.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
+        )
+        services._sightings_flusher = asyncio.create_task(
+            SEEN_AGAIN.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
         return services
 
@@ -213,7 +216,6 @@ class Services:
             self.settings.compare_sample_ratio,
             self.legacy_columns,
             self.settings.idempotency,
-            self.open_clinics,
             access,
             self.adopt_contracted_layout,
             self.usage,
@@ -242,15 +244,18 @@ class Services:
             logger.warning(read_tally.FLUSH_FAILED, exc_info=True)
 
     async def stop(self) -> None:
-        """Stop the background tasks, write the field usage and the reads counted since the
-        last flush, and close the flag source and the engine."""
-        for task in (self._refresher, self._purger, self._usage_flusher, self._reads_flusher):
+        """Stop the background tasks, write the field usage, the reads and the ledger's
+        repeated sightings counted since the last flush, and close the flag source and the
+        engine."""
+        flushers = (self._usage_flusher, self._reads_flusher, self._sightings_flusher)
+        for task in (self._refresher, self._purger, *flushers):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.usage.flush_logged(self.sessions)
         await self.flush_reads()
+        await SEEN_AGAIN.flush_logged(self.sessions)
         self.flags.close()
         await self.engine.dispose()
 

@@ -6,15 +6,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import writes
 from appointments.events import PendingEvents
+from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.models import Appointment
 from appointments.read_model.runner import known_clinics
 from appointments.stages import Stage, fixed_stage
-from tests.conftest import Api, World, set_stages
+from tests.conftest import (
+    READ_CLINIC,
+    Api,
+    Mess,
+    World,
+    consistent_links,
+    insert_appointment,
+    ledger_rows,
+    open_api,
+    set_stages,
+)
 
 LIST = """
 query List($clinicId: ID!, $first: Int!) {
@@ -134,3 +145,83 @@ async def test_a_wrongly_remembered_clinic_is_learnt_again(
 
     assert data["appointment"]["id"] == str(appointment_id)
     assert known_clinics.get(appointment_id) == world.clinic_a.id
+
+
+async def statements_of(api: Api, query: str, variables: dict[str, Any]) -> list[str]:
+    """The SQL statements one request sends (the pool's and the driver's own aside)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    engine = api.services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await api.data(query, variables)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return sent
+
+
+def kinds(statements: list[str]) -> list[str]:
+    return [statement.split(None, 1)[0].upper() for statement in statements]
+
+
+async def test_a_consistent_shadow_page_is_one_statement(
+    api: Api, world: World, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session, session.begin():
+        for hour in range(9, 14):
+            await insert_appointment(session, world, hour, **consistent_links(world))
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
+    read = {"clinicId": str(world.clinic_a.id)}
+
+    assert kinds(await statements_of(api, READ_CLINIC, read)) == ["SELECT"]
+    assert kinds(await statements_of(api, READ_CLINIC, read)) == ["SELECT"]
+    assert await ledger_rows(sessions) == {}
+
+
+async def test_a_first_seen_difference_costs_the_read_and_its_write_then_one_statement(
+    api: Api, world: World, mess: Mess, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A difference seen for the first time is written before the response; seen again
+    (its entry open) it is only counted, and the count reaches the ledger when flushed."""
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
+    read = {"clinicId": str(world.clinic_a.id)}
+
+    first = kinds(await statements_of(api, READ_CLINIC, read))
+    recorded = await ledger_rows(sessions)
+    again = [kinds(await statements_of(api, READ_CLINIC, read)) for _ in range(2)]
+    before_flush = await ledger_rows(sessions)
+    await SEEN_AGAIN.flush(api.services.sessions)
+    after_flush = await ledger_rows(sessions)
+
+    assert first == ["SELECT", "INSERT"]
+    assert {row.times_seen for row in recorded.values()} == {1}
+    assert len(recorded) == 3
+    assert again == [["SELECT"], ["SELECT"]]
+    assert {row.times_seen for row in before_flush.values()} == {1}
+    assert {key: row.times_seen for key, row in after_flush.items()} == dict.fromkeys(recorded, 3)
+    assert all(row.last_seen_at > recorded[key].last_seen_at for key, row in after_flush.items())
+    assert {row.status for row in after_flush.values()} == {"open"}
+
+
+async def test_differences_seen_again_reach_the_ledger_when_the_service_stops(
+    database_url: str,
+    world: World,
+    mess: Mess,
+    flags_file: Any,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    set_stages(flags_file, {world.clinic_a.id: Stage.SHADOW})
+    read = {"clinicId": str(world.clinic_a.id)}
+    await SEEN_AGAIN.flush(sessions)  # what earlier tests counted elsewhere
+    async with open_api(database_url, flags_file, health_flush_seconds=3600) as api:
+        for _ in range(4):
+            await api.data(READ_CLINIC, read)
+        while_serving = await ledger_rows(sessions)
+
+    stopped = await ledger_rows(sessions)
+    assert {row.times_seen for row in while_serving.values()} == {1}
+    assert {row.times_seen for row in stopped.values()} == {4}
+    assert SEEN_AGAIN.pending == {}

@@ -1,11 +1,13 @@
 """What a read model statement's rows tell the migration's observers.
 
 The statement decides what is served and where the origins differ; this reads
-those columns (``compiler.ROW_COLUMNS``, ``compiler.SIDE_COLUMNS``) and reports
-them as the read path always has: the reads metric by stage, side, origin and
-outcome, a fallback event per fallback, and in compared stages (for the sampled
-share of appointments) the comparisons metric, a mismatch event per difference
-and an observation for the mismatch ledger. Nothing here compares anything.
+those columns where their labels put them (``compiler.RowColumns``,
+``compiler.SideColumns``) and reports them as the read path always has: the
+reads metric by stage, side, origin and outcome, a fallback event per fallback,
+and in compared stages (for the sampled share of appointments) the comparisons
+metric, a mismatch event per difference and an observation for the mismatch
+ledger, with the appointment's entries as the statement found them. Nothing here
+compares anything.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from appointments import metrics
 from appointments.activity import RECENT
 from appointments.comparison import Difference
 from appointments.events import MigrationEventLog, MismatchSeen, ReadFallback
-from appointments.ledger import MismatchRecorder, Observation, ObservationKey
-from appointments.read_model.compiler import ROW_COLUMNS, SIDE_COLUMNS
+from appointments.ledger import Entries, MismatchRecorder, Observation, ObservationKey
+from appointments.read_model.compiler import CompiledRead, SideColumns
+from appointments.read_model.entries import decoded
 from appointments.read_tally import READS as READ_TALLY
-from appointments.sides import Side
 from appointments.stages import Origin, Stage, policy_for
 
 Sampler = Callable[[uuid.UUID], bool]
@@ -46,86 +49,123 @@ def sampler(ratio: float) -> Sampler:
     return sampled
 
 
+@dataclass(slots=True)
+class _Counts:
+    """What one read's rows add to the metrics, the read tally and the ledger."""
+
+    reads: Counter[tuple[Stage, str, Origin, str]] = field(default_factory=Counter)
+    by_clinic: Counter[tuple[uuid.UUID, str]] = field(default_factory=Counter)
+    comparisons: Counter[tuple[Stage, str]] = field(default_factory=Counter)
+    observations: list[tuple[ObservationKey, Observation]] = field(default_factory=list)
+    origins: set[Origin] = field(default_factory=set)
+
+
 def report(
     rows: Sequence[Any],
-    sides: Sequence[Side],
+    compiled: CompiledRead,
     stages: Mapping[uuid.UUID, Stage],
     events: MigrationEventLog,
     recorder: MismatchRecorder,
     sampled: Sampler,
     seconds: float,
 ) -> None:
-    reads: Counter[tuple[Stage, str, Origin, str]] = Counter()
-    by_clinic: Counter[tuple[uuid.UUID, str]] = Counter()
-    comparisons: Counter[tuple[Stage, str]] = Counter()
-    observations: list[tuple[ObservationKey, Observation]] = []
-    origins: set[Origin] = set()
-    width = len(SIDE_COLUMNS)
-    positions = [(side, len(ROW_COLUMNS) + n * width) for n, side in enumerate(sides)]
+    """Count, publish and hand to the ledger what ``rows`` (of ``compiled``) found."""
+    counts = _Counts()
+    columns = compiled.row
     # Most reads serve one stage: then no row needs its clinic's looked up.
     served_stages = set(stages.values())
     only_stage = next(iter(served_stages)) if len(served_stages) == 1 else None
-    for row in rows:
-        appointment_id, clinic_id = row[0], row[1]
-        stage = only_stage or stages[clinic_id]
-        compared = policy_for(stage).compared
-        recorded = compared and sampled(appointment_id)
-        for side, start in positions:
-            fell_back, new_origin, empty = row[start], row[start + 1], row[start + 2]
-            origin = Origin.NEW if new_origin else Origin.LEGACY
-            origins.add(origin)
-            outcome = "empty" if empty else "fallback" if fell_back else "authoritative"
-            reads[(stage, side.name, origin, outcome)] += 1
-            by_clinic[(clinic_id, origin.value)] += 1
-            if fell_back:
-                events.publish(ReadFallback(side.name, appointment_id, clinic_id, stage, origin))
-            if not recorded:
-                if compared:
-                    comparisons[(stage, "skipped")] += 1
-                continue
-            try:
-                differences = _differences(side, row, start, clinic_id)
-                for difference in differences:
-                    events.publish(
-                        MismatchSeen(
-                            difference.field,
-                            appointment_id,
-                            clinic_id,
-                            stage,
-                            difference.legacy_value,
-                            difference.new_value,
-                        )
-                    )
-                observation = Observation(appointment_id, clinic_id, stage, side, differences)
-            except Exception:
-                comparisons[(stage, "error")] += 1
-                events.counts["comparison_error"] += 1
-                logger.exception(
-                    "comparison failed; the read is served unchanged",
-                    extra={"appointment_id": str(appointment_id), "side": side.name},
+    for values in rows:
+        clinic_id = values[columns.clinic_id]
+        row = _Row(values, values[columns.id], clinic_id, only_stage or stages[clinic_id])
+        compared = policy_for(row.stage).compared
+        recorded = compared and sampled(row.appointment_id)
+        entries = None if columns.entries is None else decoded(values[columns.entries])
+        for side in compiled.sides:
+            _count_read(counts, events, row, side)
+            if recorded:
+                _compare(counts, events, row, side, entries)
+            elif compared:
+                counts.comparisons[(row.stage, "skipped")] += 1
+    recorder.observe_all(counts.observations)
+    _publish(counts, seconds)
+
+
+class _Row(NamedTuple):
+    """A row of the statement, with the values every side's bookkeeping uses."""
+
+    values: Any
+    appointment_id: uuid.UUID
+    clinic_id: uuid.UUID
+    stage: Stage
+
+
+def _count_read(counts: _Counts, events: MigrationEventLog, row: _Row, side: SideColumns) -> None:
+    """One side served: the origin it came from, and whether it fell back or was empty."""
+    appointment_id, clinic_id, stage = row.appointment_id, row.clinic_id, row.stage
+    fell_back = row.values[side.fell_back]
+    origin = Origin.NEW if row.values[side.new_origin] else Origin.LEGACY
+    counts.origins.add(origin)
+    outcome = "empty" if row.values[side.empty] else "fallback" if fell_back else "authoritative"
+    counts.reads[(stage, side.side.name, origin, outcome)] += 1
+    counts.by_clinic[(clinic_id, origin.value)] += 1
+    if fell_back:
+        events.publish(ReadFallback(side.side.name, appointment_id, clinic_id, stage, origin))
+
+
+def _compare(
+    counts: _Counts,
+    events: MigrationEventLog,
+    row: _Row,
+    side: SideColumns,
+    entries: Entries | None,
+) -> None:
+    """One side compared: its differences published and observed for the ledger."""
+    appointment_id, clinic_id, stage = row.appointment_id, row.clinic_id, row.stage
+    try:
+        differences = _differences(row.values, side, clinic_id)
+        for difference in differences:
+            events.publish(
+                MismatchSeen(
+                    difference.field,
+                    appointment_id,
+                    clinic_id,
+                    stage,
+                    difference.legacy_value,
+                    difference.new_value,
                 )
-                continue
-            comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
-            observations.append(((appointment_id.int, side.name), observation))
-    recorder.observe_all(observations)
-    READ_TALLY.add(by_clinic)
-    for (stage, side_name, origin, outcome), count in reads.items():
+            )
+        observation = Observation(appointment_id, clinic_id, stage, side.side, differences, entries)
+    except Exception:
+        counts.comparisons[(stage, "error")] += 1
+        events.counts["comparison_error"] += 1
+        logger.exception(
+            "comparison failed; the read is served unchanged",
+            extra={"appointment_id": str(appointment_id), "side": side.side.name},
+        )
+        return
+    counts.comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
+    counts.observations.append(((appointment_id.int, side.side.name), observation))
+
+
+def _publish(counts: _Counts, seconds: float) -> None:
+    READ_TALLY.add(counts.by_clinic)
+    for (stage, side_name, origin, outcome), count in counts.reads.items():
         metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
         RECENT.record("read", stage.value, count)
-    for (stage, outcome), count in comparisons.items():
+    for (stage, outcome), count in counts.comparisons.items():
         metrics.COMPARISONS.labels(stage.value, outcome).inc(count)
-    for origin in origins:
+    for origin in counts.origins:
         metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(seconds)
 
 
-def _differences(side: Side, row: Any, start: int, clinic_id: uuid.UUID) -> tuple[Difference, ...]:
+def _differences(row: Any, side: SideColumns, clinic_id: uuid.UUID) -> tuple[Difference, ...]:
     """The differences the statement found on one side, as the ledger records them."""
-    person_differs, clinic_differs, legacy, stored_person, stored_clinic = row[
-        start + 3 : start + 8
-    ]
     differences: tuple[Difference, ...] = ()
-    if person_differs:
-        differences += (Difference(side.person_field, legacy, stored_person),)
-    if clinic_differs:
-        differences += (Difference(side.clinic_field, clinic_id, stored_clinic),)
+    if row[side.person_differs]:
+        differences += (
+            Difference(side.side.person_field, row[side.legacy], row[side.stored_person]),
+        )
+    if row[side.clinic_differs]:
+        differences += (Difference(side.side.clinic_field, clinic_id, row[side.stored_clinic]),)
     return differences

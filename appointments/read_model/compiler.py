@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -29,7 +29,9 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.sql.elements import False_
 
+from appointments.read_model.entries import entries_sql
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import (
     RowPolicy,
@@ -75,26 +77,39 @@ class _Build:
         return alias
 
 
+class RowColumns(NamedTuple):
+    """Where a row's own values are in the statement's rows, found by their labels."""
+
+    id: int
+    clinic_id: int
+    starts_at: int
+    node: int
+    entries: int | None
+    """The appointment's ledger entries (``entries``), when the stages compare."""
+
+
+class SideColumns(NamedTuple):
+    """Where one side's bookkeeping values are in the statement's rows, by label
+    (``<side>_<value>``)."""
+
+    side: Side
+    fell_back: int
+    new_origin: int
+    empty: int
+    person_differs: int
+    clinic_differs: int
+    legacy: int
+    stored_person: int
+    stored_clinic: int
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRead:
     """The statement and where its bookkeeping columns are."""
 
     statement: Select[Any]
-    sides: tuple[Side, ...]
-
-
-# Columns of every row, before the JSON: the bookkeeping reads them by position.
-ROW_COLUMNS = ("id", "clinic_id", "starts_at", "node")
-SIDE_COLUMNS = (
-    "fell_back",
-    "new_origin",
-    "empty",
-    "person_differs",
-    "clinic_differs",
-    "legacy",
-    "stored_person",
-    "stored_clinic",
-)
+    row: RowColumns
+    sides: tuple[SideColumns, ...]
 
 
 def compile_read(
@@ -133,25 +148,40 @@ def compile_read(
         inner.c.starts_at,
         node_text.label("node"),
     ]
+    compared = build.policy.compared
+    if sides and not isinstance(compared, False_):
+        columns.append(when(compared, entries_sql(inner.c.id), null()).label("entries"))
     for values in sides.values():
-        # The stored ids a difference names are sent only for a row that has one.
-        differs = any_of(values.person_differs, values.clinic_differs)
-        bookkeeping = (
-            values.fell_back,
-            values.new_origin,
-            type_coerce(values.person_id.is_(None), Boolean),
-            values.person_differs,
-            values.clinic_differs,
-            when(differs, values.legacy, null()),
-            when(differs, values.stored_person, null()),
-            when(differs, values.stored_clinic, null()),
-        )
         columns += [
             value.label(f"{values.side.name}_{name}")
-            for name, value in zip(SIDE_COLUMNS, bookkeeping, strict=True)
+            for name, value in _bookkeeping(values).items()
         ]
     statement = select(*columns).select_from(inner).order_by(inner.c.starts_at, inner.c.id)
-    return CompiledRead(statement, tuple(sides))
+    at = {key: n for n, key in enumerate(statement.selected_columns.keys())}
+    row_columns = RowColumns(
+        at["id"], at["clinic_id"], at["starts_at"], at["node"], at.get("entries")
+    )
+    side_columns = tuple(
+        SideColumns(side, **{name: at[f"{side.name}_{name}"] for name in SideColumns._fields[1:]})
+        for side in sides
+    )
+    return CompiledRead(statement, row_columns, side_columns)
+
+
+def _bookkeeping(values: SideValues) -> dict[str, Expression]:
+    """The values of a side the bookkeeping reads, by ``SideColumns`` name. The stored
+    ids a difference names are sent only for a row that has one."""
+    differs = any_of(values.person_differs, values.clinic_differs)
+    return {
+        "fell_back": values.fell_back,
+        "new_origin": values.new_origin,
+        "empty": type_coerce(values.person_id.is_(None), Boolean),
+        "person_differs": values.person_differs,
+        "clinic_differs": values.clinic_differs,
+        "legacy": when(differs, values.legacy, null()),
+        "stored_person": when(differs, values.stored_person, null()),
+        "stored_clinic": when(differs, values.stored_clinic, null()),
+    }
 
 
 FieldOf = Callable[[SelectedField], Expression]

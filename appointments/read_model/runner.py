@@ -224,16 +224,17 @@ class ReadModel:
             _collect_dropped_shapes()
         bookkeeping.report(
             result if shown is None else result[:shown],
-            compiled.sides,
+            compiled,
             stages,
             self._events,
             self._recorder,
             self._sampled,
             time.perf_counter() - started,
         )
+        at = compiled.row
         for row in result:
-            known_clinics.remember(row[0], row[1])
-        return [ServedRow(row[0], row[2], row[3]) for row in result]
+            known_clinics.remember(row[at.id], row[at.clinic_id])
+        return [ServedRow(row[at.id], row[at.starts_at], row[at.node]) for row in result]
 
 
 _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))
