@@ -54,6 +54,7 @@ from server.app import Services, create_app
 from server.auth import mint_token
 from server.cli import main
 from server.settings import Settings
+from tests.replication import ClusterStartError, ReplicatedCluster, start_cluster, stop_cluster
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
@@ -113,6 +114,20 @@ def database_url(
         yield f"sqlite+aiosqlite:///{path}"
         return
     yield from _postgres_database(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[ReplicatedCluster]:
+    """A PostgreSQL primary and a streaming standby of the session's own (tests/replication.py),
+    shared by every test that asks; fails under CI when they cannot be started."""
+    try:
+        cluster = start_cluster()
+    except ClusterStartError as error:
+        unavailable(f"a PostgreSQL primary and standby could not be started: {error}")
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster)
 
 
 @pytest_asyncio.fixture(scope="session")
