@@ -24,6 +24,7 @@ from appointments.idempotency import (
 )
 from appointments.ledger import LedgerWrites, MismatchRecorder, OpenClinics
 from appointments.read_model.runner import ReadModel
+from appointments.replicas import on_replica
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
@@ -179,9 +180,11 @@ class RequestContext:
         if not recorder.pending:
             return
         writes: LedgerWrites | None = None
-        read_apart = False
+        # A replica may not have the ledger's latest rows: what changes is read on the primary.
+        read_apart = on_replica(self.db)
         try:
-            writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
+            if not read_apart:
+                writes = await self.db.run(lambda s: recorder.pending_writes(s, open_clinics))
         except Exception:
             logger.warning(
                 "the request's read session failed; reading the ledger in its own transaction",

@@ -29,6 +29,7 @@ from appointments.db import (
 )
 from appointments.field_usage import UsageRecorder
 from appointments.ledger import OpenClinics
+from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, ReplicaSet, replica_set
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource
@@ -69,11 +70,14 @@ class Services:
     legacy_columns: bool = True
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     gate: ReadinessGate | None = None
+    replicas: ReplicaSet | None = None
+    """The hot standbys queries go to (``CLINIC_DATABASE_REPLICA_URLS``), if any."""
     open_clinics: OpenClinics = field(default_factory=OpenClinics)
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
     _reads_flusher: asyncio.Task[None] | None = None
+    _replica_checker: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -116,6 +120,17 @@ class Services:
             legacy,
             create_read_session_factory(engine, legacy),
         )
+        if settings.database_replica_urls:
+            services.replicas = replica_set(
+                settings.database_replica_urls,
+                settings.replica_max_lag_seconds,
+                statement_timeout_ms=settings.statement_timeout_ms,
+                prepare_threshold=settings.database_prepare_threshold,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+            )
+            await services.replicas.refresh()
+            services._replica_checker = asyncio.create_task(services.replicas.refresh_forever())
         if settings.readiness_gates:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
@@ -217,12 +232,19 @@ class Services:
             access,
             self.adopt_contracted_layout,
             self.usage,
-            db if db is not None else self.request_session(),
+            db if db is not None else self.request_session(request.headers.get(READ_AFTER_HEADER)),
         )
 
-    def request_session(self) -> SerializedSession:
-        """A request's session, for its reads (writes run in transactions of their own)."""
-        return SerializedSession(self.read_sessions or self.sessions)
+    def request_session(self, read_after: str | None = None) -> SerializedSession:
+        """A request's session, for its reads (writes run in transactions of their own): on a
+        replica when one may serve it (``read_after``: the client's last write position)."""
+        primary = self.read_sessions or self.sessions
+        if self.replicas is None:
+            return SerializedSession(primary)
+        replica = self.replicas.choose(read_after)
+        if replica is None:
+            return ReplicaSession(primary, primary, None)
+        return ReplicaSession(replica.read_sessions(self.legacy_columns), primary, replica)
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""
@@ -244,7 +266,8 @@ class Services:
     async def stop(self) -> None:
         """Stop the background tasks, write the field usage and the reads counted since the
         last flush, and close the flag source and the engine."""
-        for task in (self._refresher, self._purger, self._usage_flusher, self._reads_flusher):
+        tasks = (self._refresher, self._purger, self._usage_flusher, self._reads_flusher)
+        for task in (*tasks, self._replica_checker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -252,6 +275,8 @@ class Services:
         await self.usage.flush_logged(self.sessions)
         await self.flush_reads()
         self.flags.close()
+        if self.replicas is not None:
+            await self.replicas.dispose()
         await self.engine.dispose()
 
 
