@@ -21,6 +21,7 @@ from starlette.routing import Route, request_response
 import migrations
 from appointments import idempotency, read_tally
 from appointments.access import Access
+from appointments.activity import RECENT
 from appointments.db import (
     SerializedSession,
     create_engine,
@@ -78,6 +79,7 @@ class Services:
     _usage_flusher: asyncio.Task[None] | None = None
     _reads_flusher: asyncio.Task[None] | None = None
     _replica_checker: asyncio.Task[None] | None = None
+    _activity_flusher: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -142,6 +144,9 @@ class Services:
         )
         services._reads_flusher = asyncio.create_task(
             read_tally.READS.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
+        )
+        services._activity_flusher = asyncio.create_task(
+            RECENT.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
         return services
 
@@ -257,17 +262,22 @@ class Services:
         )
 
     async def flush_reads(self) -> None:
-        """Add this process's tallied reads to the health counters; a failure is logged."""
+        """Add this process's tallied reads to the health counters, and its recent activity
+        to the fleet's; a failure is logged."""
         try:
             await read_tally.READS.flush(self.sessions)
         except Exception:
             logger.warning(read_tally.FLUSH_FAILED, exc_info=True)
+        try:
+            await RECENT.flush(self.sessions)
+        except Exception:
+            logger.warning("could not add the recent activity to the database", exc_info=True)
 
     async def stop(self) -> None:
         """Stop the background tasks, write the field usage and the reads counted since the
         last flush, and close the flag source and the engine."""
         tasks = (self._refresher, self._purger, self._usage_flusher, self._reads_flusher)
-        for task in (*tasks, self._replica_checker):
+        for task in (*tasks, self._replica_checker, self._activity_flusher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

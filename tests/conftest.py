@@ -45,6 +45,8 @@ from appointments.models import (
     RolloutAudit,
     RolloutHold,
     RolloutStatus,
+    ServiceInstance,
+    StageActivity,
     User,
     UserRole,
 )
@@ -58,6 +60,8 @@ from tests.replication import ClusterStartError, ReplicatedCluster, start_cluste
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    StageActivity,
+    ServiceInstance,
     PersistedDocument,
     FieldUsageDaily,
     RolloutAudit,
