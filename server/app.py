@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 
 import migrations
-from appointments import idempotency, read_tally
+from appointments import idempotency, instances, read_tally
 from appointments.access import Access
 from appointments.activity import RECENT
 from appointments.db import (
@@ -80,6 +80,7 @@ class Services:
     _reads_flusher: asyncio.Task[None] | None = None
     _replica_checker: asyncio.Task[None] | None = None
     _activity_flusher: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -137,6 +138,10 @@ class Services:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
+        await services.announce()
+        services._heartbeat = asyncio.create_task(
+            instances.heartbeat_forever(lambda: services.sessions, services.flag_source_kind)
+        )
         await services.purge_idempotency_keys()
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         services._usage_flusher = asyncio.create_task(
@@ -194,6 +199,18 @@ class Services:
         while True:
             await asyncio.sleep(self.settings.readiness_refresh_seconds)
             await self.refresh_readiness()
+
+    @property
+    def flag_source_kind(self) -> str:
+        return "file" if self.settings.unleash_url is None else "unleash"
+
+    async def announce(self) -> None:
+        """Record this instance (host, process, flag source) in the database; a failure is
+        logged (the CLI's check for other hosts then does not see it)."""
+        try:
+            await instances.heartbeat(self.sessions, self.flag_source_kind)
+        except Exception:
+            logger.warning("could not record this instance in the database", exc_info=True)
 
     async def purge_idempotency_keys(self) -> None:
         """Delete idempotency keys past their retention (at start, then every hour)."""
@@ -276,14 +293,26 @@ class Services:
     async def stop(self) -> None:
         """Stop the background tasks, write the field usage and the reads counted since the
         last flush, and close the flag source and the engine."""
-        tasks = (self._refresher, self._purger, self._usage_flusher, self._reads_flusher)
-        for task in (*tasks, self._replica_checker, self._activity_flusher):
+        tasks = (
+            self._refresher,
+            self._purger,
+            self._usage_flusher,
+            self._reads_flusher,
+            self._replica_checker,
+            self._activity_flusher,
+            self._heartbeat,
+        )
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.usage.flush_logged(self.sessions)
         await self.flush_reads()
+        try:
+            await instances.leave(self.sessions)
+        except Exception:
+            logger.warning("could not remove this instance from the database", exc_info=True)
         self.flags.close()
         if self.replicas is not None:
             await self.replicas.dispose()
