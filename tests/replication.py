@@ -35,7 +35,6 @@ unix_socket_directories = '{sockets}'
 shared_buffers = 16MB
 max_connections = 60
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 wal_level = replica
 max_wal_senders = 4
