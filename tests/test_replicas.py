@@ -32,7 +32,7 @@ from tests.conftest import (
     open_api,
     set_stages,
 )
-from tests.replication import ReplicatedCluster
+from tests.replication import ReplicatedCluster, free_port
 from tests.test_appointment_mutations import CREATE_APPOINTMENT, appointment_input
 
 READ_APPOINTMENT = "query Read($id: ID!) { appointment(id: $id) { id status } }"
@@ -174,6 +174,10 @@ async def test_readiness_reports_each_replica_and_a_lagging_one_serves_nothing(
     assert api.services.replicas is not None
     strict = ReplicaSet([api.services.replicas.replicas[0].engine], max_lag_seconds=0.0)
     await strict.refresh()
+    away = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/clinic")
+    unreachable = ReplicaSet([away], max_lag_seconds=3600.0)
+    await unreachable.refresh()
+    await away.dispose()
 
     assert caught_up.status_code == 200
     assert caught_up.json()["role"] == "primary"
@@ -189,6 +193,8 @@ async def test_readiness_reports_each_replica_and_a_lagging_one_serves_nothing(
     assert lagging["state"] == "lagging"
     assert lagging["lagSeconds"] > 0
     assert strict.choose(None) is None, "reads go to the primary"
+    assert unreachable.describe()[0]["state"] == "unreachable"
+    assert unreachable.choose(None) is None
 
 
 async def read(api: Api, appointment_id: str, position: str) -> dict[str, Any]:
