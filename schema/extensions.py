@@ -28,12 +28,12 @@ class MigrationExtension(SchemaExtension):
         writes) and answers the primary's WAL position after its commits."""
         context = self.execution_context.context
         routed = isinstance(context, RequestContext) and isinstance(context.db, ReplicaSession)
-        writes = routed and self.execution_context.operation_type is OperationType.MUTATION
-        if writes:
+        mutation = routed and self.execution_context.operation_type is OperationType.MUTATION
+        if mutation:
             await context.db.use_primary()
         try:
             yield
-            if writes:
+            if mutation:
                 position = await context.db.note_write_position()
                 if position is not None and context.response is not None:
                     context.response.headers[READ_AFTER_HEADER] = position

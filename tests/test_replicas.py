@@ -19,15 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
 from appointments.db import create_engine
-from appointments.models import ClinicHealthCounter
+from appointments.models import ClinicHealthCounter, UserRole
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSet, parse_lsn
 from appointments.stages import Stage
+from server.auth import mint_token
+from server.settings import Settings
 from tests.conftest import (
+    CALLERS_SECRET,
     READ_CLINIC,
     Api,
     Mess,
     StatementCounter,
     World,
+    add_user,
     ledger_rows,
     open_api,
     set_stages,
@@ -206,3 +210,30 @@ async def read(api: Api, appointment_id: str, position: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def test_a_user_added_moments_ago_is_known_though_the_replica_has_not_replayed_it(
+    replayed: ReplicatedCluster, flags_file: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    set_stages(flags_file, {})
+    async with open_api(
+        replayed.primary_url,
+        flags_file,
+        database_replica_urls=(replayed.standby_url,),
+        replica_max_lag_seconds=3600.0,
+        production=True,
+        jwt_secret=CALLERS_SECRET,
+    ) as api:
+        assert api.services.replicas is not None
+        await api.services.replicas.refresh()
+        await asyncio.to_thread(replayed.pause_replay)
+        admin = await add_user(sessions, UserRole.ADMIN)
+        token = mint_token(Settings(jwt_secret=CALLERS_SECRET), admin, UserRole.ADMIN, hours=1)
+        response = await api.client.post(
+            "/graphql",
+            json={"query": "{ clinics(first: 1) { edges { node { id } } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    assert response.status_code == 200, response.text
+    assert "errors" not in response.json()
