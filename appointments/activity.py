@@ -1,47 +1,122 @@
-"""Recent activity of this process: reads and writes per stage over the last minutes.
+"""Recent activity: reads and writes per stage over the last minutes, of the whole fleet.
 
-Prometheus counters answer "how many since start" across every worker; the
-dashboard wants "how many lately" without a Prometheus server, so each process
-also keeps per-minute buckets for a short while.
+Prometheus counters answer "how many since start" per process; the dashboard wants
+"how many lately" across every instance without a Prometheus server. Each process
+counts per minute in memory (a dictionary increment per read or write, no SQL) and
+adds its counts to ``stage_activity`` every ``CLINIC_HEALTH_FLUSH_SECONDS`` (one
+upsert), as the health counters are; the dashboard sums the table's last minutes.
+A process killed without a clean stop loses what it counted since its last flush.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from appointments.models import StageActivity
 
 WINDOW_MINUTES = 15
+KEPT_MINUTES = 60
+"""Rows older than this are removed by the flushes: the dashboard shows the last 15."""
+logger = logging.getLogger("appointments.activity")
+
+Key = tuple[int, str, str]
+"""(minute as seconds since the epoch divided by 60, kind, stage)."""
 
 
 @dataclass
 class RecentActivity:
     minutes: int = WINDOW_MINUTES
     clock: Callable[[], float] = time.time
-    _buckets: deque[tuple[int, Counter[tuple[str, str]]]] = field(default_factory=deque)
+    _pending: Counter[Key] = field(default_factory=Counter)
+    _recorded: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, stage: str, count: int = 1) -> None:
         """Count reads or writes (``kind``) served in ``stage``."""
         minute = int(self.clock() // 60)
         with self._lock:
-            if not self._buckets or self._buckets[-1][0] != minute:
-                self._buckets.append((minute, Counter()))
-            self._buckets[-1][1][(kind, stage)] += count
-            while self._buckets and self._buckets[0][0] <= minute - self.minutes:
-                self._buckets.popleft()
+            self._pending[(minute, kind, stage)] += count
+            self._recorded[(kind, stage)] += count
 
     def totals(self) -> Counter[tuple[str, str]]:
-        """(kind, stage) counts over the last ``minutes`` minutes."""
-        oldest = int(self.clock() // 60) - self.minutes
-        total: Counter[tuple[str, str]] = Counter()
+        """(kind, stage) counts this process recorded since it started."""
         with self._lock:
-            for minute, counts in self._buckets:
-                if minute > oldest:
-                    total.update(counts)
-        return total
+            return Counter(self._recorded)
+
+    async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
+        """Add what was counted to ``stage_activity`` and remove rows past ``KEPT_MINUTES``;
+        how many rows it added to. On failure the counts are kept for the next flush and
+        the error raised."""
+        with self._lock:
+            taken, self._pending = self._pending, Counter()
+        if not taken:
+            return 0
+        rows = [
+            {"minute": _moment(minute), "kind": kind, "stage": stage, "count": count}
+            for (minute, kind, stage), count in taken.items()
+        ]
+        oldest = _moment(int(self.clock() // 60) - KEPT_MINUTES)
+        try:
+            async with sessions() as session, session.begin():
+                dialect = session.get_bind().dialect.name
+                insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                statement = insert(StageActivity).values(rows)
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[
+                            StageActivity.minute,
+                            StageActivity.kind,
+                            StageActivity.stage,
+                        ],
+                        set_={"count": StageActivity.count + statement.excluded.count},
+                    )
+                )
+                await session.execute(delete(StageActivity).where(StageActivity.minute < oldest))
+        except BaseException:
+            with self._lock:
+                self._pending.update(taken)
+            raise
+        return len(rows)
+
+    async def flush_forever(
+        self, sessions: Callable[[], async_sessionmaker[AsyncSession]], seconds: float
+    ) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.flush(sessions())
+            except Exception:
+                logger.warning("could not add the recent activity to the database", exc_info=True)
+
+
+async def fleet_totals(
+    session: AsyncSession, minutes: int = WINDOW_MINUTES, now: datetime | None = None
+) -> Counter[tuple[str, str]]:
+    """(kind, stage) counts of every process over the last ``minutes`` minutes (the current
+    one included), as far as each has flushed."""
+    end = now or datetime.now(UTC)
+    since = end.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    rows = await session.execute(
+        select(StageActivity.kind, StageActivity.stage, func.sum(StageActivity.count))
+        .where(StageActivity.minute >= since)
+        .group_by(StageActivity.kind, StageActivity.stage)
+    )
+    return Counter({(kind, stage): int(total) for kind, stage, total in rows})
+
+
+def _moment(minute: int) -> datetime:
+    return datetime.fromtimestamp(minute * 60, UTC)
 
 
 RECENT = RecentActivity()

@@ -429,3 +429,29 @@ class RolloutStatus(Base):
     next_step: Mapped[str] = mapped_column(Text)
     blocking: Mapped[str | None] = mapped_column(Text)
     held: Mapped[bool]
+
+
+class StageActivity(Base):
+    """Reads and writes served per minute, kind and stage, added by every process
+    (``appointments.activity``): the dashboard's fleet-wide recent activity."""
+
+    __tablename__ = "stage_activity"
+
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServiceInstance(Base):
+    """A serving process: where it runs, and where it reads stages from; ``seen_at`` is
+    its last heartbeat (``appointments.instances``). The CLI's flags-file writers look
+    here for instances on other hosts."""
+
+    __tablename__ = "service_instances"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flag_source: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -25,6 +25,7 @@ from appointments.idempotency import (
 from appointments.ledger import LedgerWrites, MismatchRecorder
 from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.read_model.runner import ReadModel
+from appointments.replicas import on_replica
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
@@ -180,9 +181,11 @@ class RequestContext:
         if not recorder.pending:
             return
         writes: LedgerWrites | None = None
-        read_apart = False
+        # A replica may not have the ledger's latest rows: what changes is read on the primary.
+        read_apart = on_replica(self.db)
         try:
-            writes = await self.db.run(recorder.pending_writes)
+            if not read_apart:
+                writes = await self.db.run(recorder.pending_writes)
         except Exception:
             logger.warning(
                 "the request's read session failed; reading the ledger in its own transaction",

@@ -7,18 +7,36 @@ from typing import Any
 
 from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 import migrations
+from appointments.replicas import READ_AFTER_HEADER, ReplicaSession
 from schema.context import RequestContext
 
 SCHEMA_CHANGED = "SCHEMA_CHANGED"
+DATABASE_READ_ONLY = "DATABASE_READ_ONLY"
+READ_ONLY_MESSAGE = (
+    "The database is read-only (a hot standby, or a primary in recovery): nothing was"
+    " written for this field. Retry the request; it succeeds once the service writes to"
+    " a primary again."
+)
 
 
 class MigrationExtension(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
+        """With replicas, a mutation's request reads on the primary (it must see its own
+        writes) and answers the primary's WAL position after its commits."""
         context = self.execution_context.context
+        routed = isinstance(context, RequestContext) and isinstance(context.db, ReplicaSession)
+        mutation = routed and self.execution_context.operation_type is OperationType.MUTATION
+        if mutation:
+            await context.db.use_primary()
         try:
             yield
+            if mutation:
+                position = await context.db.note_write_position()
+                if position is not None and context.response is not None:
+                    context.response.headers[READ_AFTER_HEADER] = position
         finally:
             if isinstance(context, RequestContext):
                 await context.close()
@@ -35,7 +53,10 @@ class MigrationExtension(SchemaExtension):
         context = self.execution_context.context
         if not isinstance(context, RequestContext):
             return {}
-        return {"migration": context.migration_summary()}
+        results: dict[str, Any] = {"migration": context.migration_summary()}
+        if isinstance(context.db, ReplicaSession) and context.db.write_position is not None:
+            results["readAfter"] = context.db.write_position
+        return results
 
 
 async def _answer_the_contract(context: RequestContext, result: ExecutionResult) -> None:

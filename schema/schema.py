@@ -26,6 +26,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.utils.logging import StrawberryLogger
 
+from appointments.replicas import is_read_only_error
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
 from schema.documents import (
     DOCUMENT_CHARACTERS,
@@ -35,7 +36,7 @@ from schema.documents import (
     cached_validation,
 )
 from schema.execution import ReleasingExecutor
-from schema.extensions import MigrationExtension
+from schema.extensions import DATABASE_READ_ONLY, READ_ONLY_MESSAGE, MigrationExtension
 from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
 from schema.queries import Query
@@ -65,6 +66,15 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         current = request_id.get()
+        if is_read_only_error(error.original_error):
+            return GraphQLError(
+                message=READ_ONLY_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": DATABASE_READ_ONLY, "retryable": True, "requestId": current},
+            )
         return GraphQLError(
             message=f"Internal error; quote request id {current} when reporting it.",
             nodes=error.nodes,

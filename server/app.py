@@ -19,8 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 
 import migrations
-from appointments import idempotency, read_tally
+from appointments import idempotency, instances, read_tally
 from appointments.access import Access
+from appointments.activity import RECENT
 from appointments.db import (
     SerializedSession,
     create_engine,
@@ -29,6 +30,7 @@ from appointments.db import (
 )
 from appointments.field_usage import UsageRecorder
 from appointments.ledger_sightings import SEEN_AGAIN
+from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, ReplicaSet, replica_set
 from appointments.stages import contracted_stage
 from appointments.validation import ReadinessGate
 from flags.source import FlagSource
@@ -69,11 +71,16 @@ class Services:
     legacy_columns: bool = True
     read_sessions: async_sessionmaker[AsyncSession] | None = None
     gate: ReadinessGate | None = None
+    replicas: ReplicaSet | None = None
+    """The hot standbys queries go to (``CLINIC_DATABASE_REPLICA_URLS``), if any."""
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
     _reads_flusher: asyncio.Task[None] | None = None
     _sightings_flusher: asyncio.Task[None] | None = None
+    _replica_checker: asyncio.Task[None] | None = None
+    _activity_flusher: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
     _inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -116,10 +123,25 @@ class Services:
             legacy,
             create_read_session_factory(engine, legacy),
         )
+        if settings.database_replica_urls:
+            services.replicas = replica_set(
+                settings.database_replica_urls,
+                settings.replica_max_lag_seconds,
+                statement_timeout_ms=settings.statement_timeout_ms,
+                prepare_threshold=settings.database_prepare_threshold,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+            )
+            await services.replicas.refresh()
+            services._replica_checker = asyncio.create_task(services.replicas.refresh_forever())
         if settings.readiness_gates:
             services.gate = ReadinessGate()
             await services.refresh_readiness()
             services._refresher = asyncio.create_task(services._refresh_readiness_forever())
+        await services.announce()
+        services._heartbeat = asyncio.create_task(
+            instances.heartbeat_forever(lambda: services.sessions, services.flag_source_kind)
+        )
         await services.purge_idempotency_keys()
         services._purger = asyncio.create_task(services._purge_idempotency_keys_forever())
         services._usage_flusher = asyncio.create_task(
@@ -130,6 +152,9 @@ class Services:
         )
         services._sightings_flusher = asyncio.create_task(
             SEEN_AGAIN.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
+        )
+        services._activity_flusher = asyncio.create_task(
+            RECENT.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
         return services
 
@@ -178,6 +203,18 @@ class Services:
             await asyncio.sleep(self.settings.readiness_refresh_seconds)
             await self.refresh_readiness()
 
+    @property
+    def flag_source_kind(self) -> str:
+        return "file" if self.settings.unleash_url is None else "unleash"
+
+    async def announce(self) -> None:
+        """Record this instance (host, process, flag source) in the database; a failure is
+        logged (the CLI's check for other hosts then does not see it)."""
+        try:
+            await instances.heartbeat(self.sessions, self.flag_source_kind)
+        except Exception:
+            logger.warning("could not record this instance in the database", exc_info=True)
+
     async def purge_idempotency_keys(self) -> None:
         """Delete idempotency keys past their retention (at start, then every hour)."""
         try:
@@ -219,12 +256,19 @@ class Services:
             access,
             self.adopt_contracted_layout,
             self.usage,
-            db if db is not None else self.request_session(),
+            db if db is not None else self.request_session(request.headers.get(READ_AFTER_HEADER)),
         )
 
-    def request_session(self) -> SerializedSession:
-        """A request's session, for its reads (writes run in transactions of their own)."""
-        return SerializedSession(self.read_sessions or self.sessions)
+    def request_session(self, read_after: str | None = None) -> SerializedSession:
+        """A request's session, for its reads (writes run in transactions of their own): on a
+        replica when one may serve it (``read_after``: the client's last write position)."""
+        primary = self.read_sessions or self.sessions
+        if self.replicas is None:
+            return SerializedSession(primary)
+        replica = self.replicas.choose(read_after)
+        if replica is None:
+            return ReplicaSession(primary, primary, None)
+        return ReplicaSession(replica.read_sessions(self.legacy_columns), primary, replica)
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""
@@ -237,18 +281,32 @@ class Services:
         )
 
     async def flush_reads(self) -> None:
-        """Add this process's tallied reads to the health counters; a failure is logged."""
+        """Add this process's tallied reads to the health counters, and its recent activity
+        to the fleet's; a failure is logged."""
         try:
             await read_tally.READS.flush(self.sessions)
         except Exception:
             logger.warning(read_tally.FLUSH_FAILED, exc_info=True)
+        try:
+            await RECENT.flush(self.sessions)
+        except Exception:
+            logger.warning("could not add the recent activity to the database", exc_info=True)
 
     async def stop(self) -> None:
-        """Stop the background tasks, write the field usage, the reads and the ledger's
-        repeated sightings counted since the last flush, and close the flag source and the
-        engine."""
-        flushers = (self._usage_flusher, self._reads_flusher, self._sightings_flusher)
-        for task in (self._refresher, self._purger, *flushers):
+        """Stop the background tasks, write the field usage, the reads, the recent activity
+        and the ledger's repeated sightings counted since the last flush, leave the instances
+        table, and close the flag source and the engines."""
+        tasks = (
+            self._refresher,
+            self._purger,
+            self._usage_flusher,
+            self._reads_flusher,
+            self._sightings_flusher,
+            self._replica_checker,
+            self._activity_flusher,
+            self._heartbeat,
+        )
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -256,7 +314,13 @@ class Services:
         await self.usage.flush_logged(self.sessions)
         await self.flush_reads()
         await SEEN_AGAIN.flush_logged(self.sessions)
+        try:
+            await instances.leave(self.sessions)
+        except Exception:
+            logger.warning("could not remove this instance from the database", exc_info=True)
         self.flags.close()
+        if self.replicas is not None:
+            await self.replicas.dispose()
         await self.engine.dispose()
 
 

@@ -2,13 +2,14 @@
 
 The data comes from the same domain functions as GraphQL's ``migrationReport``
 (``validation.clinic_reports`` with the request's StageResolver); recent
-activity is this process's own (``activity.RECENT``); the deprecated field usage
-panel is server/dashboard_usage.py.
+activity is the fleet's (``activity.fleet_totals``, with this process's counts
+flushed first); the deprecated field usage panel is server/dashboard_usage.py.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from starlette.responses import HTMLResponse
 import migrations
 from appointments import history, validation
 from appointments.access import Permission, role_allows
-from appointments.activity import RECENT
+from appointments.activity import WINDOW_MINUTES, fleet_totals
 from appointments.stages import Stage
 from appointments.validation import ClinicReport
 from flags.stages import GatedStage, StageResolver, Viewer
@@ -89,12 +90,14 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
     async with services.sessions() as session:
         rollout = await rollout_panel(session)
         histories = await history.clinic_histories(session, [r.clinic_id for r in reports])
+        activity = await fleet_totals(session)
     served = {report.clinic_id: stages(report.clinic_id) for report in reports}
     gated = stages.gated
     rows = [_clinic_row(r, served[r.clinic_id], gated.get(r.clinic_id)) for r in reports]
     usage = await usage_panel(services)
     gates, contracted = services.settings.readiness_gates, not services.legacy_columns
-    page = _page(rows, gates, contracted, history_panel(reports, histories) + rollout, usage)
+    panels = history_panel(reports, histories) + rollout
+    page = _page(rows, gates, contracted, panels, _activity_rows(activity), usage)
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
@@ -158,8 +161,7 @@ def _clinic_row(report: ClinicReport, served: Stage, gated: GatedStage | None) -
     )
 
 
-def _activity_rows() -> str:
-    totals = RECENT.totals()
+def _activity_rows(totals: Counter[tuple[str, str]]) -> str:
     known = {stage.value: stage for stage in Stage}
     names = [*known, *sorted({stage for _, stage in totals} - set(known))]
     rows = "".join(
@@ -173,7 +175,9 @@ def _activity_rows() -> str:
     return f'{rows}<tr><th>total</th><th class="num">{reads}</th><th class="num">{writes}</th></tr>'
 
 
-def _page(rows: list[str], gates: bool, contracted: bool, rollout: str, usage: str) -> str:
+def _page(
+    rows: list[str], gates: bool, contracted: bool, rollout: str, activity: str, usage: str
+) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     notes = [f"Generated {generated}", f"readiness gates {'on' if gates else 'off'}"]
     if contracted:
@@ -204,10 +208,10 @@ its flag. Readiness is for the next stage.</p>
 <tbody>{body}</tbody>
 </table>
 {rollout}
-<h2>Activity in the last {RECENT.minutes} minutes (this process)</h2>
+<h2>Activity in the last {WINDOW_MINUTES} minutes (every instance)</h2>
 <table id="activity">
 <thead><tr><th>Stage</th><th class="num">Reads</th><th class="num">Writes</th></tr></thead>
-<tbody>{_activity_rows()}</tbody>
+<tbody>{activity}</tbody>
 </table>
 {usage}</body>
 </html>

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from appointments.replicas import is_standby
 from server.metrics_endpoint import forget_dead_processes
 
 if TYPE_CHECKING:
@@ -32,9 +33,11 @@ async def healthz(_request: Request) -> Response:
 
 
 class Readiness:
-    """/readyz: 200 "ready" when the database answers and the flag source has loaded the
-    migration flag; else 503 "unavailable" with ``reason`` (no flag data means every
-    clinic would be served the default stage, whatever its flag says).
+    """/readyz: 200 "ready" when the database answers, takes writes (PostgreSQL: not in
+    recovery; ``role`` says which) and the flag source has loaded the migration flag;
+    else 503 "unavailable" with ``reason`` (no flag data means every clinic would be
+    served the default stage, whatever its flag says). With replicas, ``replicas`` gives
+    each one's state and lag, checked now; none of them decides readiness.
 
     It needs no token (orchestrators probe it). ``reason`` names what is missing in
     words that hold no path, URL or error text. In production mode it tells only
@@ -52,23 +55,36 @@ class Readiness:
         flags = services.flags.describe()
         reasons: list[str] = []
         database = "ok"
+        extra: dict[str, object] = {}
         try:
-            async with services.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            if services.engine.dialect.name == "postgresql":
+                standby = await is_standby(services.engine)
+                extra["role"] = "standby" if standby else "primary"
+                if standby:
+                    database = "read-only"
+                    reasons.append("database is a read-only standby: writes cannot succeed")
+            else:
+                async with services.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
         except Exception as error:
             logger.warning(
                 "readiness check failed: database unreachable", extra={"error": repr(error)}
             )
             database = "unreachable"
             reasons.append("database unreachable")
+        if services.replicas is not None:
+            # A replica behind or away costs no readiness: its reads go to the primary.
+            await services.replicas.refresh()
+            extra["replicas"] = services.replicas.describe()
         if not flags["loaded"]:
             reasons.append("flags not loaded: every clinic would get the default stage")
         if self.production:
             flags = {k: v for k, v in flags.items() if k in self.PUBLIC_FLAG_FIELDS}
         if not reasons:
-            return JSONResponse({"status": "ready", "database": database, "flags": flags})
+            ready = {"status": "ready", "database": database, "flags": flags}
+            return JSONResponse(ready | extra)
         body = {"status": "unavailable", "reason": "; ".join(reasons)}
-        return JSONResponse(body | {"database": database, "flags": flags}, status_code=503)
+        return JSONResponse(body | {"database": database, "flags": flags} | extra, status_code=503)
 
 
 class PrometheusMetrics:

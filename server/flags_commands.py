@@ -129,6 +129,7 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
     from server.command_sessions import in_transaction
 
     clinic_id, stage = arguments.clinic_id, arguments.stage
+    refuse_a_fleets_flags_file(settings)
     with open_stage_writer(settings) as writer:
         before = writer.read([clinic_id])
         served = before.stages[clinic_id]
@@ -200,6 +201,36 @@ def _reshape(settings: Settings, arguments: argparse.Namespace) -> int:
     else:
         print(f"reshaped in {steps} steps; no clinic changed stage")
     return 0
+
+
+def refuse_a_fleets_flags_file(settings: Settings) -> None:
+    """Raise ``SettingsError`` when stages live in the flags file (no ``UNLEASH_URL``) while
+    the database shows serving instances on other hosts: each host's file would be a
+    flag source of its own, and moves by one host's copy would read as moves by hand
+    on another's. When the database cannot tell, a warning says so and writing goes on
+    (one host is the case a flags file is for)."""
+    if settings.unleash_url is not None:
+        return
+    from appointments.instances import hosts_besides
+    from server.command_sessions import in_transaction
+
+    try:
+        others = in_transaction(settings, hosts_besides)
+    except Exception as error:
+        print(
+            "warning: could not look for instances on other hosts in the database"
+            f" ({str(error).splitlines()[0]}); writing the flags file",
+            file=sys.stderr,
+        )
+        return
+    if others:
+        raise SettingsError(
+            f"instances on other hosts ({', '.join(others)}) serve from this database, and"
+            f" stages live in this host's flags file ({settings.flags_file}): each host's"
+            " file would be a flag source of its own. With more than one host, keep the"
+            " stages in Unleash (UNLEASH_URL; see the operations guide, Running on several"
+            " machines); nothing written"
+        )
 
 
 @contextmanager

@@ -35,8 +35,8 @@ from appointments.rollout.engine import PassReport, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
 from server.command_sessions import in_transaction
-from server.flags_commands import open_stage_writer
-from server.settings import Settings
+from server.flags_commands import open_stage_writer, refuse_a_fleets_flags_file
+from server.settings import Settings, SettingsError
 
 EXIT_REFUSED = 1
 
@@ -114,6 +114,8 @@ def _validate(_settings: Settings, arguments: argparse.Namespace) -> int:
 def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> PassReport | None:
     """One pass (None when another pass held the lock)."""
     plan = load_plan(arguments.plan)
+    if not dry_run:
+        refuse_a_fleets_flags_file(settings)
 
     async def one_pass() -> PassReport | None:
         engine = create_engine(
@@ -184,6 +186,8 @@ def _run(settings: Settings, arguments: argparse.Namespace) -> int:
             except PlanError as error:
                 print("\n".join(error.problems), file=sys.stderr)
                 return EXIT_REFUSED
+            except SettingsError:
+                raise
             except Exception as error:
                 print(f"rollout pass failed: {error}", file=sys.stderr, flush=True)
                 failed = True

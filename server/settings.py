@@ -32,6 +32,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    database_replica_urls: tuple[str, ...] = ()
+    """Hot standbys of ``database_url`` that serve queries (appointments/replicas.py)."""
+    replica_max_lag_seconds: float = 10.0
     auto_migrate: bool = True
     default_stage: Stage = Stage.DUAL_WRITE
     flags_file: Path = Path(DEFAULT_FLAGS_FILE)
@@ -126,6 +129,10 @@ class Settings:
             raise SettingsError(f"CLINIC_DEFAULT_STAGE: {error}") from None
         return cls(
             database_url=env.get("CLINIC_DATABASE_URL", defaults.database_url),
+            database_replica_urls=_replica_urls(env, "CLINIC_DATABASE_REPLICA_URLS"),
+            replica_max_lag_seconds=_seconds(
+                env, "CLINIC_REPLICA_MAX_LAG_SECONDS", defaults.replica_max_lag_seconds
+            ),
             auto_migrate=_flag(env, "CLINIC_AUTO_MIGRATE", defaults.auto_migrate),
             default_stage=default_stage,
             flags_file=Path(env.get("CLINIC_FLAGS_FILE", str(defaults.flags_file))),
@@ -205,6 +212,15 @@ class Settings:
         )
 
 
+def _replica_urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated PostgreSQL URLs (hot standbys)."""
+    urls = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for url in urls:
+        if not url.startswith("postgresql"):
+            raise SettingsError(f"{name}: replicas must be PostgreSQL URLs (postgresql+psycopg://)")
+    return urls
+
+
 def _client_names(env: Mapping[str, str], name: str) -> frozenset[str]:
     """Comma-separated client names, each a valid label (1 to 64 printable ASCII
     characters, no space at either end, not ``unknown`` or ``other``)."""
@@ -262,6 +278,19 @@ def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}") from None
     if not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be from 0 to 1, not {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value >= 0.0:
+        raise SettingsError(f"{name} must be at least 0")
     return value
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import uuid
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appointments.access import NOBODY, load_access, role_access
 from appointments.db import SerializedSession
 from appointments.models import UserRole
+from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, on_replica
 from flags.stages import Viewer
 from server.auth import DEMO_ADMIN
 
@@ -49,7 +51,9 @@ class RequireKnownUser:
             state["access"] = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
             await self.app(scope, receive, send)
             return
-        db = scope["app"].state.services.request_session()
+        db = scope["app"].state.services.request_session(
+            Headers(scope=scope).get(READ_AFTER_HEADER)
+        )
         try:
             await self._checked(db, viewer, scope, receive, send)
         finally:
@@ -60,6 +64,13 @@ class RequireKnownUser:
     ) -> None:
         try:
             access = await db.run(lambda session: load_access(session, viewer.user_id, viewer.role))
+            if access is NOBODY and on_replica(db):
+                # A user added moments ago may not have reached the replica yet.
+                assert isinstance(db, ReplicaSession)
+                await db.use_primary()
+                access = await db.run(
+                    lambda session: load_access(session, viewer.user_id, viewer.role)
+                )
         except Exception:
             logger.warning("cannot look up the token's user", exc_info=True)
             unavailable = _refusal(

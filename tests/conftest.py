@@ -46,6 +46,8 @@ from appointments.models import (
     RolloutAudit,
     RolloutHold,
     RolloutStatus,
+    ServiceInstance,
+    StageActivity,
     User,
     UserRole,
 )
@@ -55,9 +57,12 @@ from server.app import Services, create_app
 from server.auth import mint_token
 from server.cli import main
 from server.settings import Settings
+from tests.replication import ClusterStartError, ReplicatedCluster, start_cluster, stop_cluster
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLES_CHILD_FIRST = (
+    StageActivity,
+    ServiceInstance,
     PersistedDocument,
     FieldUsageDaily,
     FieldUsageOperation,
@@ -115,6 +120,20 @@ def database_url(
         yield f"sqlite+aiosqlite:///{path}"
         return
     yield from _postgres_database(os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[ReplicatedCluster]:
+    """A PostgreSQL primary and a streaming standby of the session's own (tests/replication.py),
+    shared by every test that asks; fails under CI when they cannot be started."""
+    try:
+        cluster = start_cluster()
+    except ClusterStartError as error:
+        unavailable(f"a PostgreSQL primary and standby could not be started: {error}")
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -288,11 +307,12 @@ async def table_snapshot(
     sessions: async_sessionmaker[AsyncSession],
 ) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to assert that a rejected write changed nothing (but the
-    per-clinic health counters, which count refused writes by design)."""
+    per-clinic health counters, which count refused writes by design, and what processes
+    record of themselves: recent activity and heartbeats)."""
     snapshot: dict[str, list[tuple[Any, ...]]] = {}
     async with sessions() as session:
         for model in TABLES_CHILD_FIRST:
-            if model is ClinicHealthCounter:
+            if model in (ClinicHealthCounter, StageActivity, ServiceInstance):
                 continue
             table = Base.metadata.tables[model.__tablename__]
             rows = (await session.execute(select(table).order_by(*table.primary_key.columns))).all()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import directory
-from appointments.activity import RECENT
+from appointments.activity import RECENT, WINDOW_MINUTES
 from appointments.events import PendingEvents
+from appointments.health import minute_of
+from appointments.models import StageActivity
 from appointments.seed import seed_demo
 from appointments.stages import Stage
 from tests.conftest import READ_CLINIC, Api, World, set_stages
@@ -221,3 +225,32 @@ async def test_the_demo_seed_is_not_counted_as_traffic(
     assert summary.appointments == 30
     assert RECENT.totals() == activity
     assert writes_counted() == counted
+
+
+async def test_activity_is_the_whole_fleets_from_the_database(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """What another instance flushed counts on this one's dashboard; older minutes do not."""
+    await api.services.flush_reads()
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        await session.execute(delete(StageActivity))
+        session.add_all(
+            [
+                StageActivity(minute=minute_of(now), kind="read", stage="live", count=1000),
+                StageActivity(minute=minute_of(now), kind="write", stage="live", count=7),
+                StageActivity(
+                    minute=minute_of(now - timedelta(minutes=WINDOW_MINUTES + 1)),
+                    kind="read",
+                    stage="live",
+                    count=5000,
+                ),
+            ]
+        )
+
+    activity = (await dashboard(api))["activity"]
+
+    by_stage = {row.cells[0].text: row for row in activity.rows}
+    assert activity.column(by_stage["live"], "Reads").text == "1000"
+    assert activity.column(by_stage["live"], "Writes").text == "7"
+    assert activity.column(by_stage["total"], "Reads").text == "1000"

@@ -12,11 +12,14 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from appointments.instances import LIVE_SECONDS, this_host
+from appointments.models import ServiceInstance, utcnow
 from appointments.rollout.lock import pass_lock
 from appointments.stages import Stage
 from flags.stage_writers import FlagsFileStageWriter
@@ -70,6 +73,12 @@ def start(environment: dict[str, str], *arguments: str) -> subprocess.Popen[str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def clinic(environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLINIC), *arguments], env=environment, capture_output=True, text=True, timeout=120
     )
 
 
@@ -217,3 +226,51 @@ async def test_run_stops_once_the_plan_is_complete_and_backfills_on_the_way(
     assert [r.state for r in backfills] == ["applied"]
     assert "backfill finished: 1 doctor links" in backfills[0].reason
     assert await moves(sessions, clinics.unlinked) == FORWARD[:2]
+
+
+async def test_a_hosts_flags_file_is_not_written_while_another_host_serves(
+    environment: dict[str, str],
+    plan: Path,
+    clinics: RolloutClinics,
+    sessions: async_sessionmaker[AsyncSession],
+    flags_file: Path,
+) -> None:
+    """Two hosts, each with a flags file of its own, would each move clinics by its copy and
+    audit the other's moves as moves by hand: with another host's instance live in the
+    database, the file writers refuse, and nothing is written or audited."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        session.add_all(
+            [
+                ServiceInstance(
+                    host="clinic-host-2", pid=4242, flag_source="file", started_at=now, seen_at=now
+                ),
+                ServiceInstance(
+                    host=this_host(), pid=1, flag_source="file", started_at=now, seen_at=now
+                ),
+            ]
+        )
+    before = await asyncio.to_thread(flags_file.read_bytes)
+
+    stepped = await asyncio.to_thread(clinic, environment, "rollout", "step", str(plan))
+    pinned = await asyncio.to_thread(
+        clinic, environment, "flags", "set-stage", str(clinics.all[0]), "shadow"
+    )
+    status = await asyncio.to_thread(clinic, environment, "rollout", "status", str(plan))
+
+    for refused in (stepped, pinned):
+        assert refused.returncode == 2, refused.stderr
+        assert "instances on other hosts (clinic-host-2)" in refused.stderr
+        assert "Unleash" in refused.stderr
+        assert this_host() not in refused.stderr.split("hosts (")[1].split(")")[0]
+    assert status.returncode == 0, status.stderr
+    assert await asyncio.to_thread(flags_file.read_bytes) == before
+    assert await audit_rows(sessions) == []
+
+    async with sessions() as session, session.begin():
+        gone = await session.get(ServiceInstance, ("clinic-host-2", 4242))
+        assert gone is not None
+        gone.seen_at = now - timedelta(seconds=LIVE_SECONDS + 30)
+    finish(start(environment, "step", str(plan)))
+    after = await asyncio.to_thread(flags_file.read_bytes)
+    assert after != before, "a host no longer seen does not count"

@@ -33,6 +33,25 @@ def test_pool_and_collector_settings_come_from_the_environment() -> None:
         Settings.from_environment({"CLINIC_GC_THRESHOLD": "-5"})
 
 
+def test_replicas_and_their_lag_limit_come_from_the_environment() -> None:
+    standby = "postgresql+psycopg://reader@standby-1:5432/clinic"
+    settings = Settings.from_environment(
+        {
+            "CLINIC_DATABASE_REPLICA_URLS": f" {standby}, ,{standby}2",
+            "CLINIC_REPLICA_MAX_LAG_SECONDS": "2.5",
+        }
+    )
+
+    assert settings.database_replica_urls == (standby, f"{standby}2")
+    assert settings.replica_max_lag_seconds == 2.5
+    assert Settings.from_environment({}).database_replica_urls == ()
+    assert Settings.from_environment({}).replica_max_lag_seconds == 10.0
+    with pytest.raises(SettingsError, match="replicas must be PostgreSQL URLs"):
+        Settings.from_environment({"CLINIC_DATABASE_REPLICA_URLS": "sqlite:///x.db"})
+    with pytest.raises(SettingsError, match="CLINIC_REPLICA_MAX_LAG_SECONDS must be a number"):
+        Settings.from_environment({"CLINIC_REPLICA_MAX_LAG_SECONDS": "soon"})
+
+
 async def test_a_postgresql_engine_keeps_the_configured_number_of_connections() -> None:
     engine = create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:5432/test", pool_size=7, max_overflow=2
