@@ -6,11 +6,14 @@ theirs, their role lost the permission, the appointment is no longer one they
 may change), the replay raises the ``DomainError`` that the write's own
 authorization step would raise today, and the stored result is not returned.
 
-Each check here repeats the authorization step its write starts with
+The kinds of check are here; which one a write's replay passes is declared by
+its mutation, beside it (the ``Write`` of each module of ``schema/mutations/``).
+A check repeats the authorization step the write's domain action starts with
 (``appointments.writes``, ``appointments.directory``,
-``appointments.ledger.set_mismatch_status``), through
-the rules of ``appointments.access``; they change together. The checks only
-read, in the claim's transaction (``appointments.idempotency.run_once``).
+``appointments.ledger.set_mismatch_status``), through the rules of
+``appointments.access``: a mutation's module and its domain action change
+together. The checks only read, in the claim's transaction
+(``appointments.idempotency.run_once``).
 """
 
 from __future__ import annotations
