@@ -31,6 +31,22 @@ class Stage(enum.StrEnum):
             ) from None
 
 
+STAGE_ORDER = tuple(Stage)
+"""The stages in migration order, legacy to complete (as ``Stage`` declares them)."""
+
+
+def next_stage(stage: Stage) -> Stage | None:
+    """The stage after ``stage``; none after the last."""
+    position = STAGE_ORDER.index(stage)
+    return STAGE_ORDER[position + 1] if position + 1 < len(STAGE_ORDER) else None
+
+
+def previous_stage(stage: Stage) -> Stage | None:
+    """The stage before ``stage``; none before the first."""
+    position = STAGE_ORDER.index(stage)
+    return STAGE_ORDER[position - 1] if position > 0 else None
+
+
 class Origin(enum.StrEnum):
     """Which stored columns a value came from."""
 

@@ -19,9 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from appointments.membership_sql import membership_of, membership_table, person_of
 from appointments.models import Appointment, Clinic, MigrationMismatch, MismatchStatus
 from appointments.sides import SIDES, Side
-from appointments.stages import STAGE_POLICIES, Stage, StageLookup
-
-STAGE_ORDER = tuple(Stage)
+from appointments.stages import STAGE_ORDER, STAGE_POLICIES, Stage, StageLookup, next_stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +123,6 @@ def highest_ready_stage(requested: Stage, doctor: SideCounts, patient: SideCount
         if not blockers_for(stage, doctor, patient):
             return stage
     return Stage.LEGACY
-
-
-def next_stage(stage: Stage) -> Stage | None:
-    position = STAGE_ORDER.index(stage)
-    return STAGE_ORDER[position + 1] if position + 1 < len(STAGE_ORDER) else None
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -49,7 +49,7 @@ import migrations
 from appointments import directory
 from appointments.db import create_engine, create_session_factory
 from appointments.models import Appointment, ClinicDoctor, ClinicPatient, UserRole
-from appointments.stages import Stage
+from appointments.stages import STAGE_ORDER, Stage
 from flags.document import build_document, write_document
 from server.app import create_app
 from server.settings import Settings
@@ -57,7 +57,6 @@ from server.settings import Settings
 DEFAULT_URL = os.environ.get(
     "CHAOS_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-STAGE_ORDER = tuple(Stage)  # declared in migration order, legacy to complete
 RETRYABLE_CODES = {"IDEMPOTENCY_KEY_IN_USE"}
 SUCCESS = "AppointmentSuccess"
 RESULT = """

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from appointments.rollout.evidence import Evidence
-from appointments.rollout.plan import STAGE_ORDER, Plan, format_duration
-from appointments.stages import Stage
+from appointments.rollout.plan import Plan, format_duration
+from appointments.stages import STAGE_ORDER, Stage, next_stage, previous_stage
 
 
 class Verdict(enum.StrEnum):
@@ -80,17 +80,7 @@ class Decision:
         stage = self.to_stage if moving and self.to_stage is not None else self.stage
         if STAGE_ORDER.index(stage) >= STAGE_ORDER.index(self.target):
             return "none: at the target"
-        return f"promote to {_after(stage)}"
-
-
-def _after(stage: Stage) -> Stage | None:
-    position = STAGE_ORDER.index(stage)
-    return STAGE_ORDER[position + 1] if position + 1 < len(STAGE_ORDER) else None
-
-
-def _before(stage: Stage) -> Stage | None:
-    position = STAGE_ORDER.index(stage)
-    return STAGE_ORDER[position - 1] if position > 0 else None
+        return f"promote to {next_stage(stage)}"
 
 
 def breaches(plan: Plan, evidence: Evidence) -> list[str]:
@@ -158,7 +148,7 @@ def decide(
         return decision(Verdict.WAIT, "evidence missing", "; ".join(evidence.missing))
     breached = breaches(plan, evidence)
     if breached:
-        back = _before(state.stage)
+        back = previous_stage(state.stage)
         reason = "breach: " + "; ".join(breached)
         if back is None:
             return decision(Verdict.HOLD, reason, f"held: {reason}")
@@ -173,7 +163,7 @@ def decide(
     if now < eligible_at:
         left = format_duration(eligible_at - now)
         return decision(Verdict.WAIT, f"soaking {format_duration(soak)}", f"eligible in {left}")
-    following = _after(state.stage)
+    following = next_stage(state.stage)
     assert following is not None
     if evidence.next_blockers:
         blocking = f"readiness for {following}: " + "; ".join(evidence.next_blockers)

@@ -50,8 +50,8 @@ from appointments.rollout.moves import (
     record_switch,
     settle_intents,
 )
-from appointments.rollout.plan import STAGE_ORDER, Plan, stable_rank
-from appointments.stages import Stage
+from appointments.rollout.plan import Plan, stable_rank
+from appointments.stages import STAGE_ORDER, Stage
 
 logger = logging.getLogger("appointments.rollout")
 AUTOPILOT = "autopilot"

@@ -20,12 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import health
 from appointments.models import MigrationMismatch, MismatchStatus
-from appointments.stages import Stage
+from appointments.stages import Stage, next_stage
 from appointments.validation import (
     blockers_for,
     clinic_counts,
     linkable_rows,
-    next_stage,
     promotion_blockers,
 )
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from appointments.stages import Stage
+from appointments.stages import STAGE_ORDER, Stage
 
-STAGE_ORDER = tuple(Stage)
 DURATION = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ROOT_KEYS = {"target", "max_moves_per_hour", "soak", "guards", "cohort", "backfill"}
