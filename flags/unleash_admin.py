@@ -31,7 +31,8 @@ TIMEOUT_SECONDS = 10.0
 
 
 class UnleashAdminError(RuntimeError):
-    """The Unleash server refused a request; the message has its answer."""
+    """The Unleash server refused a request, or could not be reached; the message says
+    which, with its answer."""
 
 
 class FlagMissingError(FlagSwitchedOffError):
@@ -119,7 +120,7 @@ class UnleashAdmin:
 
     def flag(self) -> AdminFlag:
         """The flag now (two reads: the flag, and the environment's switch)."""
-        response = self._client.request("GET", self._flag_path())
+        response = self._send("GET", self._flag_path())
         if response.status_code == httpx.codes.NOT_FOUND:
             raise FlagMissingError(
                 f"the flag {FLAG_NAME} does not exist in Unleash: set it up with"
@@ -238,7 +239,7 @@ class UnleashAdmin:
             "description": "The clinic an appointment belongs to: stages move whole clinics",
             "stickiness": True,
         }
-        response = self._client.request("POST", "api/admin/context", json=field_body)
+        response = self._send("POST", "api/admin/context", field_body)
         if response.status_code == httpx.codes.CONFLICT:
             self._request("PUT", "api/admin/context/clinicId", field_body)
         else:
@@ -246,7 +247,7 @@ class UnleashAdmin:
 
     def _ensure_flag(self) -> bool:
         """Create the flag when it is missing; True when it was created."""
-        response = self._client.request("GET", self._flag_path())
+        response = self._send("GET", self._flag_path())
         if response.status_code == httpx.codes.NOT_FOUND:
             self._request(
                 "POST",
@@ -271,12 +272,18 @@ class UnleashAdmin:
         return f"{self._strategies_path()}/{strategy['id']}"
 
     def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as error:
-            raise UnleashAdminError(f"{method} {path}: {error}") from error
+        """A call that must succeed: any other answer is an ``UnleashAdminError``."""
+        response = self._send(method, path, body)
         _raise_for(response)
         return response
+
+    def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """The server's answer, whatever its status; no answer (the server unreachable, the
+        connection dropped, a timeout) is an ``UnleashAdminError``."""
+        try:
+            return self._client.request(method, path, json=body)
+        except httpx.HTTPError as error:
+            raise UnleashAdminError(f"{method} {path}: {error}") from error
 
 
 def _raise_for(response: httpx.Response) -> None:

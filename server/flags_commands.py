@@ -280,8 +280,6 @@ def _validate(settings: Settings, _arguments: argparse.Namespace) -> int:
 def unleash_admin(settings: Settings) -> Iterator[UnleashAdmin]:
     """The Admin API client: needs ``UNLEASH_URL`` and ``UNLEASH_ADMIN_TOKEN`` only (no client
     token). A server that cannot be reached or refuses is reported as one ``ValueError``."""
-    import httpx
-
     from flags.unleash_admin import UnleashAdmin, UnleashAdminError
 
     if settings.unleash_url is None or settings.unleash_admin_token is None:
@@ -295,7 +293,7 @@ def unleash_admin(settings: Settings) -> Iterator[UnleashAdmin]:
     )
     try:
         yield admin
-    except (httpx.HTTPError, UnleashAdminError) as error:
+    except UnleashAdminError as error:
         raise ValueError(f"Unleash at {base}: {error}") from error
     finally:
         admin.close()
