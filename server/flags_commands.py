@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import uuid
@@ -86,21 +85,16 @@ def add_flags_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def _show(settings: Settings, arguments: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from appointments.db import create_engine, create_session_factory
+    from appointments.db import create_session_factory
     from appointments.models import Clinic
     from flags.stages import StageResolver, Viewer
+    from server.command_sessions import command_engine
     from server.flag_sources import open_flag_source
 
     async def clinics() -> list[tuple[uuid.UUID, str]]:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
-            async with create_session_factory(engine)() as session:
-                rows = await session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
-                return [(row.id, row.name) for row in rows]
-        finally:
-            await engine.dispose()
+        async with command_engine(settings) as engine, create_session_factory(engine)() as session:
+            rows = await session.execute(select(Clinic.id, Clinic.name).order_by(Clinic.name))
+            return [(row.id, row.name) for row in rows]
 
     source = open_flag_source(settings)
     try:
@@ -126,7 +120,7 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
     from appointments.models import RolloutAction
     from appointments.rollout import audit
     from appointments.rollout.flag import FlagWriteRefusedError
-    from server.command_sessions import in_transaction
+    from server.command_sessions import cli_actor, in_transaction
 
     clinic_id, stage = arguments.clinic_id, arguments.stage
     refuse_a_fleets_flags_file(settings)
@@ -154,7 +148,7 @@ def _set_stage(settings: Settings, arguments: argparse.Namespace) -> int:
         )
         return 1
     print(f"clinic {clinic_id} is now in stage {stage.value} ({where})")
-    actor = arguments.actor or f"cli:{getpass.getuser()}"
+    actor = cli_actor(arguments)
 
     def record(session: AsyncSession) -> Awaitable[RolloutAudit]:
         return audit.record(

@@ -11,23 +11,19 @@ acting as the system. Exit status: 0 done, 1 refused (invalid input), 2 no such 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger
-from appointments.db import create_engine, create_session_factory
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import MigrationMismatch, MismatchField, MismatchStatus
+from server.command_sessions import cli_actor, in_transaction
 from server.settings import Settings
 
-T = TypeVar("T")
 E = TypeVar("E", MismatchField, MismatchStatus)
 EXIT_REFUSED = 1
 EXIT_NOT_FOUND = 2
@@ -91,7 +87,7 @@ def _list(settings: Settings, arguments: argparse.Namespace) -> int:
         return [_entry(row) for row in page.rows], page.has_next_page, end_cursor
 
     try:
-        entries, has_next_page, end_cursor = _run(settings, page_of)
+        entries, has_next_page, end_cursor = in_transaction(settings, page_of)
     except DomainError as error:
         return _refused(error)
     if arguments.json:
@@ -118,7 +114,7 @@ def _show(settings: Settings, arguments: argparse.Namespace) -> int:
         return _entry(await ledger.get_mismatch(session, arguments.id))
 
     try:
-        entry = _run(settings, entry_of)
+        entry = in_transaction(settings, entry_of)
     except DomainError as error:
         return _refused(error)
     _print_entry(entry, arguments.json)
@@ -126,7 +122,7 @@ def _show(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _set_status(settings: Settings, arguments: argparse.Namespace) -> int:
-    actor = arguments.actor or f"cli:{getpass.getuser()}"
+    actor = cli_actor(arguments)
 
     async def triage(session: AsyncSession) -> dict[str, Any]:
         row = await ledger.set_mismatch_status(
@@ -135,28 +131,11 @@ def _set_status(settings: Settings, arguments: argparse.Namespace) -> int:
         return _entry(row)
 
     try:
-        entry = _run(settings, triage)
+        entry = in_transaction(settings, triage)
     except DomainError as error:
         return _refused(error)
     _print_entry(entry, as_json=False)
     return 0
-
-
-def _run(settings: Settings, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """``operation`` in one transaction (committed when it returns, rolled back when it
-    raises) on an engine of its own."""
-
-    async def run() -> T:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                return await operation(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def _choice(kind: type[E], option: str, value: str | None) -> E | None:

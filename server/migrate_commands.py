@@ -2,7 +2,7 @@
 
 Exit status: 0 done (also: nothing to do); 1 refused or not ready (the contract
 refused, a clinic asked about is not ready, the revert failed); 2 a clinic asked
-about does not exist; 3 (``EXIT_CONTRACTED``) a backfill on a contracted database,
+about does not exist; 3 (``backfill_commands.EXIT_CONTRACTED``) a backfill on a contracted database,
 which has no legacy columns to copy from or to.
 """
 
@@ -13,27 +13,19 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
-from appointments.backfill import BackfillSummary, Direction, Progress, run_backfill
-from appointments.db import create_engine, create_session_factory
+from appointments.db import create_session_factory
 from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
-from server.backfill_cli import add_backfill_arguments, describe, options_from, progress_display
+from server.backfill_commands import add_backfill_commands
+from server.command_sessions import command_engine
 from server.flag_sources import open_flag_source
 from server.settings import Settings
 
-EXIT_CONTRACTED = 3
-CONTRACTED_MESSAGE = (
-    "the legacy columns were dropped by the contract; nothing to {action}"
-    " (`clinic migrate revert-contract` restores them)"
-)
 REVERT_DESCRIPTION = """\
 Undo `clinic migrate contract`: add appointments.doctor_id and patient_id back,
 filled from each appointment's clinic memberships. Only the contract branch goes
@@ -60,18 +52,7 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     upgrade.add_argument("--revision", default=migrations.SERVICE_HEAD)
     upgrade.set_defaults(handler=_upgrade)
 
-    for name, direction, about in (
-        ("backfill", Direction.FORWARD, "link appointments to clinic memberships"),
-        ("reverse-backfill", Direction.REVERSE, "fill legacy columns from the new links"),
-    ):
-        action = actions.add_parser(
-            name,
-            help=about,
-            epilog="exit status: 0 done (also when nothing needed doing); 3 the database is"
-            " contracted: the legacy columns are gone, nothing to copy from or to",
-        )
-        add_backfill_arguments(action, direction)
-        action.set_defaults(handler=_backfill, direction=direction)
+    add_backfill_commands(actions)
 
     validate = actions.add_parser("validate", help="the validation report and readiness")
     validate.add_argument("--clinic", type=uuid.UUID, action="append", help="repeatable")
@@ -96,20 +77,9 @@ def add_migrate_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     revert.set_defaults(handler=_revert_contract)
 
 
-@asynccontextmanager
-async def _engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(
-        settings.database_url, prepare_threshold=settings.database_prepare_threshold
-    )
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
 def _upgrade(settings: Settings, arguments: argparse.Namespace) -> int:
     async def run() -> None:
-        async with _engine(settings) as engine:
+        async with command_engine(settings) as engine:
             await migrations.upgrade(engine, arguments.revision)
 
     asyncio.run(run())
@@ -119,7 +89,7 @@ def _upgrade(settings: Settings, arguments: argparse.Namespace) -> int:
 
 def _contract(settings: Settings, _arguments: argparse.Namespace) -> int:
     async def run() -> None:
-        async with _engine(settings) as engine:
+        async with command_engine(settings) as engine:
             await migrations.upgrade(engine, migrations.CONTRACT_REVISION)
 
     try:
@@ -135,7 +105,7 @@ def _revert_contract(settings: Settings, _arguments: argparse.Namespace) -> int:
     """``revert-contract``: see ``REVERT_DESCRIPTION`` for what it does and its exit status."""
 
     async def run() -> bool:
-        async with _engine(settings) as engine:
+        async with command_engine(settings) as engine:
             return await migrations.revert_contract(engine)
 
     try:
@@ -158,49 +128,6 @@ def _first_line(error: SQLAlchemyError) -> str:
     return str(original).strip().splitlines()[0]
 
 
-def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
-    options = options_from(arguments)
-
-    async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
-        async with _engine(settings) as engine:
-            try:
-                return await run_backfill(create_session_factory(engine), options, on_progress)
-            except DBAPIError as error:
-                if await _contracted_meanwhile(engine, error):
-                    raise _ContractedError from error
-                raise
-
-    action = "backfill" if options.direction is Direction.FORWARD else "reverse-backfill"
-    contracted = CONTRACTED_MESSAGE.format(action=action)
-    if not asyncio.run(_legacy_columns_present(settings)):
-        print(contracted, file=sys.stderr)
-        return EXIT_CONTRACTED
-    try:
-        with progress_display(options.direction) as show:
-            summary = asyncio.run(run(show))
-    except _ContractedError:
-        print(contracted, file=sys.stderr)
-        return EXIT_CONTRACTED
-    print(json.dumps(summary.as_dict(), indent=2) if arguments.json else describe(summary))
-    return 0
-
-
-class _ContractedError(Exception):
-    """The legacy columns are gone: a backfill has nothing to copy from or to."""
-
-
-async def _legacy_columns_present(settings: Settings) -> bool:
-    async with _engine(settings) as engine:
-        return await migrations.legacy_columns_present(engine)
-
-
-async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
-    """Whether a backfill failed because the contract ran while it did."""
-    return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
-        engine
-    )
-
-
 def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
     """The validation report, as GraphQL ``migrationReport`` gives it: on a contracted
     database every clinic's stage is ``complete`` (what the service serves whatever
@@ -209,7 +136,7 @@ def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
     async def run() -> tuple[list[ClinicReport], bool]:
         source = open_flag_source(settings)
         try:
-            async with _engine(settings) as engine:
+            async with command_engine(settings) as engine:
                 legacy = await migrations.legacy_columns_present(engine)
                 stages = StageResolver(
                     source, settings.default_stage, Viewer(), contracted_stage(legacy)

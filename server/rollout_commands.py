@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 import migrations
-from appointments.db import create_engine, create_session_factory
+from appointments.db import create_session_factory
 from appointments.errors import DomainError
 from appointments.models import utcnow
 from appointments.rollout import audit
@@ -34,11 +37,42 @@ from appointments.rollout.decisions import Decision, Verdict
 from appointments.rollout.engine import PassReport, run_pass
 from appointments.rollout.lock import pass_lock
 from appointments.rollout.plan import Plan, PlanError, parse_plan
-from server.command_sessions import in_transaction
+from server.command_sessions import cli_actor, command_engine, in_transaction
 from server.flags_commands import open_stage_writer, refuse_a_fleets_flags_file
 from server.settings import Settings, SettingsError
 
 EXIT_REFUSED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ByHand:
+    """A person's hold or release of one clinic."""
+
+    name: str
+    help: str
+    reason: str
+    change: Callable[[AsyncSession, uuid.UUID, str, str], Awaitable[object]]
+    done: str
+    consequence: str = ""
+
+
+BY_HAND = (
+    ByHand(
+        "hold",
+        "stop a clinic where it is until released",
+        "why it must not move",
+        audit.hold_by_hand,
+        "held",
+        ": it moves no further until released",
+    ),
+    ByHand(
+        "release",
+        "let a held clinic move again",
+        "why it may move again",
+        audit.release,
+        "released",
+    ),
+)
 
 
 def add_rollout_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,17 +106,12 @@ def add_rollout_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     run.add_argument("--watch", action="store_true", help="keep running once the plan is complete")
     run.set_defaults(handler=_run)
 
-    hold = actions.add_parser("hold", help="stop a clinic where it is until released")
-    hold.add_argument("clinic_id", type=uuid.UUID)
-    hold.add_argument("--reason", required=True, help="why it must not move (audited)")
-    hold.add_argument("--actor", help="who, as recorded (default: cli:<login name>)")
-    hold.set_defaults(handler=_hold)
-
-    release = actions.add_parser("release", help="let a held clinic move again")
-    release.add_argument("clinic_id", type=uuid.UUID)
-    release.add_argument("--reason", required=True, help="why it may move again (audited)")
-    release.add_argument("--actor", help="who, as recorded (default: cli:<login name>)")
-    release.set_defaults(handler=_release)
+    for by_hand in BY_HAND:
+        action = actions.add_parser(by_hand.name, help=by_hand.help)
+        action.add_argument("clinic_id", type=uuid.UUID)
+        action.add_argument("--reason", required=True, help=f"{by_hand.reason} (audited)")
+        action.add_argument("--actor", help="who, as recorded (default: cli:<login name>)")
+        action.set_defaults(handler=_by_hand, by_hand=by_hand)
 
     history = actions.add_parser("history", help="the audit trail, newest first")
     history.add_argument("--clinic", type=uuid.UUID)
@@ -118,10 +147,7 @@ def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> P
         refuse_a_fleets_flags_file(settings)
 
     async def one_pass() -> PassReport | None:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
+        async with command_engine(settings) as engine:
             sessions = create_session_factory(engine)
             legacy = await migrations.legacy_columns_present(engine)
             with open_stage_writer(settings) as writer:
@@ -131,8 +157,6 @@ def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> P
                     if not taken:
                         return None
                     return await run_pass(sessions, plan, writer, utcnow(), False, legacy)
-        finally:
-            await engine.dispose()
 
     return asyncio.run(one_pass())
 
@@ -209,48 +233,26 @@ def _run(settings: Settings, arguments: argparse.Namespace) -> int:
     return EXIT_REFUSED if failed else 0
 
 
-def _hold(settings: Settings, arguments: argparse.Namespace) -> int:
-    actor = arguments.actor or f"cli:{getpass.getuser()}"
-
+def _by_hand(settings: Settings, arguments: argparse.Namespace) -> int:
+    """``hold`` or ``release``: one audited change in one transaction."""
+    by_hand: ByHand = arguments.by_hand
+    actor = cli_actor(arguments)
     try:
         in_transaction(
             settings,
-            lambda session: audit.hold_by_hand(
-                session, arguments.clinic_id, actor, arguments.reason
-            ),
+            lambda session: by_hand.change(session, arguments.clinic_id, actor, arguments.reason),
         )
     except DomainError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"clinic {arguments.clinic_id} held by {actor}: it moves no further until released")
-    return 0
-
-
-def _release(settings: Settings, arguments: argparse.Namespace) -> int:
-    actor = arguments.actor or f"cli:{getpass.getuser()}"
-
-    try:
-        in_transaction(
-            settings,
-            lambda session: audit.release(session, arguments.clinic_id, actor, arguments.reason),
-        )
-    except DomainError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(f"clinic {arguments.clinic_id} released by {actor}")
+    print(f"clinic {arguments.clinic_id} {by_hand.done} by {actor}{by_hand.consequence}")
     return 0
 
 
 def _history(settings: Settings, arguments: argparse.Namespace) -> int:
     async def entries() -> list[dict[str, Any]]:
-        engine = create_engine(
-            settings.database_url, prepare_threshold=settings.database_prepare_threshold
-        )
-        try:
-            async with create_session_factory(engine)() as session:
-                rows = await audit.entries(session, arguments.clinic, arguments.first)
-        finally:
-            await engine.dispose()
+        async with command_engine(settings) as engine, create_session_factory(engine)() as session:
+            rows = await audit.entries(session, arguments.clinic, arguments.first)
         return [audit.as_dict(row, name) for row, name in rows]
 
     try:

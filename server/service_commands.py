@@ -131,21 +131,17 @@ def _seed(settings: Settings, arguments: argparse.Namespace) -> int:
 
 async def _prepare_demo(settings: Settings, reset_flags: bool, per_clinic: int) -> None:
     import migrations
-    from appointments.db import create_engine, create_session_factory
+    from appointments.db import create_session_factory
     from appointments.events import PendingEvents
     from appointments.seed import seed_demo
+    from server.command_sessions import command_engine
 
-    engine = create_engine(
-        settings.database_url, prepare_threshold=settings.database_prepare_threshold
-    )
-    try:
+    async with command_engine(settings) as engine:
         await migrations.upgrade(engine)
         sessions = create_session_factory(engine)
         # The demo history's unlinked writes are the point of the data set, not news: not logged.
         async with sessions() as session, session.begin():
             summary = await seed_demo(session, PendingEvents(), per_clinic)
-    finally:
-        await engine.dispose()
     if summary.skipped:
         print("demo data already present; left as it is")
     else:

@@ -17,13 +17,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from appointments.db import create_engine, create_session_factory
+from appointments.db import create_session_factory
 from appointments.field_usage_report import (
     DEFAULT_WINDOW_DAYS,
     FieldUsage,
     UsageReport,
     usage_report,
 )
+from server.command_sessions import command_engine
 from server.settings import Settings
 
 
@@ -61,14 +62,8 @@ async def _report(settings: Settings, days: int) -> UsageReport:
     from schema.schema import schema
 
     deprecated = deprecated_fields(schema._schema)
-    engine = create_engine(
-        settings.database_url, prepare_threshold=settings.database_prepare_threshold
-    )
-    try:
-        async with create_session_factory(engine)() as session:
-            return await usage_report(session, deprecated, days)
-    finally:
-        await engine.dispose()
+    async with command_engine(settings) as engine, create_session_factory(engine)() as session:
+        return await usage_report(session, deprecated, days)
 
 
 def _print_field(field: FieldUsage, days: int) -> None:

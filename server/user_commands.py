@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import directory
-from appointments.db import create_engine, create_session_factory
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import User
+from server.command_sessions import command_transaction
 from server.settings import Settings
 
 EXIT_REFUSED = 1
@@ -50,15 +50,9 @@ def _set_active(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 async def _apply(settings: Settings, given: str, active: bool) -> User:
-    engine = create_engine(
-        settings.database_url, prepare_threshold=settings.database_prepare_threshold
-    )
-    try:
-        async with create_session_factory(engine)() as session, session.begin():
-            user_id = await _user_id(session, given)
-            return await directory.set_user_active(session, user_id, active)
-    finally:
-        await engine.dispose()
+    async with command_transaction(settings) as session:
+        user_id = await _user_id(session, given)
+        return await directory.set_user_active(session, user_id, active)
 
 
 async def _user_id(session: AsyncSession, given: str) -> uuid.UUID:

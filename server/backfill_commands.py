@@ -1,10 +1,16 @@
-"""What `clinic migrate backfill` and `reverse-backfill` take and show: the batch and
-throttle options, the progress (a bar on a terminal, a line every two seconds and at
-each pause otherwise), and the summary."""
+"""`clinic migrate backfill` and `reverse-backfill`: the batch and throttle options, the
+progress (a bar on a terminal, a line every two seconds and at each pause otherwise), and
+the summary.
+
+Exit status: 0 done (also when nothing needed doing); 3 (``EXIT_CONTRACTED``) the
+database is contracted: the legacy columns are gone, nothing to copy from or to.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 import time
 import uuid
@@ -12,8 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
+import migrations
 from appointments.backfill import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_BATCH_SIZE,
@@ -22,11 +31,79 @@ from appointments.backfill import (
     Direction,
     Progress,
     ThrottleLimits,
+    run_backfill,
 )
+from appointments.db import create_session_factory
+from server.command_sessions import command_engine
+from server.settings import Settings
 
+EXIT_CONTRACTED = 3
+CONTRACTED_MESSAGE = (
+    "the legacy columns were dropped by the contract; nothing to {action}"
+    " (`clinic migrate revert-contract` restores them)"
+)
 PLAIN_PROGRESS_EVERY_SECONDS = 2.0
 THROTTLE = ThrottleLimits()
 Number = TypeVar("Number", int, float)
+
+
+def add_backfill_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The two backfill actions of `clinic migrate`."""
+    for name, direction, about in (
+        ("backfill", Direction.FORWARD, "link appointments to clinic memberships"),
+        ("reverse-backfill", Direction.REVERSE, "fill legacy columns from the new links"),
+    ):
+        action = actions.add_parser(
+            name,
+            help=about,
+            epilog="exit status: 0 done (also when nothing needed doing); 3 the database is"
+            " contracted: the legacy columns are gone, nothing to copy from or to",
+        )
+        add_backfill_arguments(action, direction)
+        action.set_defaults(handler=_backfill, direction=direction)
+
+
+def _backfill(settings: Settings, arguments: argparse.Namespace) -> int:
+    options = options_from(arguments)
+
+    async def run(on_progress: Callable[[Progress], None]) -> BackfillSummary:
+        async with command_engine(settings) as engine:
+            try:
+                return await run_backfill(create_session_factory(engine), options, on_progress)
+            except DBAPIError as error:
+                if await _contracted_meanwhile(engine, error):
+                    raise _ContractedError from error
+                raise
+
+    action = "backfill" if options.direction is Direction.FORWARD else "reverse-backfill"
+    contracted = CONTRACTED_MESSAGE.format(action=action)
+    if not asyncio.run(_legacy_columns_present(settings)):
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
+    try:
+        with progress_display(options.direction) as show:
+            summary = asyncio.run(run(show))
+    except _ContractedError:
+        print(contracted, file=sys.stderr)
+        return EXIT_CONTRACTED
+    print(json.dumps(summary.as_dict(), indent=2) if arguments.json else describe(summary))
+    return 0
+
+
+class _ContractedError(Exception):
+    """The legacy columns are gone: a backfill has nothing to copy from or to."""
+
+
+async def _legacy_columns_present(settings: Settings) -> bool:
+    async with command_engine(settings) as engine:
+        return await migrations.legacy_columns_present(engine)
+
+
+async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
+    """Whether a backfill failed because the contract ran while it did."""
+    return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
+        engine
+    )
 
 
 def add_backfill_arguments(action: argparse.ArgumentParser, direction: Direction) -> None:
