@@ -1,5 +1,7 @@
-"""The write path: every change to appointments, clinics, people and memberships.
+"""The write path of appointments: booking, rescheduling, reassigning and cancelling.
 
+Writes to clinics, users, patients and memberships are in ``appointments.directory``,
+the ledger's triage in ``appointments.ledger``, relinking in ``appointments.relink``.
 Each function takes a session inside an open transaction and either completes
 its change or raises ``DomainError`` (the caller rolls back, so the database is
 unchanged). ``run_in_transaction`` is that caller for the API, the CLI and the
