@@ -34,6 +34,7 @@ from appointments.bounded_cache import BoundedCache
 from appointments.field_usage import Operation
 from appointments.persisted_documents import sha256_of
 from schema.context import RequestContext
+from schema.fragments import first_spread
 
 CLIENT_NAME_HEADER = "apollographql-client-name"
 CLIENT_VERSION_HEADER = "apollographql-client-version"
@@ -101,12 +102,9 @@ def _walk(
             target = parent if condition is None else schema.get_type(condition.name.value)
             _walk(selection.selection_set, target, schema, fragments, found, spread)
         elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is None or name in spread:
+            fragment = first_spread(selection, fragments, spread)
+            if fragment is None:
                 continue
-            # A fragment selects the same fields wherever it is spread: walked once.
-            spread.add(name)
             target = schema.get_type(fragment.type_condition.name.value)
             _walk(fragment.selection_set, target, schema, fragments, found, spread)
 

@@ -22,13 +22,11 @@ class UserError:
 
 
 @strawberry.type(description="A referenced object does not exist")
-class NotFoundError(UserError):
-    pass
+class NotFoundError(UserError): ...
 
 
 @strawberry.type(description="The input is malformed or inconsistent in itself")
-class InvalidInputError(UserError):
-    pass
+class InvalidInputError(UserError): ...
 
 
 @strawberry.type(description="A clinic membership is missing, inactive or of another clinic")
@@ -44,18 +42,15 @@ class StageForbidsInputError(UserError):
 
 
 @strawberry.type(description="The appointment's status does not allow this change")
-class InvalidStatusTransitionError(UserError):
-    pass
+class InvalidStatusTransitionError(UserError): ...
 
 
 @strawberry.type(description="An object with the same unique key exists")
-class AlreadyExistsError(UserError):
-    pass
+class AlreadyExistsError(UserError): ...
 
 
 @strawberry.type(description="Your role may not do this in this clinic")
-class ForbiddenError(UserError):
-    pass
+class ForbiddenError(UserError): ...
 
 
 @strawberry.type(
@@ -64,8 +59,7 @@ class ForbiddenError(UserError):
         " is still running"
     )
 )
-class IdempotencyKeyError(UserError):
-    pass
+class IdempotencyKeyError(UserError): ...
 
 
 AnyUserError = (

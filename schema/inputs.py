@@ -14,21 +14,13 @@ from appointments.writes import NewAppointment, PersonReference
 from schema.errors import parse_id, parse_optional_id
 
 
-def _doctor(
-    doctor_id: strawberry.ID | None, clinic_doctor_id: strawberry.ID | None
+def _reference(
+    side: str, person_id: strawberry.ID | None, membership_id: strawberry.ID | None
 ) -> PersonReference:
+    """A person (``<side>Id``) and a membership (``clinic<Side>Id``) input, parsed."""
     return PersonReference(
-        parse_optional_id(doctor_id, "doctorId"),
-        parse_optional_id(clinic_doctor_id, "clinicDoctorId"),
-    )
-
-
-def _patient(
-    patient_id: strawberry.ID | None, clinic_patient_id: strawberry.ID | None
-) -> PersonReference:
-    return PersonReference(
-        parse_optional_id(patient_id, "patientId"),
-        parse_optional_id(clinic_patient_id, "clinicPatientId"),
+        parse_optional_id(person_id, f"{side}Id"),
+        parse_optional_id(membership_id, f"clinic{side.capitalize()}Id"),
     )
 
 
@@ -57,8 +49,8 @@ class CreateAppointmentInput:
             clinic_id=parse_id(self.clinic_id, "clinicId"),
             starts_at=self.starts_at,
             ends_at=self.ends_at,
-            doctor=_doctor(self.doctor_id, self.clinic_doctor_id),
-            patient=_patient(self.patient_id, self.clinic_patient_id),
+            doctor=_reference("doctor", self.doctor_id, self.clinic_doctor_id),
+            patient=_reference("patient", self.patient_id, self.clinic_patient_id),
             reason=self.reason,
         )
 
@@ -76,9 +68,6 @@ class ReassignDoctorInput:
     doctor_id: strawberry.ID | None = None
     clinic_doctor_id: strawberry.ID | None = None
 
-    def reference(self) -> PersonReference:
-        return _doctor(self.doctor_id, self.clinic_doctor_id)
-
 
 @strawberry.input(description="Name the new patient by patientId or clinicPatientId")
 class ReassignPatientInput:
@@ -86,8 +75,12 @@ class ReassignPatientInput:
     patient_id: strawberry.ID | None = None
     clinic_patient_id: strawberry.ID | None = None
 
-    def reference(self) -> PersonReference:
-        return _patient(self.patient_id, self.clinic_patient_id)
+
+def reassigned(input: ReassignDoctorInput | ReassignPatientInput) -> PersonReference:
+    """The person or membership a reassignment names, on its input's side."""
+    if isinstance(input, ReassignDoctorInput):
+        return _reference("doctor", input.doctor_id, input.clinic_doctor_id)
+    return _reference("patient", input.patient_id, input.clinic_patient_id)
 
 
 @strawberry.input

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Protocol, Self, TypeVar
 
 import orjson
 import strawberry
@@ -32,6 +32,9 @@ from schema.types import (
 )
 
 T = TypeVar("T")
+RowT = TypeVar("RowT", bound=models.Base)
+NodeT = TypeVar("NodeT")
+RowContraT = TypeVar("RowContraT", contravariant=True)
 PageSize = Annotated[
     int | None,
     strawberry.argument(
@@ -72,6 +75,71 @@ async def _page(
         return await _read(info, operation)
     except DomainError as error:
         raise query_error(error) from None
+
+
+ListRows = Callable[
+    [AsyncSession, int | None, str | None, queries.ClinicScope], Awaitable[queries.Page[RowT]]
+]
+ListMembers = Callable[
+    [AsyncSession, uuid.UUID, int | None, str | None, queries.ClinicScope],
+    Awaitable[queries.Page[RowT]],
+]
+
+
+class Node(Protocol[RowContraT]):
+    """A GraphQL type made from a row."""
+
+    @classmethod
+    def from_model(cls, row: RowContraT) -> Self: ...
+
+
+async def _connection(
+    info: ContextInfo,
+    convert: Callable[[RowT], NodeT],
+    list_page: Callable[[AsyncSession, queries.ClinicScope], Awaitable[queries.Page[RowT]]],
+) -> Connection[NodeT]:
+    """A page of rows listed within the clinics the viewer may see."""
+    scope = await _scope(info)
+    page = await _page(info, lambda s: list_page(s, scope))
+    return Connection.from_page(page, convert)
+
+
+def _page_field(node: type[Node[RowT]], description: str, resolve: Callable[..., object]) -> Any:
+    return strawberry.field(
+        resolver=resolve,
+        graphql_type=Connection[node],  # type: ignore[valid-type]
+        description=description,
+    )
+
+
+def _listing(node: type[Node[RowT]], list_rows: ListRows[RowT], description: str) -> Any:
+    """A field answering a page of all the rows of ``node`` the viewer may see."""
+
+    async def resolve(
+        info: ContextInfo, first: PageSize = None, after: str | None = None
+    ) -> object:
+        return await _connection(
+            info, node.from_model, lambda s, scope: list_rows(s, first, after, scope)
+        )
+
+    return _page_field(node, description, resolve)
+
+
+def _members(node: type[Node[RowT]], list_members: ListMembers[RowT], description: str) -> Any:
+    """A field answering a page of one clinic's members of ``node``'s kind."""
+
+    async def resolve(
+        info: ContextInfo,
+        clinic_id: strawberry.ID,
+        first: PageSize = None,
+        after: str | None = None,
+    ) -> object:
+        clinic = _parse(clinic_id, "clinicId")
+        return await _connection(
+            info, node.from_model, lambda s, scope: list_members(s, clinic, first, after, scope)
+        )
+
+    return _page_field(node, description, resolve)
 
 
 @strawberry.type
@@ -154,13 +222,7 @@ class Query:
             raise query_error(error) from None
         return [RolloutAuditEntry.from_row(row, name) for row, name in rows]
 
-    @strawberry.field(description="Clinics ordered by name")
-    async def clinics(
-        self, info: ContextInfo, first: PageSize = None, after: str | None = None
-    ) -> Connection[Clinic]:
-        scope = await _scope(info)
-        page = await _page(info, lambda s: queries.list_clinics(s, first, after, scope))
-        return Connection.from_page(page, Clinic.from_model)
+    clinics = _listing(Clinic, queries.list_clinics, "Clinics ordered by name")
 
     @strawberry.field(description="Users ordered by name")
     async def users(
@@ -170,44 +232,18 @@ class Query:
         first: PageSize = None,
         after: str | None = None,
     ) -> Connection[User]:
-        scope = await _scope(info)
-        page = await _page(info, lambda s: queries.list_users(s, role, first, after, scope))
-        return Connection.from_page(page, User.from_model)
-
-    @strawberry.field(description="Patients ordered by name")
-    async def patients(
-        self, info: ContextInfo, first: PageSize = None, after: str | None = None
-    ) -> Connection[Patient]:
-        scope = await _scope(info)
-        page = await _page(info, lambda s: queries.list_patients(s, first, after, scope))
-        return Connection.from_page(page, Patient.from_model)
-
-    @strawberry.field(description="Doctors working in a clinic, oldest membership first")
-    async def clinic_doctors(
-        self,
-        info: ContextInfo,
-        clinic_id: strawberry.ID,
-        first: PageSize = None,
-        after: str | None = None,
-    ) -> Connection[ClinicDoctor]:
-        clinic = _parse(clinic_id, "clinicId")
-        scope = await _scope(info)
-        page = await _page(
-            info, lambda s: queries.list_clinic_doctors(s, clinic, first, after, scope)
+        return await _connection(
+            info, User.from_model, lambda s, scope: queries.list_users(s, role, first, after, scope)
         )
-        return Connection.from_page(page, ClinicDoctor.from_model)
 
-    @strawberry.field(description="Patients registered in a clinic, oldest registration first")
-    async def clinic_patients(
-        self,
-        info: ContextInfo,
-        clinic_id: strawberry.ID,
-        first: PageSize = None,
-        after: str | None = None,
-    ) -> Connection[ClinicPatient]:
-        clinic = _parse(clinic_id, "clinicId")
-        scope = await _scope(info)
-        page = await _page(
-            info, lambda s: queries.list_clinic_patients(s, clinic, first, after, scope)
-        )
-        return Connection.from_page(page, ClinicPatient.from_model)
+    patients = _listing(Patient, queries.list_patients, "Patients ordered by name")
+    clinic_doctors = _members(
+        ClinicDoctor,
+        queries.list_clinic_doctors,
+        "Doctors working in a clinic, oldest membership first",
+    )
+    clinic_patients = _members(
+        ClinicPatient,
+        queries.list_clinic_patients,
+        "Patients registered in a clinic, oldest registration first",
+    )

@@ -43,6 +43,7 @@ from appointments.read_model.sources import (
     Source,
     TypeName,
 )
+from schema.fragments import first_spread
 
 
 class UnsupportedSelectionError(Exception):
@@ -139,13 +140,9 @@ def _visit(
             if condition is None or condition.name.value == type_name:
                 _visit(selection.selection_set, type_name, fragments, variables, grouped, visited)
         elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is None or name in visited:
+            fragment = first_spread(selection, fragments, visited)
+            if fragment is None or fragment.type_condition.name.value != type_name:
                 continue
-            if fragment.type_condition.name.value != type_name:
-                continue
-            visited.add(name)
             _visit(fragment.selection_set, type_name, fragments, variables, grouped, visited)
 
 
@@ -168,29 +165,3 @@ def _included(
         if (name == "skip") == bool(condition):
             included = False
     return included
-
-
-def directive_variables(
-    nodes: Sequence[FieldNode], fragments: Mapping[str, FragmentDefinitionNode]
-) -> frozenset[str]:
-    """The variables ``@skip``/``@include`` read below ``nodes``: with the document, their
-    values decide the collected selection (the compile cache's key)."""
-    found: set[str] = set()
-    pending: list[SelectionSetNode] = [n.selection_set for n in nodes if n.selection_set]
-    seen: set[str] = set()
-    while pending:
-        for selection in pending.pop().selections:
-            for directive in getattr(selection, "directives", None) or ():
-                for argument in directive.arguments or ():
-                    value = argument.value
-                    name = getattr(getattr(value, "name", None), "value", None)
-                    if name is not None:
-                        found.add(name)
-            if isinstance(selection, FragmentSpreadNode):
-                fragment = fragments.get(selection.name.value)
-                if fragment is not None and fragment.name.value not in seen:
-                    seen.add(fragment.name.value)
-                    pending.append(fragment.selection_set)
-            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
-                pending.append(selection.selection_set)
-    return frozenset(found)

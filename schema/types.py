@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 import strawberry
@@ -37,11 +37,49 @@ strawberry.enum(models.UserRole, name="UserRole")
 
 NodeT = TypeVar("NodeT")
 RowT = TypeVar("RowT", bound=models.Base)
+RowCoT = TypeVar("RowCoT", covariant=True)
 ContextInfo = Info[RequestContext, None]
 
 
 def node_id(row: models.Base) -> strawberry.ID:
     return strawberry.ID(str(row.id))  # type: ignore[attr-defined]
+
+
+class RowBacked(Protocol[RowCoT]):
+    """A GraphQL object made from a row it keeps (``strawberry.Private``)."""
+
+    @property
+    def row(self) -> RowCoT: ...
+
+
+def row_id(root: RowBacked[models.Base]) -> strawberry.ID:
+    """The ``id`` field of an object made from a row."""
+    return node_id(root.row)
+
+
+def row_clinic(
+    root: RowBacked[models.ClinicDoctor | models.ClinicPatient | models.ClinicStaff],
+    info: ContextInfo,
+) -> Clinic | Awaitable[Clinic]:
+    """The ``clinic`` field of an object made from a row of one clinic."""
+    return clinic_of(info, root.row.clinic_id)
+
+
+def row_user(
+    root: RowBacked[models.ClinicDoctor | models.ClinicStaff], info: ContextInfo
+) -> User | Awaitable[User]:
+    """The ``user`` field of an object made from a row naming a user."""
+    return _user(info, root.row.user_id)
+
+
+def reference_field(
+    resolve: Callable[..., object], node: type, model: type[models.Base], key: str
+) -> Any:
+    """An object field reached by the row's foreign key ``key`` to ``model``: ``resolve``
+    answers it (from the request's loaders), and the read model joins it."""
+    return strawberry.field(
+        resolver=resolve, graphql_type=node, metadata=reads(Reference(model, key))
+    )
 
 
 @strawberry.type
@@ -66,9 +104,7 @@ class User:
     role: models.UserRole
     row: strawberry.Private[models.User]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return node_id(self.row)
+    id: strawberry.ID = strawberry.field(resolver=row_id)
 
     @strawberry.field(description="False once deactivated: the user's tokens are refused")
     def active(self) -> bool:
@@ -85,9 +121,7 @@ class Patient:
     date_of_birth: date | None
     row: strawberry.Private[models.Patient]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return node_id(self.row)
+    id: strawberry.ID = strawberry.field(resolver=row_id)
 
     @classmethod
     def from_model(cls, row: models.Patient) -> Patient:
@@ -100,21 +134,15 @@ class ClinicDoctor:
     created_at: datetime
     row: strawberry.Private[models.ClinicDoctor]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return node_id(self.row)
+    id: strawberry.ID = strawberry.field(resolver=row_id)
 
     @classmethod
     def from_model(cls, row: models.ClinicDoctor) -> ClinicDoctor:
         return cls(active=row.active, created_at=row.created_at, row=row)
 
-    @strawberry.field(graphql_type=Clinic, metadata=reads(Reference(models.Clinic, "clinic_id")))
-    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
-        return clinic_of(info, self.row.clinic_id)
+    clinic = reference_field(row_clinic, Clinic, models.Clinic, "clinic_id")
 
-    @strawberry.field(graphql_type=User, metadata=reads(Reference(models.User, "user_id")))
-    def user(self, info: ContextInfo) -> User | Awaitable[User]:
-        return _user(info, self.row.user_id)
+    user = reference_field(row_user, User, models.User, "user_id")
 
 
 @strawberry.type(description="A patient registered in a clinic (the new model's patient reference)")
@@ -122,17 +150,13 @@ class ClinicPatient:
     created_at: datetime
     row: strawberry.Private[models.ClinicPatient]
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return node_id(self.row)
+    id: strawberry.ID = strawberry.field(resolver=row_id)
 
     @classmethod
     def from_model(cls, row: models.ClinicPatient) -> ClinicPatient:
         return cls(created_at=row.created_at, row=row)
 
-    @strawberry.field(graphql_type=Clinic, metadata=reads(Reference(models.Clinic, "clinic_id")))
-    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
-        return clinic_of(info, self.row.clinic_id)
+    clinic = reference_field(row_clinic, Clinic, models.Clinic, "clinic_id")
 
     @strawberry.field(graphql_type=Patient, metadata=reads(Reference(models.Patient, "patient_id")))
     def patient(self, info: ContextInfo) -> Patient | Awaitable[Patient]:
@@ -149,13 +173,9 @@ class ClinicStaff:
     def from_model(cls, row: models.ClinicStaff) -> ClinicStaff:
         return cls(id=node_id(row), created_at=row.created_at, row=row)
 
-    @strawberry.field(graphql_type=Clinic)
-    def clinic(self, info: ContextInfo) -> Clinic | Awaitable[Clinic]:
-        return clinic_of(info, self.row.clinic_id)
+    clinic = reference_field(row_clinic, Clinic, models.Clinic, "clinic_id")
 
-    @strawberry.field(graphql_type=User)
-    def user(self, info: ContextInfo) -> User | Awaitable[User]:
-        return _user(info, self.row.user_id)
+    user = reference_field(row_user, User, models.User, "user_id")
 
 
 @strawberry.type(

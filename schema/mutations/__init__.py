@@ -1,46 +1,41 @@
-"""The mutations: one module a mutation (``<entity>_<verb>.py``), gathered in schema order.
+"""The mutations: one module a mutation (``<entity>_<verb>.py``), found by ``Mutation``.
 
-A new mutation is a module declaring its ``Write`` (schema/mutations/base.py), a
-line here, its domain action, and the committed SDL (``clinic schema``).
+A new mutation is a module declaring its field with ``mutation`` (schema/mutations/base.py),
+its domain action, and the committed SDL (``clinic schema > schema.graphql``): the modules
+of this package are imported, and every field ``mutation`` made is a field of the
+``Mutation`` type, in the order of their positions.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from typing import Any
+
 import strawberry
+from strawberry.types.field import StrawberryField
 
-from schema.mutations import (
-    appointment_cancel,
-    appointment_create,
-    appointment_reassign_doctor,
-    appointment_reassign_patient,
-    appointment_relink,
-    appointment_reschedule,
-    clinic_create,
-    clinic_doctor_add,
-    clinic_doctor_set_active,
-    clinic_patient_add,
-    clinic_staff_add,
-    mismatch_set_status,
-    patient_create,
-    user_create,
-    user_set_active,
-)
+from schema.mutations.base import POSITION
 
 
-@strawberry.type
-class Mutation:
-    create_appointment = appointment_create.create_appointment
-    reschedule_appointment = appointment_reschedule.reschedule_appointment
-    reassign_doctor = appointment_reassign_doctor.reassign_doctor
-    reassign_patient = appointment_reassign_patient.reassign_patient
-    cancel_appointment = appointment_cancel.cancel_appointment
-    create_clinic = clinic_create.create_clinic
-    create_user = user_create.create_user
-    set_user_active = user_set_active.set_user_active
-    create_patient = patient_create.create_patient
-    add_clinic_doctor = clinic_doctor_add.add_clinic_doctor
-    set_clinic_doctor_active = clinic_doctor_set_active.set_clinic_doctor_active
-    add_clinic_patient = clinic_patient_add.add_clinic_patient
-    add_clinic_staff = clinic_staff_add.add_clinic_staff
-    set_mismatch_status = mismatch_set_status.set_mismatch_status
-    relink_appointment = appointment_relink.relink_appointment
+def _declared() -> dict[str, StrawberryField]:
+    """Every mutation field of the package's modules, by Python name, in schema order."""
+    found: dict[int, tuple[str, StrawberryField]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for name, value in vars(module).items():
+            if not isinstance(value, StrawberryField) or POSITION not in value.metadata:
+                continue
+            position: int = value.metadata[POSITION]
+            if position in found and found[position][1] is not value:
+                raise TypeError(f"{name} and {found[position][0]} share position {position}")
+            found[position] = (name, value)
+    return dict(found[position] for position in sorted(found))
+
+
+def _mutation_type() -> Any:
+    namespace: dict[str, Any] = {"__module__": __name__, **_declared()}
+    return strawberry.type(type("Mutation", (), namespace))
+
+
+Mutation = _mutation_type()

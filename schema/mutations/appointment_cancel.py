@@ -13,7 +13,7 @@ from schema.mutations.base import Write, mutation
 from schema.mutations.results import AppointmentResult, appointment_success
 
 
-@mutation(AppointmentResult)
+@mutation(AppointmentResult, position=5)
 def cancel_appointment(appointment_id: strawberry.ID) -> Write[models.Appointment]:
     def prepare(access: Access, _context: RequestContext) -> WriteOperation[models.Appointment]:
         parsed = parse_id(appointment_id, "appointmentId")

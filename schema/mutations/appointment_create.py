@@ -13,6 +13,7 @@ from schema.mutations.results import AppointmentResult, appointment_success
 
 @mutation(
     AppointmentResult,
+    position=1,
     description="Book an appointment; the clinic's stage decides what is written",
 )
 def create_appointment(input: CreateAppointmentInput) -> Write[models.Appointment]:

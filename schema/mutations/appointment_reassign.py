@@ -8,7 +8,7 @@ from appointments.replays import appointment_change
 from appointments.sides import Side
 from schema.context import RequestContext, WriteOperation
 from schema.errors import parse_id
-from schema.inputs import ReassignDoctorInput, ReassignPatientInput
+from schema.inputs import ReassignDoctorInput, ReassignPatientInput, reassigned
 from schema.mutations.base import Write
 from schema.mutations.results import appointment_success
 
@@ -20,7 +20,7 @@ def reassignment(
 
     def prepare(access: Access, context: RequestContext) -> WriteOperation[models.Appointment]:
         appointment_id = parse_id(input.appointment_id, "appointmentId")
-        reference = input.reference()
+        reference = reassigned(input)
         stages = context.stages
         return lambda s, events: writes.reassign_appointment(
             s, stages, side, appointment_id, reference, events, access

@@ -10,6 +10,6 @@ from schema.mutations.base import Write, mutation
 from schema.mutations.results import AppointmentResult
 
 
-@mutation(AppointmentResult)
+@mutation(AppointmentResult, position=3)
 def reassign_doctor(input: ReassignDoctorInput) -> Write[models.Appointment]:
     return reassignment(DOCTOR, input)

@@ -10,6 +10,6 @@ from schema.mutations.base import Write, mutation
 from schema.mutations.results import AppointmentResult
 
 
-@mutation(AppointmentResult)
+@mutation(AppointmentResult, position=4)
 def reassign_patient(input: ReassignPatientInput) -> Write[models.Appointment]:
     return reassignment(PATIENT, input)

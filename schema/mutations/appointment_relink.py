@@ -15,6 +15,7 @@ from schema.mutations.results import AppointmentResult, appointment_success
 
 @mutation(
     AppointmentResult,
+    position=15,
     description=(
         "Rewrite an appointment's derived side from its authoritative side, as the"
         " clinic's stage says, with the checks of a write (qa, admin); its ledger entries"

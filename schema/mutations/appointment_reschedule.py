@@ -12,7 +12,7 @@ from schema.mutations.base import Write, mutation
 from schema.mutations.results import AppointmentResult, appointment_success
 
 
-@mutation(AppointmentResult)
+@mutation(AppointmentResult, position=2)
 def reschedule_appointment(input: RescheduleAppointmentInput) -> Write[models.Appointment]:
     def prepare(access: Access, _context: RequestContext) -> WriteOperation[models.Appointment]:
         appointment_id = parse_id(input.appointment_id, "appointmentId")

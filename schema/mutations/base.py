@@ -39,6 +39,8 @@ from schema.context import RequestContext, WriteOperation
 from schema.errors import AnyUserError, user_error
 
 ANONYMOUS_ACTOR = "anonymous"
+POSITION = "mutation.position"
+"""The metadata key of a mutation field's place in the ``Mutation`` type."""
 RowT = TypeVar("RowT")
 
 Prepare = Callable[[Access, RequestContext], WriteOperation[RowT]]
@@ -58,9 +60,13 @@ class Write(Generic[RowT]):
 
 
 def mutation(
-    result: object, description: str | None = None
+    result: object, position: int, description: str | None = None
 ) -> Callable[[Callable[..., Write[Any]]], StrawberryField]:
-    """The schema field for a function whose parameters are the mutation's arguments."""
+    """The schema field for a function whose parameters are the mutation's arguments.
+
+    ``result`` is its GraphQL type; ``position`` its place in the ``Mutation`` type (the
+    committed SDL's order: a new mutation takes the next number).
+    """
 
     def declare(plan: Callable[..., Write[Any]]) -> StrawberryField:
         # Typed as the resolver's return; it is the field (its type is ``result``).
@@ -69,6 +75,7 @@ def mutation(
             graphql_type=result,
             description=description,
             extensions=[IdempotentWrite()],
+            metadata={POSITION: position},
         )
         return cast("StrawberryField", field)
 

@@ -11,7 +11,7 @@ from schema.mutations.results import ClinicResult
 from schema.types import Clinic, ClinicSuccess
 
 
-@mutation(ClinicResult)
+@mutation(ClinicResult, position=6)
 def create_clinic(name: str) -> Write[models.Clinic]:
     def prepare(access: Access, _context: RequestContext) -> WriteOperation[models.Clinic]:
         return without_events(lambda s: directory.create_clinic(s, name, access))

@@ -11,7 +11,9 @@ from schema.mutations.results import ClinicDoctorResult, clinic_doctor_success
 
 
 @mutation(
-    ClinicDoctorResult, description="Make a doctor (a user with role doctor) a member of a clinic"
+    ClinicDoctorResult,
+    position=10,
+    description="Make a doctor (a user with role doctor) a member of a clinic",
 )
 def add_clinic_doctor(
     clinic_id: strawberry.ID, user_id: strawberry.ID

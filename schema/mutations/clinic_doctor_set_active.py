@@ -14,7 +14,9 @@ from schema.mutations.results import ClinicDoctorResult
 from schema.types import ClinicDoctor, ClinicDoctorSuccess
 
 
-@mutation(ClinicDoctorResult, description="Mark a doctor's membership active or inactive")
+@mutation(
+    ClinicDoctorResult, position=11, description="Mark a doctor's membership active or inactive"
+)
 def set_clinic_doctor_active(
     clinic_doctor_id: strawberry.ID, active: bool
 ) -> Write[models.ClinicDoctor]:

@@ -10,7 +10,7 @@ from schema.mutations.clinic_membership import membership_addition
 from schema.mutations.results import ClinicPatientResult, clinic_patient_success
 
 
-@mutation(ClinicPatientResult, description="Register a patient in a clinic")
+@mutation(ClinicPatientResult, position=12, description="Register a patient in a clinic")
 def add_clinic_patient(
     clinic_id: strawberry.ID, patient_id: strawberry.ID
 ) -> Write[models.ClinicPatient]:

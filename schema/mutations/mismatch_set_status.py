@@ -13,7 +13,9 @@ from schema.mutations.base import Write, actor_of, mutation, without_events
 from schema.mutations.results import MismatchResult
 
 
-@mutation(MismatchResult, description="Triage a mismatch-ledger entry (open, ignored, fixed)")
+@mutation(
+    MismatchResult, position=14, description="Triage a mismatch-ledger entry (open, ignored, fixed)"
+)
 def set_mismatch_status(input: SetMismatchStatusInput) -> Write[models.MigrationMismatch]:
     def prepare(
         access: Access, context: RequestContext

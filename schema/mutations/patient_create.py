@@ -16,7 +16,7 @@ from schema.mutations.results import PatientResult
 from schema.types import Patient, PatientSuccess
 
 
-@mutation(PatientResult)
+@mutation(PatientResult, position=9)
 def create_patient(input: CreatePatientInput) -> Write[models.Patient]:
     def clinic() -> uuid.UUID | None:
         return None if input.clinic_id is None else parse_id(input.clinic_id, "clinicId")

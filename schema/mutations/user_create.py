@@ -12,7 +12,7 @@ from schema.mutations.results import UserResult
 from schema.types import User, UserSuccess
 
 
-@mutation(UserResult)
+@mutation(UserResult, position=7)
 def create_user(input: CreateUserInput) -> Write[models.User]:
     def prepare(access: Access, _context: RequestContext) -> WriteOperation[models.User]:
         return without_events(

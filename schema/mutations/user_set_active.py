@@ -16,6 +16,7 @@ from schema.types import User, UserSuccess
 
 @mutation(
     UserResult,
+    position=8,
     description="Deactivate or reactivate a user; an inactive user's tokens are refused",
 )
 def set_user_active(user_id: strawberry.ID, active: bool) -> Write[models.User]:
