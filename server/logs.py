@@ -99,8 +99,16 @@ def configure_logging_once(level: str, log_format: str = "auto") -> bool:
     sets one up, or a test runner capturing logs. Plain ``uvicorn ... --factory``
     configures only its own loggers, so the application's lines would otherwise go
     out as bare text without the request id; here they, and uvicorn's, become ours.
+
+    uvicorn's ``--no-access-log`` leaves ``uvicorn.access`` with no handler and not
+    propagating, which is how its HTTP protocols decide not to log each request; that
+    choice is kept (the access logger is routed to ours only when uvicorn logs access).
     """
     if logging.getLogger().handlers:
         return False
+    access = logging.getLogger("uvicorn.access")
+    access_log_off = not access.handlers and not access.propagate
     configure_logging(level, log_format)
+    if access_log_off:
+        access.propagate = False
     return True

@@ -62,9 +62,9 @@ def wait_until_healthy(served: Served) -> None:
     pytest.fail(f"uvicorn did not answer /healthz: {served.log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    directory = tmp_path_factory.mktemp("uvicorn")
+@contextmanager
+def uvicorn_serving(directory: Path, *arguments: str) -> Iterator[Served]:
+    """uvicorn's factory command in dev mode on an unreachable SQLite database, stopped after."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -78,7 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = directory / "stderr.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
+            [*UVICORN, "--host", "127.0.0.1", "--port", str(port), *arguments],
             cwd=directory,
             env=environment,
             stdout=subprocess.DEVNULL,
@@ -92,6 +92,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with uvicorn_serving(tmp_path_factory.mktemp("uvicorn")) as running:
+        yield running
 
 
 def test_bad_bodies_leave_the_keep_alive_connection_usable(served: Served) -> None:
@@ -144,6 +150,24 @@ def test_the_factory_logs_json_lines_with_the_request_id(served: Served) -> None
     assert any(entry["level"] == "error" for entry in ours), lines
     assert any("Traceback" in entry.get("exception", "") for entry in ours), lines
     assert any(entry["logger"].startswith("uvicorn") for entry in entries), lines
+    assert any(entry["logger"] == "uvicorn.access" for entry in entries), lines
+
+
+def test_no_access_log_means_no_access_log(tmp_path: Path) -> None:
+    with uvicorn_serving(tmp_path, "--no-access-log") as quiet:
+        answered = httpx.post(
+            f"http://127.0.0.1:{quiet.port}/graphql",
+            json={"query": "{ __typename }"},
+            headers={"X-Request-ID": "no-access-log-1"},
+            timeout=30,
+        )
+        assert answered.status_code == 200
+        lines = quiet.lines()
+
+    entries = [json.loads(line) for line in lines]
+    assert any(entry["logger"] == "uvicorn.error" for entry in entries), lines
+    assert not [entry for entry in entries if entry["logger"] == "uvicorn.access"], lines
+    assert not [line for line in lines if "POST /graphql" in line], lines
 
 
 @contextmanager
