@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -53,9 +54,10 @@ def create_engine(
     pool: dict[str, int] = {}
     if database_url.startswith("postgresql"):
         pool = {"pool_size": pool_size, "max_overflow": max_overflow}
-    engine = create_async_engine(
-        database_url, echo=echo, pool_pre_ping=True, connect_args=connect_args, **pool
-    )
+    # No pre-ping (a round trip per checkout): a read that meets a dead connection is
+    # retried once on a fresh one (SerializedSession); the first such failure also marks
+    # every older connection of the pool to be replaced at its next checkout.
+    engine = create_async_engine(database_url, echo=echo, connect_args=connect_args, **pool)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":
@@ -167,6 +169,11 @@ class SerializedSession:
     nulls ``data``, and a statement cancelled halfway invalidates the connection, which
     made the request's ledger flush and the end of its read transaction fail. The
     cancelled caller stops waiting; the statement finishes, and ``close`` waits for it.
+
+    Operations are reads (writes run in transactions of their own): one that meets a
+    dead connection (a restarted server, a terminated backend) runs once more on a
+    fresh session and connection, so the request does not fail for it. Not when the
+    session wrote, and not twice: a second dead connection is the database's answer.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -190,6 +197,16 @@ class SerializedSession:
         async with self._lock:
             if self._session is None:
                 self._session = self._sessions()
+            session = self._session
+            try:
+                return await operation(session)
+            except DBAPIError as error:
+                if not error.connection_invalidated or session.info.get(_WROTE):
+                    raise
+                logger.info("a read met a dead connection; running it again on a fresh one")
+            self._session = None
+            await session.close()
+            self._session = self._sessions()
             return await operation(self._session)
 
     async def close(self) -> None:

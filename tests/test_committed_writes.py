@@ -1,6 +1,7 @@
 """A write that committed never answers a bare error: when its payload cannot be read
-(here: PostgreSQL terminates the request's read connection just before), the answer
-says the write succeeded and names the appointment."""
+(here: PostgreSQL terminates the request's read connection just before, twice: a read
+that meets a dead connection runs once more on a fresh one), the answer says the
+write succeeded and names the appointment."""
 
 from __future__ import annotations
 
@@ -18,29 +19,26 @@ from tests.test_appointment_mutations import CREATE_APPOINTMENT
 
 
 class PayloadReadKiller:
-    """Terminates the backend of the connection about to run the first read-model
-    statement (the payload's), as a database restart or a pooler would."""
+    """Terminates the backend of the connection about to run a read-model statement (the
+    payload's), the first ``times`` times, as a database restart or a pooler would."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, times: int) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self.dsn = url.render_as_string(hide_password=False)
+        self.times = times
         self.killed = 0
 
     def __call__(self, connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if self.killed or "json_build_object" not in statement:
+        if self.killed >= self.times or "json_build_object" not in statement:
             return
         pid = connection.connection.dbapi_connection.info.backend_pid
         with psycopg.connect(self.dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
         self.killed += 1
 
 
-async def test_a_committed_create_whose_payload_fails_says_it_committed_and_names_it(
-    api: Api, world: World, database_url: str, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("terminating a backend needs PostgreSQL")
-    variables = {
+def booking(world: World) -> dict[str, Any]:
+    return {
         "input": {
             "clinicId": str(world.clinic_a.id),
             "doctorId": str(world.doctor.id),
@@ -49,17 +47,28 @@ async def test_a_committed_create_whose_payload_fails_says_it_committed_and_name
             "endsAt": "2027-05-03T09:30:00Z",
         }
     }
-    killer = PayloadReadKiller(database_url)
+
+
+async def create_killing_payload_reads(api: Api, world: World, killer: PayloadReadKiller) -> Any:
     engine = api.services.engine.sync_engine
     event.listen(engine, "before_cursor_execute", killer)
     try:
-        body = await api.post(CREATE_APPOINTMENT, variables)
+        return await api.post(CREATE_APPOINTMENT, booking(world))
     finally:
         event.remove(engine, "before_cursor_execute", killer)
 
+
+async def test_a_committed_create_whose_payload_fails_says_it_committed_and_names_it(
+    api: Api, world: World, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating a backend needs PostgreSQL")
+    killer = PayloadReadKiller(database_url, times=2)
+    body = await create_killing_payload_reads(api, world, killer)
+
     async with sessions() as session:
         stored = (await session.scalars(select(Appointment.id))).all()
-    assert killer.killed == 1
+    assert killer.killed == 2
     assert len(stored) == 1, "the write committed"
     [error] = body["errors"]
     assert error["extensions"]["code"] == "WRITE_COMMITTED"
@@ -71,3 +80,18 @@ async def test_a_committed_create_whose_payload_fails_says_it_committed_and_name
         "query($id: ID!) { appointment(id: $id) { id } }", {"id": str(stored[0])}
     )
     assert after["appointment"] == {"id": str(stored[0])}
+
+
+async def test_a_payload_read_that_meets_a_dead_connection_is_read_again(
+    api: Api, world: World, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating a backend needs PostgreSQL")
+    killer = PayloadReadKiller(database_url, times=1)
+    body = await create_killing_payload_reads(api, world, killer)
+
+    async with sessions() as session:
+        stored = (await session.scalars(select(Appointment.id))).all()
+    assert killer.killed == 1
+    assert "errors" not in body, body
+    assert body["data"]["result"]["appointment"]["id"] == str(stored[0])
