@@ -218,27 +218,55 @@ def _viewer_statement() -> Select[tuple[str, uuid.UUID | None]]:
 _VIEWER = _viewer_statement()
 
 
-async def load_access(session: AsyncSession, user_id: str | None, role: str | None) -> Access:
-    """The access of the user a verified token names; NOBODY unless the user exists, is
-    active and holds the role the token claims (a changed role refuses older tokens).
+@dataclass(frozen=True, slots=True)
+class StoredViewer:
+    """What the database says of an active user: their role and the clinics they belong to
+    (staff, or an active doctor)."""
 
-    One query: the user's stored role and, for staff and doctors, their clinics.
-    """
+    role: UserRole
+    clinics: frozenset[uuid.UUID]
+
+
+async def load_viewer(session: AsyncSession, viewer_id: uuid.UUID) -> StoredViewer | None:
+    """The user's stored role and clinics, or None when they are unknown or inactive.
+    One query."""
+    rows = (await session.execute(_VIEWER, {"viewer_id": viewer_id})).all()
+    if not rows:
+        return None
+    clinics = frozenset(row.clinic_id for row in rows if row.clinic_id is not None)
+    return StoredViewer(UserRole(rows[0].role), clinics)
+
+
+def claimed_viewer(user_id: str | None, role: str | None) -> tuple[uuid.UUID, UserRole] | None:
+    """The user id and role a verified token claims, or None when either is not valid."""
     try:
         claimed = UserRole(role) if role is not None else None
         viewer_id = uuid.UUID(user_id) if user_id is not None else None
     except ValueError:
-        return NOBODY
+        return None
     if claimed is None or viewer_id is None:
-        return NOBODY
-    rows = (await session.execute(_VIEWER, {"viewer_id": viewer_id})).all()
-    if not rows or rows[0].role != claimed.value:
+        return None
+    return viewer_id, claimed
+
+
+def viewer_access(viewer_id: uuid.UUID, claimed: UserRole, stored: StoredViewer | None) -> Access:
+    """NOBODY unless the stored user is active and holds the role the token claims (a
+    changed role refuses older tokens); else the role's access in their clinics."""
+    if stored is None or stored.role is not claimed:
         return NOBODY
     permissions = ROLE_PERMISSIONS[claimed]
     if claimed in ROLES_ACROSS_CLINICS:
         return Access(claimed, viewer_id, permissions, None)
-    member_of = frozenset(row.clinic_id for row in rows if row.clinic_id is not None)
-    return Access(claimed, viewer_id, permissions, member_of)
+    return Access(claimed, viewer_id, permissions, stored.clinics)
+
+
+async def load_access(session: AsyncSession, user_id: str | None, role: str | None) -> Access:
+    """The access of the user a verified token names (``viewer_access``); one query."""
+    claimed = claimed_viewer(user_id, role)
+    if claimed is None:
+        return NOBODY
+    viewer_id, claimed_role = claimed
+    return viewer_access(viewer_id, claimed_role, await load_viewer(session, viewer_id))
 
 
 def person_visible_in(

@@ -88,3 +88,14 @@ USAGE_FLUSHES = Counter(
     "Writes of the buffered deprecated field usage to the daily table, by outcome",
     ["outcome"],
 )
+VIEWER_CACHE = Counter(
+    "clinic_viewer_cache_lookups",
+    "Token users looked up: hit (from memory), miss (a statement, then kept), bypass"
+    " (a statement: the user-change listener is not connected, or has unread input)",
+    ["outcome"],
+)
+VIEWER_LISTENER_CONNECTED = Gauge(
+    "clinic_viewer_listener_connected",
+    "1 while the process listens for changes of users (its token-user cache is in use)",
+    multiprocess_mode="livemin",
+)

@@ -27,7 +27,7 @@ class ContractRefusedError(RuntimeError):
     """The contract revision would lose data; the message says what to run first."""
 
 
-SERVICE_HEAD = "0014_fleet"
+SERVICE_HEAD = "0015_user_notify"
 CONTRACT_REVISION = "0005_contract_legacy_columns"
 
 

@@ -32,7 +32,9 @@ from appointments.field_usage import UsageRecorder
 from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, ReplicaSet, replica_set
 from appointments.stages import contracted_stage
+from appointments.user_changes import listen_forever, listen_url
 from appointments.validation import ReadinessGate
+from appointments.viewer_cache import ViewerCache
 from flags.source import FlagSource
 from flags.stages import StageResolver, Viewer
 from schema.context import RequestContext
@@ -73,6 +75,8 @@ class Services:
     gate: ReadinessGate | None = None
     replicas: ReplicaSet | None = None
     """The hot standbys queries go to (``CLINIC_DATABASE_REPLICA_URLS``), if any."""
+    viewers: ViewerCache = field(default_factory=lambda: ViewerCache(0))
+    _listener: asyncio.Task[None] | None = None
     _refresher: asyncio.Task[None] | None = None
     _purger: asyncio.Task[None] | None = None
     _usage_flusher: asyncio.Task[None] | None = None
@@ -156,7 +160,18 @@ class Services:
         services._activity_flusher = asyncio.create_task(
             RECENT.flush_forever(lambda: services.sessions, settings.health_flush_seconds)
         )
+        services._listen_for_user_changes()
         return services
+
+    def _listen_for_user_changes(self) -> None:
+        """Keep token users in memory while a listener hears their changes (PostgreSQL)."""
+        conninfo = listen_url(self.settings.viewer_listener_url)
+        if conninfo is None or self.settings.viewer_cache_size == 0:
+            return
+        self.viewers = ViewerCache(self.settings.viewer_cache_size)
+        self._listener = asyncio.create_task(
+            listen_forever(conninfo, self.viewers, self.settings.viewer_listener_check_seconds)
+        )
 
     async def adopt_contracted_layout(self) -> bool:
         """After a missing-column failure: if the contract dropped the legacy columns, serve
@@ -305,6 +320,7 @@ class Services:
             self._replica_checker,
             self._activity_flusher,
             self._heartbeat,
+            self._listener,
         )
         for task in tasks:
             if task is not None:

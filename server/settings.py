@@ -77,8 +77,17 @@ class Settings:
     persisted_documents_max: int = PERSISTED_DOCUMENTS_MAX
     trusted_documents: Path | None = None
     health_flush_seconds: int = 30
+    viewer_cache_size: int = 10_000
+    viewer_listen_url: str | None = None
+    viewer_listener_check_seconds: int = 10
     log_level: str = "INFO"
     log_format: str = "auto"
+
+    @property
+    def viewer_listener_url(self) -> str:
+        """Where the token-user cache listens for changes of users: a direct PostgreSQL
+        connection (a pooler in transaction mode does not deliver notifications)."""
+        return self.viewer_listen_url or self.database_url
 
     @property
     def idempotency(self) -> IdempotencyPolicy:
@@ -206,6 +215,15 @@ class Settings:
             else None,
             health_flush_seconds=_integer(
                 env, "CLINIC_HEALTH_FLUSH_SECONDS", defaults.health_flush_seconds
+            ),
+            viewer_cache_size=_integer(
+                env, "CLINIC_VIEWER_CACHE_SIZE", defaults.viewer_cache_size, minimum=0
+            ),
+            viewer_listen_url=env.get("CLINIC_VIEWER_LISTEN_URL") or None,
+            viewer_listener_check_seconds=_integer(
+                env,
+                "CLINIC_VIEWER_LISTENER_CHECK_SECONDS",
+                defaults.viewer_listener_check_seconds,
             ),
             log_level=env.get("CLINIC_LOG_LEVEL", defaults.log_level).upper(),
             log_format=_choice(env, "CLINIC_LOG_FORMAT", defaults.log_format, LOG_FORMATS),

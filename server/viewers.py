@@ -3,13 +3,14 @@ the token claims, checked on every request so that a deleted, deactivated or cha
 user takes effect on the next one.
 
 Wraps an app that ``server.auth.RequireViewer`` authenticates. One query per request
-(the user's role and clinics), whose ``Access`` the request's context then uses.
-The query opens the request's session (``scope["state"]["db"]``), which the rest
-of the request uses too: one connection, one transaction, and a read-only one
-ends in a commit, which keeps the connection's prepared statements (a second
-session of its own would roll back, and psycopg forgets every prepared statement
-of a connection that rolls back). The dev-mode demo admin (an anonymous request
-from this machine) has no stored user.
+(the user's role and clinics), whose ``Access`` the request's context then uses, or
+none while the process's ``ViewerCache`` knows the user and may be trusted (on
+PostgreSQL, while it listens for changes of users). The query opens the request's
+session (``scope["state"]["db"]``), which the rest of the request uses too: one
+connection, one transaction, and a read-only one ends in a commit, which keeps the
+connection's prepared statements (a second session of its own would roll back, and
+psycopg forgets every prepared statement of a connection that rolls back). The
+dev-mode demo admin (an anonymous request from this machine) has no stored user.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from appointments.access import NOBODY, load_access, role_access
+from appointments.access import NOBODY, role_access
 from appointments.db import SerializedSession
 from appointments.models import UserRole
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, on_replica
+from appointments.viewer_cache import ViewerCache
 from flags.stages import Viewer
 from server.auth import DEMO_ADMIN
 
@@ -51,26 +53,29 @@ class RequireKnownUser:
             state["access"] = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
             await self.app(scope, receive, send)
             return
-        db = scope["app"].state.services.request_session(
-            Headers(scope=scope).get(READ_AFTER_HEADER)
-        )
+        services = scope["app"].state.services
+        db = services.request_session(Headers(scope=scope).get(READ_AFTER_HEADER))
         try:
-            await self._checked(db, viewer, scope, receive, send)
+            await self._checked(db, services.viewers, viewer, scope, receive, send)
         finally:
             await db.close()
 
     async def _checked(
-        self, db: SerializedSession, viewer: Viewer, scope: Scope, receive: Receive, send: Send
+        self,
+        db: SerializedSession,
+        viewers: ViewerCache,
+        viewer: Viewer,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         try:
-            access = await db.run(lambda session: load_access(session, viewer.user_id, viewer.role))
+            access = await viewers.access(db, viewer.user_id, viewer.role)
             if access is NOBODY and on_replica(db):
                 # A user added moments ago may not have reached the replica yet.
                 assert isinstance(db, ReplicaSession)
                 await db.use_primary()
-                access = await db.run(
-                    lambda session: load_access(session, viewer.user_id, viewer.role)
-                )
+                access = await viewers.access(db, viewer.user_id, viewer.role)
         except Exception:
             logger.warning("cannot look up the token's user", exc_info=True)
             unavailable = _refusal(

@@ -61,7 +61,11 @@ async def test_requests_with_tokens_keep_their_statements_prepared_on_postgresql
     admin = await add_user(sessions, UserRole.ADMIN)
     token = mint_token(Settings(jwt_secret=secret), admin, UserRole.ADMIN, hours=1)
     headers = {"Authorization": f"Bearer {token}"}
-    async with open_api(database_url, flags_file, production=True, jwt_secret=secret) as api:
+    # No token-user cache: the user's statement runs on every request, as when the
+    # process does not listen for changes of users.
+    async with open_api(
+        database_url, flags_file, production=True, jwt_secret=secret, viewer_cache_size=0
+    ) as api:
         variables = {"clinicId": str(world.clinic_a.id)}
         for _ in range(12):  # psycopg prepares on the 5th execution on one connection
             response = await api.client.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from appointments import writes
 from appointments.events import PendingEvents
 from appointments.ledger_sightings import SEEN_AGAIN
-from appointments.models import Appointment
+from appointments.models import Appointment, UserRole
 from appointments.read_model.runner import known_clinics
 from appointments.stages import Stage, fixed_stage
+from server.auth import mint_token
+from server.settings import Settings
 from tests.conftest import (
     READ_CLINIC,
     Api,
@@ -225,3 +228,31 @@ async def test_differences_seen_again_reach_the_ledger_when_the_service_stops(
     assert {row.times_seen for row in while_serving.values()} == {1}
     assert {row.times_seen for row in stopped.values()} == {4}
     assert SEEN_AGAIN.pending == {}
+
+
+TOKEN_SECRET = "statement-count-secret-0123456789-012"
+
+
+async def test_a_token_costs_no_statement_once_its_user_is_known_on_postgresql(
+    database_url: str, flags_file: Path, world: World
+) -> None:
+    """The token's user comes from the process's memory while it listens for changes of
+    users (PostgreSQL); SQLite, with no notifications, checks it on every request."""
+    token = mint_token(Settings(jwt_secret=TOKEN_SECRET), world.staff.id, UserRole.STAFF, 1)
+    headers = {"Authorization": f"Bearer {token}"}
+    postgresql = database_url.startswith("postgresql")
+    async with open_api(database_url, flags_file, production=True, jwt_secret=TOKEN_SECRET) as api:
+        if postgresql:
+            await api.services.viewers.wait_listening(True)
+
+        async def statements() -> int:
+            before = api.statements.count
+            response = await api.client.post(
+                "/graphql", json={"query": "{ __typename }"}, headers=headers
+            )
+            assert response.json()["data"] == {"__typename": "Query"}
+            return api.statements.count - before
+
+        assert await statements() == 1
+        steady = [await statements() for _ in range(3)]
+        assert steady == ([0, 0, 0] if postgresql else [1, 1, 1])

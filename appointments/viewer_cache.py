@@ -1,0 +1,138 @@
+"""The users behind tokens, kept per process while PostgreSQL says when one changes.
+
+Every request checks that its token's user exists, is active and holds the role the
+token claims, and learns the clinics they belong to. ``ViewerCache`` keeps that
+answer per user, so a request whose user is known costs no statement, and forgets a
+user as soon as the listener (``appointments.user_changes``) hears that a change to
+them committed. What it keeps is used only while it can be trusted:
+
+- the listener is connected, and has been since the entry was kept (everything is
+  forgotten when it connects or drops, and an answer loaded across either, or across
+  any notification, is not kept: it may predate a change the listener reported);
+- nothing is waiting unread on the listener's connection (a notification the
+  process has received but not yet handled), and it is not checking its connection
+  (during that check a notification could be read but not yet handled).
+
+Otherwise, and always without a listener (SQLite), the request runs the statement,
+as without a cache. A deactivation therefore takes effect on the first request a
+process reads after PostgreSQL has sent it the notification, which it does when the
+deactivating transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import uuid
+from collections import OrderedDict
+
+from appointments import metrics
+from appointments.access import (
+    NOBODY,
+    Access,
+    StoredViewer,
+    claimed_viewer,
+    load_viewer,
+    viewer_access,
+)
+from appointments.db import SerializedSession
+
+FORGET_EVERY_USER = "*"
+
+
+class ViewerCache:
+    """User id to ``StoredViewer`` (or None: unknown or inactive), at most ``capacity``
+    users (the least recently used forgotten first); 0 keeps none."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[uuid.UUID, StoredViewer | None] = OrderedDict()
+        self._version = 0
+        self._listening = False
+        self._checking = False
+        self._pending_input: select.poll | None = None
+        self._changed = asyncio.Condition()
+
+    async def access(self, db: SerializedSession, user_id: str | None, role: str | None) -> Access:
+        """The access of the user a verified token names, as ``access.load_access``
+        answers it: from memory when it can be trusted, else with one statement."""
+        claimed = claimed_viewer(user_id, role)
+        if claimed is None:
+            return NOBODY
+        viewer_id, claimed_role = claimed
+        if self.trusted():
+            entries = self._entries
+            if viewer_id in entries:
+                entries.move_to_end(viewer_id)
+                metrics.VIEWER_CACHE.labels("hit").inc()
+                return viewer_access(viewer_id, claimed_role, entries[viewer_id])
+            metrics.VIEWER_CACHE.labels("miss").inc()
+        else:
+            metrics.VIEWER_CACHE.labels("bypass").inc()
+        version = self._version
+        stored = await db.run(lambda session: load_viewer(session, viewer_id))
+        if self._listening and version == self._version and self.capacity > 0:
+            self._entries[viewer_id] = stored
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return viewer_access(viewer_id, claimed_role, stored)
+
+    def trusted(self) -> bool:
+        """Whether what is kept may answer now (module docstring)."""
+        if not self._listening or self._checking:
+            return False
+        pending = self._pending_input
+        return pending is None or not pending.poll(0)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def forget(self, payload: str) -> None:
+        """A change to the user ``payload`` names committed (``*``: to any user)."""
+        self._version += 1
+        try:
+            viewer_id = uuid.UUID(payload)
+        except ValueError:
+            self._entries.clear()
+            return
+        self._entries.pop(viewer_id, None)
+
+    def checking(self, checking: bool) -> None:
+        """The listener is (or no longer is) running a statement on its connection."""
+        self._checking = checking
+
+    async def connected(self, socket: int | None) -> None:
+        """The listener now hears every change that commits; ``socket`` is its
+        connection's file descriptor, watched for input not yet handled."""
+        self._entries.clear()
+        self._version += 1
+        if socket is not None:
+            self._pending_input = select.poll()
+            self._pending_input.register(socket, select.POLLIN)
+        self._listening = True
+        metrics.VIEWER_LISTENER_CONNECTED.set(1)
+        await self._announce()
+
+    async def disconnected(self) -> None:
+        """The listener lost its connection: nothing kept may be trusted any more."""
+        was_listening = self._listening
+        self._listening = False
+        self._pending_input = None
+        self._entries.clear()
+        self._version += 1
+        metrics.VIEWER_LISTENER_CONNECTED.set(0)
+        if was_listening:
+            await self._announce()
+
+    async def wait_listening(self, listening: bool) -> None:
+        """Return once the listener is connected (or, with False, not connected)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._listening is listening)
+
+    async def _announce(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
