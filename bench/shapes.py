@@ -118,6 +118,8 @@ PG_DAY = (
     " orderBy: [STARTS_AT_ASC, ID_ASC]) {\n"
     "    nodes {" + PG_DAY_FIELDS + "    }\n  }\n}"
 )
+TYPENAME = "{ __typename }"
+"""The floor: a request that reads nothing (the token is checked all the same)."""
 CREATE = """mutation Create($input: CreateAppointmentInput!) {
   createAppointment(input: $input) {
     __typename
@@ -146,7 +148,8 @@ class Shape:
     rows: int
     """Appointments per response (for the per-row comparison with the hot list)."""
     kind: str
-    """``list``, ``single`` or ``payload``: which variables it takes."""
+    """``list``, ``day``, ``single``, ``payload`` or ``typename`` (none): which variables it
+    takes."""
     ours: str
     theirs: str
 
@@ -165,5 +168,6 @@ SHAPES = (
     Shape("single", "appointment(id)", 1, "single", SINGLE, PG_SINGLE),
     Shape("single-rich", "appointment(id), rich leaves", 1, "single", SINGLE_RICH, PG_SINGLE_RICH),
     Shape("payload", "createAppointment, rich payload", 1, "payload", CREATE_RICH, PG_CREATE_RICH),
+    Shape("typename", "{ __typename } with a token", 0, "typename", TYPENAME, TYPENAME),
 )
 """``day``'s rows are the fixture's day count (known once the database is read)."""
