@@ -37,7 +37,9 @@ from appointments.access import (
 )
 from appointments.db import SerializedSession
 
-FORGET_EVERY_USER = "*"
+HITS = metrics.VIEWER_CACHE.labels("hit")
+MISSES = metrics.VIEWER_CACHE.labels("miss")
+BYPASSES = metrics.VIEWER_CACHE.labels("bypass")
 
 
 class ViewerCache:
@@ -64,11 +66,11 @@ class ViewerCache:
             entries = self._entries
             if viewer_id in entries:
                 entries.move_to_end(viewer_id)
-                metrics.VIEWER_CACHE.labels("hit").inc()
+                HITS.inc()
                 return viewer_access(viewer_id, claimed_role, entries[viewer_id])
-            metrics.VIEWER_CACHE.labels("miss").inc()
+            MISSES.inc()
         else:
-            metrics.VIEWER_CACHE.labels("bypass").inc()
+            BYPASSES.inc()
         version = self._version
         stored = await db.run(lambda session: load_viewer(session, viewer_id))
         if self._listening and version == self._version and self.capacity > 0:
