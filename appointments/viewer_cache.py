@@ -14,9 +14,11 @@ them committed. What it keeps is used only while it can be trusted:
   (during that check a notification could be read but not yet handled).
 
 Otherwise, and always without a listener (SQLite), the request runs the statement,
-as without a cache. A deactivation therefore takes effect on the first request a
-process reads after PostgreSQL has sent it the notification, which it does when the
-deactivating transaction commits.
+as without a cache. Only what the primary answered is kept: a request reading on a
+replica asks the primary when it may keep the answer (a replica may not have
+replayed a change the listener has reported already). A deactivation therefore
+takes effect on the first request a process reads after PostgreSQL has sent it the
+notification, which it does when the deactivating transaction commits.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from appointments.access import (
     viewer_access,
 )
 from appointments.db import SerializedSession
+from appointments.replicas import ReplicaSession, on_replica
 
 HITS = metrics.VIEWER_CACHE.labels("hit")
 MISSES = metrics.VIEWER_CACHE.labels("miss")
@@ -54,6 +57,7 @@ class ViewerCache:
         self._checking = False
         self._pending_input: select.poll | None = None
         self._changed = asyncio.Condition()
+        self._heard = asyncio.Event()
 
     async def access(self, db: SerializedSession, user_id: str | None, role: str | None) -> Access:
         """The access of the user a verified token names, as ``access.load_access``
@@ -69,11 +73,17 @@ class ViewerCache:
                 HITS.inc()
                 return viewer_access(viewer_id, claimed_role, entries[viewer_id])
             MISSES.inc()
+            if on_replica(db):
+                # What is kept must be the primary's: a replica may not have replayed a
+                # change the listener has already reported. Misses are rare.
+                assert isinstance(db, ReplicaSession)
+                await db.use_primary()
         else:
             BYPASSES.inc()
         version = self._version
         stored = await db.run(lambda session: load_viewer(session, viewer_id))
-        if self._listening and version == self._version and self.capacity > 0:
+        keep = self._listening and version == self._version and not on_replica(db)
+        if keep and self.capacity > 0:
             self._entries[viewer_id] = stored
             if len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
@@ -96,6 +106,8 @@ class ViewerCache:
     def forget(self, payload: str) -> None:
         """A change to the user ``payload`` names committed (``*``: to any user)."""
         self._version += 1
+        self._heard.set()
+        self._heard = asyncio.Event()
         try:
             viewer_id = uuid.UUID(payload)
         except ValueError:
@@ -129,6 +141,10 @@ class ViewerCache:
         metrics.VIEWER_LISTENER_CONNECTED.set(0)
         if was_listening:
             await self._announce()
+
+    async def next_change(self) -> None:
+        """Return once the listener has reported the next change of a user."""
+        await self._heard.wait()
 
     async def wait_listening(self, listening: bool) -> None:
         """Return once the listener is connected (or, with False, not connected)."""

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
 from appointments.db import create_engine
-from appointments.models import ClinicHealthCounter, UserRole
+from appointments.models import ClinicHealthCounter, User, UserRole
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSet, parse_lsn
 from appointments.stages import Stage
 from server.auth import mint_token
@@ -237,3 +237,41 @@ async def test_a_user_added_moments_ago_is_known_though_the_replica_has_not_repl
 
     assert response.status_code == 200, response.text
     assert "errors" not in response.json()
+
+
+async def test_a_token_user_changed_on_the_primary_is_never_kept_from_a_lagging_replica(
+    replayed: ReplicatedCluster,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    world: World,
+) -> None:
+    """The process hears the deactivation at once, while the paused replica still has the
+    user active: what it keeps next comes from the primary."""
+    set_stages(flags_file, {})
+    token = mint_token(Settings(jwt_secret=CALLERS_SECRET), world.staff.id, UserRole.STAFF, hours=1)
+    query = {"query": "{ clinics(first: 1) { edges { node { id } } } }"}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with open_api(
+        replayed.primary_url,
+        flags_file,
+        database_replica_urls=(replayed.standby_url,),
+        replica_max_lag_seconds=3600.0,
+        production=True,
+        jwt_secret=CALLERS_SECRET,
+    ) as api:
+        viewers = api.services.viewers
+        await viewers.wait_listening(True)
+        assert (await api.client.post("/graphql", json=query, headers=headers)).status_code == 200
+        assert len(viewers) == 1
+        await asyncio.to_thread(replayed.pause_replay)
+        heard = asyncio.create_task(viewers.next_change())
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(User).where(User.id == world.staff.id).values(active=False)
+            )
+        await asyncio.wait_for(heard, 30)
+
+        refused = await api.client.post("/graphql", json=query, headers=headers)
+        again = await api.client.post("/graphql", json=query, headers=headers)
+
+    assert (refused.status_code, again.status_code) == (401, 401)
