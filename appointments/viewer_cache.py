@@ -13,6 +13,10 @@ them committed. What it keeps is used only while it can be trusted:
   process has received but not yet handled), and it is not checking its connection
   (during that check a notification could be read but not yet handled).
 
+A change this process commits itself through a SQLAlchemy session (the API's
+mutations, a command run in it) is forgotten when its commit returns, before the
+notification comes back: the process's next request cannot be served from before it.
+
 Otherwise, and always without a listener (SQLite), the request runs the statement,
 as without a cache. Only what the primary answered is kept: a request reading on a
 replica asks the primary when it may keep the answer (a replica may not have
@@ -26,7 +30,13 @@ from __future__ import annotations
 import asyncio
 import select
 import uuid
+import weakref
 from collections import OrderedDict
+from itertools import chain
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from appointments import metrics
 from appointments.access import (
@@ -38,6 +48,7 @@ from appointments.access import (
     viewer_access,
 )
 from appointments.db import SerializedSession
+from appointments.models import ClinicDoctor, ClinicStaff, User
 from appointments.replicas import ReplicaSession, on_replica
 
 HITS = metrics.VIEWER_CACHE.labels("hit")
@@ -58,6 +69,7 @@ class ViewerCache:
         self._pending_input: select.poll | None = None
         self._changed = asyncio.Condition()
         self._heard = asyncio.Event()
+        _CACHES.add(self)
 
     async def access(self, db: SerializedSession, user_id: str | None, role: str | None) -> Access:
         """The access of the user a verified token names, as ``access.load_access``
@@ -108,12 +120,23 @@ class ViewerCache:
         self._version += 1
         self._heard.set()
         self._heard = asyncio.Event()
+        _CACHES.add(self)
         try:
             viewer_id = uuid.UUID(payload)
         except ValueError:
             self._entries.clear()
             return
         self._entries.pop(viewer_id, None)
+
+    def forget_committed(self, viewer_ids: frozenset[uuid.UUID] | None) -> None:
+        """This process committed a change of these users (None: of users it cannot name).
+        May be called from another thread (a command run in the process)."""
+        self._version += 1
+        if viewer_ids is None:
+            self._entries.clear()
+            return
+        for viewer_id in viewer_ids:
+            self._entries.pop(viewer_id, None)
 
     def checking(self, checking: bool) -> None:
         """The listener is (or no longer is) running a statement on its connection."""
@@ -154,3 +177,51 @@ class ViewerCache:
     async def _announce(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+_CACHES: weakref.WeakSet[ViewerCache] = weakref.WeakSet()
+_CHANGED = "viewer_cache_changed_users"
+_SOME_USERS = "some users"
+VIEWER_TABLES = frozenset({"users", "clinic_staff", "clinic_doctors"})
+
+
+def _note(session: Session, viewer_ids: set[uuid.UUID] | None) -> None:
+    noted = session.info.get(_CHANGED)
+    if viewer_ids is None or noted == _SOME_USERS:
+        session.info[_CHANGED] = _SOME_USERS
+    else:
+        session.info[_CHANGED] = (noted or frozenset()) | viewer_ids
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flushed_users(session: Session, _context: Any) -> None:
+    viewer_ids: set[uuid.UUID] = set()
+    for changed in chain(session.new, session.dirty, session.deleted):
+        if isinstance(changed, User):
+            viewer_ids.add(changed.id)
+        elif isinstance(changed, ClinicStaff | ClinicDoctor):
+            viewer_ids.add(changed.user_id)
+    if viewer_ids:
+        _note(session, viewer_ids)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_user_statements(state: ORMExecuteState) -> None:
+    table = getattr(state.statement, "table", None)
+    if not state.is_select and getattr(table, "name", None) in VIEWER_TABLES:
+        _note(state.session, None)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_committed_users(session: Session) -> None:
+    noted = session.info.pop(_CHANGED, None)
+    if noted is None:
+        return
+    viewer_ids = None if noted == _SOME_USERS else frozenset(noted)
+    for cache in list(_CACHES):
+        cache.forget_committed(viewer_ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back_users(session: Session) -> None:
+    session.info.pop(_CHANGED, None)

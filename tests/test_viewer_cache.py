@@ -26,7 +26,7 @@ from sqlalchemy import make_url, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import directory
-from appointments.access import NOBODY, StoredViewer, viewer_access
+from appointments.access import NOBODY, Access, StoredViewer, viewer_access
 from appointments.db import SerializedSession
 from appointments.models import User, UserRole
 from appointments.stages import Stage
@@ -279,3 +279,34 @@ def test_a_stored_viewer_of_another_role_refuses_the_token() -> None:
     stored = StoredViewer(UserRole.DOCTOR, frozenset({uuid.uuid4()}))
     assert viewer_access(uuid.uuid4(), UserRole.STAFF, stored) is NOBODY
     assert viewer_access(uuid.uuid4(), UserRole.DOCTOR, None) is NOBODY
+
+
+async def test_a_change_this_process_commits_is_forgotten_when_its_commit_returns(
+    sessions: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    """No notification needed for the process's own writes: not even a listener here."""
+    cache = ViewerCache(10)
+    await cache.connected(None)
+
+    async def staff_access() -> Access:
+        db = SerializedSession(sessions)
+        try:
+            return await cache.access(db, str(world.staff.id), UserRole.STAFF.value)
+        finally:
+            await db.close()
+
+    assert (await staff_access()).clinics == frozenset()
+    async with sessions() as session, session.begin():
+        await directory.add_clinic_staff(session, world.clinic_a.id, world.staff.id)
+    assert len(cache) == 0
+    assert (await staff_access()).clinics == frozenset({world.clinic_a.id})
+
+    async with sessions() as session, session.begin():
+        await session.execute(update(User).where(User.id == world.staff.id).values(active=False))
+    assert len(cache) == 0
+    assert await staff_access() is NOBODY
+
+    async with sessions() as session:
+        await session.execute(update(User).where(User.id == world.staff.id).values(active=True))
+        await session.rollback()
+    assert len(cache) == 1, "a change rolled back forgets nothing"
