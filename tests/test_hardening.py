@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from appointments import queries
+from schema.types import Clinic
 from tests.conftest import Api, World, open_api
 
 CLINICS = "{ clinics { edges { node { id name } } } }"
@@ -180,10 +180,12 @@ class TestSuggestions:
 async def test_an_unexpected_database_error_is_masked_and_names_the_request_id(
     api: Api, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*_args: Any) -> Any:
+    def broken(*_args: Any) -> Any:
         raise OperationalError("SELECT secret_column FROM clinics", {}, Exception("db down"))
 
-    monkeypatch.setattr(queries, "list_clinics", broken)
+    # The clinics' resolver turns each row into its GraphQL type: make that fail as a
+    # database failure would (the listing itself is bound when the schema is built).
+    monkeypatch.setattr(Clinic, "from_model", broken)
 
     response = await api.client.post(
         "/graphql", json={"query": CLINICS}, headers={"X-Request-ID": "trace-7"}
@@ -203,19 +205,14 @@ class TestStatementTimeout:
         return {"statement_timeout_ms": 200}
 
     async def test_a_slow_statement_fails_cleanly_and_the_connection_stays_usable(
-        self, api: Api, world: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+        self, api: Api, world: World, database_url: str, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
         if database_url.startswith("sqlite"):
             pytest.skip("SQLite has no statement timeout")
-        real = queries.list_clinics
-
-        async def slow(session: AsyncSession, *args: Any) -> Any:
-            await session.execute(text("SELECT pg_sleep(2)"))
-            return await real(session, *args)
-
-        monkeypatch.setattr(queries, "list_clinics", slow)
-        timed_out = await api.post(CLINICS)
-        monkeypatch.setattr(queries, "list_clinics", real)
+        # Another transaction holds the clinics table: the listing waits past the timeout.
+        async with sessions() as holder, holder.begin():
+            await holder.execute(text("LOCK TABLE clinics IN ACCESS EXCLUSIVE MODE"))
+            timed_out = await api.post(CLINICS)
         after = await api.post(CLINICS)
 
         (error,) = timed_out["errors"]
