@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -218,16 +218,20 @@ MEMBERSHIP_ORDERS = {
 }
 
 
+ClinicTest = Callable[[InstrumentedAttribute[uuid.UUID]], ColumnElement[bool]]
+"""Whether a clinic id column is one of the viewer's clinics (as SQL)."""
+
+
 def names_person(
-    side: Side, person_id: Any, legacy_columns: bool, clinics: Any = None
+    side: Side, person_id: Any, legacy_columns: bool, in_clinics: ClinicTest | None = None
 ) -> ColumnElement[bool]:
     """Either origin of ``side`` names the person (a value or a bound parameter). With
-    ``clinics`` (the viewer's), a stored membership counts only in one of them: a link into
-    a clinic the viewer cannot see is served as unlinked, and filters like one."""
+    ``in_clinics`` (the viewer's), a stored membership counts only in one of them: a link
+    into a clinic the viewer cannot see is served as unlinked, and filters like one."""
     model = side.membership_model
     memberships_of_person = select(model.id).where(getattr(model, side.person_column) == person_id)
-    if clinics is not None:
-        memberships_of_person = memberships_of_person.where(model.clinic_id.in_(clinics))
+    if in_clinics is not None:
+        memberships_of_person = memberships_of_person.where(in_clinics(model.clinic_id))
     by_new = getattr(Appointment, side.new_column).in_(memberships_of_person)
     if not legacy_columns:
         return by_new  # type: ignore[no-any-return]
@@ -235,14 +239,14 @@ def names_person(
 
 
 def names_membership(
-    side: Side, membership_id: Any, legacy_columns: bool, clinics: Any = None
+    side: Side, membership_id: Any, legacy_columns: bool, in_clinics: ClinicTest | None = None
 ) -> ColumnElement[bool]:
     """Either origin of ``side`` names the membership (a value or a bound parameter); with
-    ``clinics``, a stored membership counts only in one of them (see ``names_person``)."""
+    ``in_clinics``, a stored membership counts only in one of them (see ``names_person``)."""
     model = side.membership_model
     by_new: ColumnElement[bool] = getattr(Appointment, side.new_column) == membership_id
-    if clinics is not None:
-        visible = exists().where(model.id == membership_id, model.clinic_id.in_(clinics))
+    if in_clinics is not None:
+        visible = exists().where(model.id == membership_id, in_clinics(model.clinic_id))
         by_new = and_(by_new, visible)
     if not legacy_columns:
         return by_new

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, bindparam, literal, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from appointments.models import Appointment
 from appointments.queries import (
@@ -22,6 +23,7 @@ from appointments.queries import (
     names_person,
     page_size,
 )
+from appointments.read_model.id_lists import in_ids
 from appointments.sides import DOCTOR, PATIENT, SIDES
 
 RowKey = tuple[Any, ...]
@@ -101,11 +103,7 @@ def from_clause(key: RowKey, legacy_columns: bool) -> FromClause:
             .subquery("rows")
         )
     if kind == "ids":
-        return (
-            select(*columns(legacy_columns))
-            .where(table.c.id.in_(bindparam("ids", expanding=True)))
-            .subquery("rows")
-        )
+        return select(*columns(legacy_columns)).where(in_ids(table.c.id, "ids")).subquery("rows")
     if kind == "snapshot":
         values = [
             bindparam(f"snapshot_{c.key}", type_=c.type).label(c.key)
@@ -122,7 +120,7 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
     for name in filters:
         statement = statement.where(_filter(name, legacy_columns, scoped))
     if scoped:
-        statement = statement.where(table.c.clinic_id.in_(bindparam("scope", expanding=True)))
+        statement = statement.where(in_ids(table.c.clinic_id, "scope"))
     if has_after:
         order = APPOINTMENT_ORDER.columns
         statement = statement.where(
@@ -149,10 +147,14 @@ def _filter(name: str, legacy_columns: bool, scoped: bool) -> ColumnElement[bool
     if name == "status":
         return Appointment.status == value
     side = DOCTOR if name in ("doctor_id", "clinic_doctor_id") else PATIENT
-    clinics: Any = bindparam("scope", expanding=True) if scoped else None
+    clinics = _in_scope if scoped else None
     if name.startswith("clinic_"):
         return names_membership(side, value, legacy_columns, clinics)
     return names_person(side, value, legacy_columns, clinics)
+
+
+def _in_scope(clinic_id: InstrumentedAttribute[uuid.UUID]) -> ColumnElement[bool]:
+    return in_ids(clinic_id, "scope")
 
 
 _TYPES = {

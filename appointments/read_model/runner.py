@@ -1,9 +1,10 @@
 """Running the read model for one request: pages, single appointments, payloads.
 
 Each read learns the stages of the clinics it serves, compiles the selection for
-that stage set and runs it: one statement when the clinic is known from the
-arguments (a list filtered by clinic, a payload), one more to learn a page's
-clinics (or an appointment's) when it is not. Authorization is part of the
+that stage set and runs it: one statement. A list without a clinic filter sends
+the stage of every clinic it may show as parameters (its statement serves every
+stage, the row's clinic choosing); an appointment read by id whose clinic the
+process does not know costs one more statement to learn it. Authorization is part of the
 statement: lists are limited to the viewer's clinics, and a membership of a
 clinic the viewer cannot see is never served.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from appointments.access import Access
 from appointments.bounded_cache import BoundedCache
 from appointments.events import MigrationEventLog
 from appointments.ledger import MismatchRecorder
-from appointments.models import Appointment
+from appointments.models import Appointment, Clinic
 from appointments.queries import (
     AppointmentFilter,
 )
@@ -42,6 +43,12 @@ COMPILED_READS_SQL = 300_000
 """Characters of SQL the kept statements may hold in all. A statement's compiled state
 (its SQLAlchemy tree, cache key and compiled form) takes 40 to 80 bytes per character
 of its SQL: 12 to 24 MB per process, whatever the selections requests send."""
+STAGED_CLINICS = 500
+"""Clinics whose stages a list across clinics sends as parameters; beyond that (a
+deployment this large), a first statement learns which clinics the page is in."""
+SERVED_ACROSS_CLINICS = {True: tuple(Stage), False: (Stage.COMPLETE,)}
+"""The stages a list across clinics is compiled for, by whether the legacy columns
+exist: every stage, or the one stage a contracted database serves."""
 KNOWN_CLINICS = 50_000
 """Appointments whose clinic the process remembers (see ``KnownClinics``)."""
 
@@ -74,6 +81,27 @@ class KnownClinics:
 
 
 known_clinics = KnownClinics()
+
+
+class ClinicDirectory:
+    """The id of every clinic, read once per process (a list across clinics sends each
+    one's stage). A clinic is never deleted; one created since is added when a page
+    shows a row of it (``ReadModel._serve``)."""
+
+    def __init__(self) -> None:
+        self._ids: frozenset[uuid.UUID] | None = None
+
+    async def ids(self, session: AsyncSession) -> frozenset[uuid.UUID]:
+        if self._ids is None:
+            self._ids = frozenset((await session.scalars(select(Clinic.id))).all())
+        return self._ids
+
+    def add(self, clinic_ids: set[uuid.UUID]) -> None:
+        if self._ids is not None:
+            self._ids = self._ids | clinic_ids
+
+
+clinic_directory = ClinicDirectory()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +152,14 @@ class ReadModel:
             stages = {where.clinic_id: self._stage_for(where.clinic_id)}
             served = await self._serve(session, selection, access, source, stages, size)
             return ServedPage(served[:size], len(served) > size)
-        located = select(rows.from_clause(source.key, self._legacy_columns))
-        found = (await session.execute(located, source.parameters)).all()
-        ids = [row.id for row in found[:size]]
-        stages = {row.clinic_id: self._stage_for(row.clinic_id) for row in found[:size]}
-        served = await self._serve(session, selection, access, rows.by_ids(ids), stages)
-        return ServedPage(served, len(found) > size)
+        visible = access.visible_clinics
+        clinics = visible if visible is not None else await clinic_directory.ids(session)
+        if len(clinics) > STAGED_CLINICS:
+            located = select(rows.from_clause(source.key, self._legacy_columns).c.clinic_id)
+            clinics = frozenset((await session.scalars(located, source.parameters)).all())
+        stages = {clinic: self._stage_for(clinic) for clinic in clinics}
+        served = await self._serve(session, selection, access, source, stages, size, True)
+        return ServedPage(served[:size], len(served) > size)
 
     async def one(
         self,
@@ -188,40 +218,45 @@ class ReadModel:
         source: rows.RowSource,
         stages: dict[uuid.UUID, Stage],
         shown: int | None = None,
+        across_clinics: bool = False,
     ) -> list[ServedRow]:
         """The rows' JSON; the first ``shown`` (all by default) are the ones the response
         shows, and only they are counted, compared and recorded (a page reads one more
-        row to learn whether another page follows)."""
-        if not stages:
+        row to learn whether another page follows).
+
+        ``stages`` holds the stage of every clinic the rows may be in. ``across_clinics``
+        (a list without a clinic filter): the statement serves every stage, each row's
+        chosen from the parameters, so its text is the same whatever stages the clinics
+        are in; a row of a clinic missing from ``stages`` (created since the process
+        learned the clinics) has its clinic's stage learned and the statement run again.
+        """
+        if not stages and not across_clinics:
             return []
         bind = session.bind
         postgres = bind is not None and bind.dialect.name == "postgresql"
+        served_stages = (
+            SERVED_ACROSS_CLINICS[self._legacy_columns]
+            if across_clinics
+            else tuple(sorted(set(stages.values())))
+        )
         key = (
             "postgresql" if postgres else "sqlite",
             selection,
-            tuple(sorted(set(stages.values()))),
+            served_stages,
             self._legacy_columns,
             access.clinics is None,
             source.key,
         )
         shape = _shape(key)
         compiled = shape.read
-        parameters = {**source.parameters, **stage_parameters(stages)}
-        if access.clinics is not None:
-            parameters["viewer_clinics"] = sorted(access.clinics)
         started = time.perf_counter()
-        # A Core statement, run on the session's connection: its rows need none of the
-        # ORM's loading. Its compiled form is kept with it, not in the engine's cache,
-        # so that one bound covers both.
-        connection = await session.connection()
-        options = {"compiled_cache": shape.sql}
-        result = (
-            await connection.execute(compiled.statement, parameters, execution_options=options)
-        ).all()
-        if not shape.weighed:
-            shape.weighed = True
-            shapes.reweigh(key, sum(len(sql.string) for sql in shape.sql.values()))
-            _collect_dropped_shapes()
+        result = await self._run(session, shape, key, access, source, stages, served_stages)
+        at = compiled.row
+        missing = {row[at.clinic_id] for row in result} - stages.keys()
+        if missing:
+            clinic_directory.add(missing)
+            stages = {**stages, **{clinic: self._stage_for(clinic) for clinic in missing}}
+            result = await self._run(session, shape, key, access, source, stages, served_stages)
         bookkeeping.report(
             result if shown is None else result[:shown],
             compiled,
@@ -231,10 +266,36 @@ class ReadModel:
             self._sampled,
             time.perf_counter() - started,
         )
-        at = compiled.row
         for row in result:
             known_clinics.remember(row[at.id], row[at.clinic_id])
         return [ServedRow(row[at.id], row[at.starts_at], row[at.node]) for row in result]
+
+    async def _run(
+        self,
+        session: AsyncSession,
+        shape: Shape,
+        key: ShapeKey,
+        access: Access,
+        source: rows.RowSource,
+        stages: dict[uuid.UUID, Stage],
+        served_stages: tuple[Stage, ...],
+    ) -> Sequence[Any]:
+        parameters = {**source.parameters, **stage_parameters(stages, served_stages)}
+        if access.clinics is not None:
+            parameters["viewer_clinics"] = sorted(access.clinics)
+        # A Core statement, run on the session's connection: its rows need none of the
+        # ORM's loading. Its compiled form is kept with it, not in the engine's cache,
+        # so that one bound covers both.
+        connection = await session.connection()
+        options = {"compiled_cache": shape.sql}
+        result: Sequence[Any] = (
+            await connection.execute(shape.read.statement, parameters, execution_options=options)
+        ).all()
+        if not shape.weighed:
+            shape.weighed = True
+            shapes.reweigh(key, sum(len(sql.string) for sql in shape.sql.values()))
+            _collect_dropped_shapes()
+        return result
 
 
 _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))

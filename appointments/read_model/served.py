@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     and_,
-    bindparam,
     case,
     false,
     null,
@@ -30,16 +29,12 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import False_, True_
 
 from appointments.membership_sql import membership_of, membership_table, person_of
+from appointments.read_model.id_lists import in_ids
 from appointments.read_model.sql import all_of, any_of, constant, negate, text_constant, when
 from appointments.sides import Side
 from appointments.stages import Stage, policy_for
 
 Expression = ColumnElement[Any]
-
-
-def clinics_param(name: str) -> Any:
-    """An expanding parameter: a list of clinic ids, one text for any length."""
-    return bindparam(name, expanding=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +48,8 @@ class RowPolicy:
     @classmethod
     def of(cls, clinic: Expression, stages: Sequence[Stage]) -> RowPolicy:
         """``stages``: the stages served, each row's chosen by its clinic being in the
-        parameter ``clinics_<stage>`` (only when more than one is served)."""
+        parameter ``clinics_<stage>`` (only when more than one is served; a row whose
+        clinic is in none of them has a null policy, and is not to be served)."""
 
         def pick(
             value_of: Callable[[Stage], Any], as_literal: Callable[[Any], Expression]
@@ -62,7 +58,7 @@ class RowPolicy:
             if len(set(values.values())) == 1:
                 return as_literal(next(iter(values.values())))
             whens = [
-                (clinic.in_(clinics_param(f"clinics_{stage.value}")), as_literal(value))
+                (in_ids(clinic, f"clinics_{stage.value}"), as_literal(value))
                 for stage, value in values.items()
             ]
             return case(*whens, else_=null())
@@ -157,7 +153,7 @@ def served_side(
         else or_(
             stored.c.clinic_id.is_(None),
             stored.c.clinic_id == clinic,
-            stored.c.clinic_id.in_(clinics_param("viewer_clinics")),
+            in_ids(stored.c.clinic_id, "viewer_clinics"),
         )
     )
     stored_person = person_of(side, stored)
@@ -207,9 +203,12 @@ def _boolean(condition: Expression) -> Expression:
     return type_coerce(condition, Boolean)
 
 
-def stage_parameters(stages_by_clinic: Mapping[Any, Stage]) -> dict[str, list[Any]]:
-    """The ``clinics_<stage>`` parameters ``RowPolicy.of`` reads, for these clinics."""
-    parameters: dict[str, list[Any]] = {}
+def stage_parameters(
+    stages_by_clinic: Mapping[Any, Stage], served: Sequence[Stage]
+) -> dict[str, list[Any]]:
+    """The ``clinics_<stage>`` parameters ``RowPolicy.of`` reads for the ``served``
+    stages (each present, empty when no clinic is in it), for these clinics."""
+    parameters: dict[str, list[Any]] = {f"clinics_{stage.value}": [] for stage in served}
     for clinic, stage in stages_by_clinic.items():
         parameters.setdefault(f"clinics_{stage.value}", []).append(clinic)
     return parameters
