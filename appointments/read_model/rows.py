@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, bindparam, literal, select
+from sqlalchemy import ColumnElement, FromClause, Integer, Select, bindparam, literal_column, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from appointments.models import Appointment
@@ -128,7 +128,8 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
                 [bindparam(f"after_{n}", type_=column.type) for n, column in enumerate(order)]
             )
         )
-    limit = literal(size + 1, literal_execute=True)
+    # Written into the SQL (the size is part of the shape), so the planner knows it.
+    limit = literal_column(str(size + 1), Integer)
     return statement.order_by(*APPOINTMENT_ORDER.columns).limit(limit)
 
 

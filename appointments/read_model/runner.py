@@ -15,7 +15,7 @@ import gc
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -31,6 +31,7 @@ from appointments.queries import (
 )
 from appointments.read_model import bookkeeping, rows
 from appointments.read_model.compiler import CompiledRead, compile_read
+from appointments.read_model.driver import DriverStatement
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import stage_parameters
 from appointments.read_model.sources import Selection
@@ -283,19 +284,13 @@ class ReadModel:
         parameters = {**source.parameters, **stage_parameters(stages, served_stages)}
         if access.clinics is not None:
             parameters["viewer_clinics"] = sorted(access.clinics)
-        # A Core statement, run on the session's connection: its rows need none of the
-        # ORM's loading. Its compiled form is kept with it, not in the engine's cache,
-        # so that one bound covers both.
         connection = await session.connection()
-        options = {"compiled_cache": shape.sql}
-        result: Sequence[Any] = (
-            await connection.execute(shape.read.statement, parameters, execution_options=options)
-        ).all()
-        if not shape.weighed:
-            shape.weighed = True
-            shapes.reweigh(key, sum(len(sql.string) for sql in shape.sql.values()))
+        driver = shape.driver
+        if driver is None:
+            driver = shape.driver = DriverStatement.of(shape.read.statement, connection.dialect)
+            shapes.reweigh(key, len(driver.sql))
             _collect_dropped_shapes()
-        return result
+        return await driver.run(connection, parameters)
 
 
 _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))
@@ -303,11 +298,10 @@ _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("ap
 
 @dataclass(slots=True)
 class Shape:
-    """One shape's statement and SQLAlchemy's compiled form of it (filled on first use)."""
+    """One shape's statement and its SQL for the driver (filled on first use)."""
 
     read: CompiledRead
-    sql: dict[Any, Any] = field(default_factory=dict)
-    weighed: bool = False
+    driver: DriverStatement | None = None
 
 
 ShapeKey = tuple[str, Selection, tuple[Stage, ...], bool, bool, rows.RowKey]

@@ -1,0 +1,140 @@
+"""A read model statement run on the database driver's own connection.
+
+SQLAlchemy compiles the statement once per shape (``DriverStatement.of``): its SQL
+for the dialect, its parameters in the order the driver takes them, and the type
+conversions of each parameter and result column, as SQLAlchemy itself applies
+them. A request then binds its values and runs the SQL on the session's pooled
+connection (psycopg's ``AsyncConnection``, aiosqlite's ``Connection``): none of
+SQLAlchemy's per-execution work (cache key, execution context, result
+wrapping). The connection's settings hold as for any statement on it: psycopg
+prepares after ``prepare_threshold`` executions (never when it is None), the
+``statement_timeout`` applies. Listeners of ``before_cursor_execute`` and
+``after_cursor_execute`` see the statement as they see SQLAlchemy's, and a driver
+error is raised as SQLAlchemy raises it (a ``DBAPIError``, the connection
+invalidated when it is gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Processor = Callable[[Any], Any]
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    name: str
+    """The key of the request's values (and of the SQL's placeholder, named styles)."""
+    default: Any
+    processor: Processor | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement's SQL for one dialect and how its values are converted."""
+
+    sql: str
+    parameters: tuple[_Parameter, ...]
+    """In placeholder order (a parameter used twice is there twice, positional styles)."""
+    positional: bool
+    results: tuple[tuple[int, Processor], ...]
+    """The result columns that need converting, and how."""
+    postgres: bool
+
+    @classmethod
+    def of(cls, statement: Select[Any], dialect: Dialect) -> DriverStatement:
+        compiled = statement.compile(dialect=dialect)
+        if "__[POSTCOMPILE_" in compiled.string:
+            raise ValueError("a read statement's SQL must not change per execution")
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        order = compiled.positiontup if compiled.positional else list(by_name)
+        parameters = tuple(
+            _Parameter(
+                name,
+                _REQUIRED if by_name[name].required else by_name[name].effective_value,
+                by_name[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for name in order or ()
+        )
+        results = tuple(
+            (n, processor)
+            for n, column in enumerate(statement.selected_columns)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        )
+        return cls(
+            compiled.string,
+            parameters,
+            compiled.positional,
+            results,
+            dialect.name == "postgresql",
+        )
+
+    def bind(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """The request's ``values`` as the driver takes them (a missing one raises)."""
+        bound = []
+        for parameter in self.parameters:
+            value = values.get(parameter.name, parameter.default)
+            if value is _REQUIRED:
+                raise KeyError(f"no value for the parameter {parameter.name!r}")
+            if parameter.processor is not None:
+                value = parameter.processor(value)
+            bound.append((parameter.name, value))
+        if self.positional:
+            return [value for _, value in bound]
+        return dict(bound)
+
+    async def run(self, connection: AsyncConnection, values: Mapping[str, Any]) -> list[Any]:
+        """The statement's rows (tuples, converted as SQLAlchemy converts them)."""
+        parameters = self.bind(values)
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        sync = connection.sync_connection
+        assert sync is not None
+        dispatch = sync.dispatch
+        cursor = driver.cursor(binary=True) if self.postgres else await driver.cursor()
+        try:
+            if dispatch.before_cursor_execute:
+                dispatch.before_cursor_execute(sync, cursor, self.sql, parameters, None, False)
+            await cursor.execute(self.sql, parameters)
+            rows: list[Any] = await cursor.fetchall()
+            if dispatch.after_cursor_execute:
+                dispatch.after_cursor_execute(sync, cursor, self.sql, parameters, None, False)
+        except sync.dialect.loaded_dbapi.Error as error:
+            await _raise_as_sqlalchemy(connection, driver, self.sql, parameters, error)
+        finally:
+            await cursor.close()
+        if self.results:
+            rows = [self._converted(row) for row in rows]
+        return rows
+
+    def _converted(self, row: tuple[Any, ...]) -> list[Any]:
+        values = list(row)
+        for n, processor in self.results:
+            values[n] = processor(values[n])
+        return values
+
+
+async def _raise_as_sqlalchemy(
+    connection: AsyncConnection, driver: Any, sql: str, parameters: Any, error: Exception
+) -> None:
+    dialect = connection.dialect
+    gone = dialect.is_disconnect(error, driver, None)  # type: ignore[arg-type]
+    if gone:
+        await connection.invalidate(error)
+    wrapped = DBAPIError.instance(
+        sql,
+        parameters,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=gone,
+        dialect=dialect,
+    )
+    raise wrapped from error
