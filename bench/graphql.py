@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -446,6 +446,8 @@ class Fixture:
 
     clinic_id: str
     ids: tuple[str, ...]
+    other_clinics: tuple[str, ...]
+    """Every other clinic, put in mixed stages (the list across clinics)."""
     doctor_id: str
     patient_id: str
     clinic_doctor_id: str
@@ -457,8 +459,9 @@ class Fixture:
 
 def load_fixture(url: str) -> Fixture:
     with psycopg.connect(dsn(url)) as connection:
-        clinic = connection.execute("SELECT id FROM clinics ORDER BY name LIMIT 1").fetchone()
-        assert clinic is not None, "the bench database has no clinic"
+        clinics = connection.execute("SELECT id FROM clinics ORDER BY name").fetchall()
+        assert clinics, "the bench database has no clinic"
+        clinic = clinics[0]
         ids = connection.execute(
             "SELECT id FROM appointments WHERE clinic_id = %s ORDER BY starts_at, id LIMIT 100",
             (clinic[0],),
@@ -493,6 +496,7 @@ def load_fixture(url: str) -> Fixture:
     return Fixture(
         str(clinic[0]),
         tuple(str(row[0]) for row in ids),
+        tuple(str(row[0]) for row in clinics[1:]),
         doctor_id,
         patient_id,
         clinic_doctor_id,
@@ -537,6 +541,8 @@ def shape_variables(shape: Shape, fixture: Fixture, first: int = 100) -> list[di
     """The variables of a read shape's requests (wrk rotates them)."""
     if shape.kind == "list":
         return [{"clinicId": fixture.clinic_id, "first": first}]
+    if shape.kind == "across":
+        return [{"first": first}]
     if shape.kind == "day":
         window = {"from": fixture.day_from, "before": fixture.day_before}
         return [{"clinicId": fixture.clinic_id, **window, "first": first}]
@@ -625,8 +631,12 @@ def check_scenario(scenario: Scenario, token: str) -> None:
         raise RuntimeError(f"{scenario.name}: unexpected answer {text[:500]}")
 
 
-def set_stage(flags_file: Path, clinic_id: str, stage: Stage) -> None:
-    write_document(flags_file, build_document({clinic_id: stage}))
+def set_stage(flags_file: Path, clinic_id: str, stage: Stage, others: Sequence[str] = ()) -> None:
+    """``clinic_id`` in ``stage``, ``others`` in every stage in turn (the list across
+    clinics reads them; no other shape does)."""
+    stages = list(Stage)
+    mixed = {clinic: stages[n % len(stages)] for n, clinic in enumerate(others)}
+    write_document(flags_file, build_document({**mixed, clinic_id: stage}))
 
 
 def served_stage(answer: dict[str, Any], clinic_id: str) -> str | None:
@@ -639,7 +649,7 @@ def switch_stage(
 ) -> None:
     """Write the stage and wait until the service reports it (on fresh connections, so on
     either worker) ``confirmations`` times in a row."""
-    set_stage(flags_file, fixture.clinic_id, stage)
+    set_stage(flags_file, fixture.clinic_id, stage, fixture.other_clinics)
     probe = body(LIST, {"clinicId": fixture.clinic_id, "first": 1})
     seen = 0
 
@@ -834,7 +844,7 @@ async def measure_in_process(
                 return timings.counts.get("sql", 0), seconds * 1000
 
             for stage in stages:
-                set_stage(flags_file, fixture.clinic_id, stage)
+                set_stage(flags_file, fixture.clinic_id, stage, fixture.other_clinics)
                 if served_stage(await ask(1), fixture.clinic_id) != stage.value:
                     raise RuntimeError(f"in-process app did not take stage {stage.value}")
                 await ask(100)  # warm: caches, pool, prepared statements
@@ -860,10 +870,10 @@ async def measure_in_process(
                     create_ms,
                 )
 
-            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW)
+            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics)
             await ask(1)
             for shape in SHAPES:
-                if shape.kind not in ("list", "day"):
+                if shape.kind not in ("list", "day", "across"):
                     continue
                 counts = []
                 for first in (10, 100):
@@ -1421,7 +1431,7 @@ def report(
     return "\n".join(lines)
 
 
-SHAPE_TARGETS = {"list": 1.3, "day": 1.3, "single": 1.2, "typename": 1.5}
+SHAPE_TARGETS = {"list": 1.3, "day": 1.3, "single": 1.2, "across": 1.0, "typename": 1.5}
 """Ours / PostGraphile req/s each kind of shape must reach (payloads have no target)."""
 PER_ROW_SLOWER = 1.15
 """A list shape's time per row may be at most this times the hot list's."""
@@ -1454,7 +1464,7 @@ def shape_table(results: Results, inproc: InProcessFigures, day_rows: int) -> st
         verdict = "-" if target is None else _verdict(ratio, target, at_least=True)
         per_row = 1000 / mine.requests_per_second / rows if rows else None
         versus = ""
-        if per_row is not None and hot_per_row and shape.kind in ("list", "day"):
+        if per_row is not None and hot_per_row and shape.kind in ("list", "day", "across"):
             slower = per_row / hot_per_row
             versus = f"{slower:.2f}" + ("" if slower <= PER_ROW_SLOWER else "!")
         statements = inproc.shape_statements.get(shape.name)
@@ -1568,7 +1578,7 @@ def main(argv: list[str] | None = None) -> int:
                     directory, url, arguments.pgbouncer_pool_size
                 )
                 processes.append(bouncer)
-            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW)
+            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics)
             print("in process: statements, flag time, phases ...", flush=True)
             inproc = asyncio.run(
                 measure_in_process(
@@ -1583,7 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
                     ROOT / "var" / "bench" if arguments.pyinstrument else None,
                 )
             )
-            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW)
+            set_stage(flags_file, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics)
             service, ours = start_service(
                 service_url, flags_file, secret, arguments.workers, threshold, directory
             )

@@ -118,6 +118,18 @@ PG_DAY = (
     " orderBy: [STARTS_AT_ASC, ID_ASC]) {\n"
     "    nodes {" + PG_DAY_FIELDS + "    }\n  }\n}"
 )
+ACROSS = (
+    "query Across($first: Int!) {\n"
+    "  appointments(first: $first) {\n"
+    "    edges { node {" + HOT_FIELDS + "    } }\n  }\n}"
+)
+PG_ACROSS = (
+    "query Across($first: Int!) {\n"
+    "  allAppointments(first: $first, orderBy: [STARTS_AT_ASC, ID_ASC]) {\n"
+    "    nodes {" + PG_HOT_FIELDS + "    }\n  }\n}"
+)
+"""A list across every clinic (an admin's view, no clinic filter); the benchmark puts
+the other clinics in mixed stages (``bench.graphql.set_stage``)."""
 TYPENAME = "{ __typename }"
 """The floor: a request that reads nothing (the token is checked all the same)."""
 CREATE = """mutation Create($input: CreateAppointmentInput!) {
@@ -148,8 +160,8 @@ class Shape:
     rows: int
     """Appointments per response (for the per-row comparison with the hot list)."""
     kind: str
-    """``list``, ``day``, ``single``, ``payload`` or ``typename`` (none): which variables it
-    takes."""
+    """``list``, ``day``, ``across``, ``single``, ``payload`` or ``typename``: which
+    variables it takes."""
     ours: str
     theirs: str
 
@@ -168,6 +180,7 @@ SHAPES = (
     Shape("single", "appointment(id)", 1, "single", SINGLE, PG_SINGLE),
     Shape("single-rich", "appointment(id), rich leaves", 1, "single", SINGLE_RICH, PG_SINGLE_RICH),
     Shape("payload", "createAppointment, rich payload", 1, "payload", CREATE_RICH, PG_CREATE_RICH),
+    Shape("across", "list across clinics, mixed stages", 100, "across", ACROSS, PG_ACROSS),
     Shape("typename", "{ __typename } with a token", 0, "typename", TYPENAME, TYPENAME),
 )
 """``day``'s rows are the fixture's day count (known once the database is read)."""
