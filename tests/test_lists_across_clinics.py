@@ -8,10 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from appointments import directory
 from appointments.models import Appointment
+from appointments.read_model import runner
 from appointments.stages import Stage
 from tests.conftest import Api, World, set_stages
 from tests.test_statement_count import kinds, statements_of
@@ -126,3 +128,55 @@ async def test_the_statement_of_a_list_across_clinics_does_not_depend_on_their_s
 
     assert all(len(sent) == 1 for sent in texts)
     assert texts[0] == texts[1] == texts[2]
+
+
+async def test_a_clinic_created_after_the_clinics_were_read_is_served_in_its_stage(
+    api: Api, world: World, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clinics = await seed(sessions, world)
+    set_stages(flags_file, dict.fromkeys(clinics, Stage.LEGACY))
+    await api.data(ACROSS, {})  # the process has read the clinics
+    async with sessions() as session, session.begin():
+        late = await directory.create_clinic(session, "Late clinic")
+        starts_at = datetime(2026, 12, 10, 7, tzinfo=UTC)  # first on the page
+        session.add(
+            Appointment(
+                id=uuid.uuid4(),
+                clinic_id=late.id,
+                starts_at=starts_at,
+                ends_at=starts_at + timedelta(minutes=15),
+                status="scheduled",
+                doctor_id=world.doctor_without_membership.id,
+                patient_id=world.patient_without_membership.id,
+            )
+        )
+    set_stages(flags_file, {**dict.fromkeys(clinics, Stage.LEGACY), late.id: Stage.COMPLETE})
+
+    first = reads(await statements_of(api, ACROSS, {}))
+    again = reads(await statements_of(api, ACROSS, {}))
+    answer = await api.data(ACROSS, {})
+
+    assert kinds(first) == ["SELECT", "SELECT"]
+    assert kinds(again) == ["SELECT"]
+    node = answer["appointments"]["edges"][0]["node"]
+    assert node["clinic"]["name"] == "Late clinic"
+    assert node["migration"]["stage"] == Stage.COMPLETE.name
+
+
+async def test_beyond_the_clinics_staged_as_parameters_the_page_learns_its_clinics_first(
+    api: Api,
+    world: World,
+    flags_file: Any,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clinics = await seed(sessions, world)
+    set_stages(flags_file, dict(zip(clinics, Stage, strict=True)))
+    expected = await api.data(ACROSS, {})
+    monkeypatch.setattr(runner, "STAGED_CLINICS", 2)
+
+    sent = reads(await statements_of(api, ACROSS, {}))
+    answer = await api.data(ACROSS, {})
+
+    assert kinds(sent) == ["SELECT", "SELECT"]
+    assert answer == expected
