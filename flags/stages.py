@@ -55,9 +55,18 @@ class StageResolver:
         self._forced_stage = forced_stage
         self._gate = gate
         self._stages: dict[uuid.UUID, Stage] = {}
+        self._served: set[uuid.UUID] = set()
         self._gated: dict[uuid.UUID, GatedStage] = {}
 
     def __call__(self, clinic_id: uuid.UUID) -> Stage:
+        """The clinic's stage for this request, reported as served (``used``)."""
+        stage = self.peek(clinic_id)
+        self._served.add(clinic_id)
+        return stage
+
+    def peek(self, clinic_id: uuid.UUID) -> Stage:
+        """The clinic's stage for this request, not reported as served: a list across
+        clinics learns the stage of every clinic it may show, and reports those it shows."""
         stage = self._stages.get(clinic_id)
         if stage is None:
             started = time.perf_counter()
@@ -82,12 +91,12 @@ class StageResolver:
     @property
     def used(self) -> dict[uuid.UUID, Stage]:
         """The stage served to each clinic this request."""
-        return dict(self._stages)
+        return {clinic: stage for clinic, stage in self._stages.items() if clinic in self._served}
 
     @property
     def gated(self) -> dict[uuid.UUID, GatedStage]:
         """Clinics served a lower stage than their flag asked for, and why."""
-        return dict(self._gated)
+        return {clinic: gated for clinic, gated in self._gated.items() if clinic in self._served}
 
     def _evaluate(self, clinic_id: uuid.UUID) -> tuple[Stage, str]:
         if self._forced_stage is not None:

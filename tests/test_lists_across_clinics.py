@@ -180,3 +180,22 @@ async def test_beyond_the_clinics_staged_as_parameters_the_page_learns_its_clini
 
     assert kinds(sent) == ["SELECT", "SELECT"]
     assert answer == expected
+
+
+async def test_the_response_reports_the_stages_of_the_clinics_it_shows_only(
+    api: Api, world: World, flags_file: Any, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clinics = await seed(sessions, world)
+    stages = dict(zip(clinics, Stage, strict=True))
+    set_stages(flags_file, stages)
+    first_three = ACROSS.replace("first: 100", "first: 3")
+
+    body = await api.post(first_three, {})
+
+    nodes = [edge["node"] for edge in body["data"]["appointments"]["edges"]]
+    shown = {uuid.UUID(clinic) for clinic in body["extensions"]["migration"]["stages"]}
+    assert len(nodes) == 3
+    assert shown == set(clinics[:3])
+    assert body["extensions"]["migration"]["stages"] == {
+        str(clinic): stages[clinic].value for clinic in clinics[:3]
+    }

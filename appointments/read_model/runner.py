@@ -14,9 +14,9 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +37,19 @@ from appointments.read_model.served import stage_parameters
 from appointments.read_model.sources import Selection
 from appointments.stages import Stage
 
-StageLookup = Callable[[uuid.UUID], Stage]
+
+class Stages(Protocol):
+    """The request's stage of each clinic (``flags.stages.StageResolver``)."""
+
+    def __call__(self, clinic_id: uuid.UUID) -> Stage:
+        """The clinic's stage, reported as served to the response."""
+        ...
+
+    def peek(self, clinic_id: uuid.UUID) -> Stage:
+        """The clinic's stage, not reported (it may have no row in the response)."""
+        ...
+
+
 COMPILED_READS = 512
 """Distinct read shapes (selection, stage set, rows) whose statements are kept."""
 COMPILED_READS_SQL = 300_000
@@ -110,6 +122,7 @@ class ServedRow:
     """One appointment as the response shows it: its JSON, and what its cursor needs."""
 
     id: uuid.UUID
+    clinic_id: uuid.UUID
     starts_at: Any
     node: str
 
@@ -125,7 +138,7 @@ class ReadModel:
 
     def __init__(
         self,
-        stage_for: StageLookup,
+        stage_for: Stages,
         events: MigrationEventLog,
         recorder: MismatchRecorder,
         sample_ratio: float,
@@ -158,8 +171,10 @@ class ReadModel:
         if len(clinics) > STAGED_CLINICS:
             located = select(rows.from_clause(source.key, self._legacy_columns).c.clinic_id)
             clinics = frozenset((await session.scalars(located, source.parameters)).all())
-        stages = {clinic: self._stage_for(clinic) for clinic in clinics}
+        stages = {clinic: self._stage_for.peek(clinic) for clinic in clinics}
         served = await self._serve(session, selection, access, source, stages, size, True)
+        for clinic in {row.clinic_id for row in served[:size]}:
+            self._stage_for(clinic)  # reported: the response shows rows of it
         return ServedPage(served[:size], len(served) > size)
 
     async def one(
@@ -256,7 +271,7 @@ class ReadModel:
         missing = {row[at.clinic_id] for row in result} - stages.keys()
         if missing:
             clinic_directory.add(missing)
-            stages = {**stages, **{clinic: self._stage_for(clinic) for clinic in missing}}
+            stages = {**stages, **{clinic: self._stage_for.peek(clinic) for clinic in missing}}
             result = await self._run(session, shape, key, access, source, stages, served_stages)
         bookkeeping.report(
             result if shown is None else result[:shown],
@@ -269,7 +284,10 @@ class ReadModel:
         )
         for row in result:
             known_clinics.remember(row[at.id], row[at.clinic_id])
-        return [ServedRow(row[at.id], row[at.starts_at], row[at.node]) for row in result]
+        return [
+            ServedRow(row[at.id], row[at.clinic_id], row[at.starts_at], row[at.node])
+            for row in result
+        ]
 
     async def _run(
         self,
