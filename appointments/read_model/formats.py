@@ -51,10 +51,6 @@ class _PresentJson(PG_JSON):
 _JSON_TEXT = PG_JSON()
 """The type of a PostgreSQL expression whose value is JSON text, or NULL for null."""
 _PRESENT = _PresentJson()
-_MOMENT = '"\\""YYYY-MM-DD"T"HH24:MI:SS.US"+00:00\\""'
-"""``to_char``'s format of a moment as a JSON string (quotes included): microseconds
-always, dropped afterwards where they are zero."""
-_DATE = '"\\""YYYY-MM-DD"\\""'
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +126,10 @@ class JsonSql:
     def moment(self, column: Expression) -> Expression:
         if self.postgres:
             utc = func.timezone(text_constant("UTC"), column)
-            text = func.to_char(utc, text_constant(_MOMENT))
-            dropped = (text_constant(".000000+"), text_constant("+"))
-            return func.replace(text, *dropped, type_=_JSON_TEXT)
+            # Microseconds always, then dropped where they are zero.
+            text = func.to_char(utc, text_constant('YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+            trimmed = func.replace(text, text_constant(".000000+"), text_constant("+"))
+            return concatenated(['"', trimmed, '"'], _JSON_TEXT)
         stored = type_coerce(column, String)
         whole = func.substr(stored, 1, 19)
         shown = case((func.substr(stored, 21) == text_constant("000000"), whole), else_=stored)
@@ -140,7 +137,8 @@ class JsonSql:
 
     def date(self, column: Expression) -> Expression:
         if self.postgres:
-            return func.to_char(column, text_constant(_DATE), type_=_JSON_TEXT)
+            calendar = func.to_char(column, text_constant("YYYY-MM-DD"))
+            return concatenated(['"', calendar, '"'], _JSON_TEXT)
         return type_coerce(column, String)
 
     def enum_name(self, column: Expression) -> Expression:
