@@ -25,7 +25,9 @@ DATE_TIME = dataclasses.replace(
     description=(
         "An instant: RFC 3339 date and time with its offset, as"
         " `2030-12-03T09:00:00+00:00` (answers always carry the offset; UTC from this"
-        " service). Inputs need an offset too (`Z`, `+01:00`); one without is refused."
+        " service; fractional seconds only when not zero, as microseconds:"
+        " `2030-12-03T09:00:00.120000+00:00`). Inputs need an offset too (`Z`, `+01:00`);"
+        " one without is refused."
     ),
     specified_by_url=DATE_TIME_SPEC,
 )

@@ -29,7 +29,7 @@ class PayloadReadKiller:
         self.killed = 0
 
     def __call__(self, connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if self.killed >= self.times or "json_build_object" not in statement:
+        if self.killed >= self.times or " AS node" not in statement:
             return
         pid = connection.connection.dbapi_connection.info.backend_pid
         with psycopg.connect(self.dsn, autocommit=True) as admin:

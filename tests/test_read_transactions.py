@@ -79,7 +79,7 @@ async def test_requests_with_tokens_keep_their_statements_prepared_on_postgresql
                 .all()
             )
 
-    assert any("json_build_object" in statement for statement in prepared), prepared
+    assert any(" AS node" in statement for statement in prepared), prepared
     assert any("FROM users" in statement for statement in prepared), prepared
 
 

@@ -11,17 +11,60 @@ set (most reads serve one stage) folded away instead of ``CASE WHEN false``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, false, literal_column, not_, or_, true
-from sqlalchemy.sql.elements import False_, True_
+from sqlalchemy import (
+    ClauseList,
+    ColumnElement,
+    String,
+    and_,
+    case,
+    false,
+    literal_column,
+    not_,
+    or_,
+    true,
+    type_coerce,
+)
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnClause, False_, True_
+from sqlalchemy.types import NullType, TypeEngine
 
 Expression = ColumnElement[Any]
 
 
-def text_constant(value: str) -> Expression:
+def text_constant(value: str, type_: TypeEngine[Any] | None = None) -> Expression:
     """A string written into the statement (it never comes from a request's values)."""
-    return literal_column("'" + value.replace("'", "''") + "'", String)
+    return literal_column("'" + value.replace("'", "''") + "'", type_ or String())
+
+
+def constant_text(expression: Expression) -> str | None:
+    """The string of a ``text_constant``, or None for any other expression."""
+    if not isinstance(expression, ColumnClause) or not expression.is_literal:
+        return None
+    quoted = expression.name
+    if len(quoted) < 2 or quoted[0] != "'" or quoted[-1] != "'":
+        return None
+    inner = quoted[1:-1]
+    if "'" in inner.replace("''", ""):
+        return None
+    return inner.replace("''", "'")
+
+
+def concatenated(parts: Sequence[str | Expression], type_: TypeEngine[Any]) -> Expression:
+    """``a || b || ...`` of text, one flat list however many parts (strings are written
+    as constants, adjacent ones joined)."""
+    merged: list[str | Expression] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    clauses = [text_constant(part) if isinstance(part, str) else part for part in merged]
+    if len(clauses) == 1:
+        return type_coerce(clauses[0], type_)
+    return type_coerce(ClauseList(*clauses, operator=operators.concat_op).self_group(), type_)
 
 
 def constant(value: bool) -> Expression:
@@ -35,7 +78,11 @@ def when(condition: Expression, then: Expression, otherwise: Expression) -> Expr
         return then
     if isinstance(condition, False_):
         return otherwise
-    return case((condition, then), else_=otherwise)
+    chosen = case((condition, then), else_=otherwise)
+    if isinstance(then.type, NullType):
+        # The CASE takes its first branch's type; a null there would hide the other's.
+        return type_coerce(chosen, otherwise.type)
+    return chosen
 
 
 def negate(condition: Expression) -> Expression:
