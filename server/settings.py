@@ -287,26 +287,26 @@ def _threshold(env: Mapping[str, str], name: str, default: int | None) -> int | 
 
 
 def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number from 0 to 1, not {raw!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingsError(f"{name} must be from 0 to 1, not {value}")
-    return value
+    return _float(env, name, default, "a number from 0 to 1", 1.0)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    return _float(env, name, default, "a number of seconds", None)
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, kind: str, most: float | None
+) -> float:
+    """A number from 0 to ``most`` (unbounded above when None); ``kind`` names it in errors."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+        raise SettingsError(f"{name} must be {kind}, not {raw!r}") from None
+    if most is not None and not 0.0 <= value <= most:
+        raise SettingsError(f"{name} must be from 0 to {most:g}, not {value}")
     if not value >= 0.0:
         raise SettingsError(f"{name} must be at least 0")
     return value
