@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, bindparam, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.db import layout_of
 from appointments.errors import DomainError, ErrorCode
+from appointments.layout import Layout
 from appointments.models import (
     Appointment,
     ClinicDoctor,
@@ -120,11 +122,10 @@ class Access:
         model: type[User] | type[Patient],
         person_id: uuid.UUID,
         field: str,
-        legacy_columns: bool = True,
     ) -> User | Patient:
         """The user or patient, if the viewer may see them; else the unknown id's error."""
         person: User | Patient | None = await session.get(model, person_id)
-        if person is None or not await self.sees_person(session, model, person_id, legacy_columns):
+        if person is None or not await self.sees_person(session, model, person_id):
             label = "user" if model is User else "patient"
             raise DomainError(ErrorCode.NOT_FOUND, f"no {label} has this id", field)
         return person
@@ -134,7 +135,6 @@ class Access:
         session: AsyncSession,
         model: type[User] | type[Patient],
         person_id: uuid.UUID,
-        legacy_columns: bool = True,
     ) -> bool:
         """Whether the viewer may see this person (module docstring); one query at most."""
         if Permission.READ not in self.permissions:
@@ -144,7 +144,7 @@ class Access:
         if not self.clinics:
             return False
         found = await session.execute(
-            select(person_visible_in(model, person_id, self.clinics, legacy_columns))
+            select(person_visible_in(model, person_id, self.clinics, layout_of(session)))
         )
         return bool(found.scalar())
 
@@ -273,7 +273,7 @@ def person_visible_in(
     model: type[User] | type[Patient],
     person_id: uuid.UUID,
     clinics: frozenset[uuid.UUID],
-    legacy_columns: bool = True,
+    layout: Layout,
 ) -> ColumnElement[bool]:
     """True when the person belongs to, or is on an appointment of, one of ``clinics``."""
     reasons: list[ColumnElement[bool]]
@@ -290,7 +290,7 @@ def person_visible_in(
             )
         ]
         legacy_column = Appointment.patient_id
-    if legacy_columns:
+    if layout.legacy_columns:
         reasons.append(
             exists().where(legacy_column == person_id, Appointment.clinic_id.in_(clinics))
         )

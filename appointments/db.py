@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, defer
 
+from appointments.layout import Layout
 from appointments.models import Appointment
 from appointments.policies import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
 
@@ -101,17 +102,21 @@ def _random_uuid_hex() -> str:
 
 
 def create_session_factory(
-    engine: AsyncEngine, legacy_columns: bool = True
+    engine: AsyncEngine, layout: Layout = Layout.EXPANDED
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions for the service. Without legacy columns (after the contract revision), every
-    ORM query of appointments leaves them out, and reading them raises instead of loading."""
-    if legacy_columns:
-        return async_sessionmaker(engine, expire_on_commit=False)
-    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ContractedSession)
+    """Sessions for the service, each knowing the database's ``layout`` (``layout_of``).
+    Contracted (after the contract revision), every ORM query of appointments leaves the
+    legacy columns out, and reading them raises instead of loading."""
+    info = {_LAYOUT: layout}
+    if layout.legacy_columns:
+        return async_sessionmaker(engine, expire_on_commit=False, info=info)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, info=info, sync_session_class=ContractedSession
+    )
 
 
 def create_read_session_factory(
-    engine: AsyncEngine, legacy_columns: bool = True
+    engine: AsyncEngine, layout: Layout = Layout.EXPANDED
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for a request's reads: on PostgreSQL in autocommit, so a read costs no
     ``BEGIN`` and ``COMMIT`` round trips (each statement sees what was committed before
@@ -119,7 +124,17 @@ def create_read_session_factory(
     their own). SQLite starts no transaction for a read anyway."""
     if engine.dialect.name == "postgresql":
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return create_session_factory(engine, legacy_columns)
+    return create_session_factory(engine, layout)
+
+
+_LAYOUT = "layout"
+
+
+def layout_of(session: AsyncSession) -> Layout:
+    """The layout of the database the session reads: its factory's; a session made
+    elsewhere (not by ``create_session_factory``) is taken to see the legacy columns."""
+    layout: Layout = session.info.get(_LAYOUT, Layout.EXPANDED)
+    return layout
 
 
 class ContractedSession(Session):

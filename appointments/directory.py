@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_birth_date, check_text
-from appointments.db import ContractedSession
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import (
     Clinic,
@@ -156,9 +155,7 @@ async def add_clinic_patient(
 ) -> ClinicPatient:
     access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await require_row(session, Clinic, clinic_id, "clinicId")
-    await access.require_person(
-        session, Patient, patient_id, "patientId", has_legacy_columns(session)
-    )
+    await access.require_person(session, Patient, patient_id, "patientId")
     membership = ClinicPatient(id=uuid.uuid4(), clinic_id=clinic_id, patient_id=patient_id)
     return await _insert_unique(
         session, membership, "this patient is already registered in this clinic", "patientId"
@@ -181,15 +178,8 @@ async def _require_clinic_member(
     """A user joining a clinic: the viewer manages its memberships, both exist, the role fits."""
     access.require_in_clinic(Permission.MANAGE_MEMBERSHIPS, clinic_id, "clinicId", "clinic")
     await require_row(session, Clinic, clinic_id, "clinicId")
-    user = await access.require_person(
-        session, User, user_id, "userId", has_legacy_columns(session)
-    )
+    user = await access.require_person(session, User, user_id, "userId")
     check_role(cast("User", user), role, "userId")
-
-
-def has_legacy_columns(session: AsyncSession) -> bool:
-    """False in a session on a contracted database (no legacy person columns)."""
-    return not isinstance(session.sync_session, ContractedSession)
 
 
 def check_role(user: User, role: UserRole, field: str) -> None:

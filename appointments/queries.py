@@ -28,6 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from appointments.checks import check_moment, check_text
 from appointments.errors import DomainError, ErrorCode
+from appointments.layout import Layout
 from appointments.models import (
     Appointment,
     AppointmentStatus,
@@ -223,7 +224,7 @@ ClinicTest = Callable[[InstrumentedAttribute[uuid.UUID]], ColumnElement[bool]]
 
 
 def names_person(
-    side: Side, person_id: Any, legacy_columns: bool, in_clinics: ClinicTest | None = None
+    side: Side, person_id: Any, layout: Layout, in_clinics: ClinicTest | None = None
 ) -> ColumnElement[bool]:
     """Either origin of ``side`` names the person (a value or a bound parameter). With
     ``in_clinics`` (the viewer's), a stored membership counts only in one of them: a link
@@ -233,13 +234,13 @@ def names_person(
     if in_clinics is not None:
         memberships_of_person = memberships_of_person.where(in_clinics(model.clinic_id))
     by_new = getattr(Appointment, side.new_column).in_(memberships_of_person)
-    if not legacy_columns:
+    if not layout.legacy_columns:
         return by_new  # type: ignore[no-any-return]
     return or_(getattr(Appointment, side.legacy_column) == person_id, by_new)
 
 
 def names_membership(
-    side: Side, membership_id: Any, legacy_columns: bool, in_clinics: ClinicTest | None = None
+    side: Side, membership_id: Any, layout: Layout, in_clinics: ClinicTest | None = None
 ) -> ColumnElement[bool]:
     """Either origin of ``side`` names the membership (a value or a bound parameter); with
     ``in_clinics``, a stored membership counts only in one of them (see ``names_person``)."""
@@ -248,7 +249,7 @@ def names_membership(
     if in_clinics is not None:
         visible = exists().where(model.id == membership_id, in_clinics(model.clinic_id))
         by_new = and_(by_new, visible)
-    if not legacy_columns:
+    if not layout.legacy_columns:
         return by_new
     derived_from_legacy = exists().where(
         model.id == membership_id,

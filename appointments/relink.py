@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments import ledger
 from appointments.access import SYSTEM, Access, Permission
-from appointments.directory import has_legacy_columns
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import PendingEvents
 from appointments.models import Appointment, MismatchField
@@ -99,7 +98,7 @@ async def _consistent_fields(
     session: AsyncSession, appointment: Appointment
 ) -> list[MismatchField]:
     """The ledger fields on which the row's two origins now agree."""
-    differing = await stored_differences(session, appointment.id, has_legacy_columns(session))
+    differing = await stored_differences(session, appointment.id)
     return [
         field
         for side in SIDES

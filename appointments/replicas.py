@@ -23,6 +23,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from appointments.db import SerializedSession, create_read_session_factory
+from appointments.layout import Layout
 
 READ_AFTER_HEADER = "Clinic-Read-After"
 READ_ONLY_SQLSTATE = "25006"
@@ -85,14 +86,12 @@ class Replica:
     state: str = "unchecked"
     lag_seconds: float | None = None
     replayed: int | None = None
-    _sessions: dict[bool, async_sessionmaker[AsyncSession]] = field(default_factory=dict)
+    _sessions: dict[Layout, async_sessionmaker[AsyncSession]] = field(default_factory=dict)
 
-    def read_sessions(self, legacy_columns: bool) -> async_sessionmaker[AsyncSession]:
-        found = self._sessions.get(legacy_columns)
+    def read_sessions(self, layout: Layout) -> async_sessionmaker[AsyncSession]:
+        found = self._sessions.get(layout)
         if found is None:
-            found = self._sessions[legacy_columns] = create_read_session_factory(
-                self.engine, legacy_columns
-            )
+            found = self._sessions[layout] = create_read_session_factory(self.engine, layout)
         return found
 
     def describe(self) -> dict[str, Any]:

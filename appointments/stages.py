@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appointments.layout import Layout
+
 
 class Stage(enum.StrEnum):
     LEGACY = "legacy"
@@ -85,10 +87,10 @@ def policy_for(stage: Stage) -> StagePolicy:
     return STAGE_POLICIES[stage]
 
 
-def contracted_stage(legacy_columns: bool) -> Stage | None:
+def contracted_stage(layout: Layout) -> Stage | None:
     """The stage every clinic is served whatever its flag: ``complete`` once the contract
     dropped the legacy columns (no other stage can be served without them), else none."""
-    return None if legacy_columns else Stage.COMPLETE
+    return None if layout.legacy_columns else Stage.COMPLETE
 
 
 StageLookup = Callable[[uuid.UUID], Stage]

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, case, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.db import layout_of
+from appointments.layout import Layout
 from appointments.membership_sql import membership_of, membership_table, person_of
 from appointments.models import Appointment, Clinic, MigrationMismatch, MismatchStatus
 from appointments.sides import SIDES, Side
@@ -153,7 +155,7 @@ def _side_columns(side: Side, legacy: Any, stored: FromClause, derived: FromClau
     ]
 
 
-def _counts_statement(clinic_ids: Sequence[uuid.UUID] | None, legacy_columns: bool) -> Any:
+def _counts_statement(clinic_ids: Sequence[uuid.UUID] | None, layout: Layout) -> Any:
     """The grouped counts; after the contract revision the legacy columns read as NULL."""
     fully_linked = and_(
         Appointment.clinic_doctor_id.is_not(None), Appointment.clinic_patient_id.is_not(None)
@@ -165,7 +167,7 @@ def _counts_statement(clinic_ids: Sequence[uuid.UUID] | None, legacy_columns: bo
     ]
     joined: FromClause = Appointment.__table__
     for side in SIDES:
-        legacy: Any = getattr(Appointment, side.legacy_column) if legacy_columns else null()
+        legacy: Any = getattr(Appointment, side.legacy_column) if layout.legacy_columns else null()
         stored = membership_table(side).alias(f"stored_{side.name}")
         derived = membership_table(side).alias(f"derived_{side.name}")
         columns += _side_columns(side, legacy, stored, derived)
@@ -205,10 +207,10 @@ EMPTY_COUNTS = ClinicCounts(0, 0, EMPTY_SIDE, EMPTY_SIDE)
 async def clinic_counts(
     session: AsyncSession,
     clinic_ids: Sequence[uuid.UUID] | None = None,
-    legacy_columns: bool = True,
 ) -> dict[uuid.UUID, ClinicCounts]:
     """Per clinic: appointments total, fully linked, and doctor and patient counts."""
-    rows = (await session.execute(_counts_statement(clinic_ids, legacy_columns))).mappings()
+    statement = _counts_statement(clinic_ids, layout_of(session))
+    rows = (await session.execute(statement)).mappings()
     return {
         row["clinic_id"]: ClinicCounts(
             int(row["total"]), int(row["fully_linked"]), _side(row, "doctor"), _side(row, "patient")
@@ -221,14 +223,13 @@ async def clinic_reports(
     session: AsyncSession,
     stage_for: StageLookup,
     clinic_ids: Sequence[uuid.UUID] | None = None,
-    legacy_columns: bool = True,
 ) -> list[ClinicReport]:
     """The validation report of the given clinics (all when None), by clinic name."""
     clinics_statement = select(Clinic.id, Clinic.name).order_by(Clinic.name, Clinic.id)
     if clinic_ids is not None:
         clinics_statement = clinics_statement.where(Clinic.id.in_(clinic_ids))
     clinics = (await session.execute(clinics_statement)).all()
-    counts = await clinic_counts(session, clinic_ids, legacy_columns)
+    counts = await clinic_counts(session, clinic_ids)
     open_statement = (
         select(MigrationMismatch.clinic_id, func.count())
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)
@@ -274,8 +275,8 @@ class ReadinessGate:
     def __init__(self) -> None:
         self._counts: dict[uuid.UUID, ClinicCounts] | None = None
 
-    async def refresh(self, session: AsyncSession, legacy_columns: bool = True) -> None:
-        self._counts = await clinic_counts(session, None, legacy_columns)
+    async def refresh(self, session: AsyncSession) -> None:
+        self._counts = await clinic_counts(session)
 
     def serve(self, clinic_id: uuid.UUID, requested: Stage) -> tuple[Stage, tuple[str, ...]]:
         """The stage to serve for ``requested``, and why it is lower when it is."""

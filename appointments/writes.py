@@ -23,8 +23,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_time_range, clean_reason
-from appointments.db import ContractedSession
-from appointments.directory import LABELS, check_role, has_legacy_columns
+from appointments.db import layout_of
+from appointments.directory import LABELS, check_role
 from appointments.errors import DomainError, ErrorCode
 from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
@@ -183,7 +183,7 @@ async def _insert_appointment(session: AsyncSession, appointment: Appointment) -
     }
     await session.execute(insert(Appointment).values(values))
     make_transient_to_detached(appointment)
-    if not isinstance(session.sync_session, ContractedSession):
+    if layout_of(session).legacy_columns:
         for side in (DOCTOR, PATIENT):
             if not side.has_legacy_column(appointment):
                 set_committed_value(appointment, side.legacy_column, None)
@@ -301,9 +301,7 @@ async def _require_person(
     session: AsyncSession, side: Side, person_id: uuid.UUID, access: Access
 ) -> None:
     model: type[User] | type[Patient] = User if side is DOCTOR else Patient
-    person = await access.require_person(
-        session, model, person_id, side.legacy_input, has_legacy_columns(session)
-    )
+    person = await access.require_person(session, model, person_id, side.legacy_input)
     if isinstance(person, User):
         check_role(person, UserRole.DOCTOR, side.legacy_input)
 
@@ -330,10 +328,7 @@ async def _person_and_membership(
     found = (await session.execute(statement)).one_or_none()
     # A membership in the appointment's clinic (which the viewer sees) makes the person visible.
     if found is None or (
-        found[1] is None
-        and not await access.sees_person(
-            session, person_model, person_id, has_legacy_columns(session)
-        )
+        found[1] is None and not await access.sees_person(session, person_model, person_id)
     ):
         raise DomainError(
             ErrorCode.NOT_FOUND, f"no {LABELS[person_model]} has this id", side.legacy_input

@@ -27,6 +27,7 @@ import uvloop
 from graphql import FieldNode, OperationDefinitionNode, parse
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from appointments.layout import Layout
 from appointments.queries import AppointmentFilter
 from appointments.read_model import rows, runner
 from appointments.read_model.driver import DriverStatement
@@ -71,7 +72,7 @@ async def measure(url: str, executions: int) -> dict[str, dict[str, list[float]]
         async with AsyncSession(engine) as session:
             connection = await session.connection()
             for label, source in sources.items():
-                key = ("postgresql", node, (Stage.SHADOW,), True, True, source.key)
+                key = ("postgresql", node, (Stage.SHADOW,), Layout.EXPANDED, True, source.key)
                 statement = runner._shape(key).read.statement
                 stages = stage_parameters({clinic: Stage.SHADOW}, (Stage.SHADOW,))
                 values = {**source.parameters, **stages}

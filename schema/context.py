@@ -84,7 +84,7 @@ class RequestContext:
             db=db,
             stages=stages,
             loaders=Loaders(db),
-            reads=ReadModel(stages, events, recorder, compare_sample_ratio, legacy_columns),
+            reads=ReadModel(stages, events, recorder, compare_sample_ratio),
             recorder=recorder,
             viewer=viewer,
             legacy_columns=legacy_columns,

@@ -183,9 +183,8 @@ class Query:
         clinics = None if clinic_id is None else [_parse(clinic_id, "clinicId")]
         await _require(info, Permission.READ_MIGRATION)
         stages = info.context.stages
-        legacy = info.context.legacy_columns
         reports = await _read(
-            info, lambda s: validation.clinic_reports(s, stages.requested, clinics, legacy)
+            info, lambda s: validation.clinic_reports(s, stages.requested, clinics)
         )
         return [ClinicMigrationReport.from_report(r, stages(r.clinic_id)) for r in reports]
 

@@ -29,6 +29,7 @@ from appointments.db import (
     create_session_factory,
 )
 from appointments.field_usage import UsageRecorder
+from appointments.layout import Layout
 from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, ReplicaSet, replica_set
 from appointments.stages import contracted_stage
@@ -116,7 +117,8 @@ class Services:
             legacy = True
         if not legacy:
             logger.warning("legacy columns are gone (contracted): every clinic is served complete")
-        sessions = create_session_factory(engine, legacy)
+        layout = Layout.of(legacy)
+        sessions = create_session_factory(engine, layout)
         usage = UsageRecorder(settings.usage_clients)
         services = cls(
             settings,
@@ -125,7 +127,7 @@ class Services:
             flags,
             usage,
             legacy,
-            create_read_session_factory(engine, legacy),
+            create_read_session_factory(engine, layout),
         )
         if settings.database_replica_urls:
             services.replicas = replica_set(
@@ -189,8 +191,8 @@ class Services:
                 return False
             if present:
                 return False
-            self.sessions = create_session_factory(self.engine, legacy_columns=False)
-            self.read_sessions = create_read_session_factory(self.engine, legacy_columns=False)
+            self.sessions = create_session_factory(self.engine, Layout.CONTRACTED)
+            self.read_sessions = create_read_session_factory(self.engine, Layout.CONTRACTED)
             self.legacy_columns = False
             logger.warning(
                 "legacy columns dropped while serving (contract): switched to the contracted"
@@ -206,7 +208,7 @@ class Services:
             return
         try:
             async with self.sessions() as session:
-                await self.gate.refresh(session, self.legacy_columns)
+                await self.gate.refresh(session)
         except Exception as error:
             contracted = self.legacy_columns and migrations.is_missing_column(error)
             if contracted and await self.adopt_contracted_layout():
@@ -217,6 +219,11 @@ class Services:
         while True:
             await asyncio.sleep(self.settings.readiness_refresh_seconds)
             await self.refresh_readiness()
+
+    @property
+    def layout(self) -> Layout:
+        """The layout the session factories were made for (``legacy_columns`` says the same)."""
+        return Layout.of(self.legacy_columns)
 
     @property
     def flag_source_kind(self) -> str:
@@ -283,7 +290,7 @@ class Services:
         replica = self.replicas.choose(read_after)
         if replica is None:
             return ReplicaSession(primary, primary, None)
-        return ReplicaSession(replica.read_sessions(self.legacy_columns), primary, replica)
+        return ReplicaSession(replica.read_sessions(self.layout), primary, replica)
 
     def stage_resolver(self, viewer: Viewer) -> StageResolver:
         """One request's stages: the flag, then readiness gates; `complete` once contracted."""
@@ -291,7 +298,7 @@ class Services:
             self.flags,
             self.settings.default_stage,
             viewer,
-            forced_stage=contracted_stage(self.legacy_columns),
+            forced_stage=contracted_stage(self.layout),
             gate=self.gate,
         )
 

@@ -104,9 +104,7 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
 async def _reports(services: Services, viewer: Viewer) -> tuple[StageResolver, list[ClinicReport]]:
     stages = services.stage_resolver(viewer)
     async with services.sessions() as session:
-        reports = await validation.clinic_reports(
-            session, stages.requested, None, services.legacy_columns
-        )
+        reports = await validation.clinic_reports(session, stages.requested)
     return stages, reports
 
 

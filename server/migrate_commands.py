@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from appointments.db import create_session_factory
+from appointments.layout import Layout
 from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
@@ -137,13 +138,13 @@ def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
         source = open_flag_source(settings)
         try:
             async with command_engine(settings) as engine:
-                legacy = await migrations.legacy_columns_present(engine)
+                layout = Layout.of(await migrations.legacy_columns_present(engine))
                 stages = StageResolver(
-                    source, settings.default_stage, Viewer(), contracted_stage(legacy)
+                    source, settings.default_stage, Viewer(), contracted_stage(layout)
                 )
-                async with create_session_factory(engine, legacy)() as session:
-                    reports = await clinic_reports(session, stages, arguments.clinic, legacy)
-                    return reports, legacy
+                async with create_session_factory(engine, layout)() as session:
+                    reports = await clinic_reports(session, stages, arguments.clinic)
+                    return reports, layout.legacy_columns
         finally:
             source.close()
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import migrations
 from appointments.db import create_session_factory
 from appointments.errors import DomainError
+from appointments.layout import Layout
 from appointments.models import utcnow
 from appointments.rollout import audit
 from appointments.rollout.decisions import Decision, Verdict
@@ -148,15 +149,15 @@ def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> P
 
     async def one_pass() -> PassReport | None:
         async with command_engine(settings) as engine:
-            sessions = create_session_factory(engine)
-            legacy = await migrations.legacy_columns_present(engine)
+            layout = Layout.of(await migrations.legacy_columns_present(engine))
+            sessions = create_session_factory(engine, layout)
             with open_stage_writer(settings) as writer:
                 if dry_run:
-                    return await run_pass(sessions, plan, writer, utcnow(), True, legacy)
+                    return await run_pass(sessions, plan, writer, utcnow(), True)
                 async with pass_lock(engine) as taken:
                     if not taken:
                         return None
-                    return await run_pass(sessions, plan, writer, utcnow(), False, legacy)
+                    return await run_pass(sessions, plan, writer, utcnow(), False)
 
     return asyncio.run(one_pass())
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import False_
 
+from appointments.layout import Layout
 from appointments.read_model.entries import entries_sql
 from appointments.read_model.formats import JsonSql
 from appointments.read_model.served import (
@@ -68,7 +69,7 @@ class _Build:
     rows: FromClause
     policy: RowPolicy
     sides: dict[Side, SideValues]
-    legacy_columns: bool
+    layout: Layout
     aliases: int = 0
 
     def alias(self, table: Any) -> FromClause:
@@ -117,7 +118,7 @@ def compile_read(
     selection: Selection,
     rows: FromClause,
     stages: Sequence[Stage],
-    legacy_columns: bool,
+    layout: Layout,
     sees_every_clinic: bool,
 ) -> CompiledRead:
     # The links are served (and so counted and compared) only where the selection shows
@@ -125,8 +126,7 @@ def compile_read(
     shown_sides = (DOCTOR, PATIENT) if shows_links(selection) else ()
     row_policy = RowPolicy.of(rows.c.clinic_id, stages)
     served = [
-        served_side(side, rows, row_policy, legacy_columns, sees_every_clinic)
-        for side in shown_sides
+        served_side(side, rows, row_policy, layout, sees_every_clinic) for side in shown_sides
     ]
     # The served values are computed once, in an inner select, and the JSON refers to
     # them by name (the statement stays short however often a value is used).
@@ -139,7 +139,7 @@ def compile_read(
         labelled = [column for side in served for column in side.values.labelled()]
         inner = select(*rows.c, *labelled).select_from(source).subquery("served")
     sides = {side.values.side: side.values.named(inner) for side in served}
-    build = _Build(json, inner, RowPolicy.of(inner.c.clinic_id, stages), sides, legacy_columns)
+    build = _Build(json, inner, RowPolicy.of(inner.c.clinic_id, stages), sides, layout)
     node = _row_object(build, inner, selection)
     node_text = cast(node, Text) if json.postgres else type_coerce(node, Text)
     columns: list[Expression] = [
@@ -222,7 +222,7 @@ def _value(build: _Build, row: FromClause, selected: SelectedField) -> Expressio
         by_new = _nested(
             build, model, lambda t: served_membership(served, t, clinic)[0], selected.children
         )
-        if not build.legacy_columns:
+        if not build.layout.legacy_columns:
             return when(served.new_origin, by_new, null())
         by_legacy = _nested(
             build, model, lambda t: served_membership(served, t, clinic)[1], selected.children

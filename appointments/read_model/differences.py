@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.db import layout_of
 from appointments.models import MismatchField
 from appointments.read_model import rows
 from appointments.read_model.served import RowPolicy, served_side
@@ -20,13 +21,14 @@ from appointments.stages import Stage
 
 
 async def stored_differences(
-    session: AsyncSession, appointment_id: uuid.UUID, legacy_columns: bool
+    session: AsyncSession, appointment_id: uuid.UUID
 ) -> set[MismatchField]:
     """The ledger fields on which the appointment's two origins differ now."""
-    row = rows.from_clause(rows.by_ids([]).key, legacy_columns)
+    layout = layout_of(session)
+    row = rows.from_clause(rows.by_ids([]).key, layout)
     # What the origins hold does not depend on the stage: any stage's policy will do.
     policy = RowPolicy.of(row.c.clinic_id, list(Stage)[:1])
-    sides = [served_side(side, row, policy, legacy_columns, True) for side in SIDES]
+    sides = [served_side(side, row, policy, layout, True) for side in SIDES]
     source: Any = row
     columns = []
     for served in sides:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, Integer, Select, bindparam, literal_column, select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from appointments.layout import Layout
 from appointments.models import Appointment
 from appointments.queries import (
     APPOINTMENT_ORDER,
@@ -55,8 +56,8 @@ def by_ids(ids: list[uuid.UUID]) -> RowSource:
     return RowSource(("ids",), {"ids": ids})
 
 
-def snapshot(row: Appointment, legacy_columns: bool) -> RowSource:
-    values = {f"snapshot_{c.key}": getattr(row, c.key) for c in columns(legacy_columns)}
+def snapshot(row: Appointment, layout: Layout) -> RowSource:
+    values = {f"snapshot_{c.key}": getattr(row, c.key) for c in columns(layout)}
     return RowSource(("snapshot",), values)
 
 
@@ -84,18 +85,18 @@ def page(
     return RowSource(key, parameters), size
 
 
-def columns(legacy_columns: bool) -> list[Any]:
+def columns(layout: Layout) -> list[Any]:
     """The appointment columns the database has (no legacy ones once contracted)."""
     legacy = {side.legacy_column for side in SIDES}
-    return [c for c in Appointment.__table__.c if legacy_columns or c.key not in legacy]
+    return [c for c in Appointment.__table__.c if layout.legacy_columns or c.key not in legacy]
 
 
-def from_clause(key: RowKey, legacy_columns: bool) -> FromClause:
+def from_clause(key: RowKey, layout: Layout) -> FromClause:
     kind = key[0]
     table = Appointment.__table__
     if kind == "id":
         return (
-            select(*columns(legacy_columns))
+            select(*columns(layout))
             .where(
                 table.c.id == bindparam("appointment_id"),
                 table.c.clinic_id == bindparam("clinic_id"),
@@ -103,22 +104,21 @@ def from_clause(key: RowKey, legacy_columns: bool) -> FromClause:
             .subquery("rows")
         )
     if kind == "ids":
-        return select(*columns(legacy_columns)).where(in_ids(table.c.id, "ids")).subquery("rows")
+        return select(*columns(layout)).where(in_ids(table.c.id, "ids")).subquery("rows")
     if kind == "snapshot":
         values = [
-            bindparam(f"snapshot_{c.key}", type_=c.type).label(c.key)
-            for c in columns(legacy_columns)
+            bindparam(f"snapshot_{c.key}", type_=c.type).label(c.key) for c in columns(layout)
         ]
         return select(*values).subquery("rows")
-    return _page(key, legacy_columns).subquery("rows")
+    return _page(key, layout).subquery("rows")
 
 
-def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
+def _page(key: RowKey, layout: Layout) -> Select[Any]:
     _, filters, has_after, size, scoped = key
     table = Appointment.__table__
-    statement = select(*columns(legacy_columns))
+    statement = select(*columns(layout))
     for name in filters:
-        statement = statement.where(_filter(name, legacy_columns, scoped))
+        statement = statement.where(_filter(name, layout, scoped))
     if scoped:
         statement = statement.where(in_ids(table.c.clinic_id, "scope"))
     if has_after:
@@ -133,7 +133,7 @@ def _page(key: RowKey, legacy_columns: bool) -> Select[Any]:
     return statement.order_by(*APPOINTMENT_ORDER.columns).limit(limit)
 
 
-def _filter(name: str, legacy_columns: bool, scoped: bool) -> ColumnElement[bool]:
+def _filter(name: str, layout: Layout, scoped: bool) -> ColumnElement[bool]:
     """One filter, its value a parameter. A doctor or patient filter matches a row when
     either origin names that person or membership, so results do not depend on how far
     the row's clinic has migrated; for a viewer ``scoped`` to some clinics, a stored
@@ -150,8 +150,8 @@ def _filter(name: str, legacy_columns: bool, scoped: bool) -> ColumnElement[bool
     side = DOCTOR if name in ("doctor_id", "clinic_doctor_id") else PATIENT
     clinics = _in_scope if scoped else None
     if name.startswith("clinic_"):
-        return names_membership(side, value, legacy_columns, clinics)
-    return names_person(side, value, legacy_columns, clinics)
+        return names_membership(side, value, layout, clinics)
+    return names_person(side, value, layout, clinics)
 
 
 def _in_scope(clinic_id: InstrumentedAttribute[uuid.UUID]) -> ColumnElement[bool]:

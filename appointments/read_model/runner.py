@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
 from appointments.bounded_cache import BoundedCache
+from appointments.db import layout_of
 from appointments.events import MigrationEventLog
+from appointments.layout import Layout
 from appointments.ledger import MismatchRecorder
 from appointments.models import Appointment, Clinic
 from appointments.queries import (
@@ -59,7 +61,7 @@ of its SQL: 12 to 24 MB per process, whatever the selections requests send."""
 STAGED_CLINICS = 500
 """Clinics whose stages a list across clinics sends as parameters; beyond that (a
 deployment this large), a first statement learns which clinics the page is in."""
-SERVED_ACROSS_CLINICS = {True: tuple(Stage), False: (Stage.COMPLETE,)}
+SERVED_ACROSS_CLINICS = {Layout.EXPANDED: tuple(Stage), Layout.CONTRACTED: (Stage.COMPLETE,)}
 """The stages a list across clinics is compiled for, by whether the legacy columns
 exist: every stage, or the one stage a contracted database serves."""
 KNOWN_CLINICS = 50_000
@@ -142,13 +144,11 @@ class ReadModel:
         events: MigrationEventLog,
         recorder: MismatchRecorder,
         sample_ratio: float,
-        legacy_columns: bool,
     ) -> None:
         self._stage_for = stage_for
         self._events = events
         self._recorder = recorder
         self._sampled = bookkeeping.sampler(sample_ratio)
-        self._legacy_columns = legacy_columns
 
     async def page(
         self,
@@ -169,7 +169,7 @@ class ReadModel:
         visible = access.visible_clinics
         clinics = visible if visible is not None else await clinic_directory.ids(session)
         if len(clinics) > STAGED_CLINICS:
-            located = select(rows.from_clause(source.key, self._legacy_columns).c.clinic_id)
+            located = select(rows.from_clause(source.key, layout_of(session)).c.clinic_id)
             clinics = frozenset((await session.scalars(located, source.parameters)).all())
         stages = {clinic: self._stage_for.peek(clinic) for clinic in clinics}
         served = await self._serve(session, selection, access, source, stages, size, True)
@@ -221,7 +221,7 @@ class ReadModel:
     ) -> str | None:
         """A stored appointment (an idempotent replay's) served as it was stored: its own
         columns from the snapshot, what it links to as the database has it now."""
-        source = rows.snapshot(row, self._legacy_columns)
+        source = rows.snapshot(row, layout_of(session))
         stages = {row.clinic_id: self._stage_for(row.clinic_id)}
         served = await self._serve(session, selection, access, source, stages)
         return served[0].node if served else None
@@ -250,16 +250,15 @@ class ReadModel:
             return []
         bind = session.bind
         postgres = bind is not None and bind.dialect.name == "postgresql"
+        layout = layout_of(session)
         served_stages = (
-            SERVED_ACROSS_CLINICS[self._legacy_columns]
-            if across_clinics
-            else tuple(sorted(set(stages.values())))
+            SERVED_ACROSS_CLINICS[layout] if across_clinics else tuple(sorted(set(stages.values())))
         )
         key = (
             "postgresql" if postgres else "sqlite",
             selection,
             served_stages,
-            self._legacy_columns,
+            layout,
             access.clinics is None,
             source.key,
         )
@@ -322,7 +321,7 @@ class Shape:
     driver: DriverStatement | None = None
 
 
-ShapeKey = tuple[str, Selection, tuple[Stage, ...], bool, bool, rows.RowKey]
+ShapeKey = tuple[str, Selection, tuple[Stage, ...], Layout, bool, rows.RowKey]
 shapes: BoundedCache[ShapeKey, Shape] = BoundedCache(COMPILED_READS, COMPILED_READS_SQL)
 """The statements of the read shapes served lately (building one costs far more than
 running it); weighed by their SQL once it is compiled."""
@@ -345,13 +344,13 @@ def _collect_dropped_shapes() -> None:
 def _shape(key: ShapeKey) -> Shape:
     shape = shapes.get(key)
     if shape is None:
-        dialect, selection, stages, legacy_columns, sees_every_clinic, row_key = key
+        dialect, selection, stages, layout, sees_every_clinic, row_key = key
         read = compile_read(
             JsonSql(dialect),
             selection,
-            rows.from_clause(row_key, legacy_columns),
+            rows.from_clause(row_key, layout),
             stages,
-            legacy_columns,
+            layout,
             sees_every_clinic,
         )
         shape = Shape(read)

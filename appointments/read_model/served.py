@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import False_, True_
 
+from appointments.layout import Layout
 from appointments.membership_sql import membership_of, membership_table, person_of
 from appointments.read_model.id_lists import in_ids
 from appointments.read_model.sql import all_of, any_of, constant, negate, text_constant, when
@@ -123,7 +124,7 @@ def served_side(
     side: Side,
     row: FromClause,
     policy: RowPolicy,
-    legacy_columns: bool,
+    layout: Layout,
     sees_every_clinic: bool,
 ) -> ServedSide:
     """The SQL of ``side`` for the rows of ``row`` (a FROM with the appointment's columns):
@@ -137,7 +138,7 @@ def served_side(
     table = membership_table(side)
     stored = table.alias(f"{side.name}_stored")
     clinic = row.c.clinic_id
-    legacy: Expression = row.c[side.legacy_column] if legacy_columns else null()
+    legacy: Expression = row.c[side.legacy_column] if layout.legacy_columns else null()
     new = row.c[side.new_column]
     new_authoritative = policy.new_authoritative
     authoritative_empty = when(new_authoritative, new.is_(None), legacy.is_(None))
@@ -159,7 +160,7 @@ def served_side(
     stored_person = person_of(side, stored)
     person_id = when(new_origin, when(visible, stored_person, null()), legacy)
     person_differs: Expression
-    if legacy_columns:
+    if layout.legacy_columns:
         person_differs = case(
             (stored.c.id.is_(None), legacy.isnot(None)),
             else_=or_(legacy.is_(None), legacy != stored_person),

@@ -91,7 +91,6 @@ async def run_pass(
     writer: StageWriter,
     now: datetime,
     dry_run: bool = False,
-    legacy_columns: bool = True,
     actor: str = AUTOPILOT,
     clock: Clock = utcnow,
 ) -> PassReport:
@@ -124,7 +123,7 @@ async def run_pass(
         entered = now if change is None or change.stage is not flag[clinic_id] else change.at
         released = releases.get(clinic_id)
         windows[clinic_id] = (flag[clinic_id], max(entered, released or entered))
-    evidence = await gather(sessions, windows, legacy_columns)
+    evidence = await gather(sessions, windows)
     unfinished = _unfinished_cohort(plan, members, cohorts, flag, holds)
     for clinic_id in members:
         cohort = cohorts[clinic_id]

@@ -84,7 +84,6 @@ async def _mismatches(
 async def gather(
     sessions: async_sessionmaker[AsyncSession],
     clinics: Mapping[uuid.UUID, tuple[Stage, datetime]],
-    legacy_columns: bool = True,
 ) -> dict[uuid.UUID, Evidence]:
     """Evidence of each clinic (its stage and window start given), in three reads; each
     read that fails leaves its evidence missing for every clinic."""
@@ -108,7 +107,7 @@ async def gather(
         missing.append(f"health counters unreadable: {_short(error)}")
     try:
         async with sessions() as session:
-            counts = await clinic_counts(session, list(clinics), legacy_columns)
+            counts = await clinic_counts(session, list(clinics))
         for clinic_id, (stage, _) in clinics.items():
             found = counts.get(clinic_id)
             if found is None:
