@@ -18,8 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-import migrations
-from appointments import history, validation
+from appointments import history, layout, validation
 from appointments.access import Permission, role_allows
 from appointments.activity import WINDOW_MINUTES, fleet_totals
 from appointments.stages import Stage
@@ -80,9 +79,7 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
         # The contract dropped the legacy columns while this service ran: a read-only
         # page is simply read again on the contracted layout.
         if not (
-            legacy
-            and migrations.is_missing_column(error)
-            and await services.adopt_contracted_layout()
+            legacy and layout.is_missing_column(error) and await services.adopt_contracted_layout()
         ):
             raise
         stages, reports = await _reports(services, viewer)
