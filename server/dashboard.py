@@ -12,7 +12,6 @@ import math
 from collections import Counter
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
@@ -27,11 +26,10 @@ from flags.stages import GatedStage, StageResolver, Viewer
 from server.dashboard_charts import STYLE as CHARTS_STYLE
 from server.dashboard_charts import history_panel
 from server.dashboard_usage import usage_panel
+from server.request_state import request_state
 from server.rollout_panel import STYLE as ROLLOUT_STYLE
 from server.rollout_panel import rollout_panel
-
-if TYPE_CHECKING:
-    from server.app import Services
+from server.services import Services
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1f2933; background: #f7f8fa; }
@@ -65,7 +63,7 @@ td.field code { white-space: normal; }
 
 async def migration_dashboard(request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
-    viewer: Viewer = getattr(request.state, "viewer", None) or Viewer()
+    viewer = request_state(request).viewer or Viewer()
     if not role_allows(viewer.role, Permission.READ_MIGRATION):
         return HTMLResponse(
             "<!doctype html><title>Forbidden</title><p>The migration dashboard is for the"
