@@ -136,7 +136,10 @@ class Services:
         await self._purge_idempotency_keys()
         tasks.start(every(IDEMPOTENCY_PURGE_SECONDS, self._purge_idempotency_keys))
         background.flush_on_timers(tasks, self.flushers(), lambda: self.sessions)
-        self.viewers = background.listen_for_user_changes(tasks, settings) or self.viewers
+        listened = background.listen_for_user_changes(tasks, settings)
+        if listened is not None:
+            # Not ``or``: a cache with no user in it yet is empty, hence false.
+            self.viewers = listened
 
     def flushers(self) -> list[tuple[Flusher, float]]:
         """What the process counts in memory and writes in batches, each with its interval:
