@@ -4,25 +4,24 @@ Prometheus counters answer "how many since start" per process; the dashboard wan
 "how many lately" across every instance without a Prometheus server. Each process
 counts per minute in memory (a dictionary increment per read or write, no SQL) and
 adds its counts to ``stage_activity`` every ``CLINIC_HEALTH_FLUSH_SECONDS`` (one
-upsert), as the health counters are; the dashboard sums the table's last minutes.
-A process killed without a clean stop loses what it counted since its last flush.
+upsert, ``appointments.batched``), as the health counters are; the dashboard sums
+the table's last minutes. A process killed without a clean stop loses what it
+counted since its last flush.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.batched import BatchedCounts
 from appointments.models import StageActivity
 
 WINDOW_MINUTES = 15
@@ -34,70 +33,53 @@ Key = tuple[int, str, str]
 """(minute as seconds since the epoch divided by 60, kind, stage)."""
 
 
-@dataclass
-class RecentActivity:
-    minutes: int = WINDOW_MINUTES
-    clock: Callable[[], float] = time.time
-    _pending: Counter[Key] = field(default_factory=Counter)
-    _recorded: Counter[tuple[str, str]] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class Counted(Counter[Key]):
+    """Reads and writes not yet added to ``stage_activity``."""
+
+    def absorb(self, later: Counted) -> None:
+        self.update(later)
+
+
+class RecentActivity(BatchedCounts[Counted]):
+    """``flush`` adds what was counted to ``stage_activity``, removes rows past
+    ``KEPT_MINUTES`` and says how many rows it added to."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(
+            Counted, self._add, None, logger, "could not add the recent activity to the database"
+        )
+        self.clock = clock
+        self._recorded: Counter[tuple[str, str]] = Counter()
 
     def record(self, kind: str, stage: str, count: int = 1) -> None:
         """Count reads or writes (``kind``) served in ``stage``."""
         minute = int(self.clock() // 60)
-        with self._lock:
-            self._pending[(minute, kind, stage)] += count
+        with self.lock:
+            self.pending[(minute, kind, stage)] += count
             self._recorded[(kind, stage)] += count
 
     def totals(self) -> Counter[tuple[str, str]]:
         """(kind, stage) counts this process recorded since it started."""
-        with self._lock:
+        with self.lock:
             return Counter(self._recorded)
 
-    async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
-        """Add what was counted to ``stage_activity`` and remove rows past ``KEPT_MINUTES``;
-        how many rows it added to. On failure the counts are kept for the next flush and
-        the error raised."""
-        with self._lock:
-            taken, self._pending = self._pending, Counter()
-        if not taken:
-            return 0
+    async def _add(self, session: AsyncSession, counted: Counted) -> int:
         rows = [
             {"minute": _moment(minute), "kind": kind, "stage": stage, "count": count}
-            for (minute, kind, stage), count in taken.items()
+            for (minute, kind, stage), count in counted.items()
         ]
         oldest = _moment(int(self.clock() // 60) - KEPT_MINUTES)
-        try:
-            async with sessions() as session, session.begin():
-                dialect = session.get_bind().dialect.name
-                insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-                statement = insert(StageActivity).values(rows)
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[
-                            StageActivity.minute,
-                            StageActivity.kind,
-                            StageActivity.stage,
-                        ],
-                        set_={"count": StageActivity.count + statement.excluded.count},
-                    )
-                )
-                await session.execute(delete(StageActivity).where(StageActivity.minute < oldest))
-        except BaseException:
-            with self._lock:
-                self._pending.update(taken)
-            raise
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(StageActivity).values(rows)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[StageActivity.minute, StageActivity.kind, StageActivity.stage],
+                set_={"count": StageActivity.count + statement.excluded.count},
+            )
+        )
+        await session.execute(delete(StageActivity).where(StageActivity.minute < oldest))
         return len(rows)
-
-    async def flush_forever(
-        self, sessions: Callable[[], async_sessionmaker[AsyncSession]], seconds: float
-    ) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.flush(sessions())
-            except Exception:
-                logger.warning("could not add the recent activity to the database", exc_info=True)
 
 
 async def fleet_totals(

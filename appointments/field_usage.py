@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -188,11 +188,6 @@ class UsageRecorder:
     async def flush_logged(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """``flush``, a failure logged and counted (the counts are kept for the next one)."""
         await self._counts.flush_logged(sessions)
-
-    async def flush_forever(
-        self, sessions: Callable[[], async_sessionmaker[AsyncSession]], seconds: float
-    ) -> None:
-        await self._counts.flush_forever(sessions, seconds)
 
 
 class _Pending:

@@ -44,7 +44,8 @@ from appointments.events import PendingEvents
 from appointments.replicas import READ_AFTER_HEADER, parse_lsn
 from appointments.seed import DEMO_ROLLOUT, demo_clinic_stages, demo_id, seed_demo
 from flags.document import build_document, write_document
-from server.app import Services, create_app
+from server.app import create_app
+from server.services import Services
 from server.settings import Settings
 from tests.replication import ReplicatedCluster, replicated_cluster
 

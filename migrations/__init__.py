@@ -16,9 +16,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from appointments.layout import is_missing_column as is_missing_column
+from appointments.layout import legacy_columns_present as legacy_columns_present
 
 SCRIPT_LOCATION = Path(__file__).parent
 
@@ -115,34 +117,3 @@ async def revert_contract(engine: AsyncEngine) -> bool:
         return False
     await downgrade(engine, "contract@-1")
     return True
-
-
-async def legacy_columns_present(engine: AsyncEngine) -> bool:
-    """False once the contract revision has dropped ``appointments.doctor_id``/``patient_id``."""
-
-    def read(connection: Connection) -> bool:
-        columns = {column["name"] for column in inspect(connection).get_columns("appointments")}
-        return "doctor_id" in columns
-
-    async with engine.connect() as connection:
-        return await connection.run_sync(read)
-
-
-UNDEFINED_COLUMN = "42703"
-SQLITE_MISSING_COLUMN = ("no such column", "has no column named")
-
-
-def is_missing_column(error: BaseException | None) -> bool:
-    """Whether ``error`` is the database refusing a statement naming a column it lacks.
-
-    PostgreSQL's UndefinedColumn (SQLSTATE 42703), SQLite's "no such column" (reads,
-    updates) or "has no column named" (inserts): what a statement written for the
-    legacy columns fails with once the contract dropped them. Which column is not
-    told apart here; ``legacy_columns_present`` says whether the contract ran.
-    """
-    if not isinstance(error, DBAPIError):
-        return False
-    if getattr(error.orig, "sqlstate", None) == UNDEFINED_COLUMN:
-        return True
-    message = str(error.orig)
-    return any(text in message for text in SQLITE_MISSING_COLUMN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -25,7 +25,7 @@ from appointments.idempotency import (
 from appointments.ledger import LedgerWrites, MismatchRecorder
 from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.read_model.runner import ReadModel
-from appointments.replicas import on_replica
+from appointments.replicas import READ_AFTER_HEADER, on_replica
 from appointments.writes import run_in_transaction
 from flags.stages import StageResolver, Viewer
 from schema.dataloaders import Loaders
@@ -61,20 +61,22 @@ class RequestContext:
     @classmethod
     def build(
         cls,
+        *,
         request: Request,
         response: Response | None,
         sessions: async_sessionmaker[AsyncSession],
+        db: SerializedSession,
         stages: StageResolver,
         viewer: Viewer,
-        compare_sample_ratio: float = 1.0,
-        legacy_columns: bool = True,
-        idempotency: IdempotencyPolicy | None = None,
-        access: Access | None = None,
-        layout_changed: Callable[[], Awaitable[bool]] | None = None,
-        usage: UsageRecorder | None = None,
-        db: SerializedSession | None = None,
+        legacy_columns: bool,
+        compare_sample_ratio: float,
+        idempotency: IdempotencyPolicy,
+        layout_changed: Callable[[], Awaitable[bool]] | None,
+        usage: UsageRecorder | None,
+        access: Access | None,
     ) -> RequestContext:
-        db = db or SerializedSession(sessions)
+        """A context with its own loaders, read model, ledger recorder and event log;
+        ``RequestContextFactory.for_request`` gives it what the service shares."""
         events = MigrationEventLog()
         recorder = MismatchRecorder()
         return cls(
@@ -89,10 +91,10 @@ class RequestContext:
             viewer=viewer,
             legacy_columns=legacy_columns,
             events=events,
-            idempotency=idempotency or IdempotencyPolicy(),
-            _access=access,
+            idempotency=idempotency,
             layout_changed=layout_changed,
             usage=usage,
+            _access=access,
         )
 
     async def access(self) -> Access:
@@ -207,3 +209,66 @@ class RequestContext:
             SEEN_AGAIN.pending.add(entry, seen)
         if writes.in_request:
             metrics.LEDGER_FLUSHES.labels("ok").inc()
+
+
+class ServedLayout(Protocol):
+    """What a request takes from the service as it starts: the sessions, stages and
+    layout current then (a contract switches them while the service runs)."""
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+
+    @property
+    def legacy_columns(self) -> bool: ...
+
+    def stage_resolver(self, viewer: Viewer) -> StageResolver: ...
+
+    def request_session(self, read_after: str | None = None) -> SerializedSession: ...
+
+    async def adopt_contracted_layout(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class RequestContextFactory:
+    """Makes each request's context from what every request shares: the service's
+    layout (``served``), the comparison sample, the idempotency policy and the usage
+    recorder."""
+
+    served: ServedLayout
+    compare_sample_ratio: float = 1.0
+    idempotency: IdempotencyPolicy = field(default_factory=IdempotencyPolicy)
+    usage: UsageRecorder | None = None
+
+    def for_request(
+        self,
+        request: Request,
+        response: Response | None,
+        viewer: Viewer,
+        access: Access | None = None,
+        db: SerializedSession | None = None,
+    ) -> RequestContext:
+        """One request's context: its session, loaders, stages, access and ledger.
+
+        ``access`` is the viewer's and ``db`` the request's session, when the viewer was
+        checked already (server.viewers); else the context loads the access on first use,
+        and reads in a session chosen for the request's ``READ_AFTER_HEADER``.
+        """
+        served = self.served
+        if db is None:
+            db = served.request_session(request.headers.get(READ_AFTER_HEADER))
+        return RequestContext.build(
+            request=request,
+            response=response,
+            sessions=served.sessions,
+            db=db
+            if db is not None
+            else served.request_session(request.headers.get(READ_AFTER_HEADER)),
+            stages=served.stage_resolver(viewer),
+            viewer=viewer,
+            legacy_columns=served.legacy_columns,
+            compare_sample_ratio=self.compare_sample_ratio,
+            idempotency=self.idempotency,
+            layout_changed=served.adopt_contracted_layout,
+            usage=self.usage,
+            access=access,
+        )

@@ -9,7 +9,7 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-import migrations
+from appointments import layout
 from appointments.replicas import READ_AFTER_HEADER, ReplicaSession
 from schema.context import RequestContext
 
@@ -72,7 +72,7 @@ async def _answer_the_contract(context: RequestContext, result: ExecutionResult)
     Any other error, or a missing column while the legacy columns exist, is left as it is.
     """
     assert result.errors is not None
-    caught = [migrations.is_missing_column(error.original_error) for error in result.errors]
+    caught = [layout.is_missing_column(error.original_error) for error in result.errors]
     if not any(caught) or context.layout_changed is None or not await context.layout_changed():
         return
     result.errors = [

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from appointments.models import UserRole
 from appointments.seed import demo_id
 from flags.stages import Viewer
+from server.request_state import request_state
 from server.settings import Settings, SettingsError
 
 logger = logging.getLogger("server.auth")
@@ -167,7 +168,7 @@ class RequireViewer:
             )
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["viewer"] = viewer
+        request_state(scope).viewer = viewer
         await self.app(scope, receive, send)
 
 

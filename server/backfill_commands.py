@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
-import migrations
+from appointments import layout
 from appointments.backfill import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_BATCH_SIZE,
@@ -96,14 +96,12 @@ class _ContractedError(Exception):
 
 async def _legacy_columns_present(settings: Settings) -> bool:
     async with command_engine(settings) as engine:
-        return await migrations.legacy_columns_present(engine)
+        return await layout.legacy_columns_present(engine)
 
 
 async def _contracted_meanwhile(engine: AsyncEngine, error: DBAPIError) -> bool:
     """Whether a backfill failed because the contract ran while it did."""
-    return migrations.is_missing_column(error) and not await migrations.legacy_columns_present(
-        engine
-    )
+    return layout.is_missing_column(error) and not await layout.legacy_columns_present(engine)
 
 
 def add_backfill_arguments(action: argparse.ArgumentParser, direction: Direction) -> None:

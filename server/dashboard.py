@@ -12,14 +12,12 @@ import math
 from collections import Counter
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-import migrations
-from appointments import history, validation
+from appointments import history, layout, validation
 from appointments.access import Permission, role_allows
 from appointments.activity import WINDOW_MINUTES, fleet_totals
 from appointments.stages import Stage
@@ -28,11 +26,10 @@ from flags.stages import GatedStage, StageResolver, Viewer
 from server.dashboard_charts import STYLE as CHARTS_STYLE
 from server.dashboard_charts import history_panel
 from server.dashboard_usage import usage_panel
+from server.request_state import request_state
 from server.rollout_panel import STYLE as ROLLOUT_STYLE
 from server.rollout_panel import rollout_panel
-
-if TYPE_CHECKING:
-    from server.app import Services
+from server.services import Services
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1f2933; background: #f7f8fa; }
@@ -66,7 +63,7 @@ td.field code { white-space: normal; }
 
 async def migration_dashboard(request: Request) -> HTMLResponse:
     services: Services = request.app.state.services
-    viewer: Viewer = getattr(request.state, "viewer", None) or Viewer()
+    viewer = request_state(request).viewer or Viewer()
     if not role_allows(viewer.role, Permission.READ_MIGRATION):
         return HTMLResponse(
             "<!doctype html><title>Forbidden</title><p>The migration dashboard is for the"
@@ -80,9 +77,7 @@ async def migration_dashboard(request: Request) -> HTMLResponse:
         # The contract dropped the legacy columns while this service ran: a read-only
         # page is simply read again on the contracted layout.
         if not (
-            legacy
-            and migrations.is_missing_column(error)
-            and await services.adopt_contracted_layout()
+            legacy and layout.is_missing_column(error) and await services.adopt_contracted_layout()
         ):
             raise
         stages, reports = await _reports(services, viewer)

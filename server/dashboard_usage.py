@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from html import escape
-from typing import TYPE_CHECKING
 
 from appointments.field_usage_report import (
     DEFAULT_WINDOW_DAYS,
@@ -21,9 +20,7 @@ from appointments.field_usage_report import (
 )
 from schema.deprecated_fields import deprecated_fields
 from schema.schema import schema
-
-if TYPE_CHECKING:
-    from server.app import Services
+from server.services import Services
 
 RECENT_DAYS = 7
 HEADERS = (

@@ -6,7 +6,6 @@ import hmac
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,9 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from appointments.replicas import is_standby
 from server.metrics_endpoint import forget_dead_processes
-
-if TYPE_CHECKING:
-    from server.app import Services
+from server.services import Services
 
 logger = logging.getLogger("server")
 

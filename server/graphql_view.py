@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -27,10 +27,9 @@ from schema.schema import ClinicSchema
 from schema.trusted_documents import ManifestError, TrustedDocuments, load_trusted
 from server import graphiql
 from server.request_body import RequestRefusedError, check_content_encoding, decode_body
+from server.request_state import request_state
+from server.services import Services
 from server.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from server.app import Services
 
 logger = logging.getLogger("server")
 current_request: ContextVar[Request] = ContextVar("current_request")
@@ -107,7 +106,7 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         or validate, the variables do not coerce) is answered 400 with no ``data`` entry;
         under ``application/json`` (the default) every result is answered 200, as before."""
         processed = process_result(result)
-        sub_response = getattr(request.state, "sub_response", None)
+        sub_response = request_state(request).sub_response
         if sub_response is None or not accepts_graphql_response(request.headers.get("accept")):
             return processed
         sub_response.media_type = GRAPHQL_RESPONSE
@@ -195,16 +194,16 @@ class ClinicGraphQL(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         assert isinstance(request, Request), "subscriptions are not served"
+        state = request_state(request)
         if isinstance(response, Response):
-            request.state.sub_response = response
+            state.sub_response = response
         services: Services = request.app.state.services
-        viewer = getattr(request.state, "viewer", None) or Viewer()
-        return services.request_context(
+        return services.contexts.for_request(
             request,
             response if isinstance(response, Response) else None,
-            viewer,
-            getattr(request.state, "access", None),
-            getattr(request.state, "db", None),
+            state.viewer or Viewer(),
+            state.access,
+            state.db,
         )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from appointments.db import create_session_factory
-from appointments.layout import Layout
+from appointments.layout import Layout, legacy_columns_present
 from appointments.stages import contracted_stage
 from appointments.validation import ClinicReport, clinic_reports
 from flags.stages import StageResolver, Viewer
@@ -138,7 +138,7 @@ def _validate(settings: Settings, arguments: argparse.Namespace) -> int:
         source = open_flag_source(settings)
         try:
             async with command_engine(settings) as engine:
-                layout = Layout.of(await migrations.legacy_columns_present(engine))
+                layout = Layout.of(await legacy_columns_present(engine))
                 stages = StageResolver(
                     source, settings.default_stage, Viewer(), contracted_stage(layout)
                 )

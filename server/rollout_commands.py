@@ -28,10 +28,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import migrations
 from appointments.db import create_session_factory
 from appointments.errors import DomainError
-from appointments.layout import Layout
+from appointments.layout import Layout, legacy_columns_present
 from appointments.models import utcnow
 from appointments.rollout import audit
 from appointments.rollout.decisions import Decision, Verdict
@@ -149,7 +148,7 @@ def _pass(settings: Settings, arguments: argparse.Namespace, dry_run: bool) -> P
 
     async def one_pass() -> PassReport | None:
         async with command_engine(settings) as engine:
-            layout = Layout.of(await migrations.legacy_columns_present(engine))
+            layout = Layout.of(await legacy_columns_present(engine))
             sessions = create_session_factory(engine, layout)
             with open_stage_writer(settings) as writer:
                 if dry_run:

@@ -6,7 +6,7 @@ Wraps an app that ``server.auth.RequireViewer`` authenticates. One query per req
 (the user's role and clinics), whose ``Access`` the request's context then uses, or
 none while the process's ``ViewerCache`` knows the user and may be trusted (on
 PostgreSQL, while it listens for changes of users). The query opens the request's
-session (``scope["state"]["db"]``), which the rest of the request uses too: one
+session (``RequestState.db``, server/request_state.py), which the rest of the request uses too: one
 connection, one transaction, and a read-only one ends in a commit, which keeps the
 connection's prepared statements (a second session of its own would roll back, and
 psycopg forgets every prepared statement of a connection that rolls back). The
@@ -29,28 +29,29 @@ from appointments.replicas import READ_AFTER_HEADER, ReplicaSession, on_replica
 from appointments.viewer_cache import ViewerCache
 from flags.stages import Viewer
 from server.auth import DEMO_ADMIN
+from server.request_state import request_state
 
 logger = logging.getLogger("server.viewers")
 
 
 class RequireKnownUser:
     """401 unless the token's user exists, is active and has the claimed role; 503 when the
-    database cannot tell. Puts the viewer's ``Access`` in ``scope["state"]["access"]`` and
-    the request's session in ``scope["state"]["db"]``, and ends that session when the
+    database cannot tell. Puts the viewer's ``Access`` and the request's session in the
+    request's state (``request_state``), and ends that session when the
     request is answered (if nothing ended it before)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope.setdefault("state", {})
-        viewer: Viewer | None = state.get("viewer")
+        state = request_state(scope)
+        viewer = state.viewer
         if scope["type"] != "http" or viewer is None:
             await self.app(scope, receive, send)
             return
         if viewer is DEMO_ADMIN:
             assert DEMO_ADMIN.user_id is not None
-            state["access"] = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
+            state.access = role_access(UserRole.ADMIN, uuid.UUID(DEMO_ADMIN.user_id))
             await self.app(scope, receive, send)
             return
         services = scope["app"].state.services
@@ -91,8 +92,9 @@ class RequireKnownUser:
             refused = _refusal(401, "invalid or expired credentials", "UNAUTHENTICATED")
             await refused(scope, receive, send)
             return
-        scope["state"]["access"] = access
-        scope["state"]["db"] = db
+        state = request_state(scope)
+        state.access = access
+        state.db = db
         await self.app(scope, receive, send)
 
 

@@ -53,9 +53,10 @@ from appointments.models import (
 )
 from appointments.stages import Stage
 from flags.document import build_document, write_document
-from server.app import Services, create_app
+from server.app import create_app
 from server.auth import mint_token
 from server.cli import main
+from server.services import Services
 from server.settings import Settings
 from tests.replication import ClusterStartError, ReplicatedCluster, start_cluster, stop_cluster
 
