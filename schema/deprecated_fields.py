@@ -177,12 +177,17 @@ class DeprecatedFieldUsage(SchemaExtension):
             # Strawberry's own extensions reach graphql-core's schema this way too.
             schema = execution.schema._schema
             found = self.selections.of(schema, document, execution.query, execution.operation_name)
-            if found.fields:
-                headers = context.request.headers
-                context.usage.record(
-                    headers.get(CLIENT_NAME_HEADER),
-                    headers.get(CLIENT_VERSION_HEADER),
-                    found.fields,
-                    found.operation,
-                )
+            record_deprecated_usage(context, found)
         yield
+
+
+def record_deprecated_usage(context: RequestContext, found: DeprecatedSelection) -> None:
+    """Count the operation once per deprecated field it selects, for the request's client."""
+    if found.fields and context.usage is not None:
+        headers = context.request.headers
+        context.usage.record(
+            headers.get(CLIENT_NAME_HEADER),
+            headers.get(CLIENT_VERSION_HEADER),
+            found.fields,
+            found.operation,
+        )

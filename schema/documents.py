@@ -22,7 +22,7 @@ DOCUMENTS = 256
 DOCUMENT_CHARACTERS = 200_000
 
 ParseKey = tuple[str, tuple[tuple[str, Any], ...]]
-ValidationKey = tuple[GraphQLSchema, DocumentNode, tuple[type[ASTValidationRule], ...], bool]
+ValidationKey = tuple[GraphQLSchema, str, tuple[type[ASTValidationRule], ...], bool]
 
 parsed: BoundedCache[ParseKey, DocumentNode] = BoundedCache(DOCUMENTS, DOCUMENT_CHARACTERS)
 validated: BoundedCache[ValidationKey, list[GraphQLError]] = BoundedCache(
@@ -61,13 +61,15 @@ def cached_validation(
         list[GraphQLError],
     ],
     schema: GraphQLSchema,
+    query: str,
     document: DocumentNode,
     rules: tuple[type[ASTValidationRule], ...],
     hide_suggestions: bool,
 ) -> list[GraphQLError]:
-    """``validate``'s answer, from ``validated`` when the same document was validated with
-    the same rules before."""
-    key = (schema, document, rules, hide_suggestions)
+    """``validate``'s answer for ``document``, parsed from ``query``, from ``validated`` when
+    the same text was validated with the same rules before. The key is the text, not the
+    document: a document hashes its whole tree on every lookup, a string once."""
+    key = (schema, query, rules, hide_suggestions)
     errors = validated.get(key)
     if errors is None:
         errors = validate(schema, document, rules, hide_suggestions)

@@ -41,26 +41,38 @@ class MigrationExtension(SchemaExtension):
             if isinstance(context, RequestContext):
                 await context.close()
         result = self.execution_context.result
-        if (
-            isinstance(context, RequestContext)
-            and isinstance(result, ExecutionResult)
-            and result.errors
-            and context.legacy_columns
-        ):
-            await _answer_the_contract(context, result)
+        if isinstance(context, RequestContext) and isinstance(result, ExecutionResult):
+            result.errors = await answer_the_contract(context, result.errors)
 
     def get_results(self) -> dict[str, Any]:
         context = self.execution_context.context
         if not isinstance(context, RequestContext):
             return {}
-        results: dict[str, Any] = {"migration": context.migration_summary()}
-        if isinstance(context.db, ReplicaSession) and context.db.write_position is not None:
-            results["readAfter"] = context.db.write_position
-        return results
+        return request_extensions(context)
 
 
-async def _answer_the_contract(context: RequestContext, result: ExecutionResult) -> None:
-    """Errors of a request the contract caught become retryable, and the service switches.
+async def finish_request(context: RequestContext, errors: list[GraphQLError]) -> list[GraphQLError]:
+    """What ``MigrationExtension`` does once a query's fields are resolved, for an
+    operation run without graphql-core: the context closed, then the errors answered
+    as ``answer_the_contract`` says."""
+    await context.close()
+    return await answer_the_contract(context, errors) or []
+
+
+def request_extensions(context: RequestContext) -> dict[str, Any]:
+    """The response's ``extensions``: the stages served (``migration``), and after a
+    write with replicas the position to read after (``readAfter``)."""
+    results: dict[str, Any] = {"migration": context.migration_summary()}
+    if isinstance(context.db, ReplicaSession) and context.db.write_position is not None:
+        results["readAfter"] = context.db.write_position
+    return results
+
+
+async def answer_the_contract(
+    context: RequestContext, errors: list[GraphQLError] | None
+) -> list[GraphQLError] | None:
+    """``errors`` as the response gives them: those the contract caught are retryable,
+    and the service switches.
 
     A request that started on the legacy layout and failed on a missing column asks
     the service to check the schema (``RequestContext.layout_changed``). When the
@@ -71,13 +83,14 @@ async def _answer_the_contract(context: RequestContext, result: ExecutionResult)
     layout. It is not retried here, as other fields of a mutation may have written.
     Any other error, or a missing column while the legacy columns exist, is left as it is.
     """
-    assert result.errors is not None
-    caught = [layout.is_missing_column(error.original_error) for error in result.errors]
+    if not errors or not context.legacy_columns:
+        return errors
+    caught = [layout.is_missing_column(error.original_error) for error in errors]
     if not any(caught) or context.layout_changed is None or not await context.layout_changed():
-        return
-    result.errors = [
+        return errors
+    return [
         _retryable(error) if is_caught else error
-        for error, is_caught in zip(result.errors, caught, strict=True)
+        for error, is_caught in zip(errors, caught, strict=True)
     ]
 
 

@@ -63,7 +63,10 @@ class MigrationMismatch:
     @strawberry.field(graphql_type=Appointment)
     async def appointment(self, info: ContextInfo) -> orjson.Fragment | None:
         return await read_model.appointment_by_id(
-            info.context, info._raw_info, self.row.appointment_id, self.row.clinic_id
+            info.context,
+            read_model.selection_below(info._raw_info, "Appointment"),
+            self.row.appointment_id,
+            self.row.clinic_id,
         )
 
 

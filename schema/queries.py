@@ -144,13 +144,20 @@ def _members(node: type[Node[RowT]], list_members: ListMembers[RowT], descriptio
 
 @strawberry.type
 class Query:
-    @strawberry.field(graphql_type=Appointment | None)
+    @strawberry.field(
+        graphql_type=Appointment | None,
+        metadata={read_model.ROOT_READ: read_model.read_appointment},
+    )
     async def appointment(self, info: ContextInfo, id: strawberry.ID) -> orjson.Fragment | None:
-        return await read_model.appointment_by_id(info.context, info._raw_info, _parse(id, "id"))
+        raw = info._raw_info
+        return await read_model.read_appointment(
+            info.context, lambda: read_model.selection_below(raw, "Appointment"), id=id
+        )
 
     @strawberry.field(
         description="Appointments ordered by start time, then id",
         graphql_type=Connection[Appointment],
+        metadata={read_model.ROOT_READ: read_model.read_appointments},
     )
     async def appointments(
         self,
@@ -159,13 +166,14 @@ class Query:
         first: PageSize = None,
         after: str | None = None,
     ) -> orjson.Fragment:
-        try:
-            where = (filter or AppointmentFilterInput()).to_filter()
-            return await read_model.appointment_list(
-                info.context, info._raw_info, where, first, after
-            )
-        except DomainError as error:
-            raise query_error(error) from None
+        raw = info._raw_info
+        return await read_model.read_appointments(
+            info.context,
+            lambda: read_model.selection_below(raw, "AppointmentConnection"),
+            filter=filter,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field
     async def clinic(self, info: ContextInfo, id: strawberry.ID) -> Clinic | None:

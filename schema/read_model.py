@@ -1,14 +1,19 @@
 """Appointment fields answered by the read model: the selection below the field,
 collected from the operation, and the JSON the database built, spliced in as it is.
 
-A resolver returns an ``orjson.Fragment`` (the field's JSON); the executor takes
-it without completing it (``schema.execution.ReleasingExecutor``), and the
-response encoder copies its bytes.
+Each root field's read (``read_appointment``, ``read_appointments``) takes the
+request's context, the selection below the field and the field's arguments as
+Strawberry converts them. Both executors call it: a compiled operation
+(schema/plans.py) with the selection its plan collected once, graphql-core through
+the field's resolver. It returns an ``orjson.Fragment`` (the field's JSON); the
+graphql-core executor takes it without completing it
+(``schema.execution.ReleasingExecutor``), and the response encoder copies its bytes.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,7 +26,16 @@ from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
 from appointments.read_model.runner import ServedPage
 from appointments.read_model.sources import SelectedField, Selection, TypeName
 from schema.context import RequestContext
+from schema.errors import parse_id, query_error
+from schema.inputs import AppointmentFilterInput
 from schema.selection import UnsupportedSelectionError, catalog, collect
+
+ROOT_READ = "clinic.root_read"
+"""Metadata of a ``Query`` field answered by one of the reads below: the read itself,
+which a compiled operation calls with the field's converted arguments."""
+
+PlannedSelection = Callable[[], Selection]
+"""The selection below a root field: the plan's, collected once, or collected on call."""
 
 
 def selection_below(info: GraphQLResolveInfo[Any], type_name: str) -> Selection:
@@ -29,21 +43,48 @@ def selection_below(info: GraphQLResolveInfo[Any], type_name: str) -> Selection:
     return collect(info.field_nodes, type_name, info.fragments, variables, catalog(info.schema))
 
 
+async def read_appointment(
+    context: RequestContext, selection: PlannedSelection, *, id: str
+) -> orjson.Fragment | None:
+    """``Query.appointment``: the appointment's JSON, or None when the viewer cannot see it."""
+    try:
+        appointment_id = parse_id(id, "id")
+    except DomainError as error:
+        raise query_error(error) from None
+    return await appointment_by_id(context, selection(), appointment_id)
+
+
+async def read_appointments(
+    context: RequestContext,
+    selection: PlannedSelection,
+    *,
+    filter: AppointmentFilterInput | None = None,
+    first: int | None = None,
+    after: str | None = None,
+) -> orjson.Fragment:
+    """``Query.appointments``: the connection's JSON (a typed query error for bad input)."""
+    try:
+        where = (filter or AppointmentFilterInput()).to_filter()
+        try:
+            connection = selection()
+        except UnsupportedSelectionError as error:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT, f"appointments cannot be read with {error}"
+            ) from None
+        return await appointment_list(context, connection, where, first, after)
+    except DomainError as error:
+        raise query_error(error) from None
+
+
 async def appointment_list(
     context: RequestContext,
-    info: GraphQLResolveInfo[Any],
+    connection: Selection,
     where: AppointmentFilter,
     first: int | None,
     after: str | None,
 ) -> orjson.Fragment:
     """The connection's JSON: one page, read once for each distinct node selection (one,
     unless aliases of ``edges`` select different fields of the node)."""
-    try:
-        connection = selection_below(info, "AppointmentConnection")
-    except UnsupportedSelectionError as error:
-        raise DomainError(
-            ErrorCode.INVALID_INPUT, f"appointments cannot be read with {error}"
-        ) from None
     nodes = {
         node.children
         for edges in connection
@@ -65,11 +106,10 @@ async def appointment_list(
 
 async def appointment_by_id(
     context: RequestContext,
-    info: GraphQLResolveInfo[Any],
+    selection: Selection,
     appointment_id: uuid.UUID,
     clinic_id: uuid.UUID | None = None,
 ) -> orjson.Fragment | None:
-    selection = selection_below(info, "Appointment")
     access = await context.access()
     reads = context.reads
     node = await context.db.run(

@@ -23,26 +23,25 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.utils.logging import StrawberryLogger
 
 from appointments.replicas import is_read_only_error
+from schema.context import RequestContext
 from schema.deprecated_fields import DeprecatedFieldUsage, DeprecatedSelections
-from schema.documents import (
-    DOCUMENT_CHARACTERS,
-    DOCUMENTS,
-    BoundedParserCache,
-    cached_parse,
-    cached_validation,
-)
+from schema.documents import DOCUMENT_CHARACTERS, DOCUMENTS, BoundedParserCache
 from schema.execution import ReleasingExecutor
 from schema.extensions import DATABASE_READ_ONLY, READ_ONLY_MESSAGE, MigrationExtension
 from schema.mutations import Mutation
 from schema.operations import OneOperationSchema
+from schema.planned_execution import coerce_variables, run_plan
+from schema.plans import OperationPlans
 from schema.queries import Query
 from schema.request_id import request_id
 from schema.scalars import SCALAR_OVERRIDES
-from schema.suggestions import SuggestionlessValidation, suggestions_hidden, validate_document
+from schema.suggestions import SuggestionlessValidation
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +50,9 @@ class QueryLimits:
     max_aliases: int = 15
     max_tokens: int = 2000
     introspection: bool = True
+    compiled_operations: bool = True
+    """Whether operations the read model answers whole run without graphql-core
+    (schema/plans.py); off, graphql-core executes every operation."""
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -65,24 +67,35 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=_is_unexpected)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        current = request_id.get()
-        if is_read_only_error(error.original_error):
-            return GraphQLError(
-                message=READ_ONLY_MESSAGE,
-                nodes=error.nodes,
-                source=error.source,
-                positions=error.positions,
-                path=error.path,
-                extensions={"code": DATABASE_READ_ONLY, "retryable": True, "requestId": current},
-            )
+        return anonymised(error)
+
+
+def masked(error: GraphQLError) -> GraphQLError:
+    """The error as the response gives it: unchanged, or anonymised when unexpected."""
+    return anonymised(error) if _is_unexpected(error) else error
+
+
+def anonymised(error: GraphQLError) -> GraphQLError:
+    """An unexpected error as the client sees it: read-only, or one generic message
+    naming the request id."""
+    current = request_id.get()
+    if is_read_only_error(error.original_error):
         return GraphQLError(
-            message=f"Internal error; quote request id {current} when reporting it.",
+            message=READ_ONLY_MESSAGE,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL_ERROR", "requestId": current},
+            extensions={"code": DATABASE_READ_ONLY, "retryable": True, "requestId": current},
         )
+    return GraphQLError(
+        message=f"Internal error; quote request id {current} when reporting it.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_ERROR", "requestId": current},
+    )
 
 
 def _is_unexpected(error: GraphQLError) -> bool:
@@ -100,24 +113,49 @@ class ClinicSchema(OneOperationSchema):
 
     parse_options: Mapping[str, Any] = MappingProxyType({})
     validation_rules: tuple[type[ASTValidationRule], ...] = tuple(specified_rules)
+    plans: OperationPlans
 
     def prepare(self, documents: Iterable[str]) -> None:
-        """Parse and validate ``documents`` into the caches a request uses, so that their
-        first request costs what later ones do. Documents that do not parse are skipped
-        (their requests are answered with the error)."""
-        hide_suggestions = suggestions_hidden(self._schema)
-        for text in documents:
-            try:
-                document = cached_parse(text, self.parse_options)
-            except GraphQLError:
-                continue
-            cached_validation(
-                validate_document,
-                self._schema,
-                document,
-                self.validation_rules,
-                hide_suggestions,
-            )
+        """Plan ``documents``' operations (parsed, validated, compiled: schema/plans.py),
+        so that their first request costs what later ones do. Documents that do not parse
+        or validate are skipped (their requests are answered with the errors)."""
+        self.plans.prepare(documents)
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """The request's result: a compiled operation's from its plan
+        (schema/planned_execution.py), any other from Strawberry and graphql-core."""
+        plan = self.plans.plan(query, operation_name) if query else None
+        allowed = allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES
+        if (
+            plan is not None
+            and plan.reads is not None
+            and isinstance(context_value, RequestContext)
+            and OperationType.QUERY in allowed
+        ):
+            variables = coerce_variables(self, plan, variable_values)
+            if variables is not None:
+                return await run_plan(self, plan, plan.reads, variables, context_value)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+
+    def mask_error(self, error: GraphQLError) -> GraphQLError:
+        return masked(error)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -178,6 +216,15 @@ def build_schema(limits: QueryLimits | None = None) -> ClinicSchema:
     )
     built.parse_options = MappingProxyType({"max_tokens": limits.max_tokens})
     built.validation_rules = rules
+    built.plans = OperationPlans(
+        built._schema,
+        built.parse_options,
+        rules,
+        selections,
+        compile_reads=limits.compiled_operations,
+        max_entries=DOCUMENTS,
+        max_characters=DOCUMENT_CHARACTERS,
+    )
     return built
 
 

@@ -9,7 +9,7 @@ Strawberry passes it to neither, so with ``disable_field_suggestions`` set:
 
 - ``SuggestionlessValidation`` validates the document itself with ``hide_suggestions``
   (with Strawberry's two extra rules, and cached as Strawberry's ``ValidationCache``
-  caches: keyed by schema, document and rule classes, within the bounds of
+  caches: keyed by schema, document text and rule classes, within the bounds of
   schema/documents.py; it replaces that extension);
 - ``SuggestionlessExecutor`` is the executor's base class and builds every execution
   with ``hide_suggestions``, so coercing variables suggests nothing either.
@@ -62,6 +62,7 @@ class SuggestionlessValidation(SchemaExtension):
         context.pre_execution_errors = cached_validation(
             validate_document,
             graphql_schema,
+            context.query or "",
             context.graphql_document,
             context.validation_rules,
             suggestions_hidden(graphql_schema),

@@ -299,7 +299,10 @@ class AppointmentSuccess:
             if id(self.row) in context.replayed:
                 return await read_model.appointment_snapshot(context, info._raw_info, self.row)
             return await read_model.appointment_by_id(
-                context, info._raw_info, self.row.id, self.row.clinic_id
+                context,
+                read_model.selection_below(info._raw_info, "Appointment"),
+                self.row.id,
+                self.row.clinic_id,
             )
         except Exception:
             # The write has committed: a bare INTERNAL_ERROR would make a client that

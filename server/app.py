@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
         introspection=settings.introspection,
+        compiled_operations=settings.compiled_operations,
     )
     graphql = ClinicGraphQL.for_settings(settings, build_schema(limits))
     routes = [

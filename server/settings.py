@@ -57,6 +57,7 @@ class Settings:
     max_query_depth: int = 12
     max_aliases: int = 15
     max_tokens: int = 2000
+    compiled_operations: bool = True
     max_body_bytes: int = 100_000
     max_header_bytes: int = 16_384
     max_header_field_bytes: int = 8_192
@@ -168,6 +169,9 @@ class Settings:
             max_query_depth=_integer(env, "CLINIC_MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_aliases=_integer(env, "CLINIC_MAX_ALIASES", defaults.max_aliases),
             max_tokens=_integer(env, "CLINIC_MAX_TOKENS", defaults.max_tokens),
+            compiled_operations=_flag(
+                env, "CLINIC_COMPILED_OPERATIONS", defaults.compiled_operations
+            ),
             max_body_bytes=_integer(env, "CLINIC_MAX_BODY_BYTES", defaults.max_body_bytes),
             max_header_bytes=_integer(env, "CLINIC_MAX_HEADER_BYTES", defaults.max_header_bytes),
             max_header_field_bytes=_integer(
