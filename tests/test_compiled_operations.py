@@ -176,7 +176,7 @@ async def test_errors_and_fallbacks_answer_as_graphql_core(
         too_many = await both.same(LIST, {"first": 1000})
         assert too_many["data"] is None
         both_fail = await both.same(
-            "query Two { a: appointment(id: \"x\") { id } b: appointments(first: -1) { edges"
+            'query Two { a: appointment(id: "x") { id } b: appointments(first: -1) { edges'
             " { cursor } } }"
         )
         assert both_fail["data"] is None
