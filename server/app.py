@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if settings.graphiql:
         routes.append(Route(f"{graphiql.ASSET_PATH}/{{name}}", graphiql.serve_asset))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
@@ -104,3 +104,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
     )
+    app.state.authenticator = authenticator
+    return app

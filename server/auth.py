@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appointments.bounded_cache import BoundedCache
 from appointments.models import UserRole
 from appointments.seed import demo_id
 from flags.stages import Viewer
@@ -34,6 +36,9 @@ DEMO_ADMIN = Viewer(user_id=str(demo_id("user", 0)), role=UserRole.ADMIN.value)
 # What a 401 says (messages, not credentials).
 NO_TOKEN = "authentication required: send 'Authorization: Bearer <token>'"  # noqa: S105
 TOKEN_REJECTED = "invalid or expired credentials"  # noqa: S105
+
+LEEWAY_SECONDS = 0
+"""Tolerance on the time claims, as PyJWT's ``leeway``: none (the issuer's clock is trusted)."""
 
 
 class AuthenticationError(Exception):
@@ -51,8 +56,83 @@ class AuthenticationError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a token that passed every check says: its viewer, and the claims whose
+    verdict changes with time (``exp``, and ``nbf`` and ``iat`` when present, as the
+    whole seconds PyJWT compares)."""
+
+    viewer: Viewer
+    expires: int
+    not_before: int | None
+    issued: int | None
+
+    @classmethod
+    def of(cls, viewer: Viewer, claims: dict[str, Any]) -> VerifiedToken:
+        """From claims PyJWT accepted (so each time claim present converts with ``int``)."""
+        nbf, iat = claims.get("nbf"), claims.get("iat")
+        return cls(
+            viewer,
+            int(claims["exp"]),
+            None if nbf is None else int(nbf),
+            None if iat is None else int(iat),
+        )
+
+    def refusal(self, now: float) -> str | None:
+        """PyJWT's message refusing the token at ``now`` (its checks, order and
+        ``LEEWAY_SECONDS``), or None while it would accept it."""
+        if self.issued is not None and self.issued > now + LEEWAY_SECONDS:
+            return "The token is not yet valid (iat)"
+        if self.not_before is not None and self.not_before > now + LEEWAY_SECONDS:
+            return "The token is not yet valid (nbf)"
+        if self.expires <= now - LEEWAY_SECONDS:
+            return "Signature has expired"
+        return None
+
+
+class VerifiedTokens:
+    """The last ``capacity`` tokens that passed every check, by their exact text.
+
+    A client sends the same token on every request until it expires; verifying it
+    (the signature above all) each time costs more than the rest of a cheap request's
+    authentication. A token kept here is not verified again: its signature, issuer,
+    audience, subject and role cannot change meaning while the key and the settings
+    are those of the process, so only its time claims are checked on each use,
+    against ``clock`` (the wall clock, as PyJWT reads it). A token refused at use is
+    dropped. Only verified tokens are kept, so garbage sent by anyone costs a
+    verification each time and takes no room.
+    """
+
+    def __init__(self, capacity: int, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._kept: BoundedCache[str, VerifiedToken] = BoundedCache(capacity, capacity)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def viewer(self, token: str) -> Viewer | None:
+        """The viewer of a kept token, None when it is not kept; ``AuthenticationError``
+        when it is kept but its time claims refuse it now."""
+        kept = self._kept.get(token)
+        if kept is None:
+            return None
+        refusal = kept.refusal(self.clock())
+        if refusal is not None:
+            self._kept.discard(token)
+            raise AuthenticationError(TOKEN_REJECTED, f"token rejected: {refusal}")
+        return kept.viewer
+
+    def keep(self, token: str, verified: VerifiedToken) -> None:
+        """Keep a token that passed every check (the least recently used goes when full)."""
+        self._kept.put(token, verified, 1)
+
+
+@dataclass(frozen=True, slots=True)
 class Authenticator:
+    """Who a request's credentials name; one per app. ``verified`` keeps tokens
+    already verified (``CLINIC_TOKEN_CACHE_SIZE``; None when it is 0)."""
+
     settings: Settings
+    verified: VerifiedTokens | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -62,7 +142,8 @@ class Authenticator:
                 "DEV MODE: anonymous requests from this machine act as the demo admin;"
                 " set CLINIC_PRODUCTION=true to require tokens"
             )
-        return cls(settings)
+        size = settings.token_cache_size
+        return cls(settings, VerifiedTokens(size) if size > 0 else None)
 
     def viewer(self, scope: Scope) -> Viewer:
         header = Headers(scope=scope).get("authorization")
@@ -73,9 +154,17 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthenticationError(NO_TOKEN, "the Authorization header is not a bearer token")
-        return self._decode(token.strip())
+        token = token.strip()
+        if self.verified is None:
+            return self._decode(token).viewer
+        viewer = self.verified.viewer(token)
+        if viewer is None:
+            checked = self._decode(token)
+            self.verified.keep(token, checked)
+            viewer = checked.viewer
+        return viewer
 
-    def _decode(self, token: str) -> Viewer:
+    def _decode(self, token: str) -> VerifiedToken:
         key, algorithm = self._key()
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -84,6 +173,7 @@ class Authenticator:
                 algorithms=[algorithm],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
+                leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except jwt.PyJWTError as error:
@@ -95,7 +185,7 @@ class Authenticator:
             user_id = str(uuid.UUID(str(claims["sub"])))
         except ValueError:
             raise AuthenticationError(TOKEN_REJECTED, "token subject is not a user id") from None
-        return Viewer(user_id=user_id, role=role)
+        return VerifiedToken.of(Viewer(user_id=user_id, role=role), claims)
 
     def _key(self) -> tuple[str, str]:
         if self.settings.jwt_public_key is not None:

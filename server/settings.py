@@ -78,6 +78,7 @@ class Settings:
     persisted_documents_max: int = PERSISTED_DOCUMENTS_MAX
     trusted_documents: Path | None = None
     health_flush_seconds: int = 30
+    token_cache_size: int = 10_000
     viewer_cache_size: int = 10_000
     viewer_listen_url: str | None = None
     viewer_listener_check_seconds: int = 10
@@ -219,6 +220,9 @@ class Settings:
             else None,
             health_flush_seconds=_integer(
                 env, "CLINIC_HEALTH_FLUSH_SECONDS", defaults.health_flush_seconds
+            ),
+            token_cache_size=_integer(
+                env, "CLINIC_TOKEN_CACHE_SIZE", defaults.token_cache_size, minimum=0
             ),
             viewer_cache_size=_integer(
                 env, "CLINIC_VIEWER_CACHE_SIZE", defaults.viewer_cache_size, minimum=0
