@@ -7,8 +7,9 @@ them. A request then binds its values and runs the SQL on the driver's side of i
 pooled connection (``appointments.read_connection``; psycopg's ``AsyncConnection``,
 aiosqlite's ``Connection``): none of SQLAlchemy's per-execution work (cache key,
 execution context, result wrapping). The connection's settings hold as for any
-statement on it: psycopg prepares after ``prepare_threshold`` executions (never when
-it is None), the ``statement_timeout`` applies. Listeners of
+statement on it, the ``statement_timeout`` applies; psycopg prepares the statement
+on its first execution on a connection (few statements, run again and again), never
+when the connection's ``prepare_threshold`` is None. Listeners of
 ``before_cursor_execute`` and ``after_cursor_execute`` see the statement as they see
 SQLAlchemy's, and a driver error is raised as SQLAlchemy raises it (a ``DBAPIError``,
 the connection invalidated when it is gone).
@@ -100,12 +101,18 @@ class DriverStatement:
         sql = self.sql
         if self.postgres:
             cursor = driver.cursor(binary=True)
+            # Its own few statements, run again and again: prepared at once, unless the
+            # connection never prepares (a threshold of None).
+            prepare = True if driver.prepare_threshold is not None else None
         else:
             cursor = await driver.cursor()
         try:
             if dispatch.before_cursor_execute:
                 dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, False)
-            await cursor.execute(sql, parameters)
+            if self.postgres:
+                await cursor.execute(sql, parameters, prepare=prepare)
+            else:
+                await cursor.execute(sql, parameters)
             rows: list[Any] = await cursor.fetchall()
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, False)
