@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, event, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,8 +24,10 @@ from sqlalchemy.orm import ORMExecuteState, Session, defer
 from appointments.layout import Layout
 from appointments.models import Appointment
 from appointments.policies import DEFAULT_DATABASE_URL, PSYCOPG_PREPARE_THRESHOLD
+from appointments.read_connection import ReadConnection, ReadConnections
 
 T = TypeVar("T")
+A = TypeVar("A")
 logger = logging.getLogger("appointments.db")
 
 __all__ = ["DEFAULT_DATABASE_URL", "PSYCOPG_PREPARE_THRESHOLD"]
@@ -121,13 +125,36 @@ def create_read_session_factory(
     """Sessions for a request's reads: on PostgreSQL in autocommit, so a read costs no
     ``BEGIN`` and ``COMMIT`` round trips (each statement sees what was committed before
     it; writes always run in sessions of ``create_session_factory``, in transactions of
-    their own). SQLite starts no transaction for a read anyway."""
-    if engine.dialect.name == "postgresql":
+    their own). SQLite starts no transaction for a read anyway. The factory also holds
+    where the read model's connections come from (``read_connections_of``), in
+    autocommit as well on PostgreSQL."""
+    postgres = engine.dialect.name == "postgresql"
+    connections = ReadConnections(engine, autocommit=postgres)
+    if postgres:
         engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return create_session_factory(engine, layout)
+    sessions = create_session_factory(engine, layout)
+    sessions.kw["info"][_READ_CONNECTIONS] = connections
+    return sessions
+
+
+_READ_CONNECTIONS = "read connections"
+
+
+def read_connections_of(sessions: async_sessionmaker[AsyncSession]) -> ReadConnections:
+    """Where the read model's connections come from for a request reading with
+    ``sessions``: the read session factory's (autocommit on PostgreSQL); for another
+    factory, its engine's pool, in transactions as its sessions are."""
+    found: ReadConnections | None = sessions.kw.get("info", {}).get(_READ_CONNECTIONS)
+    return found or ReadConnections(sessions.kw["bind"], autocommit=False)
 
 
 _LAYOUT = "layout"
+
+
+def layout_of_factory(sessions: async_sessionmaker[AsyncSession]) -> Layout:
+    """The layout the sessions of ``sessions`` see (``layout_of``)."""
+    layout: Layout = sessions.kw.get("info", {}).get(_LAYOUT, Layout.EXPANDED)
+    return layout
 
 
 def layout_of(session: AsyncSession) -> Layout:
@@ -173,11 +200,25 @@ def _note_write_statement(state: ORMExecuteState) -> None:
         state.session.info[_WROTE] = True
 
 
-class SerializedSession:
-    """One lazily opened session per request, used by one statement at a time.
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """What a read model operation runs with: the request's pooled ``connection``, checked
+    out without an ORM session, the ``layout`` of the database it reads, and ``session``,
+    the request's ORM session on that same connection, opened on first call (for the
+    rare statement the read model does not run on the driver)."""
 
-    DataLoaders of different relations dispatch in the same event-loop tick; an
-    ``AsyncSession`` must not run two statements at once, so they take turns.
+    connection: Connection
+    layout: Layout
+    session: Callable[[], Awaitable[AsyncSession]]
+
+
+class SerializedSession:
+    """A request's reads: one pooled connection, checked out on first use and used by one
+    operation at a time, and an ORM session on it, opened only when an operation needs
+    one (``run``); the read model's operations (``read``) run on the connection itself.
+
+    DataLoaders of different relations dispatch in the same event-loop tick; a
+    connection must not run two statements at once, so operations take turns.
 
     Each operation runs in a task of its own that the caller's cancellation does not
     reach: graphql-core cancels the other root fields when one fails in a way that
@@ -187,18 +228,29 @@ class SerializedSession:
 
     Operations are reads (writes run in transactions of their own): one that meets a
     dead connection (a restarted server, a terminated backend) runs once more on a
-    fresh session and connection, so the request does not fail for it. Not when the
+    fresh connection (and session), so the request does not fail for it. Not when the
     session wrote, and not twice: a second dead connection is the database's answer.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._connection: ReadConnection | None = None
         self._session: AsyncSession | None = None
+        self._reader: Reader | None = None
         self._lock = asyncio.Lock()
         self._running: set[asyncio.Task[Any]] = set()
 
     async def run(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        task = asyncio.create_task(self._run(operation))
+        """``operation``'s result, run with the request's ORM session."""
+        return await self._shielded(self._serialized(operation, self._open_session))
+
+    async def read(self, operation: Callable[[Reader], Awaitable[T]]) -> T:
+        """``operation``'s result, run on the request's connection (no ORM session unless
+        it asks for one)."""
+        return await self._shielded(self._serialized(operation, self._open_reader))
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.create_task(work)
         self._running.add(task)
         task.add_done_callback(self._finished)
         return await asyncio.shield(task)
@@ -208,49 +260,76 @@ class SerializedSession:
         if not task.cancelled():
             task.exception()  # retrieved: a caller cancelled meanwhile no longer will
 
-    async def _run(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _serialized(
+        self, operation: Callable[[A], Awaitable[T]], opened: Callable[[], Awaitable[A]]
+    ) -> T:
         async with self._lock:
-            if self._session is None:
-                self._session = self._sessions()
-            session = self._session
             try:
-                return await operation(session)
+                return await operation(await opened())
             except DBAPIError as error:
-                if not error.connection_invalidated or session.info.get(_WROTE):
+                session = self._session
+                wrote = session is not None and session.info.get(_WROTE)
+                if not error.connection_invalidated or wrote:
                     raise
                 logger.info("a read met a dead connection; running it again on a fresh one")
-            self._session = None
-            await session.close()
-            self._session = self._sessions()
-            return await operation(self._session)
+            await self._release(end_reads=False)
+            return await operation(await opened())
+
+    async def _open_connection(self) -> ReadConnection:
+        if self._connection is None:
+            self._connection = await read_connections_of(self._sessions).open()
+        return self._connection
+
+    async def _open_reader(self) -> Reader:
+        reader = self._reader
+        if reader is None:
+            connection = await self._open_connection()
+            layout = layout_of_factory(self._sessions)
+            reader = self._reader = Reader(connection.connection, layout, self._open_session)
+        return reader
+
+    async def _open_session(self) -> AsyncSession:
+        if self._session is None:
+            connection = await self._open_connection()
+            self._session = self._sessions(bind=connection.async_connection())
+        return self._session
 
     async def close(self) -> None:
-        """End the request's transaction and release the connection.
+        """End the request's reads and release the connection.
 
         A transaction that only read is committed, not rolled back: psycopg forgets
         every statement it prepared on a connection when that connection rolls back
         (it cannot tell what a rollback undid), so with rollbacks no statement of the
         service would ever stay prepared, and PostgreSQL would plan each one on every
         request. One that flushed or executed a write statement through the session,
-        has changes pending, or failed, is rolled back as before.
+        has changes pending, or failed, is rolled back as before. In autocommit (the
+        read session factory's, on PostgreSQL) there is no transaction to end.
         """
         if self._running:
             await asyncio.wait(set(self._running))
         async with self._lock:
-            session = self._session
-            if session is None:
-                return
-            self._session = None
-            transaction = session.get_transaction()
-            try:
-                if (
-                    transaction is not None
-                    and transaction.is_active
-                    and not session.info.get(_WROTE)
-                    and not (session.new or session.dirty or session.deleted)
-                ):
-                    await session.commit()
-            except Exception:
-                logger.warning("ending a read transaction failed; rolled back", exc_info=True)
-            finally:
-                await session.close()
+            await self._release(end_reads=True)
+
+    async def _release(self, end_reads: bool) -> None:
+        """Drop the session and the connection; with ``end_reads``, commit what only read
+        (``close``), else (a dead connection met) just let them go."""
+        session, connection = self._session, self._connection
+        self._session = self._connection = self._reader = None
+        wrote = False
+        try:
+            if session is not None:
+                wrote = bool(session.info.get(_WROTE)) or bool(
+                    session.new or session.dirty or session.deleted
+                )
+                transaction = session.get_transaction()
+                try:
+                    active = transaction is not None and transaction.is_active
+                    if end_reads and active and not wrote:
+                        await session.commit()
+                except Exception:
+                    logger.warning("ending a read transaction failed; rolled back", exc_info=True)
+                finally:
+                    await session.close()
+        finally:
+            if connection is not None:
+                await connection.release(commit=end_reads and not wrote)

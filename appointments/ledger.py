@@ -13,7 +13,7 @@ that is consistent, or whose differences are all open, writes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -37,6 +37,19 @@ from appointments.sides import Side
 from appointments.stages import Stage
 
 AUTO_FIX_ACTOR = "system"
+SessionSource = Callable[[], Awaitable[AsyncSession]]
+"""Gives a session to read through, opened when first asked for if need be."""
+
+
+def given(session: AsyncSession) -> SessionSource:
+    """``session`` as a ``SessionSource``."""
+
+    async def source() -> AsyncSession:
+        return session
+
+    return source
+
+
 MAX_COMMENT_LENGTH = 2000
 ENTRY_NAMESPACE = uuid.UUID("3b0c2f43-6f7e-4a53-9d2f-7f2b61f0c8e4")
 
@@ -100,11 +113,12 @@ class MismatchRecorder:
         """Forget the observations (their changes are written, or counted)."""
         self._observations.clear()
 
-    async def pending_writes(self, session: AsyncSession) -> LedgerWrites | None:
+    async def pending_writes(self, session: SessionSource) -> LedgerWrites | None:
         """What the observations change in the ledger (no write): the entries to record,
         the open ones found consistent again, and the differences seen again. The ledger
-        is read through ``session`` only for observations that do not know their entries.
-        None when nothing changes."""
+        is read through the session ``session`` gives, asked for only when observations
+        that do not know their entries found fields consistent. None when nothing
+        changes."""
         observations = list(self._observations.values())
         if not observations:
             return None
@@ -214,12 +228,12 @@ def _ledger_row(observation: Observation, difference: Difference, now: datetime)
     }
 
 
-async def _open_entries(session: AsyncSession, consistent: set[EntryKey]) -> list[EntryKey]:
+async def _open_entries(session: SessionSource, consistent: set[EntryKey]) -> list[EntryKey]:
     """The open entries of (appointment, field) pairs now found consistent."""
     if not consistent:
         return []
     appointment_ids = {appointment_id for appointment_id, _ in consistent}
-    open_entries = await session.execute(
+    open_entries = await (await session()).execute(
         select(MigrationMismatch.appointment_id, MigrationMismatch.field)
         .where(MigrationMismatch.appointment_id.in_(appointment_ids))
         .where(MigrationMismatch.status == MismatchStatus.OPEN.value)

@@ -87,7 +87,9 @@ async def measure(url: str, executions: int) -> dict[str, dict[str, list[float]]
                     return [tuple(row) for row in found.all()]
 
                 async def via_driver(driver: Any = driver, values: Any = values) -> list[Any]:
-                    return [tuple(row) for row in await driver.run(connection, values)]
+                    return [
+                        tuple(row) for row in await driver.run(connection.sync_connection, values)
+                    ]
 
                 if await via_sqlalchemy() != await via_driver():
                     raise RuntimeError(f"{label}: the two ways return different rows")

@@ -22,7 +22,7 @@ from appointments.idempotency import (
     IdempotentRequest,
     run_once,
 )
-from appointments.ledger import LedgerWrites, MismatchRecorder
+from appointments.ledger import LedgerWrites, MismatchRecorder, given
 from appointments.ledger_sightings import SEEN_AGAIN
 from appointments.read_model.runner import ReadModel
 from appointments.replicas import READ_AFTER_HEADER, on_replica
@@ -187,7 +187,7 @@ class RequestContext:
         read_apart = on_replica(self.db)
         try:
             if not read_apart:
-                writes = await self.db.run(recorder.pending_writes)
+                writes = await self.db.read(lambda reader: recorder.pending_writes(reader.session))
         except Exception:
             logger.warning(
                 "the request's read session failed; reading the ledger in its own transaction",
@@ -196,7 +196,7 @@ class RequestContext:
             read_apart = True
         if read_apart:
             async with self.sessions() as session, session.begin():
-                writes = await recorder.pending_writes(session)
+                writes = await recorder.pending_writes(given(session))
                 if writes is not None and writes.in_request:
                     await recorder.write(session, writes)
         elif writes is not None and writes.in_request:

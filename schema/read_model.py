@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLResolveInfo
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from appointments.db import Reader
 from appointments.errors import DomainError, ErrorCode
 from appointments.models import Appointment
 from appointments.queries import APPOINTMENT_ORDER, AppointmentFilter
@@ -97,10 +97,10 @@ async def appointment_list(
     pages: dict[Selection, ServedPage] = {}
     for node_selection in nodes:
 
-        async def read(session: AsyncSession, node: Selection = node_selection) -> ServedPage:
-            return await reads.page(session, node, access, where, first, after)
+        async def read(reader: Reader, node: Selection = node_selection) -> ServedPage:
+            return await reads.page(reader, node, access, where, first, after)
 
-        pages[node_selection] = await context.db.run(read)
+        pages[node_selection] = await context.db.read(read)
     return orjson.Fragment(orjson.dumps(_connection(connection, pages)))
 
 
@@ -112,8 +112,8 @@ async def appointment_by_id(
 ) -> orjson.Fragment | None:
     access = await context.access()
     reads = context.reads
-    node = await context.db.run(
-        lambda s: reads.one(s, selection, access, appointment_id, clinic_id)
+    node = await context.db.read(
+        lambda reader: reads.one(reader, selection, access, appointment_id, clinic_id)
     )
     return None if node is None else orjson.Fragment(node)
 
@@ -125,7 +125,7 @@ async def appointment_snapshot(
     selection = selection_below(info, "Appointment")
     access = await context.access()
     reads = context.reads
-    node = await context.db.run(lambda s: reads.snapshot(s, selection, access, row))
+    node = await context.db.read(lambda reader: reads.snapshot(reader, selection, access, row))
     return None if node is None else orjson.Fragment(node)
 
 

@@ -1,6 +1,6 @@
 """The read model's statements run on the driver's own connection, and the connection's
-settings still hold for them: psycopg's prepare threshold (prepared once reached, never
-when off) and the statement timeout (a read cut off fails cleanly, the next one is
+settings still hold for them: psycopg's prepare threshold (prepared at once, never when
+off) and the statement timeout (a read cut off fails cleanly, the next one is
 served)."""
 
 from __future__ import annotations
@@ -35,21 +35,25 @@ async def prepared_reads(services: Any) -> list[str]:
         return [row[0] for row in found if "appointments" in row[0] and "clinic_id" in row[0]]
 
 
-@pytest.mark.parametrize(("threshold", "prepared"), [(1, True), (None, False)])
-async def test_read_statements_are_prepared_as_the_threshold_says(
+@pytest.mark.parametrize(("threshold", "reads", "prepared"), [(5, 1, True), (None, 6, False)])
+async def test_read_statements_are_prepared_at_once_unless_preparing_is_off(
     postgres_url: str,
     flags_file: Path,
     world: World,
     sessions: async_sessionmaker[AsyncSession],
     threshold: int | None,
+    reads: int,
     prepared: bool,
 ) -> None:
+    """A read model statement is prepared on its first execution, whatever the threshold
+    (psycopg's default is 5) says for other statements; with preparing off (a threshold
+    of None, for poolers that do not keep prepared statements), never."""
     async with sessions() as session, session.begin():
         await insert_appointment(session, world, 9, **consistent_links(world))
     settings = {"database_prepare_threshold": threshold, "database_pool_size": 1}
     async with open_api(postgres_url, flags_file, **settings) as api:
         answers = [
-            await api.data(READ_CLINIC, {"clinicId": str(world.clinic_a.id)}) for _ in range(3)
+            await api.data(READ_CLINIC, {"clinicId": str(world.clinic_a.id)}) for _ in range(reads)
         ]
         statements = await prepared_reads(api.services)
 

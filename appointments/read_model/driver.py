@@ -3,15 +3,16 @@
 SQLAlchemy compiles the statement once per shape (``DriverStatement.of``): its SQL
 for the dialect, its parameters in the order the driver takes them, and the type
 conversions of each parameter and result column, as SQLAlchemy itself applies
-them. A request then binds its values and runs the SQL on the session's pooled
-connection (psycopg's ``AsyncConnection``, aiosqlite's ``Connection``): none of
-SQLAlchemy's per-execution work (cache key, execution context, result
-wrapping). The connection's settings hold as for any statement on it: psycopg
-prepares after ``prepare_threshold`` executions (never when it is None), the
-``statement_timeout`` applies. Listeners of ``before_cursor_execute`` and
-``after_cursor_execute`` see the statement as they see SQLAlchemy's, and a driver
-error is raised as SQLAlchemy raises it (a ``DBAPIError``, the connection
-invalidated when it is gone).
+them. A request then binds its values and runs the SQL on the driver's side of its
+pooled connection (``appointments.read_connection``; psycopg's ``AsyncConnection``,
+aiosqlite's ``Connection``): none of SQLAlchemy's per-execution work (cache key,
+execution context, result wrapping). The connection's settings hold as for any
+statement on it, the ``statement_timeout`` applies; psycopg prepares the statement
+on its first execution on a connection (few statements, run again and again), never
+when the connection's ``prepare_threshold`` is None. Listeners of
+``before_cursor_execute`` and ``after_cursor_execute`` see the statement as they see
+SQLAlchemy's, and a driver error is raised as SQLAlchemy raises it (a ``DBAPIError``,
+the connection invalidated when it is gone).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import greenlet_spawn
 
 Processor = Callable[[Any], Any]
 _REQUIRED = object()
@@ -91,24 +92,32 @@ class DriverStatement:
             return [value for _, value in bound]
         return dict(bound)
 
-    async def run(self, connection: AsyncConnection, values: Mapping[str, Any]) -> list[Any]:
-        """The statement's rows (tuples, converted as SQLAlchemy converts them)."""
+    async def run(self, connection: Connection, values: Mapping[str, Any]) -> list[Any]:
+        """The statement's rows (tuples, converted as SQLAlchemy converts them), run on
+        ``connection``'s driver connection (checked out: its ``connection`` is there)."""
         parameters = self.bind(values)
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        sync = connection.sync_connection
-        assert sync is not None
-        dispatch = sync.dispatch
-        cursor = driver.cursor(binary=True) if self.postgres else await driver.cursor()
+        driver: Any = connection.connection.driver_connection
+        dispatch = connection.dispatch
+        sql = self.sql
+        if self.postgres:
+            cursor = driver.cursor(binary=True)
+            # Its own few statements, run again and again: prepared at once, unless the
+            # connection never prepares (a threshold of None).
+            prepare = True if driver.prepare_threshold is not None else None
+        else:
+            cursor = await driver.cursor()
         try:
             if dispatch.before_cursor_execute:
-                dispatch.before_cursor_execute(sync, cursor, self.sql, parameters, None, False)
-            await cursor.execute(self.sql, parameters)
+                dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, False)
+            if self.postgres:
+                await cursor.execute(sql, parameters, prepare=prepare)
+            else:
+                await cursor.execute(sql, parameters)
             rows: list[Any] = await cursor.fetchall()
             if dispatch.after_cursor_execute:
-                dispatch.after_cursor_execute(sync, cursor, self.sql, parameters, None, False)
-        except sync.dialect.loaded_dbapi.Error as error:
-            await _raise_as_sqlalchemy(connection, driver, self.sql, parameters, error)
+                dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, False)
+        except connection.dialect.loaded_dbapi.Error as error:
+            await _raise_as_sqlalchemy(connection, driver, sql, parameters, error)
         finally:
             await cursor.close()
         if self.results:
@@ -123,12 +132,12 @@ class DriverStatement:
 
 
 async def _raise_as_sqlalchemy(
-    connection: AsyncConnection, driver: Any, sql: str, parameters: Any, error: Exception
+    connection: Connection, driver: Any, sql: str, parameters: Any, error: Exception
 ) -> None:
     dialect = connection.dialect
     gone = dialect.is_disconnect(error, driver, None)  # type: ignore[arg-type]
     if gone:
-        await connection.invalidate(error)
+        await greenlet_spawn(connection.invalidate, error)
     wrapped = DBAPIError.instance(
         sql,
         parameters,

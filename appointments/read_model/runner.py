@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
 from appointments.bounded_cache import BoundedCache
-from appointments.db import layout_of
+from appointments.db import Reader
 from appointments.events import MigrationEventLog
 from appointments.layout import Layout
 from appointments.ledger import MismatchRecorder
@@ -152,7 +153,7 @@ class ReadModel:
 
     async def page(
         self,
-        session: AsyncSession,
+        reader: Reader,
         selection: Selection,
         access: Access,
         where: AppointmentFilter,
@@ -164,22 +165,26 @@ class ReadModel:
             if not access.sees(where.clinic_id):
                 return ServedPage([], False)  # nothing to read, and no stage to reveal
             stages = {where.clinic_id: self._stage_for(where.clinic_id)}
-            served = await self._serve(session, selection, access, source, stages, size)
+            served = await self._serve(reader, selection, access, source, stages, size)
             return ServedPage(served[:size], len(served) > size)
         visible = access.visible_clinics
-        clinics = visible if visible is not None else await clinic_directory.ids(session)
+        if visible is None:
+            clinics = await clinic_directory.ids(await reader.session())
+        else:
+            clinics = visible
         if len(clinics) > STAGED_CLINICS:
-            located = select(rows.from_clause(source.key, layout_of(session)).c.clinic_id)
+            located = select(rows.from_clause(source.key, reader.layout).c.clinic_id)
+            session = await reader.session()
             clinics = frozenset((await session.scalars(located, source.parameters)).all())
         stages = {clinic: self._stage_for.peek(clinic) for clinic in clinics}
-        served = await self._serve(session, selection, access, source, stages, size, True)
+        served = await self._serve(reader, selection, access, source, stages, size, True)
         for clinic in {row.clinic_id for row in served[:size]}:
             self._stage_for(clinic)  # reported: the response shows rows of it
         return ServedPage(served[:size], len(served) > size)
 
     async def one(
         self,
-        session: AsyncSession,
+        reader: Reader,
         selection: Selection,
         access: Access,
         appointment_id: uuid.UUID,
@@ -191,19 +196,22 @@ class ReadModel:
         if clinic_id is None:
             remembered = known_clinics.get(appointment_id)
             if remembered is not None:
-                found = await self._one_in(session, selection, access, appointment_id, remembered)
+                found = await self._one_in(reader, selection, access, appointment_id, remembered)
                 if found is not None:
                     return found
                 # Nothing remembered is taken on trust: learn the clinic again.
                 known_clinics.forget(appointment_id)
-            clinic_id = await session.scalar(_CLINIC_OF, {"appointment_id": appointment_id})
-            if clinic_id is None:
+            clinics = await _clinic_of(reader.connection.dialect).run(
+                reader.connection, {"appointment_id": appointment_id}
+            )
+            if not clinics:
                 return None
-        return await self._one_in(session, selection, access, appointment_id, clinic_id)
+            clinic_id = clinics[0][0]
+        return await self._one_in(reader, selection, access, appointment_id, clinic_id)
 
     async def _one_in(
         self,
-        session: AsyncSession,
+        reader: Reader,
         selection: Selection,
         access: Access,
         appointment_id: uuid.UUID,
@@ -213,22 +221,22 @@ class ReadModel:
             return None
         stages = {clinic_id: self._stage_for(clinic_id)}
         source = rows.by_id(appointment_id, clinic_id)
-        served = await self._serve(session, selection, access, source, stages)
+        served = await self._serve(reader, selection, access, source, stages)
         return served[0].node if served else None
 
     async def snapshot(
-        self, session: AsyncSession, selection: Selection, access: Access, row: Appointment
+        self, reader: Reader, selection: Selection, access: Access, row: Appointment
     ) -> str | None:
         """A stored appointment (an idempotent replay's) served as it was stored: its own
         columns from the snapshot, what it links to as the database has it now."""
-        source = rows.snapshot(row, layout_of(session))
+        source = rows.snapshot(row, reader.layout)
         stages = {row.clinic_id: self._stage_for(row.clinic_id)}
-        served = await self._serve(session, selection, access, source, stages)
+        served = await self._serve(reader, selection, access, source, stages)
         return served[0].node if served else None
 
     async def _serve(
         self,
-        session: AsyncSession,
+        reader: Reader,
         selection: Selection,
         access: Access,
         source: rows.RowSource,
@@ -248,9 +256,8 @@ class ReadModel:
         """
         if not stages and not across_clinics:
             return []
-        bind = session.bind
-        postgres = bind is not None and bind.dialect.name == "postgresql"
-        layout = layout_of(session)
+        postgres = reader.connection.dialect.name == "postgresql"
+        layout = reader.layout
         served_stages = (
             SERVED_ACROSS_CLINICS[layout] if across_clinics else tuple(sorted(set(stages.values())))
         )
@@ -265,13 +272,13 @@ class ReadModel:
         shape = _shape(key)
         compiled = shape.read
         started = time.perf_counter()
-        result = await self._run(session, shape, key, access, source, stages, served_stages)
+        result = await self._run(reader, shape, key, access, source, stages, served_stages)
         at = compiled.row
         missing = {row[at.clinic_id] for row in result} - stages.keys()
         if missing:
             clinic_directory.add(missing)
             stages = {**stages, **{clinic: self._stage_for.peek(clinic) for clinic in missing}}
-            result = await self._run(session, shape, key, access, source, stages, served_stages)
+            result = await self._run(reader, shape, key, access, source, stages, served_stages)
         bookkeeping.report(
             result if shown is None else result[:shown],
             compiled,
@@ -290,7 +297,7 @@ class ReadModel:
 
     async def _run(
         self,
-        session: AsyncSession,
+        reader: Reader,
         shape: Shape,
         key: ShapeKey,
         access: Access,
@@ -301,7 +308,7 @@ class ReadModel:
         parameters = {**source.parameters, **stage_parameters(stages, served_stages)}
         if access.clinics is not None:
             parameters["viewer_clinics"] = sorted(access.clinics)
-        connection = await session.connection()
+        connection = reader.connection
         driver = shape.driver
         if driver is None:
             driver = shape.driver = DriverStatement.of(shape.read.statement, connection.dialect)
@@ -311,6 +318,15 @@ class ReadModel:
 
 
 _CLINIC_OF = select(Appointment.clinic_id).where(Appointment.id == bindparam("appointment_id"))
+_clinic_of_by_dialect: dict[str, DriverStatement] = {}
+
+
+def _clinic_of(dialect: Dialect) -> DriverStatement:
+    """The statement that learns an appointment's clinic, for ``dialect``."""
+    found = _clinic_of_by_dialect.get(dialect.name)
+    if found is None:
+        found = _clinic_of_by_dialect[dialect.name] = DriverStatement.of(_CLINIC_OF, dialect)
+    return found
 
 
 @dataclass(slots=True)
