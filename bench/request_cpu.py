@@ -15,7 +15,8 @@ requests (read it with ``python -m pstats``).
 
 Shapes: ``one`` is ``appointment(id)`` with both field sets, ``list`` the hot list
 (100 rows, both field sets, ``bench.opcodes.HOT_QUERY``), ``typename`` is
-``{ __typename }``.
+``{ __typename }``, ``across`` the first 100 appointments of every clinic (no
+clinic filter), the other clinics in every stage in turn (``bench.graphql.set_stage``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from appointments.stages import Stage
 from bench.backfill import bench_admin
 from bench.graphql import Fixture, in_process_settings, load_fixture, set_stage
 from bench.opcodes import HOT_QUERY, quick_database
+from bench.shapes import ACROSS
 from server.app import create_app
 from server.auth import mint_token
 
@@ -60,7 +62,9 @@ def payload(shape: str, fixture: Fixture) -> dict[str, Any]:
         return {"query": HOT_QUERY, "variables": {"clinicId": fixture.clinic_id}}
     if shape == "typename":
         return {"query": "{ __typename }"}
-    raise SystemExit(f"unknown shape {shape!r}: one, list or typename")
+    if shape == "across":
+        return {"query": ACROSS, "variables": {"first": 100}}
+    raise SystemExit(f"unknown shape {shape!r}: one, list, across or typename")
 
 
 async def measure(
@@ -68,7 +72,7 @@ async def measure(
 ) -> None:
     flags = Path(tempfile.mkdtemp()) / "flags.json"
     settings = in_process_settings(url, flags, secrets.token_urlsafe(32))
-    set_stage(flags, fixture.clinic_id, Stage.SHADOW)
+    set_stage(flags, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics)
     token = mint_token(settings, await bench_admin(url), UserRole.ADMIN, hours=1)
     app = create_app(settings)
     async with (
