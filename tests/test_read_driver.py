@@ -6,13 +6,14 @@ served)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Integer, Select, bindparam, literal_column, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from appointments.read_model.driver import DriverStatement
 from tests.conftest import READ_CLINIC, World, consistent_links, insert_appointment, open_api
 
 
@@ -79,3 +80,33 @@ async def test_a_read_cut_off_by_the_statement_timeout_fails_cleanly_and_the_nex
     assert error["extensions"]["code"] == "INTERNAL_ERROR"
     assert "statement timeout" not in str(blocked)
     assert len(after["appointments"]["edges"]) == 1
+
+
+async def test_named_placeholders_become_postgresql_numbers_once_per_name(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL the statement is sent with ``$n`` placeholders (psycopg's raw cursor
+    converts nothing per execution): a name used twice is one number, ``%%`` is ``%``,
+    and the values bind in number order."""
+    engine = create_async_engine(postgres_url)
+    try:
+        first = bindparam("first", type_=Integer)
+        second = bindparam("second", type_=Integer)
+        statement = cast(
+            "Select[Any]",
+            select(
+                (first + second + first).label("total"), literal_column("'50%'").label("percent")
+            ),
+        )
+        compiled = DriverStatement.of(statement, engine.dialect)
+        assert "%(" not in compiled.sql
+        assert "$1" in compiled.sql
+        assert "$2" in compiled.sql
+        assert "$3" not in compiled.sql
+        async with engine.connect() as connection:
+            sync = connection.sync_connection
+            assert sync is not None
+            rows = await compiled.run(sync, {"first": 2, "second": 5})
+        assert [tuple(row) for row in rows] == [(9, "50%")]
+    finally:
+        await engine.dispose()

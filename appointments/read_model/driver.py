@@ -9,7 +9,11 @@ aiosqlite's ``Connection``): none of SQLAlchemy's per-execution work (cache key,
 execution context, result wrapping). The connection's settings hold as for any
 statement on it, the ``statement_timeout`` applies; psycopg prepares the statement
 on its first execution on a connection (few statements, run again and again), never
-when the connection's ``prepare_threshold`` is None. Listeners of
+when the connection's ``prepare_threshold`` is None. On PostgreSQL the SQL is
+rewritten once with PostgreSQL's own placeholders (``$1``) and run on psycopg's raw
+cursor, which sends it as it is: psycopg's ordinary cursor converts ``%(name)s``
+placeholders on every execution, and for a statement over 4,096 characters (a list
+across clinics) it does so without its cache. Listeners of
 ``before_cursor_execute`` and ``after_cursor_execute`` see the statement as they see
 SQLAlchemy's, and a driver error is raised as SQLAlchemy raises it (a ``DBAPIError``,
 the connection invalidated when it is gone).
@@ -17,10 +21,12 @@ the connection invalidated when it is gone).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncRawCursor
 from sqlalchemy import Select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +34,7 @@ from sqlalchemy.util import greenlet_spawn
 
 Processor = Callable[[Any], Any]
 _REQUIRED = object()
+_NAMED_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +51,8 @@ class DriverStatement:
 
     sql: str
     parameters: tuple[_Parameter, ...]
-    """In placeholder order (a parameter used twice is there twice, positional styles)."""
+    """In placeholder order (SQLite's ``?``: a parameter used twice is there twice;
+    PostgreSQL's ``$n``: once, at its number)."""
     positional: bool
     results: tuple[tuple[int, Processor], ...]
     """The result columns that need converting, and how."""
@@ -56,27 +64,29 @@ class DriverStatement:
         if "__[POSTCOMPILE_" in compiled.string:
             raise ValueError("a read statement's SQL must not change per execution")
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
-        order = compiled.positiontup if compiled.positional else list(by_name)
+        sql = compiled.string
+        postgres = dialect.name == "postgresql"
+        order: Sequence[str] = (
+            (compiled.positiontup or []) if compiled.positional else list(by_name)
+        )
+        positional = compiled.positional
+        if postgres and not positional:
+            sql, order = _numbered(sql)
+            positional = True
         parameters = tuple(
             _Parameter(
                 name,
                 _REQUIRED if by_name[name].required else by_name[name].effective_value,
                 by_name[name].type.dialect_impl(dialect).bind_processor(dialect),
             )
-            for name in order or ()
+            for name in order
         )
         results = tuple(
             (n, processor)
             for n, column in enumerate(statement.selected_columns)
             if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
         )
-        return cls(
-            compiled.string,
-            parameters,
-            compiled.positional,
-            results,
-            dialect.name == "postgresql",
-        )
+        return cls(sql, parameters, positional, results, postgres)
 
     def bind(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The request's ``values`` as the driver takes them (a missing one raises)."""
@@ -100,7 +110,7 @@ class DriverStatement:
         dispatch = connection.dispatch
         sql = self.sql
         if self.postgres:
-            cursor = driver.cursor(binary=True)
+            cursor = AsyncRawCursor(driver)
             # Its own few statements, run again and again: prepared at once, unless the
             # connection never prepares (a threshold of None).
             prepare = True if driver.prepare_threshold is not None else None
@@ -110,7 +120,7 @@ class DriverStatement:
             if dispatch.before_cursor_execute:
                 dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, False)
             if self.postgres:
-                await cursor.execute(sql, parameters, prepare=prepare)
+                await cursor.execute(sql, parameters, prepare=prepare, binary=True)
             else:
                 await cursor.execute(sql, parameters)
             rows: list[Any] = await cursor.fetchall()
@@ -129,6 +139,20 @@ class DriverStatement:
         for n, processor in self.results:
             values[n] = processor(values[n])
         return values
+
+
+def _numbered(sql: str) -> tuple[str, list[str]]:
+    """``sql`` with each ``%(name)s`` made ``$n`` (a name used twice keeps its number) and
+    ``%%`` made ``%``; and the names in number order."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        return f"${numbers.setdefault(name, len(numbers) + 1)}"
+
+    return _NAMED_PLACEHOLDER.sub(number, sql), list(numbers)
 
 
 async def _raise_as_sqlalchemy(
