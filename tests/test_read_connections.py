@@ -64,6 +64,23 @@ async def test_a_request_that_only_reads_the_read_model_makes_no_orm_session(
     assert api.statements.count > statements, "listeners see the read model's statements"
 
 
+async def test_a_list_across_clinics_makes_no_orm_session_once_it_knows_the_clinics(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An admin's list without a clinic filter sends every clinic's stage; the clinics'
+    ids are read once per process, and later lists open no ORM session for them."""
+    async with sessions() as session, session.begin():
+        await insert_appointment(session, world, 9, **consistent_links(world))
+    across = "{ appointments(first: 5) { edges { node { id } } } }"
+    await api.data(across)
+    counted = count_sessions(api)
+
+    data = await api.data(across)
+
+    assert len(data["appointments"]["edges"]) == 1
+    assert counted.made == 0
+
+
 async def test_a_request_reading_through_the_orm_too_uses_one_connection(
     api: Api, world: World
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,9 +107,10 @@ class ClinicDirectory:
     def __init__(self) -> None:
         self._ids: frozenset[uuid.UUID] | None = None
 
-    async def ids(self, session: AsyncSession) -> frozenset[uuid.UUID]:
+    async def ids(self, session: Callable[[], Awaitable[AsyncSession]]) -> frozenset[uuid.UUID]:
+        """Every clinic's id; read through the ``session`` it opens only the first time."""
         if self._ids is None:
-            self._ids = frozenset((await session.scalars(select(Clinic.id))).all())
+            self._ids = frozenset((await (await session()).scalars(select(Clinic.id))).all())
         return self._ids
 
     def add(self, clinic_ids: set[uuid.UUID]) -> None:
@@ -169,7 +170,7 @@ class ReadModel:
             return ServedPage(served[:size], len(served) > size)
         visible = access.visible_clinics
         if visible is None:
-            clinics = await clinic_directory.ids(await reader.session())
+            clinics = await clinic_directory.ids(reader.session)
         else:
             clinics = visible
         if len(clinics) > STAGED_CLINICS:
