@@ -51,13 +51,21 @@ def sampler(ratio: float) -> Sampler:
 
 @dataclass(slots=True)
 class _Counts:
-    """What one read's rows add to the metrics, the read tally and the ledger."""
+    """What one read's rows add to the metrics, the read tally and the ledger.
 
-    reads: Counter[tuple[Stage, str, Origin, str]] = field(default_factory=Counter)
-    by_clinic: Counter[tuple[uuid.UUID, str]] = field(default_factory=Counter)
+    Counted per row with plain keys (the side's name, whether the new origin served,
+    the clinic's id as an integer): an enum's ``name`` and ``value`` and a UUID's hash
+    are Python-level calls, too many for every side of every row. ``_publish`` turns
+    the keys into stages' origins and clinics' UUIDs once per read.
+    """
+
+    reads: Counter[tuple[Stage, str, bool, str]] = field(default_factory=Counter)
+    """(stage, side's name, new origin, outcome) -> sides."""
+    by_clinic: Counter[tuple[int, bool]] = field(default_factory=Counter)
+    """(clinic id as an integer, new origin) -> sides."""
+    clinics: dict[int, uuid.UUID] = field(default_factory=dict)
     comparisons: Counter[tuple[Stage, str]] = field(default_factory=Counter)
     observations: list[tuple[ObservationKey, Observation]] = field(default_factory=list)
-    origins: set[Origin] = field(default_factory=set)
 
 
 def report(
@@ -75,10 +83,15 @@ def report(
     # Most reads serve one stage: then no row needs its clinic's looked up.
     served_stages = set(stages.values())
     only_stage = next(iter(served_stages)) if len(served_stages) == 1 else None
+    compared_in = {stage: policy_for(stage).compared for stage in served_stages}
     for values in rows:
         clinic_id = values[columns.clinic_id]
-        row = _Row(values, values[columns.id], clinic_id, only_stage or stages[clinic_id])
-        compared = policy_for(row.stage).compared
+        clinic_key = clinic_id.int
+        counts.clinics[clinic_key] = clinic_id
+        row = _Row(
+            values, values[columns.id], clinic_id, clinic_key, only_stage or stages[clinic_id]
+        )
+        compared = compared_in[row.stage]
         recorded = compared and sampled(row.appointment_id)
         entries = None if columns.entries is None else decoded(values[columns.entries])
         for side in compiled.sides:
@@ -97,20 +110,24 @@ class _Row(NamedTuple):
     values: Any
     appointment_id: uuid.UUID
     clinic_id: uuid.UUID
+    clinic_key: int
+    """``clinic_id.int``: hashed by C, where a UUID's hash is a Python call."""
     stage: Stage
 
 
 def _count_read(counts: _Counts, events: MigrationEventLog, row: _Row, side: SideColumns) -> None:
     """One side served: the origin it came from, and whether it fell back or was empty."""
-    appointment_id, clinic_id, stage = row.appointment_id, row.clinic_id, row.stage
-    fell_back = row.values[side.fell_back]
-    origin = Origin.NEW if row.values[side.new_origin] else Origin.LEGACY
-    counts.origins.add(origin)
-    outcome = "empty" if row.values[side.empty] else "fallback" if fell_back else "authoritative"
-    counts.reads[(stage, side.side.name, origin, outcome)] += 1
-    counts.by_clinic[(clinic_id, origin.value)] += 1
+    values = row.values
+    fell_back = values[side.fell_back]
+    new = bool(values[side.new_origin])
+    outcome = "empty" if values[side.empty] else "fallback" if fell_back else "authoritative"
+    counts.reads[(row.stage, side.name, new, outcome)] += 1
+    counts.by_clinic[(row.clinic_key, new)] += 1
     if fell_back:
-        events.publish(ReadFallback(side.side.name, appointment_id, clinic_id, stage, origin))
+        origin = Origin.NEW if new else Origin.LEGACY
+        events.publish(
+            ReadFallback(side.name, row.appointment_id, row.clinic_id, row.stage, origin)
+        )
 
 
 def _compare(
@@ -145,22 +162,30 @@ def _compare(
         events.counts["comparison_error"] += 1
         logger.exception(
             "comparison failed; the read is served unchanged",
-            extra={"appointment_id": str(appointment_id), "side": side.side.name},
+            extra={"appointment_id": str(appointment_id), "side": side.name},
         )
         return
     counts.comparisons[(stage, "inconsistent" if differences else "consistent")] += 1
-    counts.observations.append(((appointment_id.int, side.side.name), observation))
+    counts.observations.append(((appointment_id.int, side.name), observation))
 
 
 def _publish(counts: _Counts, seconds: float) -> None:
-    READ_TALLY.add(counts.by_clinic)
-    for (stage, side_name, origin, outcome), count in counts.reads.items():
-        metrics.READS.labels(stage.value, side_name, origin.value, outcome).inc(count)
+    origins = {True: Origin.NEW, False: Origin.LEGACY}
+    READ_TALLY.add(
+        Counter(
+            {
+                (counts.clinics[clinic], origins[new].value): count
+                for (clinic, new), count in counts.by_clinic.items()
+            }
+        )
+    )
+    for (stage, side_name, new, outcome), count in counts.reads.items():
+        metrics.READS.labels(stage.value, side_name, origins[new].value, outcome).inc(count)
         RECENT.record("read", stage.value, count)
     for (stage, outcome), count in counts.comparisons.items():
         metrics.COMPARISONS.labels(stage.value, outcome).inc(count)
-    for origin in counts.origins:
-        metrics.ORIGIN_READ_SECONDS.labels(origin.value).observe(seconds)
+    for new in {new for (_, _, new, _) in counts.reads}:
+        metrics.ORIGIN_READ_SECONDS.labels(origins[new].value).observe(seconds)
 
 
 def _differences(row: Any, side: SideColumns, clinic_id: uuid.UUID) -> tuple[Difference, ...]:

@@ -102,6 +102,8 @@ class SideColumns(NamedTuple):
     legacy: int
     stored_person: int
     stored_clinic: int
+    name: str
+    """``side.name``, read for every row (an enum's ``name`` is a Python-level call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,11 @@ def compile_read(
         at["id"], at["clinic_id"], at["starts_at"], at["node"], at.get("entries")
     )
     side_columns = tuple(
-        SideColumns(side, **{name: at[f"{side.name}_{name}"] for name in SideColumns._fields[1:]})
+        SideColumns(
+            side,
+            **{name: at[f"{side.name}_{name}"] for name in SideColumns._fields[1:-1]},
+            name=side.name,
+        )
         for side in sides
     )
     return CompiledRead(statement, row_columns, side_columns)
