@@ -1433,8 +1433,17 @@ def report(
     return "\n".join(lines)
 
 
-SHAPE_TARGETS = {"list": 1.3, "day": 1.3, "single": 1.2, "across": 1.0, "typename": 1.5}
-"""Ours / PostGraphile req/s each kind of shape must reach (payloads have no target)."""
+SHAPE_TARGETS = {
+    "list": 1.2,
+    "day": 1.2,
+    "single": 1.2,
+    "across": 1.0,
+    "typename": 1.5,
+    "payload": 0.6,
+}
+"""Ours / PostGraphile req/s each kind of shape must reach in ``shadow``, where the shapes
+are measured (every row compared: lists 1.2; in ``legacy`` and ``complete`` lists are to
+reach 1.3)."""
 PER_ROW_SLOWER = 1.15
 """A list shape's time per row may be at most this times the hot list's."""
 
