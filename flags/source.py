@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,10 +28,21 @@ logger = logging.getLogger("flags")
 
 UNREACHABLE_URL = "http://127.0.0.1:9/unused-offline-mode"
 
+Evaluator = Callable[[dict[str, Any]], str | None]
+"""Evaluates one context as ``FlagSource.variant`` does, against the features the source
+held when the evaluator was made."""
+
 
 class FlagSource(Protocol):
     def variant(self, context: dict[str, Any]) -> str | None:
         """The enabled variant's name for this context, or None when the flag gives none."""
+        ...
+
+    def evaluator(self) -> Evaluator:
+        """``variant`` for a batch of contexts: the source is checked for new features once,
+        here (a flags file is stat-ed), not per context. A change made after this call may
+        be missed by the evaluator; the next call to ``evaluator`` or ``variant`` sees it.
+        Each evaluation may raise on its own, as ``variant`` may."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -78,11 +90,11 @@ def bootstrapped_client(app_name: str, features_json: str) -> UnleashClient:
 class LocalFileFlagSource:
     """The Unleash client bootstrapped from a client-features JSON file, no server.
 
-    The file's modification time and size are checked on every evaluation (one
-    ``stat``); when they change the file is validated and a fresh client (with a
-    fresh memo: a new revision) is bootstrapped from it, so a rewrite is served from
-    the next evaluation on. A file that fails validation is logged once and the
-    last good one stays in force.
+    The file's modification time and size are checked on every evaluation, or once
+    per batch through ``evaluator`` (one ``stat``); when they change the file is
+    validated and a fresh client (with a fresh memo: a new revision) is bootstrapped
+    from it, so a rewrite is served from the next evaluation (or batch) on. A file
+    that fails validation is logged once and the last good one stays in force.
     """
 
     def __init__(self, path: Path, app_name: str) -> None:
@@ -97,9 +109,14 @@ class LocalFileFlagSource:
         self._refresh()
 
     def variant(self, context: dict[str, Any]) -> str | None:
+        return self.evaluator()(context)
+
+    def evaluator(self) -> Evaluator:
+        """The memo of the file as of this check (one ``stat``), or no variant for any
+        context while no version of the file was ever loaded."""
         self._refresh()
         memo = self._memo
-        return None if memo is None else memo.variant(context)
+        return _no_variant if memo is None else memo.variant
 
     def describe(self) -> dict[str, Any]:
         """As of now (the file is checked first). ``reachable``: the file exists; ``loaded``:
@@ -162,3 +179,7 @@ class LocalFileFlagSource:
         metrics.FLAG_SOURCE_LOADED.set(1 if self._client is not None else 0)
         self._problem = problem
         logger.error(problem)
+
+
+def _no_variant(context: dict[str, Any]) -> str | None:
+    return None

@@ -30,7 +30,7 @@ from flags.document import (
     write_document,
 )
 from flags.pins import Strategy, claims
-from flags.source import bootstrapped_client
+from flags.source import Evaluator, bootstrapped_client
 from flags.stages import StageResolver, Viewer
 from flags.unleash_admin import FlagMissingError, UnleashAdmin
 
@@ -46,6 +46,9 @@ class _DocumentSource:
     def variant(self, context: dict[str, Any]) -> str | None:
         result = self._client.get_variant(FLAG_NAME, context)
         return str(result["name"]) if result.get("enabled") else None
+
+    def evaluator(self) -> Evaluator:
+        return self.variant
 
     def describe(self) -> dict[str, Any]:
         return {"source": "document", "loaded": True}

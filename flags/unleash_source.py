@@ -19,6 +19,7 @@ from UnleashClient.utils import InstanceAllowType
 from appointments import metrics
 from flags import FLAG_NAME
 from flags.memo import FlagMemo
+from flags.source import Evaluator
 
 logger = logging.getLogger("flags")
 
@@ -158,6 +159,11 @@ class UnleashServerFlagSource:
 
     def variant(self, context: dict[str, Any]) -> str | None:
         return self._memo.variant(context)
+
+    def evaluator(self) -> Evaluator:
+        """The memo itself: the SDK's poll feeds its engine in the background, so there is
+        nothing to check per batch, and each evaluation sees the features of the moment."""
+        return self._memo.variant
 
     def describe(self) -> dict[str, Any]:
         loaded = self._loaded()

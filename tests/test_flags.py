@@ -41,7 +41,7 @@ from flags.pins import (
     pinned_stages,
     stage_variant,
 )
-from flags.source import UNREACHABLE_URL, LocalFileFlagSource, MemoryCache
+from flags.source import UNREACHABLE_URL, Evaluator, LocalFileFlagSource, MemoryCache
 from flags.stages import StageResolver, Viewer
 from server.cli import main
 from tests.conftest import Api, World, set_stages, stored_appointment
@@ -126,6 +126,9 @@ class ServedDocumentSource:
     def variant(self, context: dict[str, Any]) -> str | None:
         result = self._client.get_variant(FLAG_NAME, context)
         return str(result["name"]) if result.get("enabled") else None
+
+    def evaluator(self) -> Evaluator:
+        return self.variant
 
     def describe(self) -> dict[str, Any]:
         return {"source": "served document"}

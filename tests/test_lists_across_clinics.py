@@ -4,8 +4,10 @@ list does."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,4 +200,38 @@ async def test_the_response_reports_the_stages_of_the_clinics_it_shows_only(
     assert shown == set(clinics[:3])
     assert body["extensions"]["migration"]["stages"] == {
         str(clinic): stages[clinic].value for clinic in clinics[:3]
+    }
+
+
+async def test_a_list_across_clinics_stats_the_flags_file_once_and_sees_it_change(
+    api: Api,
+    world: World,
+    flags_file: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clinics = await seed(sessions, world)
+    set_stages(flags_file, dict.fromkeys(clinics, Stage.LEGACY))
+    await api.data(ACROSS, {})  # the process has read the clinics
+    stat = os.stat
+    stats: list[object] = []
+
+    def counting_stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if target == flags_file:
+            stats.append(target)
+        return stat(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+
+    before = await api.data(ACROSS, {})
+    assert len(stats) == 1
+    set_stages(flags_file, dict.fromkeys(clinics, Stage.SHADOW))
+    after = await api.data(ACROSS, {})
+
+    assert len(stats) == 2
+    assert {edge["node"]["migration"]["stage"] for edge in before["appointments"]["edges"]} == {
+        Stage.LEGACY.name
+    }
+    assert {edge["node"]["migration"]["stage"] for edge in after["appointments"]["edges"]} == {
+        Stage.SHADOW.name
     }

@@ -92,6 +92,7 @@ def test_the_server_source_follows_the_server_and_survives_a_restart_during_an_o
     try:
         assert source.wait_for_fetch(FETCH_TIMEOUT)
         assert source.variant(context()) == "live"
+        assert source.evaluator()(context()) == "live"
         assert source.describe()["loaded"] is True
         assert TOKEN in api.authorizations
 
@@ -101,6 +102,7 @@ def test_the_server_source_follows_the_server_and_survives_a_restart_during_an_o
         assert source.wait_for_fetch(FETCH_TIMEOUT)
 
         assert source.variant(context()) == "complete"
+        assert source.evaluator()(context()) == "complete"
     finally:
         source.close()
     server.shutdown()
@@ -117,6 +119,7 @@ def test_with_no_server_and_no_cache_the_source_has_no_variant(tmp_path: Path) -
     source = open_source("http://127.0.0.1:1/api", tmp_path / "empty-cache")
     try:
         assert source.variant(context()) is None
+        assert source.evaluator()(context()) is None
         assert source.describe()["loaded"] is False
     finally:
         source.close()

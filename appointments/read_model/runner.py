@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +50,10 @@ class Stages(Protocol):
 
     def peek(self, clinic_id: uuid.UUID) -> Stage:
         """The clinic's stage, not reported (it may have no row in the response)."""
+        ...
+
+    def peek_all(self, clinic_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Stage]:
+        """``peek`` of each clinic, evaluated as one batch."""
         ...
 
 
@@ -177,7 +181,7 @@ class ReadModel:
             located = select(rows.from_clause(source.key, reader.layout).c.clinic_id)
             session = await reader.session()
             clinics = frozenset((await session.scalars(located, source.parameters)).all())
-        stages = {clinic: self._stage_for.peek(clinic) for clinic in clinics}
+        stages = self._stage_for.peek_all(clinics)
         served = await self._serve(reader, selection, access, source, stages, size, True)
         for clinic in {row.clinic_id for row in served[:size]}:
             self._stage_for(clinic)  # reported: the response shows rows of it
@@ -278,7 +282,7 @@ class ReadModel:
         missing = {row[at.clinic_id] for row in result} - stages.keys()
         if missing:
             clinic_directory.add(missing)
-            stages = {**stages, **{clinic: self._stage_for.peek(clinic) for clinic in missing}}
+            stages = {**stages, **self._stage_for.peek_all(missing)}
             result = await self._run(reader, shape, key, access, source, stages, served_stages)
         bookkeeping.report(
             result if shown is None else result[:shown],
