@@ -921,7 +921,14 @@ def explain_analyze_ms(url: str, statements: list[tuple[str, Any]]) -> tuple[flo
         for statement, parameters in statements:
             if not statement.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "WITH")):
                 continue
-            row = connection.execute(
+            # The read model's statements use PostgreSQL's own placeholders ($1): a raw
+            # cursor sends those as they are; the others use psycopg's (%(name)s).
+            cursor = (
+                psycopg.RawCursor(connection)
+                if isinstance(parameters, list | tuple)
+                else connection.cursor()
+            )
+            row = cursor.execute(
                 ("EXPLAIN (ANALYZE, FORMAT JSON) " + statement).encode(), parameters
             ).fetchone()
             assert row is not None
