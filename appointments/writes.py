@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from appointments.access import SYSTEM, Access, Permission
 from appointments.checks import check_time_range, clean_reason
+from appointments.clinic_directory import clinic_directory
 from appointments.db import layout_of
 from appointments.directory import LABELS, check_role
 from appointments.errors import DomainError, ErrorCode
@@ -30,7 +31,6 @@ from appointments.events import MigrationEventLog, PendingEvents, UnlinkedWrite
 from appointments.models import (
     Appointment,
     AppointmentStatus,
-    Clinic,
     ClinicDoctor,
     Patient,
     User,
@@ -93,7 +93,7 @@ async def create_appointment(
         access.require_in_clinic(Permission.BOOK, command.clinic_id, "clinicId", "clinic")
         check_time_range(command.starts_at, command.ends_at)
         reason = clean_reason(command.reason)
-        if await session.get(Clinic, command.clinic_id) is None:
+        if not await clinic_directory.exists(session, command.clinic_id):
             raise DomainError(ErrorCode.NOT_FOUND, "no clinic has this id", "clinicId")
         policy = policy_for(stage_for(command.clinic_id))
         meter.stage, meter.clinic_id = policy.stage, command.clinic_id

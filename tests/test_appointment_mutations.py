@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from appointments import directory
 from appointments.models import ClinicDoctor, ClinicPatient, Patient, User
 from appointments.stages import STAGE_POLICIES, Stage
 from tests.conftest import Api, World, set_stages, stored_appointment, table_snapshot
@@ -533,3 +535,35 @@ async def test_an_inactive_membership_cannot_be_booked(
     assert error_of(data["result"]) == ("MembershipError", "MEMBERSHIP_INACTIVE", field)
     assert data["result"]["membershipStage"] is None
     assert await table_snapshot(sessions) == before
+
+
+async def test_a_booking_checks_its_clinic_without_a_statement_once_the_clinics_are_known(
+    api: Api, world: World, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The clinics' ids are read once per process (``appointments.clinic_directory``): a
+    later booking in a known clinic reads no clinic; one in a clinic created since (by
+    another process) is found in the database; an unknown id is still NOT_FOUND."""
+    await book(api, world)
+    seen: list[str] = []
+    engine = api.services.engine.sync_engine
+    listener = lambda _c, _cur, sql, *_rest: seen.append(sql)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        await book(api, world)
+        async with sessions() as session, session.begin():
+            clinic = await directory.create_clinic(session, "Opened since")
+            await directory.add_clinic_doctor(session, clinic.id, world.doctor.id)
+            await directory.add_clinic_patient(session, clinic.id, world.patient.id)
+        created = await api.data(
+            CREATE_APPOINTMENT, {"input": appointment_input(world, {"clinicId": str(clinic.id)})}
+        )
+        missing = await api.data(
+            CREATE_APPOINTMENT, {"input": appointment_input(world, {"clinicId": str(uuid.uuid4())})}
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+    reads_of_clinics = [sql for sql in seen if "FROM clinics" in sql]
+    assert len(reads_of_clinics) == 2, "only the two bookings in clinics it did not know"
+    assert created["result"]["__typename"] == "AppointmentSuccess", created
+    assert error_of(missing["result"]) == ("NotFoundError", "NOT_FOUND", "clinicId")

@@ -14,21 +14,21 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from appointments.access import Access
 from appointments.bounded_cache import BoundedCache
+from appointments.clinic_directory import clinic_directory
 from appointments.db import Reader
 from appointments.events import MigrationEventLog
 from appointments.layout import Layout
 from appointments.ledger import MismatchRecorder
-from appointments.models import Appointment, Clinic
+from appointments.models import Appointment
 from appointments.queries import (
     AppointmentFilter,
 )
@@ -101,28 +101,6 @@ class KnownClinics:
 
 
 known_clinics = KnownClinics()
-
-
-class ClinicDirectory:
-    """The id of every clinic, read once per process (a list across clinics sends each
-    one's stage). A clinic is never deleted; one created since is added when a page
-    shows a row of it (``ReadModel._serve``)."""
-
-    def __init__(self) -> None:
-        self._ids: frozenset[uuid.UUID] | None = None
-
-    async def ids(self, session: Callable[[], Awaitable[AsyncSession]]) -> frozenset[uuid.UUID]:
-        """Every clinic's id; read through the ``session`` it opens only the first time."""
-        if self._ids is None:
-            self._ids = frozenset((await (await session()).scalars(select(Clinic.id))).all())
-        return self._ids
-
-    def add(self, clinic_ids: set[uuid.UUID]) -> None:
-        if self._ids is not None:
-            self._ids = self._ids | clinic_ids
-
-
-clinic_directory = ClinicDirectory()
 
 
 @dataclass(frozen=True, slots=True)
