@@ -13,7 +13,8 @@ the same for every version compared: run the old and the new code alternately an
 compare medians. ``--profile`` writes a cProfile of the last shape's counted
 requests (read it with ``python -m pstats``).
 
-Shapes: ``one`` is ``appointment(id)`` with both field sets, ``list`` the hot list
+Shapes: ``one`` is ``appointment(id)`` with both field sets (``bench.shapes.SINGLE``),
+``list`` the hot list
 (100 rows, both field sets, ``bench.opcodes.HOT_QUERY``), ``typename`` is
 ``{ __typename }``, ``across`` the first 100 appointments of every clinic (no
 clinic filter), the other clinics in every stage in turn (``bench.graphql.set_stage``).
@@ -37,27 +38,16 @@ from appointments.stages import Stage
 from bench.backfill import bench_admin
 from bench.graphql import Fixture, in_process_settings, load_fixture, set_stage
 from bench.opcodes import HOT_QUERY, quick_database
-from bench.shapes import ACROSS
+from bench.shapes import ACROSS, SINGLE
 from server.app import create_app
 from server.auth import mint_token
 
-ONE = """
-query One($id: ID!) {
-  appointment(id: $id) {
-    id startsAt status
-    doctor { name }
-    patient { fullName }
-    clinicDoctor { active user { name } }
-    clinicPatient { patient { fullName } }
-  }
-}
-"""
 WARM_UP = 50
 
 
 def payload(shape: str, fixture: Fixture) -> dict[str, Any]:
     if shape == "one":
-        return {"query": ONE, "variables": {"id": fixture.ids[0]}}
+        return {"query": SINGLE, "variables": {"id": fixture.ids[0]}}
     if shape == "list":
         return {"query": HOT_QUERY, "variables": {"clinicId": fixture.clinic_id}}
     if shape == "typename":
