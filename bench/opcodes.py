@@ -33,7 +33,7 @@ import sys
 import sysconfig
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,18 +122,16 @@ async def count_requests(
 
 
 @asynccontextmanager
-async def hot_list_app(
-    database_url: str, directory: Path, clinic_id: str, stage: Stage
-) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """The app started in process with the flags file serving ``stage`` to the clinic,
-    warmed up; yields a function sending the hot list query once (and checking the
-    answer and the stage served)."""
-    flags_file = directory / f"flags-{stage.value}.json"
+async def admin_client(
+    database_url: str, flags_file: Path, clinic_id: str, stage: Stage, others: Sequence[str] = ()
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started in process with the flags file serving ``stage`` to the clinic (and
+    ``others`` in mixed stages, ``bench.graphql.set_stage``), and a client sending an
+    admin's token to it."""
     settings = in_process_settings(database_url, flags_file, secrets.token_urlsafe(32))
-    set_stage(flags_file, clinic_id, stage)
+    set_stage(flags_file, clinic_id, stage, others)
     token = mint_token(settings, await bench_admin(database_url), UserRole.ADMIN, hours=1)
     app = create_app(settings)
-    payload = {"query": HOT_QUERY, "variables": {"clinicId": clinic_id}}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -142,6 +140,19 @@ async def hot_list_app(
             headers={"Authorization": f"Bearer {token}"},
         ) as client,
     ):
+        yield client
+
+
+@asynccontextmanager
+async def hot_list_app(
+    database_url: str, directory: Path, clinic_id: str, stage: Stage
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The app started in process with the flags file serving ``stage`` to the clinic,
+    warmed up; yields a function sending the hot list query once (and checking the
+    answer and the stage served)."""
+    flags_file = directory / f"flags-{stage.value}.json"
+    payload = {"query": HOT_QUERY, "variables": {"clinicId": clinic_id}}
+    async with admin_client(database_url, flags_file, clinic_id, stage) as client:
 
         async def ask() -> None:
             response = await client.post("/graphql", json=payload)

@@ -24,23 +24,17 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import secrets
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvloop
 
-from appointments.models import UserRole
 from appointments.stages import Stage
-from bench.backfill import bench_admin
-from bench.graphql import Fixture, in_process_settings, load_fixture, set_stage
-from bench.opcodes import HOT_QUERY, quick_database
+from bench.graphql import Fixture, load_fixture
+from bench.opcodes import HOT_QUERY, admin_client, quick_database
 from bench.shapes import ACROSS, SINGLE
-from server.app import create_app
-from server.auth import mint_token
 
 WARM_UP = 50
 
@@ -61,18 +55,9 @@ async def measure(
     url: str, fixture: Fixture, shapes: list[str], requests: int, profile: Path | None
 ) -> None:
     flags = Path(tempfile.mkdtemp()) / "flags.json"
-    settings = in_process_settings(url, flags, secrets.token_urlsafe(32))
-    set_stage(flags, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics)
-    token = mint_token(settings, await bench_admin(url), UserRole.ADMIN, hours=1)
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://bench",
-            headers={"Authorization": f"Bearer {token}"},
-        ) as client,
-    ):
+    async with admin_client(
+        url, flags, fixture.clinic_id, Stage.SHADOW, fixture.other_clinics
+    ) as client:
         for shape in shapes:
             body = payload(shape, fixture)
             for _ in range(WARM_UP):
